@@ -1,0 +1,1 @@
+//! Shared corpus builders for the benchmarks.

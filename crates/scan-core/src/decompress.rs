@@ -1,0 +1,293 @@
+//! The one place where compressed bytes become expanded bytes, and every byte that comes out
+//! is counted against the scan's limits. Raw stream decoders are banned everywhere else
+//! (`clippy.toml`, `disallowed-types`), so no code path can inflate without a cap.
+
+#![allow(clippy::disallowed_types)]
+
+use std::cell::Cell;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::filetype::FileType;
+use crate::limits::{Limit, Limits};
+
+/// The scan-wide budget: what all members of one scan have used so far.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    pub(crate) limits: Limits,
+    pub(crate) deadline: Instant,
+    pub(crate) expanded: Cell<u64>,
+    /// Size of the root object: all expansion together is also held to the ratio limit against
+    /// it, which is what stops nested bombs whose every single member looks harmless.
+    root_size: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: Limits, root_size: u64) -> Self {
+        let deadline = Instant::now() + limits.max_scan_time;
+        Budget {
+            limits,
+            deadline,
+            expanded: Cell::new(0),
+            root_size,
+        }
+    }
+
+    /// Whether `expanded` bytes from the whole root exceed the ratio limit.
+    pub(crate) fn overall_ratio_exceeded(&self, expanded: u64) -> bool {
+        expanded > self.limits.ratio_floor
+            && expanded / self.root_size.max(1) > self.limits.max_ratio
+    }
+
+    pub(crate) fn check_time(&self) -> Result<(), LimitHit> {
+        if Instant::now() > self.deadline {
+            Err(LimitHit(Limit::MaxScanTime))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A limit hit while reading, carried through `io::Error` so it survives any decoder between
+/// us and the caller.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct LimitHit(pub(crate) Limit);
+
+impl LimitHit {
+    /// Finds a limit hit inside an I/O error, however it was wrapped.
+    pub(crate) fn from_io(err: &io::Error) -> Option<Limit> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = err
+            .get_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(e) = source {
+            if let Some(hit) = e.downcast_ref::<LimitHit>() {
+                return Some(hit.0);
+            }
+            if let Some(io) = e.downcast_ref::<io::Error>()
+                && let Some(limit) = LimitHit::from_io(io)
+            {
+                return Some(limit);
+            }
+            source = e.source();
+        }
+        None
+    }
+}
+
+impl From<LimitHit> for io::Error {
+    fn from(hit: LimitHit) -> Self {
+        io::Error::other(hit)
+    }
+}
+
+/// Counts the compressed bytes a decoder pulls from beneath it, so the ratio of what comes
+/// out to what went in can be checked while decoding, not after.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Consumed(Rc<Cell<u64>>);
+
+impl Consumed {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// A reader (usually a cursor over the parent's bytes) that adds what it reads to a [`Consumed`].
+#[derive(Debug)]
+pub(crate) struct Counting<R> {
+    inner: R,
+    consumed: Consumed,
+}
+
+impl<R> Counting<R> {
+    pub(crate) fn new(inner: R) -> (Self, Consumed) {
+        let consumed = Consumed::default();
+        (
+            Counting {
+                inner,
+                consumed: consumed.clone(),
+            },
+            consumed,
+        )
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.0.set(self.consumed.0.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counting<R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// Wraps a member's decoded output and stops it, with the limit named, the moment it passes the
+/// member size, the scan-wide expanded bytes, the compression ratio or the time budget.
+pub(crate) struct Capped<'b, R> {
+    inner: R,
+    budget: &'b Budget,
+    consumed: Option<Consumed>,
+    consumed_at_start: u64,
+    produced: u64,
+    since_time_check: u64,
+}
+
+impl<'b, R: Read> Capped<'b, R> {
+    /// `consumed` counts the compressed input beneath `inner`; `None` for stored data, where
+    /// there is no ratio to check.
+    pub(crate) fn new(inner: R, budget: &'b Budget, consumed: Option<Consumed>) -> Self {
+        let consumed_at_start = consumed.as_ref().map_or(0, Consumed::get);
+        Capped {
+            inner,
+            budget,
+            consumed,
+            consumed_at_start,
+            produced: 0,
+            since_time_check: 0,
+        }
+    }
+
+    fn check(&mut self, n: u64) -> Result<(), LimitHit> {
+        let limits = &self.budget.limits;
+        self.produced += n;
+        if self.produced > limits.max_file_size {
+            return Err(LimitHit(Limit::MaxFileSize));
+        }
+        let expanded = self.budget.expanded.get() + n;
+        self.budget.expanded.set(expanded);
+        if expanded > limits.max_scan_size {
+            return Err(LimitHit(Limit::MaxScanSize));
+        }
+        if self.budget.overall_ratio_exceeded(expanded) {
+            return Err(LimitHit(Limit::MaxCompressionRatio));
+        }
+        if let Some(consumed) = &self.consumed
+            && self.produced > limits.ratio_floor
+        {
+            let input = consumed.get().saturating_sub(self.consumed_at_start).max(1);
+            if self.produced / input > limits.max_ratio {
+                return Err(LimitHit(Limit::MaxCompressionRatio));
+            }
+        }
+        self.since_time_check += n;
+        if self.since_time_check >= 4 << 20 {
+            self.since_time_check = 0;
+            self.budget.check_time()?;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Capped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.check(n as u64)?;
+        Ok(n)
+    }
+}
+
+/// A streaming decoder for a single-stream compression format.
+pub(crate) fn stream_decoder<'a, R: Read + 'a>(
+    format: FileType,
+    input: R,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match format {
+        FileType::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        FileType::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+        // Multi-stream xz (several concatenated streams) is valid and `xz -d` accepts it.
+        FileType::Xz => Box::new(lzma_rust2::XzReader::new(input, true)),
+        FileType::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(input)?;
+            // zstd's window size decides decoder memory; refuse frames that want more than
+            // 128 MiB (zstd's own default cap for untrusted input is similar).
+            decoder.window_log_max(27)?;
+            Box::new(decoder)
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a single-stream format", other.name()),
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn budget(limits: Limits) -> Budget {
+        Budget::new(limits, u64::MAX)
+    }
+
+    #[test]
+    fn member_size_limit_stops_reading() {
+        let b = budget(Limits {
+            max_file_size: 10,
+            ..Limits::default()
+        });
+        let mut capped = Capped::new(Cursor::new(vec![0u8; 100]), &b, None);
+        let err = io::copy(&mut capped, &mut io::sink()).expect_err("must stop");
+        assert_eq!(LimitHit::from_io(&err), Some(Limit::MaxFileSize));
+    }
+
+    #[test]
+    fn scan_wide_budget_is_shared_between_members() {
+        let b = budget(Limits {
+            max_scan_size: 150,
+            ..Limits::default()
+        });
+        let mut first = Capped::new(Cursor::new(vec![0u8; 100]), &b, None);
+        io::copy(&mut first, &mut io::sink()).expect("first member fits");
+        let mut second = Capped::new(Cursor::new(vec![0u8; 100]), &b, None);
+        let err = io::copy(&mut second, &mut io::sink()).expect_err("budget spent");
+        assert_eq!(LimitHit::from_io(&err), Some(Limit::MaxScanSize));
+    }
+
+    #[test]
+    fn ratio_is_checked_against_input_consumed_so_far() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&vec![0u8; 64 << 20]).expect("compress");
+        let gz = enc.finish().expect("finish");
+        let b = budget(Limits {
+            ratio_floor: 1 << 20,
+            max_ratio: 100,
+            ..Limits::default()
+        });
+        let (counting, consumed) = Counting::new(Cursor::new(gz));
+        let decoder = stream_decoder(FileType::Gzip, counting).expect("decoder");
+        let mut capped = Capped::new(decoder, &b, Some(consumed));
+        let err = io::copy(&mut capped, &mut io::sink()).expect_err("ratio");
+        assert_eq!(LimitHit::from_io(&err), Some(Limit::MaxCompressionRatio));
+        // It stopped early, long before the 64 MiB were produced.
+        assert!(b.expanded.get() < 16 << 20, "expanded {}", b.expanded.get());
+    }
+
+    #[test]
+    fn all_members_together_are_held_to_the_ratio_against_the_root() {
+        let limits = Limits {
+            ratio_floor: 1000,
+            max_ratio: 10,
+            ..Limits::default()
+        };
+        let b = Budget::new(limits, 200);
+        // Each member alone is 7.5x the 200-byte root; together they pass 10x.
+        for _ in 0..2 {
+            let mut member = Capped::new(Cursor::new(vec![0u8; 1500]), &b, None);
+            if let Err(err) = io::copy(&mut member, &mut io::sink()) {
+                assert_eq!(LimitHit::from_io(&err), Some(Limit::MaxCompressionRatio));
+                return;
+            }
+        }
+        panic!("the overall ratio was not enforced");
+    }
+}

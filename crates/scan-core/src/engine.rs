@@ -1,0 +1,90 @@
+//! The `Engine` trait: what every scanning engine (in-process rules, clamd, ICAP...) offers the
+//! scanner. scan-core defines it; implementations live downstream and scan-core never sees them.
+
+use async_trait::async_trait;
+
+use crate::filetype::FileType;
+
+/// Which objects of the expansion tree an engine wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only the root object (engines that unpack archives themselves, like clamd).
+    RootOnly,
+    /// The root and every expanded member.
+    EveryObject,
+}
+
+/// One object handed to an engine: the root or an expanded member.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanObject<'a> {
+    /// Path through the archive tree, members joined by `/`.
+    pub path: &'a str,
+    /// Nesting depth: 0 for the root.
+    pub depth: u32,
+    /// The bytes (in memory or memory-mapped; never copied for the engine).
+    pub data: &'a [u8],
+    /// What the content is.
+    pub file_type: FileType,
+    /// SHA-256 when already known (it is for the root), so engines need not hash again.
+    pub sha256: Option<&'a [u8; 32]>,
+}
+
+/// Something an engine found in an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The detection name, as the engine reports it.
+    pub name: String,
+}
+
+impl Finding {
+    /// A finding with this name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Finding { name: name.into() }
+    }
+}
+
+/// An engine could not give an answer for an object. The object then counts as not examined.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The engine (or the service behind it) could not be reached or went away.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+    /// The engine did not answer in time.
+    #[error("engine timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The engine answered, with an error or something we could not understand.
+    #[error("engine failed: {0}")]
+    Failed(String),
+    /// The object is one this engine cannot examine (too large for it, for example).
+    #[error("not examined: {0}")]
+    NotExamined(String),
+}
+
+/// A scanning engine.
+///
+/// `scan` may do CPU work synchronously: the [`Scanner`](crate::Scanner) always calls it from a
+/// blocking thread, so an in-process engine need not spawn one itself. Network engines await
+/// I/O as usual.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// A short, stable name used in reports (`yara`, `hashes`, `clamd`...).
+    fn name(&self) -> &str;
+
+    /// Which objects the engine wants.
+    fn scope(&self) -> Scope {
+        Scope::EveryObject
+    }
+
+    /// The largest object the engine can examine. Larger objects are not sent, and the report
+    /// says they were not examined by this engine.
+    fn max_object_size(&self) -> Option<u64> {
+        None
+    }
+
+    /// Examines one object.
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError>;
+
+    /// Whether the engine is ready; a short description (version, rule count) when it is.
+    async fn health(&self) -> Result<String, EngineError>;
+}

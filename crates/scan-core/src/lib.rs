@@ -1,0 +1,56 @@
+//! Verdict's scanning core: the verdict model, a streaming input pipeline, recursive expansion
+//! of archives under bomb limits, and the [`Engine`] trait that scanning engines implement.
+//!
+//! Every scan takes one road: bytes are read once (counted, hashed, spooled past a threshold),
+//! identified by content, expanded recursively through one capped decompression path, handed to
+//! every engine that wants each object, and merged into a [`Report`] whose [`Verdict`] is Clean
+//! only if every object was fully examined by every engine.
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use scan_core::{Engine, EngineError, Finding, ScanObject, Scanner, Verdict};
+//!
+//! /// Flags any object containing the word "malicious".
+//! struct Words;
+//!
+//! #[async_trait]
+//! impl Engine for Words {
+//!     fn name(&self) -> &str { "words" }
+//!     async fn scan(&self, o: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+//!         let hit = o.data.windows(9).any(|w| w == b"malicious");
+//!         Ok(if hit { vec![Finding::new("Test.Word")] } else { vec![] })
+//!     }
+//!     async fn health(&self) -> Result<String, EngineError> { Ok("ready".into()) }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let scanner = Scanner::builder().engine(Words).build()?;
+//! let report = scanner.scan_reader("note.txt", &b"a malicious note"[..]).await?;
+//! assert_eq!(report.verdict, Verdict::Infected);
+//! assert_eq!(report.detections[0].path, "note.txt");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod decompress;
+mod engine;
+mod error;
+mod expand;
+pub mod filetype;
+mod input;
+mod limits;
+mod scanner;
+mod verdict;
+
+pub use engine::{Engine, EngineError, Finding, ScanObject, Scope};
+pub use error::InputError;
+pub use filetype::FileType;
+pub use input::{ObjectData, ScanInput, SpoolConfig};
+pub use limits::{Limit, Limits};
+pub use scanner::{ConfigError, Scanner, ScannerBuilder};
+pub use verdict::{
+    AsyncScanResult, AsyncStatus, DetectedInfection, Detection, EngineSummary, Problem, Reason,
+    Report, SyncScanResponse, Timings, Verdict,
+};
+#[cfg(feature = "test-support")]
+pub mod testing;

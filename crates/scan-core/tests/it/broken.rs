@@ -1,0 +1,132 @@
+//! Damaged, truncated, encrypted and unsupported input: never clean, always with a reason,
+//! never a panic; and what can still be read is still scanned.
+
+use scan_core::testing::{self, eicar};
+use scan_core::{Reason, Report, Verdict};
+
+use crate::testutil::{assert_no_spool_files, paths, scan, scanner};
+
+fn assert_reason(report: &Report, reason: Reason) {
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(
+        report.problems.iter().any(|p| p.reason == reason),
+        "{:?}",
+        report.problems
+    );
+    assert!(report.error_message().is_some_and(|m| !m.is_empty()));
+    assert_eq!(
+        serde_json::to_value(report.to_async_result()).unwrap()["status"],
+        "no"
+    );
+}
+
+#[tokio::test]
+async fn truncated_and_garbled_archives_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let text = b"some text that compresses ".repeat(5000);
+    let zip = testing::zip(&[("a.txt", &text)]);
+    let tar = testing::tar(&[("a.txt", &text)]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("cut.zip", zip[..zip.len() / 2].to_vec()),
+        (
+            "magic-only.zip",
+            b"PK\x03\x04 not really a zip at all".to_vec(),
+        ),
+        ("cut.gz", {
+            let gz = testing::gzip(&text);
+            gz[..gz.len() / 2].to_vec()
+        }),
+        ("cut.xz", {
+            let xz = testing::xz(&text);
+            xz[..xz.len() / 2].to_vec()
+        }),
+        ("cut.bz2", {
+            let bz = testing::bzip2(&text);
+            bz[..bz.len() / 2].to_vec()
+        }),
+        ("cut.zst", {
+            let z = testing::zstd(&text);
+            z[..z.len() / 2].to_vec()
+        }),
+        ("cut.7z", {
+            let s = testing::sevenz(&[("a.txt", &text)], None);
+            s[..s.len() / 2].to_vec()
+        }),
+        ("cut.tar", tar[..700].to_vec()),
+        ("flipped.zip", {
+            let mut z = zip.clone();
+            let mid = z.len() / 3;
+            z[mid] ^= 0xff;
+            z[mid + 1] ^= 0xff;
+            z
+        }),
+    ];
+    for (name, bytes) in cases {
+        let report = scan(&scanner, name, bytes).await;
+        assert_reason(&report, Reason::Corrupt);
+    }
+    assert_no_spool_files(dir.path());
+}
+
+#[tokio::test]
+async fn a_truncated_stream_still_yields_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut payload = eicar();
+    payload.extend(b"padding that will be cut off ".repeat(4000));
+    let gz = testing::gzip(&payload);
+    let report = scan(
+        &scanner(dir.path()),
+        "cut.gz",
+        gz[..gz.len() - 200].to_vec(),
+    )
+    .await;
+    assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
+    assert_eq!(paths(&report), ["cut.gz/cut"]);
+    assert!(report.problems.iter().any(|p| p.reason == Reason::Corrupt));
+}
+
+#[tokio::test]
+async fn encrypted_zip_and_7z_members_are_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let zip = testing::zip_encrypted(&[("secret.txt", b"eyes only")], "hunter2");
+    let report = scan(&scanner, "secret.zip", zip).await;
+    assert_reason(&report, Reason::Encrypted);
+    assert_eq!(report.problems[0].path, "secret.zip/secret.txt");
+
+    let sevenz = testing::sevenz(&[("secret.txt", b"eyes only")], Some("hunter2"));
+    let report = scan(&scanner, "secret.7z", sevenz).await;
+    assert_reason(&report, Reason::Encrypted);
+}
+
+#[tokio::test]
+async fn an_encrypted_member_beside_a_detection_is_infected() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = testing::zip_encrypted(&[("secret.txt", b"eyes only")], "pw");
+    let outer = testing::zip(&[("secret.zip", &secret), ("eicar.com", &eicar())]);
+    let report = scan(&scanner(dir.path()), "mixed.zip", outer).await;
+    assert_eq!(report.verdict, Verdict::Infected);
+    assert_eq!(paths(&report), ["mixed.zip/eicar.com"]);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.reason == Reason::Encrypted)
+    );
+}
+
+#[tokio::test]
+async fn recognised_but_unsupported_archives_are_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rar = b"Rar!\x1a\x07\x01\x00".to_vec();
+    rar.extend_from_slice(&[0u8; 64]);
+    let report = scan(&scanner(dir.path()), "x.rar", rar).await;
+    assert_reason(&report, Reason::Unsupported);
+    assert!(
+        report
+            .error_message()
+            .unwrap()
+            .contains("rar archives are not unpacked")
+    );
+}

@@ -1,0 +1,155 @@
+//! How the scanner treats engines: failures, scopes, size limits, configuration errors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use scan_core::testing::{self, eicar};
+use scan_core::{
+    ConfigError, Engine, EngineError, Finding, Reason, ScanInput, ScanObject, Scanner, Scope,
+    Verdict,
+};
+
+use crate::testutil::Needle;
+
+/// Fault injection: an engine that always fails, standing in for a crashed engine process
+/// (the real clamd-down case is tested against real clamd in the engines crate).
+struct Broken;
+
+#[async_trait]
+impl Engine for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    async fn scan(&self, _: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+        Err(EngineError::Unavailable("connection refused".into()))
+    }
+    async fn health(&self) -> Result<String, EngineError> {
+        Err(EngineError::Unavailable("connection refused".into()))
+    }
+}
+
+/// Counts the objects it is given; takes only the root, and only objects up to 100 bytes.
+struct RootCounter {
+    seen: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Engine for RootCounter {
+    fn name(&self) -> &str {
+        "root-counter"
+    }
+    fn scope(&self) -> Scope {
+        Scope::RootOnly
+    }
+    fn max_object_size(&self) -> Option<u64> {
+        Some(100)
+    }
+    async fn scan(&self, _: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+    async fn health(&self) -> Result<String, EngineError> {
+        Ok("ok".into())
+    }
+}
+
+async fn scan(scanner: &Scanner, name: &str, bytes: Vec<u8>) -> scan_core::Report {
+    scanner
+        .scan_input(name, Arc::new(ScanInput::from_bytes(bytes)))
+        .await
+}
+
+#[tokio::test]
+async fn a_failing_engine_makes_the_verdict_error_never_clean() {
+    let scanner = Scanner::builder()
+        .engine(Needle::eicar())
+        .engine(Broken)
+        .build()
+        .unwrap();
+    let report = scan(&scanner, "clean.txt", b"harmless".to_vec()).await;
+    assert_eq!(report.verdict, Verdict::Error);
+    assert!(
+        matches!(&report.problems[0].reason, Reason::EngineError { engine } if engine == "broken")
+    );
+    assert!(
+        report
+            .error_message()
+            .unwrap()
+            .contains("connection refused")
+    );
+    assert_eq!(
+        report
+            .engines
+            .iter()
+            .find(|e| e.engine == "broken")
+            .unwrap()
+            .errors,
+        1
+    );
+
+    // With a detection from the other engine, the verdict is Infected.
+    let report = scan(&scanner, "eicar.com", eicar()).await;
+    assert_eq!(report.verdict, Verdict::Infected);
+}
+
+#[tokio::test]
+async fn root_only_engines_see_the_root_and_size_limits_are_reported() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let scanner = Scanner::builder()
+        .engine(Needle::eicar())
+        .engine(RootCounter {
+            seen: Arc::clone(&seen),
+        })
+        .build()
+        .unwrap();
+    let small = testing::zip_with(&[("a", b"b")], zip::CompressionMethod::Stored);
+    assert!(small.len() <= 200);
+    let report = scan(&scanner, "small", b"tiny".to_vec()).await;
+    assert_eq!(report.verdict, Verdict::Clean);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+    let report = scan(
+        &scanner,
+        "large.zip",
+        testing::zip(&[("a.txt", &[b'a'; 500])]),
+    )
+    .await;
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "over its size limit: not sent"
+    );
+    assert_eq!(report.verdict, Verdict::Unscannable);
+    assert!(
+        matches!(&report.problems[0].reason, Reason::NotExamined { engine } if engine == "root-counter")
+    );
+    let summary = report
+        .engines
+        .iter()
+        .find(|e| e.engine == "root-counter")
+        .unwrap();
+    assert_eq!((summary.objects_scanned, summary.objects_skipped), (0, 1));
+    let needle = report
+        .engines
+        .iter()
+        .find(|e| e.engine == "needle")
+        .unwrap();
+    assert_eq!(
+        needle.objects_scanned, 2,
+        "the every-object engine saw root and member"
+    );
+}
+
+#[test]
+fn a_scanner_without_engines_or_with_duplicates_is_refused() {
+    assert!(matches!(
+        Scanner::builder().build(),
+        Err(ConfigError::NoEngines)
+    ));
+    let err = Scanner::builder()
+        .engine(Needle::eicar())
+        .engine(Needle::eicar())
+        .build();
+    assert!(matches!(err, Err(ConfigError::DuplicateEngine(name)) if name == "needle"));
+}

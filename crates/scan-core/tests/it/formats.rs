@@ -1,0 +1,223 @@
+//! Every supported format, clean and carrying the test file, found by content and reported by
+//! its path through the tree.
+
+use scan_core::testing::{self, eicar};
+use scan_core::{Verdict, filetype};
+use zip::CompressionMethod;
+
+use crate::testutil::{assert_no_spool_files, paths, scan, scanner};
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn eicar_alone_is_infected_at_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = scan(&scanner(dir.path()), "eicar.com", eicar()).await;
+    assert_eq!(report.verdict, Verdict::Infected);
+    assert_eq!(paths(&report), ["eicar.com"]);
+    assert_eq!(report.detections[0].name, "EICAR-Test");
+    assert_eq!(report.detections[0].engine, "needle");
+    assert_eq!(report.size, 68);
+    assert_eq!(
+        report.sha256,
+        "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+    );
+}
+
+#[tokio::test]
+async fn demo_files_report_exactly_the_four_detection_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = scan(&scanner(dir.path()), "DemoFiles", testing::demo_files()).await;
+    assert_eq!(report.verdict, Verdict::Infected);
+    assert_eq!(
+        paths(&report),
+        [
+            "DemoFiles/eicar.com",
+            "DemoFiles/eicar.com.txt",
+            "DemoFiles/eicar_com.zip/eicar.com",
+            "DemoFiles/eicarcom2.zip/eicar_com.zip/eicar.com",
+        ]
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // 1 root + 5 members + 1 in eicar_com.zip + 2 in eicarcom2.zip
+    assert_eq!(report.objects, 9);
+    let body = serde_json::to_value(report.to_sync_response()).unwrap();
+    assert_eq!(body["result"], "Infected");
+    assert_eq!(body["errorMessage"], serde_json::Value::Null);
+    assert_eq!(body["trueFileType"], "zip");
+    let infections = body["detectedInfections"].as_array().unwrap();
+    assert_eq!(infections.len(), 4);
+    assert!(
+        infections
+            .iter()
+            .all(|d| d["infection"] == "EICAR-Test" && d["file"].is_string())
+    );
+    let date = body["dateScanned"].as_str().unwrap();
+    assert!(
+        date.ends_with('Z') && date.len() == "2021-07-02T07:04:18.8896831Z".len(),
+        "{date}"
+    );
+}
+
+#[tokio::test]
+async fn every_format_is_unpacked_by_content_not_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let e = eicar();
+    let tar = testing::tar(&[("docs/readme.txt", b"hello"), ("bin/eicar.com", &e)]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a.zip",
+            testing::zip(&[("eicar.com", &e)]),
+            "a.zip/eicar.com",
+        ),
+        (
+            "stored.zip",
+            testing::zip_with(&[("eicar.com", &e)], CompressionMethod::Stored),
+            "stored.zip/eicar.com",
+        ),
+        (
+            "bz.zip",
+            testing::zip_with(&[("eicar.com", &e)], CompressionMethod::Bzip2),
+            "bz.zip/eicar.com",
+        ),
+        (
+            "zst.zip",
+            testing::zip_with(&[("eicar.com", &e)], CompressionMethod::Zstd),
+            "zst.zip/eicar.com",
+        ),
+        ("t.tar", tar.clone(), "t.tar/bin/eicar.com"),
+        (
+            "t.tar.gz",
+            testing::gzip(&tar),
+            "t.tar.gz/t.tar/bin/eicar.com",
+        ),
+        (
+            "t.tar.bz2",
+            testing::bzip2(&tar),
+            "t.tar.bz2/t.tar/bin/eicar.com",
+        ),
+        ("t.txz", testing::xz(&tar), "t.txz/t.tar/bin/eicar.com"),
+        (
+            "t.tar.zst",
+            testing::zstd(&tar),
+            "t.tar.zst/t.tar/bin/eicar.com",
+        ),
+        (
+            "e.7z",
+            testing::sevenz(&[("x/eicar.com", &e)], None),
+            "e.7z/x/eicar.com",
+        ),
+        // Misleading names: content decides.
+        (
+            "photo.jpg",
+            testing::zip(&[("eicar.com", &e)]),
+            "photo.jpg/eicar.com",
+        ),
+        ("blob", testing::xz(&e), "blob/blob.xz-decoded"),
+    ];
+    for (name, bytes, expected) in cases {
+        let report = scan(&scanner, name, bytes).await;
+        assert_eq!(report.verdict, Verdict::Infected, "{name}: {report:#?}");
+        assert_eq!(paths(&report), [expected], "{name}");
+        assert!(report.problems.is_empty(), "{name}: {:?}", report.problems);
+    }
+    assert_no_spool_files(dir.path());
+}
+
+#[tokio::test]
+async fn nested_three_deep_and_large_spooled_members_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let inner = testing::zip(&[("eicar.com", &eicar())]);
+    let middle = testing::zip(&[("inner.zip", &inner)]);
+    let outer = testing::zip(&[("middle.zip", &middle)]);
+    let report = scan(&scanner, "outer.zip", outer).await;
+    assert_eq!(paths(&report), ["outer.zip/middle.zip/inner.zip/eicar.com"]);
+
+    // A member far over the memory threshold goes through a spool file and is still seen whole.
+    let mut big = eicar();
+    big.extend_from_slice(&random_bytes(4 << 20, 7));
+    let report = scan(
+        &scanner,
+        "big.tar.gz",
+        testing::gzip(&testing::tar(&[("big.bin", &big)])),
+    )
+    .await;
+    assert_eq!(paths(&report), ["big.tar.gz/big.tar/big.bin"]);
+    assert_no_spool_files(dir.path());
+}
+
+#[tokio::test]
+async fn clean_corpus_is_clean_with_nothing_left_unexamined() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let text = b"The quick brown fox jumps over the lazy dog.\n".repeat(2000);
+    let random = random_bytes(200_000, 3);
+    let tar = testing::tar(&[("a.txt", &text), ("b.bin", &random)]);
+    let corpus: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("notes.txt", text.clone(), "text"),
+        ("random.bin", random.clone(), "binary"),
+        ("empty", Vec::new(), "empty"),
+        (
+            "doc.pdf",
+            b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n".to_vec(),
+            "pdf",
+        ),
+        (
+            "docs.zip",
+            testing::zip(&[("a.txt", &text), ("b.bin", &random)]),
+            "zip",
+        ),
+        ("docs.tar.gz", testing::gzip(&tar), "gz"),
+        ("docs.7z", testing::sevenz(&[("a.txt", &text)], None), "7z"),
+        ("docs.xz", testing::xz(&text), "xz"),
+        ("docs.zst", testing::zstd(&text), "zst"),
+        ("docs.bz2", testing::bzip2(&text), "bz2"),
+    ];
+    for (name, bytes, file_type) in corpus {
+        let report = scan(&scanner, name, bytes).await;
+        assert_eq!(report.verdict, Verdict::Clean, "{name}: {report:#?}");
+        assert!(
+            report.detections.is_empty() && report.problems.is_empty(),
+            "{name}"
+        );
+        assert_eq!(report.file_type, file_type, "{name}");
+        assert_eq!(report.to_sync_response().error_message, None);
+        assert_eq!(
+            serde_json::to_value(report.to_async_result()).unwrap()["status"],
+            "clean"
+        );
+    }
+    assert_eq!(filetype::describe(&testing::tar(&[("a", b"b")])), "tar");
+}
+
+#[tokio::test]
+async fn reading_from_a_stream_spools_and_hashes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let mut body = eicar();
+    body.extend_from_slice(&random_bytes(1 << 20, 11));
+    let expected_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let report = scanner
+        .scan_reader("stream.bin", std::io::Cursor::new(body))
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Verdict::Infected);
+    assert_eq!(report.size, (1 << 20) + 68);
+    assert_eq!(report.sha256, expected_sha);
+    assert_no_spool_files(dir.path());
+}

@@ -1,0 +1,208 @@
+//! End-to-end tests of the `verdict` binary: real process, real files, real engines.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use scan_core::testing::{self, eicar};
+
+fn verdict(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .output()
+        .expect("run verdict")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, bytes).expect("write");
+    path.display().to_string()
+}
+
+#[test]
+fn demo_files_prints_the_four_detections_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = write(dir.path(), "DemoFiles", &testing::demo_files());
+    let out = verdict(&["scan", &demo]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    let mut found: Vec<&str> = text.lines().filter(|l| l.ends_with(" FOUND")).collect();
+    found.sort_unstable();
+    let mut expected: Vec<String> = [
+        "eicar.com",
+        "eicar.com.txt",
+        "eicar_com.zip/eicar.com",
+        "eicarcom2.zip/eicar_com.zip/eicar.com",
+    ]
+    .iter()
+    .map(|member| format!("{demo}/{member}: EICAR_Test_File FOUND"))
+    .collect();
+    expected.sort_unstable();
+    assert_eq!(found, expected);
+    assert!(text.contains("Infected files: 1"), "{text}");
+}
+
+#[test]
+fn a_clean_folder_exits_0_and_lists_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"hello");
+    write(
+        dir.path(),
+        "sub/b.zip",
+        &testing::zip(&[("c.txt", b"fine")]),
+    );
+    write(
+        dir.path(),
+        "sub/deeper/d.tar.gz",
+        &testing::gzip(&testing::tar(&[("e", b"f")])),
+    );
+    let out = verdict(&["scan", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.ends_with(": OK")).count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("Scanned files: 3"), "{text}");
+}
+
+#[test]
+fn a_bomb_exits_2_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = write(dir.path(), "zeros.gz", &testing::gzip_of_zeros(10 << 30));
+    let out = verdict(&["scan", &bomb]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Heuristics.Limits.Exceeded.MaxCompressionRatio"),
+        "{text}"
+    );
+    assert!(text.contains("NOT EXAMINED"), "{text}");
+
+    let many = write(
+        dir.path(),
+        "many.zip",
+        &testing::zip(&[("1", b"a"), ("2", b"b"), ("3", b"c")]),
+    );
+    let out = verdict(&["scan", "--max-files", "2", &many]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("Heuristics.Limits.Exceeded.MaxFiles"));
+}
+
+#[test]
+fn json_output_is_one_report_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "clean.txt", b"hello");
+    write(
+        dir.path(),
+        "eicar.zip",
+        &testing::zip(&[("eicar.com", &eicar())]),
+    );
+    let out = verdict(&["scan", "--json", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let reports: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(reports.len(), 2);
+    let infected = reports
+        .iter()
+        .find(|r| r["verdict"] == "Infected")
+        .expect("infected report");
+    assert_eq!(infected["detections"][0]["name"], "EICAR_Test_File");
+    assert_eq!(infected["detections"][0]["engine"], "yara");
+    assert!(
+        infected["detections"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("eicar.zip/eicar.com")
+    );
+    let clean = reports
+        .iter()
+        .find(|r| r["verdict"] == "Clean")
+        .expect("clean report");
+    assert_eq!(clean["size"], 5);
+    assert_eq!(clean["file_type"], "text");
+}
+
+#[test]
+fn user_rules_and_hash_lists_are_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = b"a harmless test payload made by the test suite".to_vec();
+    let md5 = {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(&payload))
+    };
+    let hdb = write(
+        dir.path(),
+        "sigs/test.hdb",
+        format!("{md5}:{}:Test.Payload.MD5\n", payload.len()).as_bytes(),
+    );
+    let rules = dir.path().join("rules");
+    write(
+        &rules,
+        "words.yar",
+        b"rule Suspicious_Word { strings: $a = \"suspicious-marker\" condition: $a }",
+    );
+    let samples = dir.path().join("samples");
+    write(&samples, "payload.bin", &payload);
+    write(
+        &samples,
+        "note.txt",
+        b"this file has a suspicious-marker inside",
+    );
+    let out = verdict(&[
+        "scan",
+        "--rules",
+        &rules.display().to_string(),
+        "--hashes",
+        &hdb,
+        &samples.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("payload.bin: Test.Payload.MD5 FOUND"),
+        "{text}"
+    );
+    assert!(text.contains("note.txt: Suspicious_Word FOUND"), "{text}");
+}
+
+#[test]
+fn bad_input_is_reported_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.bin").display().to_string();
+    let out = verdict(&["scan", &missing]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("nope.bin: ERROR cannot read"),
+        "{}",
+        stdout(&out)
+    );
+
+    let bad_rule = write(
+        dir.path(),
+        "bad.yar",
+        b"rule broken { condition: nonsense_identifier }",
+    );
+    let out = verdict(&["scan", "--rules", &bad_rule, &missing]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yar") && err.contains("do not compile"),
+        "{err}"
+    );
+}
+
+#[test]
+fn size_flags_parse_human_sizes() {
+    assert_eq!(verdict_cli::parse_size("100M"), Ok(100 << 20));
+    assert_eq!(verdict_cli::parse_size("2GiB"), Ok(2 << 30));
+    assert_eq!(verdict_cli::parse_size("512"), Ok(512));
+    assert!(verdict_cli::parse_size("lots").is_err());
+}

@@ -1,1 +1,39 @@
-fn main() {}
+//! Run: `cargo run -p verdict-examples --example embed -- FILE` — scans FILE with the embedded
+//! engines (YARA with the built-in EICAR rule) and prints the sync API's JSON verdict.
+//!
+//! This is how another Rust service embeds Verdict: build one `Scanner` at start-up, share it
+//! (it is cheap to clone), and call it for each file. Exit code: 0 clean, 1 infected, 2 other.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use scan_core::{Limits, Scanner, Verdict};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let path: PathBuf = std::env::args_os()
+        .nth(1)
+        .context("usage: embed FILE")?
+        .into();
+
+    let mut builder = Scanner::builder().limits(Limits {
+        max_depth: 8,
+        ..Limits::default()
+    });
+    for engine in engines::embedded_engines(&engines::EmbeddedConfig::default())? {
+        builder = builder.shared_engine(engine);
+    }
+    let scanner = builder.build()?;
+
+    let report = scanner.scan_path(&path).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report.to_sync_response())?
+    );
+    Ok(ExitCode::from(match report.verdict {
+        Verdict::Clean => 0,
+        Verdict::Infected => 1,
+        Verdict::Unscannable | Verdict::Error => 2,
+    }))
+}

@@ -2,7 +2,7 @@
 //! to the engines that want it, and records what could not be examined. Runs on one blocking
 //! thread per scan; every decoded byte passes through [`crate::decompress::Capped`].
 
-use std::io::{self, Cursor, Read};
+use std::io::{Cursor, Read};
 use std::sync::Arc;
 
 use sevenz_rust2::{ArchiveReader, EntryDecision, Password};
@@ -12,7 +12,7 @@ use zip::result::ZipError;
 use crate::decompress::{Budget, Capped, Consumed, Counting, LimitHit, stream_decoder};
 use crate::engine::{Engine, EngineError, ScanObject, Scope};
 use crate::filetype::{self, FileType};
-use crate::input::{ObjectData, Spool, SpoolConfig};
+use crate::input::{ObjectData, Spool, SpoolConfig, SpoolError};
 use crate::limits::Limit;
 use crate::verdict::{Detection, EngineSummary, Problem, Reason};
 
@@ -47,7 +47,6 @@ pub(crate) struct Walker<'s> {
     spool: &'s SpoolConfig,
     handle: tokio::runtime::Handle,
     budget: Budget,
-    buf: Vec<u8>,
     stopped: bool,
     out: Outcome,
 }
@@ -71,7 +70,6 @@ impl<'s> Walker<'s> {
             spool,
             handle,
             budget,
-            buf: Vec::new(),
             stopped: false,
             out: Outcome {
                 engines: engine_summaries,
@@ -285,11 +283,7 @@ impl<'s> Walker<'s> {
         reader: &mut dyn Read,
         consumed: Option<Consumed>,
     ) -> Result<ObjectData, MemberError> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(256 * 1024, 0);
-        let result = spool_capped(reader, consumed, &self.budget, self.spool, &mut buf);
-        self.buf = buf;
-        result
+        spool_capped(reader, consumed, &self.budget, self.spool)
     }
 
     /// Spools a member and visits it, recording what went wrong. Returns false when the member
@@ -563,16 +557,14 @@ fn spool_capped(
     consumed: Option<Consumed>,
     budget: &Budget,
     config: &SpoolConfig,
-    buf: &mut [u8],
 ) -> Result<ObjectData, MemberError> {
     let mut capped = Capped::new(reader, budget, consumed);
     let mut spool = Spool::new(config, None);
     loop {
-        let n = match capped.read(buf) {
+        match spool.read_from(&mut capped, &mut |_| {}) {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+            Ok(_) => {}
+            Err(SpoolError::Read(e)) => {
                 if let Some(limit) = LimitHit::from_io(&e) {
                     return Err(MemberError::Limit(limit));
                 }
@@ -582,10 +574,9 @@ fn spool_capped(
                     message: e.to_string(),
                 });
             }
-        };
-        spool
-            .write_chunk(&buf[..n])
-            .map_err(|e| MemberError::Spool(e.to_string()))?;
+            Err(SpoolError::Write(e)) => return Err(MemberError::Spool(e.to_string())),
+            Err(SpoolError::TooLarge(_)) => return Err(MemberError::Limit(Limit::MaxFileSize)),
+        }
     }
     spool
         .finish()

@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
@@ -109,6 +110,38 @@ impl ObjectData {
     }
 }
 
+impl Drop for ObjectData {
+    fn drop(&mut self) {
+        // Closing a large unnamed spool file frees its page cache synchronously (about 20 ms per
+        // 256 MiB here). Hand such files to a background thread so the verdict is not held up;
+        // the file still disappears right after, and at exit at the latest.
+        const BACKGROUND_DROP: u64 = 32 << 20;
+        if matches!(self.repr, Repr::Mapped { .. }) && self.len() >= BACKGROUND_DROP {
+            let repr = std::mem::replace(&mut self.repr, Repr::Memory(Vec::new()));
+            if let Err(mpsc::SendError(repr)) = reaper().send(repr) {
+                drop(repr);
+            }
+        }
+    }
+}
+
+/// The thread that closes large spool files; started on first use.
+fn reaper() -> &'static mpsc::Sender<Repr> {
+    static REAPER: std::sync::OnceLock<mpsc::Sender<Repr>> = std::sync::OnceLock::new();
+    REAPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Repr>();
+        // If the thread cannot start, the receiver is dropped and senders drop files inline.
+        let _ = std::thread::Builder::new()
+            .name("verdict-spool-reaper".into())
+            .spawn(move || {
+                for repr in rx {
+                    drop(repr);
+                }
+            });
+        tx
+    })
+}
+
 #[allow(unsafe_code)]
 fn map(file: &File) -> io::Result<memmap2::Mmap> {
     // SAFETY: a mapping is undefined behaviour only if the file changes underneath it. Spool
@@ -155,20 +188,19 @@ impl ScanInput {
     pub fn from_reader(reader: impl Read, config: &SpoolConfig) -> Result<Self, InputError> {
         let mut hasher = Sha256::new();
         let mut spool = Spool::new(config, config.max_input_size);
-        let mut buf = vec![0u8; 256 * 1024];
         let mut reader = reader;
         loop {
-            let n = match reader.read(&mut buf) {
+            match spool.read_from(&mut reader, &mut |chunk| hasher.update(chunk)) {
                 Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(InputError::Read(e)),
-            };
-            hasher.update(&buf[..n]);
-            spool.write_chunk(&buf[..n])?;
+                Ok(_) => {}
+                Err(SpoolError::Read(e)) => return Err(InputError::Read(e)),
+                Err(SpoolError::Write(e)) => return Err(InputError::Spool(e)),
+                Err(SpoolError::TooLarge(limit)) => return Err(InputError::TooLarge { limit }),
+            }
         }
+        let data = spool.finish().map_err(InputError::Spool)?;
         Ok(ScanInput {
-            data: spool.finish()?,
+            data,
             sha256: hasher.finalize().into(),
         })
     }
@@ -232,13 +264,29 @@ impl ScanInput {
     }
 }
 
-/// Accumulates an object's bytes: memory up to the threshold, then an unnamed temp file.
+/// Size of the chunks objects are read in.
+const CHUNK: usize = 256 * 1024;
+
+/// Why a spool could not take the next chunk.
+#[derive(Debug)]
+pub(crate) enum SpoolError {
+    /// Reading from the source failed (this carries limit hits from a capped decoder too).
+    Read(io::Error),
+    /// Writing the spool file failed.
+    Write(io::Error),
+    /// The object passed the spool's maximum size.
+    TooLarge(u64),
+}
+
+/// Accumulates an object's bytes: memory up to the threshold, then an unnamed temp file written
+/// by a separate thread, so reading (inflating, receiving) and writing overlap on two cores.
+/// Chunks are read straight into the buffers that are written; nothing is copied in between.
 pub(crate) struct Spool<'c> {
     config: &'c SpoolConfig,
     max: Option<u64>,
     memory: Vec<u8>,
-    file: Option<io::BufWriter<File>>,
-    written: u64,
+    writer: Option<SpoolWriter>,
+    total: u64,
 }
 
 impl<'c> Spool<'c> {
@@ -247,46 +295,151 @@ impl<'c> Spool<'c> {
             config,
             max,
             memory: Vec::new(),
-            file: None,
-            written: 0,
+            writer: None,
+            total: 0,
         }
     }
 
-    pub(crate) fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), InputError> {
-        self.written += chunk.len() as u64;
-        if let Some(max) = self.max
-            && self.written > max
-        {
-            return Err(InputError::TooLarge { limit: max });
+    /// Reads the next chunk from `reader` into the spool, shows it to `inspect` (for hashing),
+    /// and returns its length; 0 at the end of the input.
+    pub(crate) fn read_from(
+        &mut self,
+        reader: &mut dyn Read,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SpoolError> {
+        if let Some(writer) = &mut self.writer {
+            let mut buf = writer.buffer();
+            let n = read_some(reader, &mut buf).map_err(SpoolError::Read)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            inspect(&buf[..n]);
+            self.total += n as u64;
+            check_max(self.total, self.max)?;
+            writer.send(buf, n).map_err(SpoolError::Write)?;
+            return Ok(n);
         }
-        if self.file.is_none() && self.memory.len() + chunk.len() <= self.config.memory_threshold {
-            self.memory.extend_from_slice(chunk);
-            return Ok(());
-        }
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => {
-                let mut file = io::BufWriter::with_capacity(
-                    256 * 1024,
-                    self.config.temp_file().map_err(InputError::Spool)?,
-                );
-                file.write_all(&self.memory).map_err(InputError::Spool)?;
-                self.memory = Vec::new();
-                self.file.insert(file)
+        let start = self.memory.len();
+        // Grow the read window with the object: most members are small, and zeroing a whole
+        // chunk for each of ten thousand tiny files costs more than reading them.
+        let window = start.clamp(8 << 10, CHUNK);
+        self.memory.resize(start + window, 0);
+        let n = match read_some(reader, &mut self.memory[start..]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.memory.truncate(start);
+                return Err(SpoolError::Read(e));
             }
         };
-        file.write_all(chunk).map_err(InputError::Spool)
+        self.memory.truncate(start + n);
+        if n == 0 {
+            return Ok(0);
+        }
+        inspect(&self.memory[start..]);
+        self.total += n as u64;
+        check_max(self.total, self.max)?;
+        if self.memory.len() > self.config.memory_threshold {
+            let file = self.config.temp_file().map_err(SpoolError::Write)?;
+            let mut writer = SpoolWriter::start(file).map_err(SpoolError::Write)?;
+            let len = self.memory.len();
+            writer
+                .send(std::mem::take(&mut self.memory), len)
+                .map_err(SpoolError::Write)?;
+            self.writer = Some(writer);
+        }
+        Ok(n)
     }
 
-    pub(crate) fn finish(self) -> Result<ObjectData, InputError> {
-        match self.file {
+    /// Everything read so far, in memory or mapped from the finished spool file. After a read
+    /// error this is what arrived before it.
+    pub(crate) fn finish(self) -> io::Result<ObjectData> {
+        match self.writer {
             None => Ok(ObjectData::from_vec(self.memory)),
-            Some(writer) => {
-                let file = writer
-                    .into_inner()
-                    .map_err(|e| InputError::Spool(e.into_error()))?;
-                ObjectData::map_file(file).map_err(InputError::Spool)
-            }
+            Some(writer) => ObjectData::map_file(writer.finish()?),
+        }
+    }
+}
+
+fn check_max(total: u64, max: Option<u64>) -> Result<(), SpoolError> {
+    match max {
+        Some(max) if total > max => Err(SpoolError::TooLarge(max)),
+        _ => Ok(()),
+    }
+}
+
+fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The thread that writes a spool file, and the channels that feed it and return its buffers.
+struct SpoolWriter {
+    chunks: Option<mpsc::SyncSender<(Vec<u8>, usize)>>,
+    recycled: mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<io::Result<File>>>,
+}
+
+impl SpoolWriter {
+    fn start(file: File) -> io::Result<Self> {
+        // Sixteen chunks (4 MiB) in flight absorb bursts of page-cache work and bound the memory a
+        // slow disk can hold up.
+        let (chunks, incoming) = mpsc::sync_channel::<(Vec<u8>, usize)>(16);
+        let (give_back, recycled) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("verdict-spool".into())
+            .spawn(move || {
+                let mut file = file;
+                for (buf, len) in incoming {
+                    file.write_all(&buf[..len])?;
+                    if buf.len() == CHUNK {
+                        // The reader may be gone already; then the buffer is simply dropped.
+                        let _ = give_back.send(buf);
+                    }
+                }
+                Ok(file)
+            })?;
+        Ok(SpoolWriter {
+            chunks: Some(chunks),
+            recycled,
+            thread: Some(thread),
+        })
+    }
+
+    /// A chunk-sized buffer, reused when the writer has given one back.
+    fn buffer(&self) -> Vec<u8> {
+        self.recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK])
+    }
+
+    fn send(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()> {
+        let sent = self
+            .chunks
+            .as_ref()
+            .is_some_and(|chunks| chunks.send((buf, len)).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: its result says why.
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(_) => Err(io::Error::other("spool writer stopped")),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<File> {
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<File> {
+        self.chunks = None;
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| io::Error::other("spool writer panicked"))?,
+            None => Err(io::Error::other("spool writer already finished")),
         }
     }
 }

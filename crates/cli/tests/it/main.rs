@@ -1,5 +1,7 @@
 //! End-to-end tests of the `verdict` binary: real process, real files, real engines.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -1,5 +1,7 @@
 //! The embedded engines through the real Scanner: YARA rules, hash lists, errors.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use engines::{EmbeddedConfig, HashEngine, YaraEngine, YaraError, embedded_engines};

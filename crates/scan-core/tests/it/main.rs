@@ -1,5 +1,7 @@
 //! scan-core integration tests: one binary, a module per area.
 
+#![allow(clippy::unwrap_used)]
+
 mod bombs;
 mod broken;
 mod engines;

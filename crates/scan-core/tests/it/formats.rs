@@ -221,3 +221,47 @@ async fn reading_from_a_stream_spools_and_hashes_once() {
     assert_eq!(report.sha256, expected_sha);
     assert_no_spool_files(dir.path());
 }
+
+#[tokio::test]
+async fn zip64_and_gnu_and_pax_tar_variants_are_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let e = eicar();
+
+    // zip64: the writer's large-file mode puts zip64 extra fields in the headers.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().large_file(true);
+    w.start_file("eicar.com", opts).unwrap();
+    w.write_all(&e).unwrap();
+    let zip64 = w.finish().unwrap().into_inner();
+    let report = scan(&scanner, "z64.zip", zip64).await;
+    assert_eq!(
+        paths(&report),
+        ["z64.zip/eicar.com"],
+        "{:?}",
+        report.problems
+    );
+
+    // GNU tar with a long name (GNU long-name extension) and a pax tar with a pax path record.
+    let long = format!("{}/eicar.com", "d".repeat(150));
+    let mut gnu = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(e.len() as u64);
+    header.set_mode(0o644);
+    gnu.append_data(&mut header, &long, &e[..]).unwrap();
+    let report = scan(&scanner, "gnu.tar", gnu.into_inner().unwrap()).await;
+    assert_eq!(paths(&report), [format!("gnu.tar/{long}").as_str()]);
+
+    let mut pax = tar::Builder::new(Vec::new());
+    pax.append_pax_extensions([("path", "pax/named/eicar.com".as_bytes())])
+        .unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_size(e.len() as u64);
+    header.set_mode(0o644);
+    header.set_path("short").unwrap();
+    header.set_cksum();
+    pax.append(&header, &e[..]).unwrap();
+    let report = scan(&scanner, "pax.tar", pax.into_inner().unwrap()).await;
+    assert_eq!(paths(&report), ["pax.tar/pax/named/eicar.com"]);
+}

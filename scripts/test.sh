@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test of the workspace (unit, integration,
-# doc tests; examples are built). Installs what the build needs first.
+# doc tests; examples are built) against real services: clamd and c-icap, installed and started
+# on loopback by scripts/services.sh and stopped again when this script exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -10,5 +11,10 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "starting test services"
+trap 'scripts/services.sh stop' EXIT
+scripts/services.sh start
+. "${VERDICT_SERVICES_DIR:-target/test-services}/env"
+
 log "cargo test"
 cargo test --locked

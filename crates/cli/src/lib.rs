@@ -51,6 +51,16 @@ pub struct ScanArgs {
     /// Hash signatures: ClamAV .hdb/.hsb or a plain list (repeatable).
     #[arg(long = "hashes", value_name = "FILE")]
     pub hashes: Vec<PathBuf>,
+    /// Also scan with clamd at this address (`host:port` or a unix socket path).
+    #[arg(long, value_name = "ADDRESS")]
+    pub clamd: Option<String>,
+    /// clamd's StreamMaxLength, so larger files are reported as not examined by clamd rather than
+    /// cut off [default: 25M, clamd's default].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "clamd")]
+    pub clamd_max_stream: Option<u64>,
+    /// Also scan with an ICAP service, e.g. icap://127.0.0.1:1344/avscan.
+    #[arg(long, value_name = "URL")]
+    pub icap: Option<String>,
     /// Only print infected and not fully examined files.
     #[arg(short, long)]
     pub quiet: bool,
@@ -169,17 +179,40 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<Summa
 }
 
 async fn scan(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Summary> {
-    let engines = engines::embedded_engines(&engines::EmbeddedConfig {
+    let mut configs = vec![engines::EngineConfig::Yara {
         rules: args.rules.clone(),
-        hashes: args.hashes.clone(),
-    })?;
+        max_object_size: None,
+    }];
+    if !args.hashes.is_empty() {
+        configs.push(engines::EngineConfig::Hashes {
+            files: args.hashes.clone(),
+            max_object_size: None,
+        });
+    }
+    if let Some(address) = &args.clamd {
+        let mut clamd = engines::ClamdConfig {
+            address: address.clone(),
+            ..Default::default()
+        };
+        if let Some(max) = args.clamd_max_stream {
+            clamd.stream_max_length = max;
+        }
+        configs.push(engines::EngineConfig::Clamd(clamd));
+    }
+    if let Some(url) = &args.icap {
+        configs.push(engines::EngineConfig::Icap(engines::IcapConfig {
+            url: url.clone(),
+            ..Default::default()
+        }));
+    }
+    let all_engines = engines::build_engines(&configs)?;
     let mut builder = Scanner::builder()
         .limits(args.limits.apply(Limits::default())?)
         .spool(SpoolConfig {
             temp_dir: args.temp_dir.clone(),
             ..SpoolConfig::default()
         });
-    for engine in engines {
+    for engine in all_engines {
         builder = builder.shared_engine(engine);
     }
     let scanner = builder.build()?;

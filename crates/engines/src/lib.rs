@@ -1,8 +1,18 @@
 //! Verdict's scanning engines behind scan-core's [`scan_core::Engine`] trait: YARA rules through
-//! yara-x and hash signatures, both in-process (the embedded default).
+//! yara-x and hash signatures in-process (the embedded default), ClamAV through clamd, and
+//! commercial scanners through ICAP; [`EngineConfig`] builds any of them from configuration.
 
+mod clamd;
+mod config;
 mod hashes;
+mod icap;
+mod net;
 mod yara;
+
+pub use clamd::{ClamdConfig, ClamdEngine};
+pub use config::{EngineConfig, EngineConfigError, SizeLimited, build_engines};
+pub use icap::{IcapConfig, IcapEngine};
+pub use net::Address;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,31 +31,19 @@ pub struct EmbeddedConfig {
     pub hashes: Vec<PathBuf>,
 }
 
-/// Building the embedded engines failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EmbeddedError {
-    /// The YARA rules.
-    #[error(transparent)]
-    Yara(#[from] YaraError),
-    /// A hash list.
-    #[error(transparent)]
-    Hashes(#[from] HashListError),
-}
-
 /// Builds the embedded engines: YARA always, the hash engine when any list is given.
-pub fn embedded_engines(config: &EmbeddedConfig) -> Result<Vec<Arc<dyn Engine>>, EmbeddedError> {
-    let mut yara = YaraEngine::builder();
-    for path in &config.rules {
-        yara = yara.add_path(path)?;
-    }
-    let mut engines: Vec<Arc<dyn Engine>> = vec![Arc::new(yara.build()?)];
+pub fn embedded_engines(
+    config: &EmbeddedConfig,
+) -> Result<Vec<Arc<dyn Engine>>, EngineConfigError> {
+    let mut configs = vec![EngineConfig::Yara {
+        rules: config.rules.clone(),
+        max_object_size: None,
+    }];
     if !config.hashes.is_empty() {
-        let mut hashes = HashEngine::new();
-        for path in &config.hashes {
-            hashes.add_file(path)?;
-        }
-        engines.push(Arc::new(hashes));
+        configs.push(EngineConfig::Hashes {
+            files: config.hashes.clone(),
+            max_object_size: None,
+        });
     }
-    Ok(engines)
+    build_engines(&configs)
 }

@@ -208,3 +208,26 @@ fn size_flags_parse_human_sizes() {
     assert_eq!(verdict_cli::parse_size("512"), Ok(512));
     assert!(verdict_cli::parse_size("lots").is_err());
 }
+
+#[test]
+fn clamd_joins_the_embedded_engines_from_the_command_line() {
+    let address = std::env::var("VERDICT_TEST_CLAMD_SOCKET")
+        .expect("VERDICT_TEST_CLAMD_SOCKET: run through scripts/test.sh, which starts clamd");
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "eicar.zip",
+        &testing::zip(&[("eicar.com", &eicar())]),
+    );
+    let out = verdict(&["scan", "--json", "--clamd", &address, &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let mut engines: Vec<&str> = report["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["engine"].as_str().unwrap())
+        .collect();
+    engines.sort_unstable();
+    assert_eq!(engines, ["clamd", "yara"], "{report}");
+}

@@ -1,0 +1,592 @@
+//! `IcapEngine`: any scanner that speaks ICAP (RFC 3507), which is how commercial engines are
+//! usually offered. The object travels as the body of an encapsulated HTTP response in a
+//! `RESPMOD` request, with a preview (and `ieof` when it fits) and `Allow: 204`.
+//!
+//! How vendors report a detection differs; the headers read, in order:
+//!
+//! | header | used by | value |
+//! |---|---|---|
+//! | `X-Infection-Found` | c-icap, Sophos, ESET, Kaspersky | `Type=0; Resolution=2; Threat=<name>;` |
+//! | `X-Violations-Found` | c-icap, McAfee, Symantec | count, then 4 lines per finding (file, name, id, disposition) |
+//! | `X-Virus-ID` | Symantec, Trend Micro, Kaspersky | the name |
+//! | `X-Virus-Name` | some appliances | the name |
+//! | `X-Blocked-Reason`, `X-Response-Info` | McAfee | a reason text |
+//!
+//! The list is configurable (`infection_headers`). A `200` that encapsulates an HTTP `403` block
+//! page without any of them still counts as infected, under a generic name.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use scan_core::{Engine, EngineError, Finding, ScanObject, Scope};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::OnceCell;
+
+use crate::net::{Address, Connection, Pool};
+
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+/// How to reach and use an ICAP service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcapConfig {
+    /// Name in reports; `icap` by default.
+    pub name: String,
+    /// `icap://host[:port]/service` (port 1344 when omitted).
+    pub url: String,
+    /// Connections kept and used at once (lowered to the server's `Max-Connections`).
+    pub pool_size: usize,
+    /// Connecting, in seconds.
+    pub connect_timeout_secs: f64,
+    /// One object, sent and answered, in seconds.
+    pub timeout_secs: f64,
+    /// Largest object sent; larger ones are reported as not examined by this engine.
+    pub max_object_size: Option<u64>,
+    /// Preview size to use instead of the server's `Preview` (0 disables preview).
+    pub preview: Option<usize>,
+    /// Send expanded archive members too, not only the root (ICAP scanners unpack themselves).
+    pub scan_members: bool,
+    /// Response headers that carry a detection name.
+    pub infection_headers: Vec<String>,
+}
+
+impl Default for IcapConfig {
+    fn default() -> Self {
+        IcapConfig {
+            name: "icap".to_owned(),
+            url: "icap://127.0.0.1:1344/avscan".to_owned(),
+            pool_size: 4,
+            connect_timeout_secs: 5.0,
+            timeout_secs: 120.0,
+            max_object_size: None,
+            preview: None,
+            scan_members: false,
+            infection_headers: [
+                "X-Infection-Found",
+                "X-Violations-Found",
+                "X-Virus-ID",
+                "X-Virus-Name",
+                "X-Blocked-Reason",
+                "X-Response-Info",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// What `OPTIONS` told us about the service.
+#[derive(Debug, Clone, Default)]
+struct ServiceOptions {
+    preview: Option<usize>,
+    allow_204: bool,
+    istag: Option<String>,
+    max_connections: Option<usize>,
+}
+
+/// An ICAP response: status, headers, and the encapsulated HTTP status if there was one.
+#[derive(Debug, Default)]
+struct Response {
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+    http_status: Option<u16>,
+    close: bool,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A scanner behind ICAP.
+#[derive(Debug)]
+pub struct IcapEngine {
+    name: String,
+    address: Address,
+    host: String,
+    uri: String,
+    pool: Pool<Connection>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_object_size: Option<u64>,
+    preview_override: Option<usize>,
+    scope: Scope,
+    infection_headers: Vec<String>,
+    options: OnceCell<ServiceOptions>,
+}
+
+impl IcapEngine {
+    /// Checks the configuration; no connection is made until the first scan or health check.
+    pub fn new(config: &IcapConfig) -> Result<Self, String> {
+        let rest = config
+            .url
+            .strip_prefix("icap://")
+            .ok_or_else(|| format!("ICAP url {:?} must start with icap://", config.url))?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let hostport = if authority.contains(':') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:1344")
+        };
+        let seconds = |s: f64, what: &str| {
+            Duration::try_from_secs_f64(s).map_err(|_| format!("ICAP {what} {s} is not a duration"))
+        };
+        Ok(IcapEngine {
+            name: config.name.clone(),
+            address: Address::parse(&hostport)?,
+            host: authority.to_owned(),
+            uri: format!("icap://{authority}/{path}"),
+            pool: Pool::new(config.pool_size),
+            connect_timeout: seconds(config.connect_timeout_secs, "connect_timeout_secs")?,
+            timeout: seconds(config.timeout_secs, "timeout_secs")?,
+            max_object_size: config.max_object_size,
+            preview_override: config.preview,
+            scope: if config.scan_members {
+                Scope::EveryObject
+            } else {
+                Scope::RootOnly
+            },
+            infection_headers: config.infection_headers.clone(),
+            options: OnceCell::new(),
+        })
+    }
+
+    /// Sends `data` for scanning under the name `name` and returns the findings.
+    pub async fn scan_bytes(&self, name: &str, data: &[u8]) -> Result<Vec<Finding>, EngineError> {
+        let options = self
+            .options
+            .get_or_try_init(|| self.fetch_options())
+            .await?
+            .clone();
+        let _slot = self.pool.slot().await;
+        let response =
+            tokio::time::timeout(self.timeout, self.respmod_with_retry(name, data, &options))
+                .await
+                .map_err(|_| EngineError::Timeout(self.timeout))??;
+        self.judge(&response)
+    }
+
+    async fn respmod_with_retry(
+        &self,
+        name: &str,
+        data: &[u8],
+        options: &ServiceOptions,
+    ) -> Result<Response, EngineError> {
+        if let Some(mut conn) = self.pool.take() {
+            match self.respmod(&mut conn, name, data, options).await {
+                Ok(response) => return Ok(self.keep(conn, response)),
+                Err(e) => {
+                    tracing::debug!(engine = %self.name, error = %e, "pooled ICAP connection failed; retrying")
+                }
+            }
+            self.pool.clear();
+        }
+        let mut conn = self.connect().await?;
+        let response = self
+            .respmod(&mut conn, name, data, options)
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("ICAP server {}: {e}", self.address)))?;
+        Ok(self.keep(conn, response))
+    }
+
+    fn keep(&self, conn: Connection, response: Response) -> Response {
+        if !response.close {
+            self.pool.put(conn);
+        }
+        response
+    }
+
+    async fn connect(&self) -> Result<Connection, EngineError> {
+        let stream = self
+            .address
+            .connect(self.connect_timeout)
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("ICAP server {}: {e}", self.address)))?;
+        Ok(BufReader::new(stream))
+    }
+
+    async fn fetch_options(&self) -> Result<ServiceOptions, EngineError> {
+        let mut conn = self.connect().await?;
+        let request = format!(
+            "OPTIONS {} ICAP/1.0\r\nHost: {}\r\nEncapsulated: null-body=0\r\n\r\n",
+            self.uri, self.host
+        );
+        let exchange = async {
+            conn.get_mut().write_all(request.as_bytes()).await?;
+            read_response(&mut conn).await
+        };
+        let response = tokio::time::timeout(self.connect_timeout, exchange)
+            .await
+            .map_err(|_| EngineError::Timeout(self.connect_timeout))?
+            .map_err(|e| EngineError::Unavailable(format!("ICAP server {}: {e}", self.address)))?;
+        if response.status != 200 {
+            return Err(EngineError::Failed(format!(
+                "ICAP OPTIONS for {} answered {} {}",
+                self.uri, response.status, response.reason
+            )));
+        }
+        let options = ServiceOptions {
+            preview: response
+                .header("Preview")
+                .and_then(|v| v.trim().parse().ok()),
+            allow_204: response
+                .header("Allow")
+                .is_some_and(|v| v.split(',').any(|a| a.trim() == "204")),
+            istag: response
+                .header("ISTag")
+                .map(|v| v.trim_matches('"').to_owned()),
+            max_connections: response
+                .header("Max-Connections")
+                .and_then(|v| v.trim().parse().ok()),
+        };
+        if let Some(max) = options.max_connections {
+            // Respect the server's limit by holding back the permits above it.
+            let pool_size = self.pool.size();
+            if max < pool_size {
+                self.pool.reduce_to(max);
+            }
+        }
+        if !response.close {
+            self.pool.put(conn);
+        }
+        tracing::info!(engine = %self.name, istag = ?options.istag, preview = ?options.preview, "ICAP service ready");
+        Ok(options)
+    }
+
+    /// One RESPMOD exchange: preview first, the rest after `100 Continue`.
+    async fn respmod(
+        &self,
+        conn: &mut Connection,
+        name: &str,
+        data: &[u8],
+        options: &ServiceOptions,
+    ) -> std::io::Result<Response> {
+        let preview = self
+            .preview_override
+            .or(options.preview)
+            .map(|p| p.min(data.len()));
+        let safe_name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '%' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let req_hdr = format!("GET /{safe_name} HTTP/1.1\r\nHost: verdict.scan\r\n\r\n");
+        let res_hdr = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        );
+        let mut head = format!("RESPMOD {} ICAP/1.0\r\nHost: {}\r\n", self.uri, self.host);
+        if options.allow_204 {
+            head.push_str("Allow: 204\r\n");
+        }
+        if let Some(p) = preview {
+            head.push_str(&format!("Preview: {p}\r\n"));
+        }
+        head.push_str(&format!(
+            "Encapsulated: req-hdr=0, res-hdr={}, res-body={}\r\n\r\n{req_hdr}{res_hdr}",
+            req_hdr.len(),
+            req_hdr.len() + res_hdr.len()
+        ));
+        let stream = conn.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        let rest = match preview {
+            Some(p) => {
+                write_chunk(stream, &data[..p]).await?;
+                if p == data.len() {
+                    stream.write_all(b"0; ieof\r\n\r\n").await?;
+                    stream.flush().await?;
+                    return read_response(conn).await;
+                }
+                stream.write_all(b"0\r\n\r\n").await?;
+                stream.flush().await?;
+                let interim = read_response(conn).await?;
+                if interim.status != 100 {
+                    // The server decided from the preview alone.
+                    return Ok(interim);
+                }
+                &data[p..]
+            }
+            None => data,
+        };
+        let stream = conn.get_mut();
+        for chunk in rest.chunks(256 * 1024) {
+            write_chunk(stream, chunk).await?;
+        }
+        stream.write_all(b"0\r\n\r\n").await?;
+        stream.flush().await?;
+        read_response(conn).await
+    }
+
+    /// Turns a final response into findings or an error.
+    fn judge(&self, response: &Response) -> Result<Vec<Finding>, EngineError> {
+        match response.status {
+            204 => Ok(Vec::new()),
+            200 => {
+                let mut names: Vec<String> = Vec::new();
+                for header in &self.infection_headers {
+                    if let Some(value) = response.header(header) {
+                        for name in threat_names(header, value) {
+                            if !names.contains(&name) {
+                                names.push(name);
+                            }
+                        }
+                    }
+                }
+                if names.is_empty() && response.http_status == Some(403) {
+                    names.push(format!("{}.Blocked.Unnamed", self.name));
+                }
+                Ok(names.into_iter().map(Finding::new).collect())
+            }
+            status => Err(EngineError::Failed(format!(
+                "ICAP server answered {status} {}",
+                response.reason
+            ))),
+        }
+    }
+}
+
+async fn write_chunk(stream: &mut crate::net::Stream, data: &[u8]) -> std::io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    stream
+        .write_all(format!("{:x}\r\n", data.len()).as_bytes())
+        .await?;
+    stream.write_all(data).await?;
+    stream.write_all(b"\r\n").await
+}
+
+/// Extracts detection names from one header's value, per the vendor conventions above.
+fn threat_names(header: &str, value: &str) -> Vec<String> {
+    let value = value.trim();
+    if header.eq_ignore_ascii_case("X-Infection-Found") {
+        return value
+            .split(';')
+            .filter_map(|part| part.trim().strip_prefix("Threat="))
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+    }
+    if header.eq_ignore_ascii_case("X-Violations-Found") {
+        // "<count>" then, per violation: filename, threat name, id, disposition.
+        let lines: Vec<&str> = value.lines().map(str::trim).collect();
+        return lines
+            .iter()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .chunks(4)
+            .filter_map(|group| group.get(1).map(|name| name.to_string()))
+            .filter(|name| !name.is_empty() && name != "-")
+            .collect();
+    }
+    if value.is_empty() {
+        Vec::new()
+    } else {
+        vec![value.to_owned()]
+    }
+}
+
+/// Reads one ICAP response: status line, headers (with continuation lines), then whatever
+/// it encapsulates, drained so the connection can be reused.
+async fn read_response(conn: &mut Connection) -> std::io::Result<Response> {
+    let head = read_head(conn).await?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let (version, code, reason) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+    let status = match (version, code.and_then(|c| c.parse::<u16>().ok())) {
+        (Some(v), Some(code)) if v.starts_with("ICAP/") => code,
+        _ => return Err(invalid(format!("not an ICAP status line: {status_line:?}"))),
+    };
+    let mut response = Response {
+        status,
+        reason: reason.to_owned(),
+        ..Response::default()
+    };
+    for line in lines.filter(|l| !l.is_empty()) {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = response.headers.last_mut() {
+                value.push('\n');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            response
+                .headers
+                .push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    response.close = response
+        .header("Connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    if status == 100 {
+        return Ok(response);
+    }
+    let encapsulated = response
+        .header("Encapsulated")
+        .unwrap_or("null-body=0")
+        .to_owned();
+    let mut offsets: Vec<(&str, usize)> = Vec::new();
+    for part in encapsulated.split(',') {
+        if let Some((name, at)) = part.trim().split_once('=') {
+            let at = at
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("bad Encapsulated: {encapsulated}")))?;
+            offsets.push((name.trim(), at));
+        }
+    }
+    // Everything before the body (or null-body) is encapsulated header bytes.
+    let (body_kind, body_at) = offsets
+        .iter()
+        .copied()
+        .find(|(name, _)| name.ends_with("-body"))
+        .unwrap_or(("null-body", 0));
+    if body_at > MAX_HEADER_BYTES as usize {
+        return Err(invalid("encapsulated headers too large".to_owned()));
+    }
+    let mut headers = vec![0u8; body_at];
+    conn.read_exact(&mut headers).await?;
+    if let Some(res_at) = offsets
+        .iter()
+        .find(|(name, _)| *name == "res-hdr")
+        .map(|(_, at)| *at)
+    {
+        let http = String::from_utf8_lossy(headers.get(res_at..).unwrap_or_default()).into_owned();
+        response.http_status = http.split(' ').nth(1).and_then(|code| code.parse().ok());
+    }
+    if body_kind != "null-body" {
+        drain_chunked(conn).await?;
+    }
+    Ok(response)
+}
+
+async fn read_head(conn: &mut Connection) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = (&mut *conn)
+            .take(MAX_HEADER_BYTES)
+            .read_until(b'\n', &mut head)
+            .await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "ICAP server closed the connection",
+            ));
+        }
+        if head.len() as u64 > MAX_HEADER_BYTES {
+            return Err(invalid("ICAP response headers too large".to_owned()));
+        }
+        if &head[before..] == b"\r\n" || &head[before..] == b"\n" {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Reads and discards a chunked body (a block page, or the object echoed back).
+async fn drain_chunked(conn: &mut Connection) -> std::io::Result<()> {
+    loop {
+        let mut line = Vec::new();
+        (&mut *conn).take(1024).read_until(b'\n', &mut line).await?;
+        let text = String::from_utf8_lossy(&line);
+        let size_text = text
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        if size_text.is_empty() && line.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "ICAP body cut short",
+            ));
+        }
+        let size = u64::from_str_radix(&size_text, 16)
+            .map_err(|_| invalid(format!("bad chunk size {size_text:?}")))?;
+        if size == 0 {
+            // Trailer: lines up to an empty one.
+            loop {
+                let mut trailer = Vec::new();
+                (&mut *conn)
+                    .take(1024)
+                    .read_until(b'\n', &mut trailer)
+                    .await?;
+                if trailer.is_empty() || trailer == b"\r\n" || trailer == b"\n" {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::io::copy(&mut (&mut *conn).take(size + 2), &mut tokio::io::sink()).await?;
+    }
+}
+
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
+#[async_trait]
+impl Engine for IcapEngine {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    fn max_object_size(&self) -> Option<u64> {
+        self.max_object_size
+    }
+
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+        let name = object.path.rsplit('/').next().unwrap_or(object.path);
+        self.scan_bytes(name, object.data).await
+    }
+
+    async fn health(&self) -> Result<String, EngineError> {
+        let options = self.fetch_options().await?;
+        Ok(format!(
+            "ICAP {} ISTag {}",
+            self.uri,
+            options.istag.unwrap_or_default()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_headers_yield_names() {
+        assert_eq!(
+            threat_names(
+                "X-Infection-Found",
+                "Type=0; Resolution=2; Threat=EICAR-Test;"
+            ),
+            ["EICAR-Test"]
+        );
+        assert_eq!(
+            threat_names(
+                "X-Violations-Found",
+                "2\n-\nOne.Name\n0\n0\nf.zip\nTwo.Name\n1\n0"
+            ),
+            ["One.Name", "Two.Name"]
+        );
+        assert_eq!(threat_names("X-Virus-ID", " Trojan.X "), ["Trojan.X"]);
+        assert!(threat_names("X-Virus-ID", "").is_empty());
+    }
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Test services on loopback, private to this checkout: installs them from Debian's packages if
+# missing, writes their configs and a test signature database, starts them in the background,
+# waits for them with a bounded probe, and stops them by the PIDs it recorded (never by name).
+#
+#   scripts/services.sh start   # prints nothing on success; writes $STATE/env for the tests
+#   scripts/services.sh stop
+#
+# STATE defaults to target/test-services (override with VERDICT_SERVICES_DIR). The env file
+# exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
+# VERDICT_TEST_ICAP_URL; scripts/test.sh sources it before running the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+STATE="${VERDICT_SERVICES_DIR:-$PWD/target/test-services}"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits up to ~10 s for a command to succeed.
+wait_for() {
+    local what=$1; shift
+    for _ in $(seq 1 100); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "services: $what did not come up; see $STATE/*.log" >&2
+    return 1
+}
+
+clamd_ping() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(1); s.connect(sys.argv[1])
+s.sendall(b"zPING\0"); assert s.recv(16).startswith(b"PONG")
+PY
+}
+
+icap_options() {
+    python3 - "$1" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=2)
+s.sendall(f"OPTIONS icap://127.0.0.1:{port}/avscan ICAP/1.0\r\nHost: 127.0.0.1\r\nEncapsulated: null-body=0\r\n\r\n".encode())
+assert s.recv(4096).startswith(b"ICAP/1.0 200")
+PY
+}
+
+write_signatures() {
+    local db=$1
+    mkdir -p "$db"
+    # EICAR, assembled here from parts, as an MD5 hash signature and as a body signature.
+    local eicar hex md5
+    eicar=$(printf '%s%s%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$' 'EICAR-STANDARD-ANTIVIRUS-' 'TEST-FILE!$H+H*')
+    md5=$(printf '%s' "$eicar" | md5sum | cut -d' ' -f1)
+    hex=$(printf '%s' "$eicar" | od -An -tx1 | tr -d ' \n')
+    printf '%s:68:Test-EICAR-MD5\n' "$md5" > "$db/verdict-test.hdb"
+    # The payload marker the tests generate (see engines' testutil): a body signature only clamd has.
+    local marker
+    marker=$(printf 'VERDICT-CLAMD-ONLY-TEST-PAYLOAD' | od -An -tx1 | tr -d ' \n')
+    printf 'Test-EICAR-Body:0:0:%s\nVerdict-Test-Payload:0:*:%s\n' "$hex" "$marker" > "$db/verdict-test.ndb"
+}
+
+start() {
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3
+    stop >/dev/null 2>&1 || true
+    mkdir -p "$STATE/tmp" "$STATE/db"
+    chmod 755 "$STATE" "$STATE/tmp"
+    write_signatures "$STATE/db"
+    local clamd_port icap_port
+    clamd_port=$(free_port)
+    icap_port=$(free_port)
+
+    cat > "$STATE/clamd.conf" <<CONF
+Foreground yes
+DatabaseDirectory $STATE/db
+TemporaryDirectory $STATE/tmp
+LocalSocket $STATE/clamd.sock
+TCPSocket $clamd_port
+TCPAddr 127.0.0.1
+StreamMaxLength 25M
+MaxFileSize 100M
+MaxScanSize 400M
+MaxRecursion 17
+MaxFiles 10000
+AlertExceedsMax yes
+LogFile $STATE/clamd.log
+PidFile $STATE/clamd.pid
+CONF
+    setsid clamd -c "$STATE/clamd.conf" > "$STATE/clamd.out" 2>&1 < /dev/null &
+    echo $! > "$STATE/clamd.launch.pid"
+    wait_for clamd clamd_ping "$STATE/clamd.sock"
+
+    local modules=/usr/lib/x86_64-linux-gnu/c_icap
+    [ -d "$modules" ] || modules=$(dirname "$(dpkg -L libc-icap-mod-virus-scan | grep '/virus_scan.so$' | head -1)")
+    cat > "$STATE/c-icap.conf" <<CONF
+PidFile $STATE/c-icap.pid
+CommandsSocket $STATE/c-icap.ctl
+Port 127.0.0.1:$icap_port
+StartServers 1
+MaxServers 2
+MinSpareThreads 2
+MaxSpareThreads 8
+ThreadsPerChild 8
+TmpDir $STATE/tmp
+ModulesDir $modules
+ServicesDir $modules
+TemplateDir /usr/share/c_icap/templates/
+LoadMagicFile /etc/c-icap/c-icap.magic
+ServerLog $STATE/c-icap-server.log
+AccessLog $STATE/c-icap-access.log
+DebugLevel 1
+Module common clamd_mod.so
+clamd_mod.ClamdSocket $STATE/clamd.sock
+Service antivirus_module virus_scan.so
+virus_scan.DefaultEngine clamd
+virus_scan.ScanFileTypes TEXT DATA EXECUTABLE ARCHIVE GIF JPEG MSOFFICE
+virus_scan.MaxObjectSize 100M
+ServiceAlias avscan virus_scan?allow204=on&sizelimit=off&mode=simple
+CONF
+    setsid c-icap -N -f "$STATE/c-icap.conf" > "$STATE/c-icap.out" 2>&1 < /dev/null &
+    echo $! > "$STATE/c-icap.launch.pid"
+    wait_for c-icap icap_options "$icap_port"
+
+    cat > "$STATE/env" <<ENV
+export VERDICT_TEST_CLAMD_TCP=127.0.0.1:$clamd_port
+export VERDICT_TEST_CLAMD_SOCKET=$STATE/clamd.sock
+export VERDICT_TEST_CLAMD_DB=$STATE/db
+export VERDICT_TEST_ICAP_URL=icap://127.0.0.1:$icap_port/avscan
+ENV
+}
+
+stop() {
+    for name in c-icap clamd; do
+        local pidfile="$STATE/$name.launch.pid"
+        if [ -f "$pidfile" ]; then
+            local pid
+            pid=$(cat "$pidfile")
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -9 "$pid" 2>/dev/null || true
+            rm -f "$pidfile"
+        fi
+    done
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

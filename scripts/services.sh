@@ -8,12 +8,15 @@
 #
 # STATE defaults to target/test-services (override with VERDICT_SERVICES_DIR). The env file
 # exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
-# VERDICT_TEST_ICAP_URL; scripts/test.sh sources it before running the tests.
+# VERDICT_TEST_ICAP_URL, VERDICT_TEST_S3_ENDPOINT (moto, an S3-compatible server, with test
+# credentials in AWS_*); scripts/test.sh sources it before running the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 STATE="${VERDICT_SERVICES_DIR:-$PWD/target/test-services}"
+# moto lives in a venv outside the checkout, so a fresh clone does not reinstall it.
+MOTO_VENV="${VERDICT_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/moto-5.2.5}"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -48,6 +51,17 @@ assert s.recv(4096).startswith(b"ICAP/1.0 200")
 PY
 }
 
+http_ok() {
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1"
+}
+
+install_moto() {
+    [ -x "$MOTO_VENV/bin/moto_server" ] && return 0
+    log "installing moto (S3-compatible test server) into $MOTO_VENV"
+    python3 -m venv "$MOTO_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$MOTO_VENV"; }
+    "$MOTO_VENV/bin/pip" install -q "moto[s3]==5.2.5" flask flask-cors
+}
+
 write_signatures() {
     local db=$1
     mkdir -p "$db"
@@ -65,6 +79,7 @@ write_signatures() {
 
 start() {
     apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3
+    install_moto
     stop >/dev/null 2>&1 || true
     mkdir -p "$STATE/tmp" "$STATE/db"
     chmod 755 "$STATE" "$STATE/tmp"
@@ -124,16 +139,27 @@ CONF
     echo $! > "$STATE/c-icap.launch.pid"
     wait_for c-icap icap_options "$icap_port"
 
+    local s3_port
+    s3_port=$(free_port)
+    setsid "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$s3_port" > "$STATE/moto.log" 2>&1 < /dev/null &
+    echo $! > "$STATE/moto.launch.pid"
+    wait_for moto http_ok "http://127.0.0.1:$s3_port/"
+
     cat > "$STATE/env" <<ENV
 export VERDICT_TEST_CLAMD_TCP=127.0.0.1:$clamd_port
 export VERDICT_TEST_CLAMD_SOCKET=$STATE/clamd.sock
 export VERDICT_TEST_CLAMD_DB=$STATE/db
 export VERDICT_TEST_ICAP_URL=icap://127.0.0.1:$icap_port/avscan
+export VERDICT_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export AWS_ACCESS_KEY_ID=verdict-test
+export AWS_SECRET_ACCESS_KEY=verdict-test
+export AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
 ENV
 }
 
 stop() {
-    for name in c-icap clamd; do
+    for name in moto c-icap clamd; do
         local pidfile="$STATE/$name.launch.pid"
         if [ -f "$pidfile" ]; then
             local pid

@@ -1,1 +1,124 @@
-//! placeholder
+//! Verdict's storage: [`ObjectStore`] over S3 ([`S3Store`]) and a local directory
+//! ([`LocalStore`], the embedded default), and [`fetch`]: guarded HTTP(S) downloads for URL scans.
+
+pub mod fetch;
+mod local;
+mod s3;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use scan_core::ScanInput;
+use tokio::io::AsyncRead;
+
+pub use local::LocalStore;
+pub use s3::{S3Config, S3Store};
+
+/// An object's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Bucket (for the local store, a folder under its root).
+    pub bucket: String,
+    /// Key within the bucket.
+    pub key: String,
+    /// A specific version; the latest when `None`.
+    pub version: Option<String>,
+}
+
+impl ObjectRef {
+    /// The latest version of `bucket`/`key`.
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        ObjectRef {
+            bucket: bucket.into(),
+            key: key.into(),
+            version: None,
+        }
+    }
+}
+
+/// What a store knows about an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Version id, when the store versions objects.
+    pub version: Option<String>,
+    /// Entity tag, when the store has one.
+    pub etag: Option<String>,
+}
+
+/// An object's bytes, as a stream.
+pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A storage operation failed. Not-found and denied cases are distinct so servers can answer
+/// 404 and 403.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The bucket does not exist.
+    #[error("bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    /// The key does not exist in the bucket.
+    #[error("object {key:?} does not exist in bucket {bucket:?}")]
+    NoSuchKey {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// The version does not exist.
+    #[error("version {version:?} of {key:?} does not exist")]
+    NoSuchVersion {
+        /// Key.
+        key: String,
+        /// Version.
+        version: String,
+    },
+    /// The credentials may not do this.
+    #[error("access denied to {0}")]
+    AccessDenied(String),
+    /// The bucket or key is not acceptable (escapes the local root, empty, ...).
+    #[error("invalid object name: {0}")]
+    InvalidName(String),
+    /// The store could not be reached or failed.
+    #[error("storage failed: {0}")]
+    Backend(String),
+}
+
+impl StorageError {
+    /// Whether the object (or its bucket or version) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StorageError::NoSuchBucket(_)
+                | StorageError::NoSuchKey { .. }
+                | StorageError::NoSuchVersion { .. }
+        )
+    }
+}
+
+/// Where objects are read from and stored.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// The object's bytes as a stream, and what is known about it.
+    async fn get(&self, object: &ObjectRef) -> Result<(ObjectInfo, ByteReader), StorageError>;
+
+    /// Stores spooled bytes at `bucket`/`key`, streaming (multipart for large objects); returns
+    /// what was written.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Arc<ScanInput>,
+    ) -> Result<ObjectInfo, StorageError>;
+
+    /// What is known about the object, without its bytes.
+    async fn head(&self, object: &ObjectRef) -> Result<ObjectInfo, StorageError>;
+
+    /// Replaces the object's tags.
+    async fn tag(&self, object: &ObjectRef, tags: &[(String, String)]) -> Result<(), StorageError>;
+
+    /// A human-readable address such as `s3://bucket/key`.
+    fn url(&self, bucket: &str, key: &str) -> String;
+}

@@ -1,0 +1,391 @@
+//! Guarded HTTP(S) downloads for URL scans. A scanning service that fetches URLs for its callers
+//! is a server-side request forgery target, so by default only public addresses are reached:
+//! loopback, private, link-local (the cloud metadata address 169.254.169.254 above all), shared,
+//! multicast and other special ranges are refused. The check runs on the *resolved* addresses
+//! (through the client's resolver, so the address checked is the address connected to), on IP
+//! literals, and again on every redirect. An allow-list opens specific ranges (tests use it for
+//! loopback). Size and time are bounded.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use tokio::io::AsyncRead;
+
+use crate::ByteReader;
+
+/// What the fetcher may reach and how much it may take.
+#[derive(Debug, Clone)]
+pub struct FetchPolicy {
+    /// Ranges allowed even though they are not public (e.g. `127.0.0.0/8` for tests).
+    pub allow: Vec<IpNet>,
+    /// Largest body accepted.
+    pub max_bytes: Option<u64>,
+    /// Whole request, connect to last byte.
+    pub timeout: Duration,
+    /// Connecting.
+    pub connect_timeout: Duration,
+    /// Redirects followed.
+    pub max_redirects: usize,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        FetchPolicy {
+            allow: Vec::new(),
+            max_bytes: Some(4 << 30),
+            timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            max_redirects: 5,
+        }
+    }
+}
+
+/// A download could not be made or was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// Not an http(s) URL.
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// The destination is not allowed (non-public address, not allow-listed).
+    #[error("refused to fetch {url}: {reason}")]
+    Refused {
+        /// The URL (or redirect target).
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// The body is larger than allowed.
+    #[error("the download is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// Anything else on the way: DNS, connection, TLS, timeout.
+    #[error("fetching {url} failed: {message}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Downloads URLs under a [`FetchPolicy`].
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: Arc<FetchPolicy>,
+}
+
+/// A response body, with its length when the server said it.
+pub struct Download {
+    /// `Content-Length`, when given.
+    pub length: Option<u64>,
+    /// The body, capped at the policy's size.
+    pub body: ByteReader,
+}
+
+impl Fetcher {
+    /// A fetcher that enforces `policy`.
+    pub fn new(policy: FetchPolicy) -> Result<Self, FetchError> {
+        let policy = Arc::new(policy);
+        let redirect_policy = {
+            let policy = Arc::clone(&policy);
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > policy.max_redirects {
+                    return attempt.error(format!("more than {} redirects", policy.max_redirects));
+                }
+                let target = attempt.url().clone();
+                match check_url(&target, &policy) {
+                    Ok(()) => attempt.follow(),
+                    Err(reason) => attempt.error(format!("redirect to {target} refused: {reason}")),
+                }
+            })
+        };
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: Arc::clone(&policy),
+            }))
+            .redirect(redirect_policy)
+            .timeout(policy.timeout)
+            .connect_timeout(policy.connect_timeout)
+            .build()
+            .map_err(|e| FetchError::Network {
+                url: String::new(),
+                message: e.to_string(),
+            })?;
+        Ok(Fetcher { client, policy })
+    }
+
+    /// GETs `url` with `headers`; the body streams, capped at the policy's size.
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Download, FetchError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| FetchError::InvalidUrl(format!("{url:?} is not a URL: {e}")))?;
+        check_url(&parsed, &self.policy).map_err(|reason| FetchError::Refused {
+            url: url.to_owned(),
+            reason,
+        })?;
+        let mut request = self.client.get(parsed);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.send().await.map_err(|e| describe(url, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status: status.as_u16(),
+            });
+        }
+        let length = response.content_length();
+        if let (Some(length), Some(max)) = (length, self.policy.max_bytes)
+            && length > max
+        {
+            return Err(FetchError::TooLarge(max));
+        }
+        let url_owned = url.to_owned();
+        let stream = response
+            .bytes_stream()
+            .map_err(move |e| std::io::Error::other(describe(&url_owned, &e)));
+        let reader = tokio_util::io::StreamReader::new(stream);
+        let body: ByteReader = match self.policy.max_bytes {
+            Some(max) => Box::pin(Capped {
+                inner: Box::pin(reader),
+                left: max,
+                max,
+            }),
+            None => Box::pin(reader),
+        };
+        Ok(Download { length, body })
+    }
+}
+
+fn describe(url: &str, err: &reqwest::Error) -> FetchError {
+    // Refusals from our resolver or redirect policy travel inside reqwest's error chain.
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if text.contains("refused:") || text.contains("redirect to") {
+            return FetchError::Refused {
+                url: url.to_owned(),
+                reason: text,
+            };
+        }
+        source = e.source();
+    }
+    let message = if err.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        chain(err)
+    };
+    FetchError::Network {
+        url: url.to_owned(),
+        message,
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Checks scheme and, for IP literals, the address (host names are checked when resolved).
+fn check_url(url: &url::Url, policy: &FetchPolicy) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "only http and https URLs are fetched, not {}",
+            url.scheme()
+        ));
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), policy),
+        Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), policy),
+        Some(url::Host::Domain(_)) => Ok(()),
+        None => Err("the URL has no host".to_owned()),
+    }
+}
+
+/// Whether an address may be reached: public, or inside an allow-listed range.
+pub fn check_ip(ip: IpAddr, policy: &FetchPolicy) -> Result<(), String> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    if policy.allow.iter().any(|net| net.contains(&ip)) {
+        return Ok(());
+    }
+    match non_public_range(ip) {
+        Some(range) => Err(format!("{ip} is a {range} address")),
+        None => Ok(()),
+    }
+}
+
+fn non_public_range(ip: IpAddr) -> Option<&'static str> {
+    const RANGES: &[(&str, &str)] = &[
+        ("0.0.0.0/8", "\"this network\""),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local (cloud metadata)"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b::/96", "NAT64"),
+        ("100::/64", "discard"),
+        ("2001:db8::/32", "documentation"),
+        ("fc00::/7", "unique local (private)"),
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+    ];
+    RANGES.iter().find_map(|(net, name)| {
+        net.parse::<IpNet>()
+            .ok()
+            .filter(|net| net.contains(&ip))
+            .map(|_| *name)
+    })
+}
+
+/// Resolves names and keeps only addresses the policy allows, so the connection can only go
+/// to a checked address (no window between check and connect for DNS rebinding).
+struct GuardedResolver {
+    policy: Arc<FetchPolicy>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = Arc::clone(&self.policy);
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = Vec::new();
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|addr| match check_ip(addr.ip(), &policy) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        refused.push(reason);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let reason = refused
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "no address".to_owned());
+                return Err(format!("refused: {host} resolves to {reason}").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Stops a body at the policy's size.
+struct Capped {
+    inner: ByteReader,
+    left: u64,
+    max: u64,
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = self.inner.as_mut().poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &poll {
+            let n = (buf.filled().len() - before) as u64;
+            if n > self.left {
+                let max = self.max;
+                return std::task::Poll::Ready(Err(std::io::Error::other(FetchError::TooLarge(
+                    max,
+                ))));
+            }
+            self.left -= n;
+        }
+        poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_ranges_are_refused_unless_allowed() {
+        let policy = FetchPolicy::default();
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "192.168.1.1",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+        ] {
+            assert!(check_ip(ip.parse().unwrap(), &policy).is_err(), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
+            assert!(check_ip(ip.parse().unwrap(), &policy).is_ok(), "{ip}");
+        }
+        let open = FetchPolicy {
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+            ..FetchPolicy::default()
+        };
+        assert!(check_ip("127.0.0.1".parse().unwrap(), &open).is_ok());
+        assert!(check_ip("169.254.169.254".parse().unwrap(), &open).is_err());
+    }
+
+    #[test]
+    fn only_http_and_https_urls() {
+        let policy = FetchPolicy::default();
+        for url in ["file:///etc/passwd", "ftp://example.com/x", "gopher://x"] {
+            assert!(
+                check_url(&url::Url::parse(url).unwrap(), &policy).is_err(),
+                "{url}"
+            );
+        }
+        assert!(
+            check_url(
+                &url::Url::parse("http://169.254.169.254/latest").unwrap(),
+                &policy
+            )
+            .is_err()
+        );
+        assert!(check_url(&url::Url::parse("https://example.com/x").unwrap(), &policy).is_ok());
+    }
+}

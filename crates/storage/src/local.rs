@@ -1,0 +1,262 @@
+//! `LocalStore`: a directory as the root of buckets (one folder each). Keys can never leave it:
+//! `..`, absolute paths, NUL bytes and symbolic links anywhere on the way are refused.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use scan_core::ScanInput;
+
+use crate::{ByteReader, ObjectInfo, ObjectRef, ObjectStore, StorageError};
+
+/// Objects as files under a root directory: `<root>/<bucket>/<key>`.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created if missing).
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(LocalStore {
+            root: root.canonicalize()?,
+        })
+    }
+
+    /// The file for `bucket`/`key`, after checking that neither can escape the root.
+    fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, StorageError> {
+        let bucket_dir = self.bucket_dir(bucket)?;
+        let key_path = Path::new(key);
+        let mut path = bucket_dir.clone();
+        let mut parts = 0;
+        for component in key_path.components() {
+            match component {
+                Component::Normal(part) => {
+                    path.push(part);
+                    parts += 1;
+                }
+                Component::CurDir => {}
+                _ => {
+                    return Err(StorageError::InvalidName(format!(
+                        "key {key:?} must stay inside its bucket"
+                    )));
+                }
+            }
+        }
+        if parts == 0 || key.contains('\0') || key.ends_with('/') {
+            return Err(StorageError::InvalidName(format!(
+                "key {key:?} is not a file name"
+            )));
+        }
+        // A link anywhere between the bucket and the file could point outside the root.
+        let mut walk = bucket_dir;
+        for component in path.strip_prefix(&walk).unwrap_or(&path).components() {
+            walk.push(component);
+            if std::fs::symlink_metadata(&walk).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(StorageError::InvalidName(format!(
+                    "key {key:?} passes through a symbolic link"
+                )));
+            }
+        }
+        Ok(path)
+    }
+
+    fn bucket_dir(&self, bucket: &str) -> Result<PathBuf, StorageError> {
+        let valid = !bucket.is_empty()
+            && bucket != "."
+            && bucket != ".."
+            && !bucket.contains(['/', '\\', '\0']);
+        if !valid {
+            return Err(StorageError::InvalidName(format!("bucket {bucket:?}")));
+        }
+        let dir = self.root.join(bucket);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => Ok(dir),
+            Ok(_) => Err(StorageError::InvalidName(format!(
+                "bucket {bucket:?} is not a folder"
+            ))),
+            Err(_) => Err(StorageError::NoSuchBucket(bucket.to_owned())),
+        }
+    }
+
+    fn no_versions(object: &ObjectRef) -> Result<(), StorageError> {
+        match &object.version {
+            Some(version) => Err(StorageError::NoSuchVersion {
+                key: object.key.clone(),
+                version: version.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn tags_path(&self, bucket: &str, key: &str) -> Result<PathBuf, StorageError> {
+        let file = self.path(bucket, key)?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(file.with_file_name(format!(".{name}.tags.json")))
+    }
+}
+
+fn not_found_or(err: std::io::Error, object: &ObjectRef) -> StorageError {
+    if err.kind() == std::io::ErrorKind::NotFound {
+        StorageError::NoSuchKey {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+        }
+    } else if err.kind() == std::io::ErrorKind::PermissionDenied {
+        StorageError::AccessDenied(format!("{}/{}", object.bucket, object.key))
+    } else {
+        StorageError::Backend(err.to_string())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn get(&self, object: &ObjectRef) -> Result<(ObjectInfo, ByteReader), StorageError> {
+        Self::no_versions(object)?;
+        let path = self.path(&object.bucket, &object.key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| not_found_or(e, object))?;
+        let meta = file.metadata().await.map_err(|e| not_found_or(e, object))?;
+        if !meta.is_file() {
+            return Err(StorageError::NoSuchKey {
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+            });
+        }
+        Ok((
+            ObjectInfo {
+                size: meta.len(),
+                ..ObjectInfo::default()
+            },
+            Box::pin(file),
+        ))
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Arc<ScanInput>,
+    ) -> Result<ObjectInfo, StorageError> {
+        let path = self.path(bucket, key)?;
+        let size = data.size();
+        let object = ObjectRef::new(bucket, key);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            // Written beside the target and renamed, so nobody ever sees half a file.
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all(data.data().as_slice())?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))?
+        .map_err(|e| not_found_or(e, &object))?;
+        Ok(ObjectInfo {
+            size,
+            ..ObjectInfo::default()
+        })
+    }
+
+    async fn head(&self, object: &ObjectRef) -> Result<ObjectInfo, StorageError> {
+        Self::no_versions(object)?;
+        let path = self.path(&object.bucket, &object.key)?;
+        let meta = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| not_found_or(e, object))?;
+        Ok(ObjectInfo {
+            size: meta.len(),
+            ..ObjectInfo::default()
+        })
+    }
+
+    async fn tag(&self, object: &ObjectRef, tags: &[(String, String)]) -> Result<(), StorageError> {
+        self.head(object).await?;
+        let path = self.tags_path(&object.bucket, &object.key)?;
+        let map: serde_json::Map<String, serde_json::Value> = tags
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let text =
+            serde_json::to_vec_pretty(&map).map_err(|e| StorageError::Backend(e.to_string()))?;
+        tokio::fs::write(&path, text)
+            .await
+            .map_err(|e| not_found_or(e, object))
+    }
+
+    fn url(&self, bucket: &str, key: &str) -> String {
+        format!("file://{}/{bucket}/{key}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("root")).unwrap();
+        std::fs::create_dir_all(dir.path().join("root/bucket")).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("outside"),
+            dir.path().join("root/bucket/link"),
+        )
+        .unwrap();
+        for key in [
+            "../escape",
+            "/etc/passwd",
+            "a/../../b",
+            "link/file",
+            "",
+            "dir/",
+        ] {
+            let err = store.path("bucket", key).unwrap_err();
+            assert!(matches!(err, StorageError::InvalidName(_)), "{key}: {err}");
+        }
+        for bucket in ["..", "a/b", ""] {
+            assert!(
+                matches!(store.path(bucket, "k"), Err(StorageError::InvalidName(_))),
+                "{bucket}"
+            );
+        }
+        assert!(matches!(
+            store.path("missing", "k"),
+            Err(StorageError::NoSuchBucket(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn put_get_head_and_tag_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        let input = Arc::new(ScanInput::from_bytes(b"hello".to_vec()));
+        store.put("b", "x/y.txt", input).await.unwrap();
+        let object = ObjectRef::new("b", "x/y.txt");
+        let (info, mut reader) = store.get(&object).await.unwrap();
+        let mut body = String::new();
+        reader.read_to_string(&mut body).await.unwrap();
+        assert_eq!((info.size, body.as_str()), (5, "hello"));
+        store
+            .tag(&object, &[("scan-result".into(), "clean".into())])
+            .await
+            .unwrap();
+        let tags = std::fs::read_to_string(dir.path().join("b/x/.y.txt.tags.json")).unwrap();
+        assert!(tags.contains("\"scan-result\": \"clean\""), "{tags}");
+        let missing = store.head(&ObjectRef::new("b", "nope")).await.unwrap_err();
+        assert!(missing.is_not_found());
+    }
+}

@@ -1,0 +1,7 @@
+//! Storage against real services: an S3-compatible server (moto, started by
+//! `scripts/services.sh`) through aws-sdk-s3, and real HTTP over loopback for guarded fetches.
+
+#![allow(clippy::unwrap_used)]
+
+mod fetch;
+mod s3;

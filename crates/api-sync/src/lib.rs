@@ -1,1 +1,16 @@
-//! placeholder
+//! `verdict-sync`: the synchronous scanning API (contract section 1). Trade a username and
+//! password for a token, then upload a file and get the verdict in the response; store clean
+//! files, scan existing objects, scan URLs. The server is a library: [`AppState::from_config`],
+//! [`router`], [`serve`]; the binary only parses arguments, installs logging and calls them.
+
+pub mod auth;
+pub mod config;
+mod error;
+mod handlers;
+mod metrics;
+mod server;
+pub mod users;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use server::{AppState, app, router, serve};

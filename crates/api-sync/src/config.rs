@@ -1,0 +1,233 @@
+//! Configuration: a TOML file (raw serde structs, unknown keys refused) with environment
+//! overrides for the common settings, validated into the running state before any socket opens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use engines::EngineConfig;
+use scan_core::Limits;
+use serde::Deserialize;
+use storage::S3Config;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The users file (`verdict-sync user add NAME` writes it).
+    pub users_file: PathBuf,
+    /// Token signing.
+    pub token: TokenConfig,
+    /// Largest request body (upload) accepted, in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Scans running at once; more are answered 503.
+    pub max_concurrent_scans: usize,
+    /// Tag scanned existing objects with `scan-result` and `scan-date`.
+    pub tag_existing: bool,
+    /// Expansion limits.
+    pub limits: Limits,
+    /// Spooling.
+    pub spool: SpoolSettings,
+    /// Where clean uploads go and existing objects come from.
+    pub storage: StorageConfig,
+    /// URL scans.
+    pub fetch: FetchSettings,
+    /// Engines; the embedded YARA engine when empty.
+    pub engines: Vec<EngineConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            users_file: PathBuf::from("users"),
+            token: TokenConfig::default(),
+            max_body_bytes: Some(8 << 30),
+            max_concurrent_scans: 32,
+            tag_existing: false,
+            limits: Limits::default(),
+            spool: SpoolSettings::default(),
+            storage: StorageConfig::default(),
+            fetch: FetchSettings::default(),
+            engines: Vec::new(),
+        }
+    }
+}
+
+/// Token signing settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// The HS256 key. Prefer `secret_file`.
+    pub secret: Option<String>,
+    /// A file holding the key (trailing white space ignored).
+    pub secret_file: Option<PathBuf>,
+    /// Token validity, seconds.
+    pub ttl_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            secret: None,
+            secret_file: None,
+            ttl_secs: 3600,
+        }
+    }
+}
+
+/// Spool settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSettings {
+    /// Folder for spool files; the system temp folder when unset.
+    pub temp_dir: Option<PathBuf>,
+    /// Bytes kept in memory before spooling to disk.
+    pub memory_threshold: usize,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            temp_dir: None,
+            memory_threshold: 8 << 20,
+        }
+    }
+}
+
+/// Which object store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// A local directory; each bucket is a folder under it.
+    Local {
+        /// The root.
+        root: PathBuf,
+    },
+    /// S3 or an S3-compatible server.
+    S3(S3Config),
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::Local {
+            root: PathBuf::from("data"),
+        }
+    }
+}
+
+/// URL scan settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchSettings {
+    /// Non-public ranges allowed anyway, e.g. `["10.0.0.0/8"]`.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Largest download, bytes.
+    pub max_bytes: u64,
+    /// Whole download, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            allow: Vec::new(),
+            max_bytes: 4 << 30,
+            timeout_secs: 300,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given) and applies environment overrides:
+    /// `VERDICT_LISTEN`, `VERDICT_USERS_FILE`, `VERDICT_TOKEN_SECRET`, `VERDICT_TOKEN_SECRET_FILE`,
+    /// `VERDICT_DATA_DIR` (local storage root), `VERDICT_S3_ENDPOINT` (switches to S3, path-style),
+    /// `VERDICT_MAX_BODY_BYTES`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config: Config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Applies overrides from `get` (the environment, or a map in tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(listen) = get("VERDICT_LISTEN") {
+            self.listen = listen
+                .parse()
+                .map_err(|e| anyhow::anyhow!("VERDICT_LISTEN {listen:?}: {e}"))?;
+        }
+        if let Some(users) = get("VERDICT_USERS_FILE") {
+            self.users_file = users.into();
+        }
+        if let Some(secret) = get("VERDICT_TOKEN_SECRET") {
+            self.token.secret = Some(secret);
+        }
+        if let Some(file) = get("VERDICT_TOKEN_SECRET_FILE") {
+            self.token.secret_file = Some(file.into());
+        }
+        if let Some(root) = get("VERDICT_DATA_DIR") {
+            self.storage = StorageConfig::Local { root: root.into() };
+        }
+        if let Some(endpoint) = get("VERDICT_S3_ENDPOINT") {
+            self.storage = StorageConfig::S3(S3Config {
+                endpoint: Some(endpoint),
+                path_style: true,
+                region: None,
+            });
+        }
+        if let Some(max) = get("VERDICT_MAX_BODY_BYTES") {
+            self.max_body_bytes = Some(
+                max.parse()
+                    .map_err(|e| anyhow::anyhow!("VERDICT_MAX_BODY_BYTES: {e}"))?,
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_engines_and_env_overrides() {
+        let mut config: Config = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            [token]
+            secret_file = "/run/secrets/verdict"
+            [storage]
+            type = "s3"
+            region = "eu-west-1"
+            [[engines]]
+            type = "yara"
+            rules = ["/etc/verdict/rules"]
+            [[engines]]
+            type = "clamd"
+            address = "/run/clamav/clamd.ctl"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.engines.len(), 2);
+        assert!(
+            matches!(config.storage, StorageConfig::S3(ref s3) if s3.region.as_deref() == Some("eu-west-1"))
+        );
+        config
+            .apply_env(|name| (name == "VERDICT_LISTEN").then(|| "127.0.0.1:1".to_owned()))
+            .unwrap();
+        assert_eq!(config.listen.port(), 1);
+        assert!(
+            toml::from_str::<Config>("lisen = 1").is_err(),
+            "unknown keys are refused"
+        );
+    }
+}

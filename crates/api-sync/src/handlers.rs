@@ -1,0 +1,509 @@
+//! The endpoints of contract section 1: token, scan (multipart or binary body, optionally
+//! storing clean files), scan an existing object, scan a URL; plus health and metrics.
+//! Uploads stream through scan-core's input pipeline as they arrive, never buffered whole.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
+use futures::{Stream, StreamExt};
+use scan_core::{InputError, Report, ScanInput, SpoolConfig, SyncScanResponse, Verdict};
+use serde::{Deserialize, Serialize};
+use storage::ObjectRef;
+use storage::fetch::FetchError;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Text fields (`uploadTo`, `composite`, `url`) are small; anything longer is refused.
+const MAX_TEXT_FIELD: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/Token`: the body is JSON whatever the Content-Type says (some clients send none).
+pub(crate) async fn token(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let login: Login = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON {{\"username\": ..., \"password\": ...}}: {e}"
+        ))
+    })?;
+    let delay = state.throttle.delay(client.ip());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let checker = Arc::clone(&state);
+    let user = login.username.clone();
+    // argon2 is deliberately slow CPU work: keep it off the reactor.
+    let valid = tokio::task::spawn_blocking(move || checker.users.verify(&user, &login.password))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !valid {
+        state.throttle.failed(client.ip());
+        tracing::info!(client = %client.ip(), "failed login");
+        return Err(ApiError::Unauthorized(
+            "wrong username or password".to_owned(),
+        ));
+    }
+    state.throttle.succeeded(client.ip());
+    let token = state
+        .tokens
+        .issue(&login.username)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(serde_json::json!({
+        "accessToken": token,
+        "tokenType": "Bearer",
+        "expiresIn": state.tokens.ttl().as_secs(),
+    })))
+}
+
+/// The scan response: the contract's verdict body, plus where a clean upload was stored.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ScanResponse {
+    #[serde(flatten)]
+    verdict: SyncScanResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uploaded_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag_error: Option<String>,
+}
+
+impl From<&Report> for ScanResponse {
+    fn from(report: &Report) -> Self {
+        ScanResponse {
+            verdict: report.to_sync_response(),
+            uploaded_to: None,
+            stored: None,
+            upload_error: None,
+            tag_error: None,
+        }
+    }
+}
+
+/// `POST /api/Scan`: multipart (`documents` or the first part with a filename, optional
+/// `uploadTo` and `composite`), or a raw body with optional `File-Name` and `Upload-To` headers.
+pub(crate) async fn scan(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<ScanResponse>, ApiError> {
+    let _permit = Arc::clone(&state.scans)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let headers = request.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let spool = state.scanner.spool_config().clone();
+    let (name, input, upload_to) = if content_type.to_ascii_lowercase().starts_with("multipart/") {
+        read_multipart(content_type, request, &spool).await?
+    } else {
+        let name = header_text(&headers, "file-name").unwrap_or_else(|| "upload".to_owned());
+        let upload_to = header_text(&headers, "upload-to");
+        let input = spool_stream(request.into_body().into_data_stream(), spool).await?;
+        (name, input, upload_to)
+    };
+    answer(&state, &name, input, upload_to).await.map(Json)
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+async fn read_multipart(
+    content_type: &str,
+    request: Request,
+    spool: &SpoolConfig,
+) -> Result<(String, ScanInput, Option<String>), ApiError> {
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart/form-data header: {e}")))?;
+    let mut multipart = multer::Multipart::new(request.into_body().into_data_stream(), boundary);
+    let mut file: Option<(String, ScanInput, bool)> = None;
+    let mut upload_to = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ApiError::BadRequest(format!(
+                    "malformed multipart body: {e}"
+                )));
+            }
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let is_documents = name.eq_ignore_ascii_case("documents");
+        if name.eq_ignore_ascii_case("uploadTo") {
+            upload_to = Some(read_text(field).await?).filter(|t| !t.trim().is_empty());
+        } else if is_documents || file_name.is_some() {
+            // `documents` wins over any other file part; otherwise the first file part counts.
+            let wanted = match &file {
+                None => true,
+                Some((_, _, had_documents)) => is_documents && !had_documents,
+            };
+            if wanted {
+                let input = spool_stream(field, spool.clone()).await?;
+                let shown = file_name
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| name.clone());
+                file = Some((shown, input, is_documents));
+            } else {
+                drain(field).await?;
+            }
+        } else {
+            // `composite` and unknown text fields: accepted and ignored.
+            read_text(field).await?;
+        }
+    }
+    let (name, input, _) = file.ok_or_else(|| {
+        ApiError::BadRequest("no file in the request: send it as a multipart part named \"documents\" (or any part with a filename)".to_owned())
+    })?;
+    Ok((name, input, upload_to))
+}
+
+async fn read_text(mut field: multer::Field<'_>) -> Result<String, ApiError> {
+    let mut text = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
+    {
+        if text.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::BadRequest(format!(
+                "a text field is longer than {MAX_TEXT_FIELD} bytes"
+            )));
+        }
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8(text)
+        .map_err(|_| ApiError::BadRequest("a text field is not UTF-8".to_owned()))
+}
+
+async fn drain(mut field: multer::Field<'_>) -> Result<(), ApiError> {
+    while field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
+        .is_some()
+    {}
+    Ok(())
+}
+
+/// Feeds a body stream to the spool on a blocking thread as it arrives. A stream that breaks
+/// (client gone, malformed body) is an error, never a short file that gets scanned.
+async fn spool_stream<S, E>(mut stream: S, config: SpoolConfig) -> Result<ScanInput, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    let spooler = tokio::task::spawn_blocking(move || {
+        ScanInput::from_reader(
+            ChannelReader {
+                rx,
+                current: Bytes::new(),
+            },
+            &config,
+        )
+    });
+    while let Some(item) = stream.next().await {
+        let item = item.map_err(|e| std::io::Error::other(e.to_string()));
+        let failed = item.is_err();
+        // A closed channel means the spool stopped early (too large, disk): its result says why.
+        if tx.send(item).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    spooler
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(input_error)
+}
+
+fn input_error(err: InputError) -> ApiError {
+    match err {
+        InputError::TooLarge { limit } => ApiError::TooLarge(format!(
+            "the file is larger than the limit of {limit} bytes"
+        )),
+        InputError::Read(e) => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<FetchError>())
+        {
+            Some(FetchError::TooLarge(limit)) => ApiError::TooLarge(format!(
+                "the download is larger than the limit of {limit} bytes"
+            )),
+            _ => ApiError::BadRequest(format!("the file did not arrive whole: {e}")),
+        },
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// A blocking reader over chunks sent from the async side.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Scans, records, and stores a clean upload when asked.
+async fn answer(
+    state: &AppState,
+    name: &str,
+    input: ScanInput,
+    upload_to: Option<String>,
+) -> Result<ScanResponse, ApiError> {
+    let input = Arc::new(input);
+    let report = scan_recorded(state, name, Arc::clone(&input)).await;
+    let mut response = ScanResponse::from(&report);
+    if let Some(target) = upload_to {
+        let (bucket, key) = upload_target(&target, name)?;
+        if report.verdict == Verdict::Clean {
+            match state.store.put(&bucket, &key, input).await {
+                Ok(_) => {
+                    response.uploaded_to = Some(state.store.url(&bucket, &key));
+                    response.stored = Some(true);
+                }
+                Err(e) => {
+                    tracing::warn!(bucket, key, error = %e, "storing a clean upload failed");
+                    response.stored = Some(false);
+                    response.upload_error = Some(e.to_string());
+                }
+            }
+        } else {
+            response.stored = Some(false);
+            response.upload_error = Some(format!("not stored: the verdict is {}", report.verdict));
+        }
+    }
+    Ok(response)
+}
+
+async fn scan_recorded(state: &AppState, name: &str, input: Arc<ScanInput>) -> Report {
+    state.metrics.in_flight.inc();
+    let report = state.scanner.scan_input(name, input).await;
+    state.metrics.in_flight.dec();
+    state.metrics.record(&report);
+    report
+}
+
+/// `bucket/path/to/file.ext` -> (bucket, key). A bucket alone (or a trailing `/`) gets a
+/// generated key, keeping the upload's extension.
+fn upload_target(target: &str, name: &str) -> Result<(String, String), ApiError> {
+    let target = target.trim().trim_start_matches('/');
+    let (bucket, key) = target.split_once('/').unwrap_or((target, ""));
+    if bucket.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "uploadTo {target:?} must be bucket/path/to/file"
+        )));
+    }
+    let key = if key.is_empty() || key.ends_with('/') {
+        let mut random = [0u8; 8];
+        rand::fill(&mut random[..]);
+        let extension = std::path::Path::new(name)
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        format!("{key}verdict-{}{extension}", hex::encode(random))
+    } else {
+        key.to_owned()
+    };
+    Ok((bucket.to_owned(), key))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Existing {
+    container: Option<String>,
+    object_path: Option<String>,
+    version_id: Option<String>,
+    uploaded_by: Option<String>,
+}
+
+/// `POST /api/Scan/Existing`: scans an object already in the store.
+pub(crate) async fn scan_existing(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<ScanResponse>, ApiError> {
+    let _permit = Arc::clone(&state.scans)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let request: Existing = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON {{\"container\", \"objectPath\"}}: {e}"
+        ))
+    })?;
+    let bucket = request
+        .container
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("container is required".to_owned()))?;
+    let key = request
+        .object_path
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("objectPath is required".to_owned()))?;
+    let object = ObjectRef {
+        bucket,
+        key,
+        version: request.version_id.filter(|v| !v.is_empty()),
+    };
+    let (_, reader) = state.store.get(&object).await?;
+    let input = ScanInput::from_async_reader(reader, state.scanner.spool_config())
+        .await
+        .map_err(input_error)?;
+    let report = scan_recorded(&state, &object.key, Arc::new(input)).await;
+    tracing::info!(bucket = object.bucket, key = object.key, uploaded_by = ?request.uploaded_by, verdict = %report.verdict, "scanned existing object");
+    let mut response = ScanResponse::from(&report);
+    if state.tag_existing {
+        let result = match report.verdict {
+            Verdict::Clean => "clean",
+            Verdict::Infected => "infected",
+            Verdict::Unscannable | Verdict::Error => "error",
+        };
+        let date = response.verdict.date_scanned.clone();
+        let tags = [
+            ("scan-result".to_owned(), result.to_owned()),
+            ("scan-date".to_owned(), date),
+        ];
+        if let Err(e) = state.store.tag(&object, &tags).await {
+            tracing::warn!(error = %e, "tagging failed");
+            response.tag_error = Some(e.to_string());
+        }
+    }
+    Ok(Json(response))
+}
+
+/// `POST /api/Scan/URL`: a multipart `url` field or JSON `{"url": ...}`, whatever the
+/// Content-Type claims (reference clients send multipart labelled as JSON).
+pub(crate) async fn scan_url(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ScanResponse>, ApiError> {
+    let _permit = Arc::clone(&state.scans)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let url = url_from_body(&headers, &body).await?;
+    let download = state.fetcher.get(&url, &[]).await.map_err(fetch_error)?;
+    let input = ScanInput::from_async_reader(download.body, state.scanner.spool_config())
+        .await
+        .map_err(input_error)?;
+    let name = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_owned))
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "download".to_owned());
+    Ok(Json(answer(&state, &name, input, None).await?))
+}
+
+async fn url_from_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?;
+    let trimmed = text.trim_start();
+    let url = if trimmed.starts_with('{') {
+        #[derive(Deserialize)]
+        struct UrlBody {
+            url: Option<String>,
+        }
+        serde_json::from_str::<UrlBody>(trimmed)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON: {e}")))?
+            .url
+    } else {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let boundary = multer::parse_boundary(content_type).ok().or_else(|| {
+            // The body itself says its boundary: its first line is `--<boundary>`.
+            trimmed
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("--"))
+                .map(|b| b.trim_end().to_owned())
+        });
+        let boundary = boundary.ok_or_else(|| {
+            ApiError::BadRequest(
+                "send the URL as a multipart field \"url\" or JSON {\"url\": ...}".to_owned(),
+            )
+        })?;
+        let stream = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(
+            body.clone(),
+        )));
+        let mut multipart = multer::Multipart::new(stream, boundary);
+        let mut url = None;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
+        {
+            if field.name() == Some("url") {
+                url = Some(read_text(field).await?);
+            } else {
+                drain(field).await?;
+            }
+        }
+        url
+    };
+    url.map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("url is required".to_owned()))
+}
+
+fn fetch_error(err: FetchError) -> ApiError {
+    match err {
+        e @ FetchError::InvalidUrl(_) => ApiError::BadRequest(e.to_string()),
+        e @ FetchError::Refused { .. } => ApiError::Forbidden(e.to_string()),
+        e @ FetchError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
+        e => ApiError::BadGateway(e.to_string()),
+    }
+}
+
+/// `GET /health`: no auth; 200 while the server runs.
+pub(crate) async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,103 @@
+//! The `verdict-sync` binary: configuration, logging, then serve (or manage users).
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use api_sync::{AppState, Config, serve, users};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "verdict-sync",
+    version,
+    about = "Verdict's synchronous scanning API"
+)]
+struct Cli {
+    /// Configuration file (TOML); also VERDICT_CONFIG.
+    #[arg(long, short, env = "VERDICT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add or replace a user; the password is read from stdin (prompted on a terminal).
+    Add {
+        /// The user name.
+        name: String,
+        /// The users file [default: the configured one].
+        #[arg(long)]
+        users: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let state = AppState::from_config(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            serve(listener, state, shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Add { name, users: file },
+        } => {
+            let file = file.unwrap_or(config.users_file);
+            let password = if std::io::stdin().is_terminal() {
+                rpassword::prompt_password(format!("password for {name}: "))?
+            } else {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            };
+            users::add_user(&file, &name, &password)?;
+            eprintln!("user {name} saved in {}", file.display());
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM; the server then stops accepting and finishes in-flight scans.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

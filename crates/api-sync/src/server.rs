@@ -1,0 +1,215 @@
+//! The server as a library: [`AppState::from_config`], [`router`], and [`serve`] with a shutdown
+//! signal. Paths are matched case-insensitively (clients use `/api/Scan` and `/api/scan`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use scan_core::{Scanner, SpoolConfig};
+use storage::ObjectStore;
+use storage::fetch::{FetchPolicy, Fetcher};
+use tokio::sync::Semaphore;
+
+use crate::auth::{Throttle, Tokens};
+use crate::config::{Config, StorageConfig};
+use crate::error::ApiError;
+use crate::handlers;
+use crate::metrics::Metrics;
+use crate::users::Users;
+
+/// Everything a request needs, shared by all of them.
+pub struct AppState {
+    /// The scanner (engines, limits, spool).
+    pub scanner: Scanner,
+    /// Where clean uploads go and existing objects come from.
+    pub store: Arc<dyn ObjectStore>,
+    /// URL downloads.
+    pub fetcher: Fetcher,
+    /// Users.
+    pub users: Users,
+    /// Tokens.
+    pub tokens: Tokens,
+    /// Failed-login slowdown.
+    pub throttle: Throttle,
+    /// Bounds scans at once.
+    pub scans: Arc<Semaphore>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Tag scanned existing objects.
+    pub tag_existing: bool,
+}
+
+impl AppState {
+    /// Builds engines, storage, users and keys from the configuration; fails before any socket
+    /// opens if something is wrong.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
+        let engine_configs = if config.engines.is_empty() {
+            vec![engines::EngineConfig::Yara {
+                rules: Vec::new(),
+                max_object_size: None,
+            }]
+        } else {
+            config.engines.clone()
+        };
+        let mut builder = Scanner::builder()
+            .limits(config.limits.clone())
+            .spool(SpoolConfig {
+                memory_threshold: config.spool.memory_threshold,
+                temp_dir: config.spool.temp_dir.clone(),
+                max_input_size: config.max_body_bytes,
+            });
+        for engine in engines::build_engines(&engine_configs)? {
+            builder = builder.shared_engine(engine);
+        }
+        let scanner = builder.build()?;
+        let store: Arc<dyn ObjectStore> = match &config.storage {
+            StorageConfig::Local { root } => Arc::new(
+                storage::LocalStore::new(root)
+                    .map_err(|e| anyhow::anyhow!("local storage {}: {e}", root.display()))?,
+            ),
+            StorageConfig::S3(s3) => Arc::new(storage::S3Store::new(s3).await),
+        };
+        let fetcher = Fetcher::new(FetchPolicy {
+            allow: config.fetch.allow.clone(),
+            max_bytes: Some(config.fetch.max_bytes),
+            timeout: Duration::from_secs(config.fetch.timeout_secs),
+            ..FetchPolicy::default()
+        })?;
+        let users = Users::load(&config.users_file)?;
+        if users.is_empty() {
+            tracing::warn!(
+                users_file = %config.users_file.display(),
+                "no users yet: add one with `verdict-sync user add NAME --users {}` (the password is read from stdin); until then every login fails",
+                config.users_file.display()
+            );
+        }
+        let key = signing_key(config)?;
+        Ok(Arc::new(AppState {
+            scanner,
+            store,
+            fetcher,
+            users,
+            tokens: Tokens::new(&key, Duration::from_secs(config.token.ttl_secs)),
+            throttle: Throttle::default(),
+            scans: Arc::new(Semaphore::new(config.max_concurrent_scans.max(1))),
+            metrics: Metrics::default(),
+            tag_existing: config.tag_existing,
+        }))
+    }
+}
+
+fn signing_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(file) = &config.token.secret_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("token secret file {}: {e}", file.display()))?;
+        return non_trivial(text.trim_end().as_bytes().to_vec());
+    }
+    if let Some(secret) = &config.token.secret {
+        return non_trivial(secret.as_bytes().to_vec());
+    }
+    tracing::warn!(
+        "no token secret configured: using a random key, so tokens die with this process and other replicas reject them; set token.secret_file (or VERDICT_TOKEN_SECRET_FILE)"
+    );
+    let mut key = vec![0u8; 32];
+    rand::fill(&mut key[..]);
+    Ok(key)
+}
+
+fn non_trivial(key: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(
+        key.len() >= 16,
+        "the token secret must be at least 16 bytes"
+    );
+    Ok(key)
+}
+
+/// All routes (lower-case; see [`app`] for the case-insensitive wrapper).
+pub fn router(state: Arc<AppState>) -> Router {
+    let protected = Router::new()
+        .route("/api/scan", post(handlers::scan))
+        .route("/api/scan/existing", post(handlers::scan_existing))
+        .route("/api/scan/url", post(handlers::scan_url))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token,
+        ));
+    Router::new()
+        .route("/api/token", post(handlers::token))
+        .route("/health", get(handlers::health))
+        .route("/metrics", get(handlers::metrics))
+        .merge(protected)
+        .with_state(state)
+}
+
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::Unauthorized("missing Authorization: Bearer <accessToken>".to_owned())
+        })?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "the Authorization header must be Bearer <accessToken>".to_owned(),
+            )
+        })?;
+    let claims = state
+        .tokens
+        .verify(token.trim())
+        .map_err(|e| ApiError::Unauthorized(format!("invalid or expired token: {e}")))?;
+    tracing::debug!(user = %claims.sub, "authenticated");
+    Ok(next.run(request).await)
+}
+
+/// The router with paths lower-cased before routing, ready to serve.
+pub fn app(
+    state: Arc<AppState>,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
+    impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
+    + Clone,
+    SocketAddr,
+> {
+    use tower::Layer;
+    let lowercase = tower::util::MapRequestLayer::new(|mut request: Request| {
+        let path = request.uri().path();
+        if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            let lowered = path.to_ascii_lowercase();
+            let rebuilt = match request.uri().query() {
+                Some(query) => format!("{lowered}?{query}"),
+                None => lowered,
+            };
+            if let Ok(uri) = rebuilt.parse() {
+                *request.uri_mut() = uri;
+            }
+        }
+        request
+    });
+    axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(
+        lowercase.layer(router(state)),
+    )
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(address = %listener.local_addr()?, "verdict-sync listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,145 @@
+//! Login and tokens: the contract's shapes and every way a token can be wrong.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::testutil::{PASSWORD, SECRET, Server, USER, json};
+
+#[tokio::test]
+async fn login_answers_the_contract_shape_with_or_without_content_type() {
+    let server = Server::start().await;
+    // No Content-Type at all: still JSON. Lower-case path: same endpoint.
+    let body = format!(r#"{{"username": "{USER}", "password": "{PASSWORD}"}}"#);
+    let response = server
+        .client
+        .post(server.url("/api/token"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let token = json(response).await;
+    assert_eq!(token["tokenType"], "Bearer");
+    assert_eq!(token["expiresIn"], 3600);
+    assert!(token["accessToken"].as_str().unwrap().split('.').count() == 3);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_look_the_same() {
+    let server = Server::start().await;
+    let mut bodies = Vec::new();
+    for (user, password) in [(USER, "wrong"), ("nobody", PASSWORD)] {
+        let response = server
+            .client
+            .post(server.url("/api/Token"))
+            .json(&serde_json::json!({ "username": user, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        bodies.push(json(response).await);
+    }
+    assert_eq!(
+        bodies[0], bodies[1],
+        "the answer must not say which was wrong"
+    );
+    assert_eq!(bodies[0]["error"], "wrong username or password");
+
+    let response = server
+        .client
+        .post(server.url("/api/Token"))
+        .body("username=alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        json(response).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("JSON")
+    );
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn signed(alg: jsonwebtoken::Algorithm, exp: u64) -> String {
+    let claims = serde_json::json!({ "sub": USER, "iat": exp.saturating_sub(3600), "exp": exp });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn expired_tampered_none_and_wrong_algorithm_tokens_get_401() {
+    let server = Server::start().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = server.token().await;
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(format!(r#"{{"sub":"{USER}","exp":{}}}"#, now + 3600).as_bytes())
+    );
+    let cases = [
+        ("expired", signed(jsonwebtoken::Algorithm::HS256, now - 600)),
+        ("tampered", tampered),
+        ("none algorithm", none),
+        ("HS512", signed(jsonwebtoken::Algorithm::HS512, now + 600)),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (what, token) in cases {
+        let response = server.scan(&token, "a.txt", b"x".to_vec(), None).await;
+        assert_eq!(response.status(), 401, "{what}");
+        assert!(
+            json(response).await["error"]
+                .as_str()
+                .unwrap()
+                .contains("token"),
+            "{what}"
+        );
+    }
+    let response = server
+        .client
+        .post(server.url("/api/Scan"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // The good token still works, and a valid token from another replica with the same key too.
+    assert_eq!(
+        server
+            .scan(&good, "a.txt", b"x".to_vec(), None)
+            .await
+            .status(),
+        200
+    );
+    let replica = signed(jsonwebtoken::Algorithm::HS256, now + 600);
+    assert_eq!(
+        server
+            .scan(&replica, "a.txt", b"x".to_vec(), None)
+            .await
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,296 @@
+//! Scanning uploads: verdict shapes, the binary form, bad requests, aborted and huge uploads.
+
+use scan_core::testing::{self, eicar};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::testutil::{Server, detection_files, json};
+
+#[tokio::test]
+async fn clean_infected_and_demo_files_in_the_contract_shape() {
+    let server = Server::start().await;
+    let token = server.token().await;
+
+    let body = json(
+        server
+            .scan(&token, "notes.txt", b"plain words".to_vec(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(body["result"], "Clean");
+    assert_eq!(body["detectedInfections"], serde_json::json!([]));
+    assert_eq!(body["errorMessage"], serde_json::Value::Null);
+    assert_eq!(body["trueFileType"], "text");
+    let date = body["dateScanned"].as_str().unwrap();
+    assert!(
+        date.ends_with('Z')
+            && time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+        "{date}"
+    );
+
+    let body = json(server.scan(&token, "eicar.com", eicar(), None).await).await;
+    assert_eq!(body["result"], "Infected");
+    assert_eq!(
+        body["detectedInfections"],
+        serde_json::json!([{ "file": "eicar.com", "infection": "EICAR_Test_File" }])
+    );
+
+    let body = json(
+        server
+            .scan(&token, "DemoFiles", testing::demo_files(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(body["result"], "Infected");
+    assert_eq!(
+        detection_files(&body),
+        [
+            "DemoFiles/eicar.com",
+            "DemoFiles/eicar.com.txt",
+            "DemoFiles/eicar_com.zip/eicar.com",
+            "DemoFiles/eicarcom2.zip/eicar_com.zip/eicar.com",
+        ]
+    );
+
+    // Unscannable: a bomb, with the reason.
+    let body = json(
+        server
+            .scan(&token, "zeros.gz", testing::gzip_of_zeros(1 << 30), None)
+            .await,
+    )
+    .await;
+    assert_eq!(body["result"], "Unscannable");
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("MaxCompressionRatio"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn paths_are_case_insensitive_and_other_file_part_names_work() {
+    let server = Server::start().await;
+    let token = server.token().await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(eicar()).file_name("x.com"),
+    );
+    let response = server
+        .client
+        .post(server.url("/API/scan"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json(response).await["detectedInfections"][0]["file"],
+        "x.com"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_body_form_takes_file_name_from_a_header() {
+    let server = Server::start().await;
+    let token = server.token().await;
+    let response = server
+        .client
+        .post(server.url("/api/Scan"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/octet-stream")
+        .header("File-Name", "report.zip")
+        .body(testing::zip(&[("eicar.com", &eicar())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        detection_files(&json(response).await),
+        ["report.zip/eicar.com"]
+    );
+}
+
+#[tokio::test]
+async fn missing_file_part_and_malformed_multipart_are_400() {
+    let server = Server::start().await;
+    let token = server.token().await;
+    let form = reqwest::multipart::Form::new().text("composite", "NONE");
+    let response = server
+        .client
+        .post(server.url("/api/Scan"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        json(response).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("documents")
+    );
+
+    let response = server
+        .client
+        .post(server.url("/api/Scan"))
+        .bearer_auth(&token)
+        .header("Content-Type", "multipart/form-data; boundary=XYZ")
+        .body("--XYZ\r\nContent-Disposition: form-data; name=\"documents\"; filename=\"a\"\r\n\r\nunterminated")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let response = server
+        .client
+        .post(server.url("/api/Scan"))
+        .bearer_auth(&token)
+        .header("Content-Type", "multipart/form-data")
+        .body("no boundary at all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn an_upload_aborted_half_way_leaves_nothing_behind() {
+    let server = Server::start().await;
+    let token = server.token().await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/Scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n--B\r\nContent-Disposition: form-data; name=\"documents\"; filename=\"big.bin\"\r\n\r\n",
+        200 << 20
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..20 {
+        socket.write_all(&chunk).await.unwrap();
+    }
+    drop(socket);
+    // The server notices, fails that request, and keeps serving; no spool file remains.
+    for _ in 0..100 {
+        let metrics = server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("verdict_scans_in_flight 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(std::fs::read_dir(server.spool_dir()).unwrap().count(), 0);
+    let health = server
+        .client
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let body = json(
+        server
+            .scan(&token, "after.txt", b"fine".to_vec(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(body["result"], "Clean");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("verdict_scans_total{result=\"Clean\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn three_gib_stream_through_without_being_buffered() {
+    use futures::StreamExt;
+    use sha2::Digest;
+    const SIZE: u64 = 3 << 30;
+    const CHUNK: usize = 1 << 20;
+    let server = Server::start().await;
+    let token = server.token().await;
+    // Generated on the fly: a 1 MiB pattern, varied per chunk so the file is not one repeat.
+    let (hash_tx, hash_rx) = std::sync::mpsc::channel::<bytes::Bytes>();
+    let hasher = std::thread::spawn(move || {
+        let mut sha = sha2::Sha256::new();
+        for chunk in hash_rx {
+            sha.update(&chunk);
+        }
+        hex::encode(sha.finalize())
+    });
+    let pattern: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
+    let stream = futures::stream::iter(0..SIZE / CHUNK as u64).map(move |i| {
+        let mut chunk = pattern.clone();
+        chunk[..8].copy_from_slice(&i.to_le_bytes());
+        let chunk = bytes::Bytes::from(chunk);
+        let _ = hash_tx.send(chunk.clone());
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let part =
+        reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), SIZE)
+            .file_name("huge.bin");
+    let form = reqwest::multipart::Form::new().part("documents", part);
+    let response = server
+        .client
+        .post(server.url("/api/Scan"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = json(response).await;
+    assert_eq!(body["result"], "Clean", "{body}");
+    assert_eq!(body["size"], SIZE);
+    assert_eq!(body["sha256"].as_str().unwrap(), hasher.join().unwrap());
+    assert_eq!(std::fs::read_dir(server.spool_dir()).unwrap().count(), 0);
+    let mut buf = [0u8; 1];
+    let _ = tokio::io::empty().read(&mut buf).await;
+}
+
+#[tokio::test]
+async fn uploads_over_the_configured_limit_get_413() {
+    let server = Server::start_with(|c| c.max_body_bytes = Some(1 << 20)).await;
+    let token = server.token().await;
+    let response = server
+        .scan(&token, "big.bin", vec![1u8; 2 << 20], None)
+        .await;
+    assert_eq!(response.status(), 413);
+    assert!(
+        json(response).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit")
+    );
+}
+
+#[tokio::test]
+async fn health_openapi_less_endpoints_need_no_token() {
+    let server = Server::start().await;
+    let health = server
+        .client
+        .get(server.url("/HEALTH"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(json(health).await["status"], "ok");
+}

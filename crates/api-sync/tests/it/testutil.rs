@@ -1,0 +1,134 @@
+//! Starts a verdict-sync server for a test and talks to it.
+
+use std::path::PathBuf;
+
+use api_sync::config::StorageConfig;
+use api_sync::{AppState, Config};
+
+pub(crate) const USER: &str = "alice";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const SECRET: &str = "test-signing-key-0123456789abcdef";
+
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        api_sync::users::add_user(&dir.path().join("users"), USER, PASSWORD).unwrap();
+        std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+        std::fs::create_dir_all(dir.path().join("data/bucket")).unwrap();
+        let mut config = Config {
+            users_file: dir.path().join("users"),
+            storage: StorageConfig::Local {
+                root: dir.path().join("data"),
+            },
+            ..Config::default()
+        };
+        config.token.secret = Some(SECRET.to_owned());
+        config.spool.temp_dir = Some(dir.path().join("spool"));
+        config.spool.memory_threshold = 64 * 1024;
+        config.fetch.allow = vec!["127.0.0.0/8".parse().unwrap()];
+        tweak(&mut config);
+        let state = AppState::from_config(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            api_sync::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            base,
+            dir,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) fn spool_dir(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) async fn token(&self) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/Token"))
+            .json(&serde_json::json!({ "username": USER, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    /// Multipart upload the way the reference clients send it.
+    pub(crate) async fn scan(
+        &self,
+        token: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        upload_to: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new()
+            .part(
+                "documents",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            )
+            .text("composite", "NONE");
+        if let Some(target) = upload_to {
+            form = form.text("uploadTo", target.to_owned());
+        }
+        self.client
+            .post(self.url("/api/Scan"))
+            .bearer_auth(token)
+            .header("Prefer", "respond-async")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub(crate) async fn json(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.unwrap()
+}
+
+pub(crate) fn detection_files(body: &serde_json::Value) -> Vec<String> {
+    let mut files: Vec<String> = body["detectedInfections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["file"].as_str().unwrap().to_owned())
+        .collect();
+    files.sort();
+    files
+}

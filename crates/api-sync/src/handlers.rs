@@ -30,6 +30,12 @@ struct Login {
 }
 
 /// `POST /api/Token`: the body is JSON whatever the Content-Type says (some clients send none).
+#[utoipa::path(post, path = "/api/Token", tag = "auth",
+    request_body = crate::openapi::LoginRequest,
+    responses(
+        (status = 200, description = "A bearer token", body = crate::openapi::TokenResponse),
+        (status = 400, description = "Not JSON", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Wrong username or password", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -97,6 +103,15 @@ impl From<&Report> for ScanResponse {
     }
 }
 
+#[utoipa::path(post, path = "/api/Scan", tag = "scan", security(("bearer" = [])),
+    request_body(content = crate::openapi::ScanForm, content_type = "multipart/form-data",
+        description = "Or a raw application/octet-stream body with optional File-Name and Upload-To headers"),
+    responses(
+        (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
+        (status = 400, description = "No file part or a malformed body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Over the body limit", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = crate::openapi::ErrorBody)))]
 /// `POST /api/Scan`: multipart (`documents` or the first part with a filename, optional
 /// `uploadTo` and `composite`), or a raw body with optional `File-Name` and `Upload-To` headers.
 pub(crate) async fn scan(
@@ -356,6 +371,12 @@ struct Existing {
 }
 
 /// `POST /api/Scan/Existing`: scans an object already in the store.
+#[utoipa::path(post, path = "/api/Scan/Existing", tag = "scan", security(("bearer" = [])),
+    request_body = crate::openapi::ExistingRequest,
+    responses(
+        (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
+        (status = 400, description = "container or objectPath missing", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such bucket, object or version", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn scan_existing(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -407,6 +428,14 @@ pub(crate) async fn scan_existing(
     Ok(Json(response))
 }
 
+#[utoipa::path(post, path = "/api/Scan/URL", tag = "scan", security(("bearer" = [])),
+    request_body = crate::openapi::UrlRequest,
+    responses(
+        (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
+        (status = 400, description = "No or bad URL", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The destination is not allowed", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The download is over the limit", body = crate::openapi::ErrorBody),
+        (status = 502, description = "The URL's server failed or answered an error", body = crate::openapi::ErrorBody)))]
 /// `POST /api/Scan/URL`: a multipart `url` field or JSON `{"url": ...}`, whatever the
 /// Content-Type claims (reference clients send multipart labelled as JSON).
 pub(crate) async fn scan_url(
@@ -496,14 +525,22 @@ fn fetch_error(err: FetchError) -> ApiError {
 }
 
 /// `GET /health`: no auth; 200 while the server runs.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running")))]
 pub(crate) async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// `GET /openapi.json`: the OpenAPI 3 document of this API.
+pub(crate) async fn openapi() -> impl IntoResponse {
+    use utoipa::OpenApi;
+    Json(crate::openapi::ApiDoc::openapi())
 }

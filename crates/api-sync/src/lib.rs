@@ -8,6 +8,7 @@ pub mod config;
 mod error;
 mod handlers;
 mod metrics;
+mod openapi;
 mod server;
 pub mod users;
 

@@ -142,6 +142,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/token", post(handlers::token))
         .route("/health", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
         .merge(protected)
         .with_state(state)
 }

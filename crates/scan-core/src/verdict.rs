@@ -110,6 +110,7 @@ impl std::fmt::Display for Problem {
 
 /// What one engine did during a scan; kept so several engines' results stay visible.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EngineSummary {
     /// The engine's name.
     pub engine: String,
@@ -282,6 +283,7 @@ fn format_date(at: OffsetDateTime) -> String {
 
 /// One entry of `detectedInfections` in the synchronous API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DetectedInfection {
     /// Path of the infected object, archive members joined by `/`.
     pub file: String,
@@ -292,6 +294,7 @@ pub struct DetectedInfection {
 /// The synchronous API's verdict body (contract section 1). Fields past `result` are additive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncScanResponse {
     /// UTC, RFC 3339 with a `Z`.
     pub date_scanned: String,
@@ -314,6 +317,7 @@ pub struct SyncScanResponse {
 /// `status` in the asynchronous API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AsyncStatus {
     /// Nothing found, everything examined.
     Clean,
@@ -325,6 +329,7 @@ pub enum AsyncStatus {
 
 /// The asynchronous API's result body (contract section 2). `reason` and `engines` are additive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AsyncScanResult {
     /// `clean`, `infected` or `no`.
     pub status: AsyncStatus,

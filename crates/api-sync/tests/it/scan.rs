@@ -283,7 +283,7 @@ async fn uploads_over_the_configured_limit_get_413() {
 }
 
 #[tokio::test]
-async fn health_openapi_less_endpoints_need_no_token() {
+async fn health_and_openapi_need_no_token() {
     let server = Server::start().await;
     let health = server
         .client
@@ -293,4 +293,57 @@ async fn health_openapi_less_endpoints_need_no_token() {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(json(health).await["status"], "ok");
+    let doc = json(
+        server
+            .client
+            .get(server.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/Token",
+        "/api/Scan",
+        "/api/Scan/Existing",
+        "/api/Scan/URL",
+        "/health",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let verdict = &doc["components"]["schemas"]["SyncScanResponse"]["properties"];
+    for field in [
+        "dateScanned",
+        "detectedInfections",
+        "errorMessage",
+        "result",
+        "trueFileType",
+    ] {
+        assert!(
+            verdict[field].is_object(),
+            "{field} missing from the verdict schema"
+        );
+    }
+}
+
+#[tokio::test]
+async fn more_scans_than_allowed_get_503() {
+    let server = Server::start_with(|c| c.max_concurrent_scans = 1).await;
+    let token = server.token().await;
+    // Hold the only scan slot with an upload that is still arriving.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/Scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\nfirst bytes"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let response = server.scan(&token, "b.txt", b"x".to_vec(), None).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    drop(slow);
 }

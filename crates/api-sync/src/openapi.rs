@@ -1,0 +1,132 @@
+//! The OpenAPI 3 document served at `GET /openapi.json`, generated from the handlers'
+//! annotations and the wire types (utoipa).
+
+use serde::Serialize;
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// `POST /api/Token` body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/Token` answer.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(crate) struct TokenResponse {
+    /// The bearer token for the scan endpoints.
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// Seconds until the token expires.
+    expires_in: u64,
+}
+
+/// `POST /api/Scan` multipart body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ScanForm {
+    /// The file (any part with a filename is accepted when `documents` is absent).
+    #[schema(value_type = String, format = Binary)]
+    documents: Vec<u8>,
+    /// Accepted and ignored, e.g. `NONE`.
+    composite: Option<String>,
+    /// `bucket/path/to/file.ext`, or a bucket alone for a generated name: where to store the
+    /// file when it is clean.
+    #[schema(rename = "uploadTo")]
+    upload_to: Option<String>,
+}
+
+/// The verdict, as `/api/Scan`, `/api/Scan/Existing` and `/api/Scan/URL` answer it.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(crate) struct ScanResult {
+    #[serde(flatten)]
+    verdict: scan_core::SyncScanResponse,
+    /// Where a clean file was stored (with `uploadTo`).
+    uploaded_to: Option<String>,
+    /// Whether it was stored (with `uploadTo`).
+    stored: Option<bool>,
+    /// Why it was not stored.
+    upload_error: Option<String>,
+    /// Why tagging an existing object failed.
+    tag_error: Option<String>,
+}
+
+/// `POST /api/Scan/Existing` body.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(crate) struct ExistingRequest {
+    container: String,
+    object_path: String,
+    version_id: Option<String>,
+    uploaded_by: Option<String>,
+}
+
+/// `POST /api/Scan/URL` body (also accepted as a multipart field `url`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UrlRequest {
+    url: String,
+}
+
+/// Every error answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorBody {
+    /// What went wrong, for a person.
+    error: String,
+    /// The HTTP status again.
+    status: u16,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "verdict-sync", description = "Upload a file, get a malware verdict in the response."),
+    paths(
+        crate::handlers::token,
+        crate::handlers::scan,
+        crate::handlers::scan_existing,
+        crate::handlers::scan_url,
+        crate::handlers::health,
+        crate::handlers::metrics,
+    ),
+    components(schemas(
+        LoginRequest,
+        TokenResponse,
+        ScanForm,
+        ScanResult,
+        ExistingRequest,
+        UrlRequest,
+        ErrorBody,
+        scan_core::SyncScanResponse,
+        scan_core::DetectedInfection,
+        scan_core::EngineSummary
+    )),
+    modifiers(&BearerAuth)
+)]
+pub(crate) struct ApiDoc;

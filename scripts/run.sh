@@ -1,26 +1,59 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults (YARA with the built-in EICAR rule; no clamd, S3 or Redis):
-# builds Verdict in release mode and scans the given files and folders.
-#   scripts/run.sh PATH...        (default: a generated demo folder with the EICAR test file)
+# The main job on embedded defaults: YARA with the built-in EICAR rule, files stored under
+# ./data, no clamd, S3 or Redis. Builds in release mode first.
+#
+#   scripts/run.sh                 start verdict-sync on 127.0.0.1:8080 (Ctrl-C stops it)
+#   scripts/run.sh user add NAME   add a user (password read from the terminal or stdin)
+#   scripts/run.sh scan PATH...    scan files and folders with the `verdict` command
+#   scripts/run.sh demo            scan a generated folder holding the EICAR test file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh >/dev/null
 . scripts/lib.sh
 
-log "building verdict (release)"
-cargo build --release --locked -p verdict-cli --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/verdict"
+log "building (release)"
+cargo build --release --locked -p verdict-cli -p verdict-api-sync --quiet
+bin="${CARGO_TARGET_DIR:-target}/release"
 
-if [ $# -eq 0 ]; then
-    demo=$(mktemp -d)
-    trap 'rm -rf "$demo"' EXIT
-    printf 'an ordinary text file\n' > "$demo/readme.txt"
-    # The EICAR test file, assembled here so no file in the repository holds it whole.
-    printf '%s%s%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$' 'EICAR-STANDARD-ANTIVIRUS-' 'TEST-FILE!$H+H*' > "$demo/eicar.com"
-    (cd "$demo" && tar czf bundle.tar.gz eicar.com readme.txt)
-    log "no paths given: scanning a demo folder holding the EICAR test file ($demo)"
-    status=0
-    "$bin" scan "$demo" || status=$?
-    exit "$status"
-fi
-exec "$bin" scan "$@"
+case "${1:-serve}" in
+    scan)
+        shift
+        exec "$bin/verdict" scan "$@"
+        ;;
+    demo)
+        demo=$(mktemp -d)
+        trap 'rm -rf "$demo"' EXIT
+        printf 'an ordinary text file\n' > "$demo/readme.txt"
+        # The EICAR test file, assembled here so no file in the repository holds it whole.
+        printf '%s%s%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$' 'EICAR-STANDARD-ANTIVIRUS-' 'TEST-FILE!$H+H*' > "$demo/eicar.com"
+        (cd "$demo" && tar czf bundle.tar.gz eicar.com readme.txt)
+        log "scanning a demo folder holding the EICAR test file ($demo)"
+        status=0
+        "$bin/verdict" scan "$demo" || status=$?
+        exit "$status"
+        ;;
+    serve|user)
+        [ "${1:-serve}" = serve ] && [ $# -gt 0 ] && shift
+        export VERDICT_USERS_FILE="${VERDICT_USERS_FILE:-$PWD/users}"
+        export VERDICT_DATA_DIR="${VERDICT_DATA_DIR:-$PWD/data}"
+        mkdir -p "$VERDICT_DATA_DIR"
+        # A signing key that survives restarts (tokens stay valid); never committed.
+        if [ -z "${VERDICT_TOKEN_SECRET_FILE:-}${VERDICT_TOKEN_SECRET:-}" ]; then
+            export VERDICT_TOKEN_SECRET_FILE="$PWD/token.secret"
+            [ -s "$VERDICT_TOKEN_SECRET_FILE" ] || (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$VERDICT_TOKEN_SECRET_FILE")
+        fi
+        if [ "${1:-}" = user ]; then
+            exec "$bin/verdict-sync" "$@"
+        fi
+        if [ ! -s "$VERDICT_USERS_FILE" ]; then
+            echo "No users yet. Add one (the password is prompted for) with:"
+            echo "    scripts/run.sh user add NAME"
+            echo "Starting anyway; logins fail until a user exists (the server picks the file up by itself)."
+        fi
+        exec "$bin/verdict-sync" serve "$@"
+        ;;
+    *)
+        echo "usage: scripts/run.sh [serve | user add NAME | scan PATH... | demo]" >&2
+        exit 2
+        ;;
+esac

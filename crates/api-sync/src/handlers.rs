@@ -2,7 +2,6 @@
 //! storing clean files), scan an existing object, scan a URL; plus health and metrics.
 //! Uploads stream through scan-core's input pipeline as they arrive, never buffered whole.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +11,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use futures::{Stream, StreamExt};
-use scan_core::{InputError, Report, ScanInput, SpoolConfig, SyncScanResponse, Verdict};
+use scan_core::{
+    InputBuilder, InputError, Report, ScanInput, SpoolConfig, SyncScanResponse, Verdict,
+};
 use serde::{Deserialize, Serialize};
 use storage::ObjectRef;
 use storage::fetch::FetchError;
@@ -53,9 +54,10 @@ pub(crate) async fn token(
     let checker = Arc::clone(&state);
     let user = login.username.clone();
     // argon2 is deliberately slow CPU work: keep it off the reactor.
-    let valid = tokio::task::spawn_blocking(move || checker.users.verify(&user, &login.password))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let valid =
+        tokio::task::spawn_blocking(move || checker.users.current().verify(&user, &login.password))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !valid {
         state.throttle.failed(client.ip());
         tracing::info!(client = %client.ip(), "failed login");
@@ -226,36 +228,61 @@ async fn drain(mut field: multer::Field<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Feeds a body stream to the spool on a blocking thread as it arrives. A stream that breaks
-/// (client gone, malformed body) is an error, never a short file that gets scanned.
+/// Feeds a body stream to the spool on a blocking thread as it arrives: chunks are batched (to
+/// wake that thread less often) and handed over without copying. A stream that breaks (client
+/// gone, malformed body) is an error, never a short file that gets scanned.
 async fn spool_stream<S, E>(mut stream: S, config: SpoolConfig) -> Result<ScanInput, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    const BATCH_BYTES: usize = 256 * 1024;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(8);
     let spooler = tokio::task::spawn_blocking(move || {
-        ScanInput::from_reader(
-            ChannelReader {
-                rx,
-                current: Bytes::new(),
-            },
-            &config,
-        )
+        let mut input = InputBuilder::new(&config);
+        while let Some(batch) = rx.blocking_recv() {
+            for chunk in batch {
+                input.push(chunk)?;
+            }
+        }
+        input.finish()
     });
+    let mut batch = Vec::new();
+    let mut batched = 0;
+    let mut broken = None;
     while let Some(item) = stream.next().await {
-        let item = item.map_err(|e| std::io::Error::other(e.to_string()));
-        let failed = item.is_err();
-        // A closed channel means the spool stopped early (too large, disk): its result says why.
-        if tx.send(item).await.is_err() || failed {
-            break;
+        match item {
+            Ok(chunk) => {
+                batched += chunk.len();
+                batch.push(chunk);
+                if batched >= BATCH_BYTES {
+                    batched = 0;
+                    // A closed channel means the spool stopped early (too large, disk): its
+                    // result says why.
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                broken = Some(e.to_string());
+                break;
+            }
         }
     }
+    if broken.is_none() && !batch.is_empty() {
+        let _ = tx.send(batch).await;
+    }
     drop(tx);
-    spooler
+    let spooled = spooler
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(input_error)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(why) = broken {
+        return Err(ApiError::BadRequest(format!(
+            "the file did not arrive whole: {why}"
+        )));
+    }
+    spooled.map_err(input_error)
 }
 
 fn input_error(err: InputError) -> ApiError {
@@ -273,27 +300,6 @@ fn input_error(err: InputError) -> ApiError {
             _ => ApiError::BadRequest(format!("the file did not arrive whole: {e}")),
         },
         other => ApiError::Internal(other.to_string()),
-    }
-}
-
-/// A blocking reader over chunks sent from the async side.
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(e),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::{Config, StorageConfig};
 use crate::error::ApiError;
 use crate::handlers;
 use crate::metrics::Metrics;
-use crate::users::Users;
+use crate::users::UserStore;
 
 /// Everything a request needs, shared by all of them.
 pub struct AppState {
@@ -30,8 +30,8 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// URL downloads.
     pub fetcher: Fetcher,
-    /// Users.
-    pub users: Users,
+    /// Users (re-read when the file changes).
+    pub users: UserStore,
     /// Tokens.
     pub tokens: Tokens,
     /// Failed-login slowdown.
@@ -80,8 +80,8 @@ impl AppState {
             timeout: Duration::from_secs(config.fetch.timeout_secs),
             ..FetchPolicy::default()
         })?;
-        let users = Users::load(&config.users_file)?;
-        if users.is_empty() {
+        let users = UserStore::open(&config.users_file)?;
+        if users.current().is_empty() {
             tracing::warn!(
                 users_file = %config.users_file.display(),
                 "no users yet: add one with `verdict-sync user add NAME --users {}` (the password is read from stdin); until then every login fails",

@@ -104,6 +104,51 @@ impl Users {
     }
 }
 
+/// The users file, re-read when it changes, so `verdict-sync user add` takes effect without a
+/// restart.
+#[derive(Debug)]
+pub struct UserStore {
+    path: std::path::PathBuf,
+    loaded: std::sync::RwLock<(Option<std::time::SystemTime>, std::sync::Arc<Users>)>,
+}
+
+impl UserStore {
+    /// Loads `path` now; fails if it exists but is invalid.
+    pub fn open(path: &Path) -> Result<Self, UsersError> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let users = Users::load(path)?;
+        Ok(UserStore {
+            path: path.to_owned(),
+            loaded: std::sync::RwLock::new((modified, std::sync::Arc::new(users))),
+        })
+    }
+
+    /// The current users, reloaded first if the file changed. A file that became invalid keeps
+    /// the previous users (and logs why).
+    pub fn current(&self) -> std::sync::Arc<Users> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        {
+            let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+            if loaded.0 == modified {
+                return std::sync::Arc::clone(&loaded.1);
+            }
+        }
+        let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+        match Users::load(&self.path) {
+            Ok(users) => {
+                tracing::info!(users = users.len(), "users file reloaded");
+                *loaded = (modified, std::sync::Arc::new(users));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "users file changed but is invalid; keeping the previous users")
+            }
+        }
+        std::sync::Arc::clone(&loaded.1)
+    }
+}
+
 /// An argon2id hash of `password` with a fresh salt.
 pub fn hash_password(password: &str) -> Result<String, UsersError> {
     let mut salt_bytes = [0u8; 16];

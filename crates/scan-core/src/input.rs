@@ -264,6 +264,42 @@ impl ScanInput {
     }
 }
 
+/// Builds a [`ScanInput`] from chunks that arrive already in memory, such as an HTTP request
+/// body: each chunk is hashed, and past the memory threshold handed to the spool writer as it
+/// is. `push` may block while the writer catches up, so call it from a blocking thread.
+pub struct InputBuilder<'c> {
+    hasher: Sha256,
+    spool: Spool<'c>,
+}
+
+impl<'c> InputBuilder<'c> {
+    /// An empty input spooled per `config` (its `max_input_size` applies).
+    pub fn new(config: &'c SpoolConfig) -> Self {
+        InputBuilder {
+            hasher: Sha256::new(),
+            spool: Spool::new(config, config.max_input_size),
+        }
+    }
+
+    /// Adds the next chunk.
+    pub fn push(&mut self, chunk: bytes::Bytes) -> Result<(), InputError> {
+        self.hasher.update(&chunk);
+        self.spool.push(chunk).map_err(|e| match e {
+            SpoolError::TooLarge(limit) => InputError::TooLarge { limit },
+            SpoolError::Write(e) | SpoolError::Read(e) => InputError::Spool(e),
+        })
+    }
+
+    /// The finished input.
+    pub fn finish(self) -> Result<ScanInput, InputError> {
+        let data = self.spool.finish().map_err(InputError::Spool)?;
+        Ok(ScanInput {
+            data,
+            sha256: self.hasher.finalize().into(),
+        })
+    }
+}
+
 /// Size of the chunks objects are read in.
 const CHUNK: usize = 256 * 1024;
 
@@ -350,6 +386,31 @@ impl<'c> Spool<'c> {
         Ok(n)
     }
 
+    /// Takes a chunk that is already in memory (an HTTP body chunk). In memory mode it is
+    /// copied; past the threshold it goes to the writer as it is, without a copy.
+    pub(crate) fn push(&mut self, chunk: bytes::Bytes) -> Result<(), SpoolError> {
+        self.total += chunk.len() as u64;
+        check_max(self.total, self.max)?;
+        if let Some(writer) = &mut self.writer {
+            return writer.send_shared(chunk).map_err(SpoolError::Write);
+        }
+        self.memory.extend_from_slice(&chunk);
+        self.spill_if_over_threshold()
+    }
+
+    fn spill_if_over_threshold(&mut self) -> Result<(), SpoolError> {
+        if self.writer.is_none() && self.memory.len() > self.config.memory_threshold {
+            let file = self.config.temp_file().map_err(SpoolError::Write)?;
+            let mut writer = SpoolWriter::start(file).map_err(SpoolError::Write)?;
+            let len = self.memory.len();
+            writer
+                .send(std::mem::take(&mut self.memory), len)
+                .map_err(SpoolError::Write)?;
+            self.writer = Some(writer);
+        }
+        Ok(())
+    }
+
     /// Everything read so far, in memory or mapped from the finished spool file. After a read
     /// error this is what arrived before it.
     pub(crate) fn finish(self) -> io::Result<ObjectData> {
@@ -377,8 +438,14 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// The thread that writes a spool file, and the channels that feed it and return its buffers.
+/// What the writer thread writes: one of its own buffers (given back after), or a shared chunk.
+enum Chunk {
+    Buffer(Vec<u8>, usize),
+    Shared(bytes::Bytes),
+}
+
 struct SpoolWriter {
-    chunks: Option<mpsc::SyncSender<(Vec<u8>, usize)>>,
+    chunks: Option<mpsc::SyncSender<Chunk>>,
     recycled: mpsc::Receiver<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<io::Result<File>>>,
 }
@@ -387,17 +454,22 @@ impl SpoolWriter {
     fn start(file: File) -> io::Result<Self> {
         // Sixteen chunks (4 MiB) in flight absorb bursts of page-cache work and bound the memory a
         // slow disk can hold up.
-        let (chunks, incoming) = mpsc::sync_channel::<(Vec<u8>, usize)>(16);
+        let (chunks, incoming) = mpsc::sync_channel::<Chunk>(16);
         let (give_back, recycled) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("verdict-spool".into())
             .spawn(move || {
                 let mut file = file;
-                for (buf, len) in incoming {
-                    file.write_all(&buf[..len])?;
-                    if buf.len() == CHUNK {
-                        // The reader may be gone already; then the buffer is simply dropped.
-                        let _ = give_back.send(buf);
+                for chunk in incoming {
+                    match chunk {
+                        Chunk::Buffer(buf, len) => {
+                            file.write_all(&buf[..len])?;
+                            if buf.len() == CHUNK {
+                                // The reader may be gone already; then the buffer is dropped.
+                                let _ = give_back.send(buf);
+                            }
+                        }
+                        Chunk::Shared(bytes) => file.write_all(&bytes)?,
                     }
                 }
                 Ok(file)
@@ -415,10 +487,18 @@ impl SpoolWriter {
     }
 
     fn send(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()> {
+        self.send_chunk(Chunk::Buffer(buf, len))
+    }
+
+    fn send_shared(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
+        self.send_chunk(Chunk::Shared(bytes))
+    }
+
+    fn send_chunk(&mut self, chunk: Chunk) -> io::Result<()> {
         let sent = self
             .chunks
             .as_ref()
-            .is_some_and(|chunks| chunks.send((buf, len)).is_ok());
+            .is_some_and(|chunks| chunks.send(chunk).is_ok());
         if sent {
             return Ok(());
         }

@@ -143,3 +143,24 @@ async fn expired_tampered_none_and_wrong_algorithm_tokens_get_401() {
         200
     );
 }
+
+#[tokio::test]
+async fn users_added_while_running_can_log_in() {
+    let server = Server::start().await;
+    // File times have a granularity; make sure the change is visible as a new mtime.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    api_sync::users::add_user(
+        &server.dir.path().join("users"),
+        "bob",
+        "bob's long password",
+    )
+    .unwrap();
+    let response = server
+        .client
+        .post(server.url("/api/Token"))
+        .json(&serde_json::json!({ "username": "bob", "password": "bob's long password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

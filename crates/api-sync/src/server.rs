@@ -84,7 +84,7 @@ impl AppState {
         if users.current().is_empty() {
             tracing::warn!(
                 users_file = %config.users_file.display(),
-                "no users yet: add one with `verdict-sync user add NAME --users {}` (the password is read from stdin); until then every login fails",
+                "no users yet: add one with `verdict-sync user add NAME --users {}` (the password is read from stdin); logins fail until one exists, and the file is re-read when it changes",
                 config.users_file.display()
             );
         }

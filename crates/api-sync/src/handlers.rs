@@ -290,6 +290,15 @@ fn input_error(err: InputError) -> ApiError {
         InputError::TooLarge { limit } => ApiError::TooLarge(format!(
             "the file is larger than the limit of {limit} bytes"
         )),
+        InputError::Read(e) => ApiError::BadRequest(format!("the file did not arrive whole: {e}")),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// Like [`input_error`] for bytes we fetched ourselves (from storage or a URL): a stream that
+/// breaks is the upstream's failure (502), not the client's.
+fn upstream_input_error(err: InputError) -> ApiError {
+    match err {
         InputError::Read(e) => match e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<FetchError>())
@@ -297,9 +306,9 @@ fn input_error(err: InputError) -> ApiError {
             Some(FetchError::TooLarge(limit)) => ApiError::TooLarge(format!(
                 "the download is larger than the limit of {limit} bytes"
             )),
-            _ => ApiError::BadRequest(format!("the file did not arrive whole: {e}")),
+            _ => ApiError::BadGateway(format!("reading the object failed part-way: {e}")),
         },
-        other => ApiError::Internal(other.to_string()),
+        other => input_error(other),
     }
 }
 
@@ -411,7 +420,7 @@ pub(crate) async fn scan_existing(
     let (_, reader) = state.store.get(&object).await?;
     let input = ScanInput::from_async_reader(reader, state.scanner.spool_config())
         .await
-        .map_err(input_error)?;
+        .map_err(upstream_input_error)?;
     let report = scan_recorded(&state, &object.key, Arc::new(input)).await;
     tracing::info!(bucket = object.bucket, key = object.key, uploaded_by = ?request.uploaded_by, verdict = %report.verdict, "scanned existing object");
     let mut response = ScanResponse::from(&report);
@@ -456,7 +465,7 @@ pub(crate) async fn scan_url(
     let download = state.fetcher.get(&url, &[]).await.map_err(fetch_error)?;
     let input = ScanInput::from_async_reader(download.body, state.scanner.spool_config())
         .await
-        .map_err(input_error)?;
+        .map_err(upstream_input_error)?;
     let name = url::Url::parse(&url)
         .ok()
         .and_then(|u| {

@@ -362,7 +362,9 @@ impl<'s> Walker<'s> {
                 }
             };
             let child = join(path, &name);
-            if is_dir {
+            // A "directory" that carries bytes is a place to hide them: only empty ones are
+            // skipped.
+            if is_dir && size == 0 {
                 continue;
             }
             if encrypted {

@@ -203,9 +203,11 @@ impl Scanner {
                 scan_seconds: started.elapsed().as_secs_f64(),
             },
         };
+        let engines: Vec<&str> = report.engines.iter().map(|e| e.engine.as_str()).collect();
         tracing::info!(
             name,
             verdict = %report.verdict,
+            engines = %engines.join(","),
             size = report.size,
             objects = report.objects,
             detections = report.detections.len(),

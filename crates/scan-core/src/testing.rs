@@ -153,6 +153,16 @@ pub fn many_entries_zip(count: usize) -> Vec<u8> {
     raw.finish()
 }
 
+/// A zip with one stored entry under any name, even one the zip writer refuses or treats
+/// specially, such as a "directory" name ending in `/` that still carries bytes.
+pub fn zip_raw_entry(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    let mut raw = RawZip::default();
+    raw.add_file(name, data, crc.sum(), data.len() as u32);
+    raw.finish()
+}
+
 /// The overlapping-entry bomb: one deflated kernel of `kernel_size` zero bytes, listed `count`
 /// times in the central directory under different names. Expands `count * kernel_size` bytes
 /// from one kernel's worth of compressed data.

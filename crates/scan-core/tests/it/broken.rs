@@ -130,3 +130,16 @@ async fn recognised_but_unsupported_archives_are_not_clean() {
             .contains("rar archives are not unpacked")
     );
 }
+
+#[tokio::test]
+async fn a_directory_entry_that_carries_bytes_is_still_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = scan(
+        &scanner(dir.path()),
+        "hide.zip",
+        testing::zip_raw_entry("hidden/", &eicar()),
+    )
+    .await;
+    assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
+    assert_eq!(paths(&report), ["hide.zip/hidden"]);
+}

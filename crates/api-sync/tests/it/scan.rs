@@ -160,13 +160,14 @@ async fn missing_file_part_and_malformed_multipart_are_400() {
 async fn an_upload_aborted_half_way_leaves_nothing_behind() {
     let server = Server::start().await;
     let token = server.token().await;
-    let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "POST /api/Scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n--B\r\nContent-Disposition: form-data; name=\"documents\"; filename=\"big.bin\"\r\n\r\n",
-        200 << 20
-    );
-    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut socket = server
+        .start_raw_upload(
+            &token,
+            "multipart/form-data; boundary=B",
+            200 << 20,
+            "--B\r\nContent-Disposition: form-data; name=\"documents\"; filename=\"big.bin\"\r\n\r\n",
+        )
+        .await;
     let chunk = vec![7u8; 1 << 20];
     for _ in 0..20 {
         socket.write_all(&chunk).await.unwrap();
@@ -335,12 +336,9 @@ async fn more_scans_than_allowed_get_503() {
     let server = Server::start_with(|c| c.max_concurrent_scans = 1).await;
     let token = server.token().await;
     // Hold the only scan slot with an upload that is still arriving.
-    let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "POST /api/Scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\nfirst bytes"
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
+    let slow = server
+        .start_raw_upload(&token, "application/octet-stream", 1_000_000, "first bytes")
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let response = server.scan(&token, "b.txt", b"x".to_vec(), None).await;
     assert_eq!(response.status(), 503);

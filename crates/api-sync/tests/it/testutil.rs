@@ -110,6 +110,27 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Starts an upload over a raw connection and leaves it unfinished: the head, then `first`
+    /// of a body announced as `length` bytes. The caller writes more, or drops it to abort.
+    pub(crate) async fn start_raw_upload(
+        &self,
+        token: &str,
+        content_type: &str,
+        length: u64,
+        first: &str,
+    ) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let addr = self.base.trim_start_matches("http://");
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /api/Scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n{first}"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

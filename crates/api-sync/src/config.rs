@@ -23,6 +23,9 @@ pub struct Config {
     pub max_body_bytes: Option<u64>,
     /// Scans running at once; more are answered 503.
     pub max_concurrent_scans: usize,
+    /// An upload that sends nothing for this many seconds is ended with 408, so a client that
+    /// stalls cannot hold a scan slot forever.
+    pub upload_idle_timeout_secs: u64,
     /// Tag scanned existing objects with `scan-result` and `scan-date`.
     pub tag_existing: bool,
     /// Expansion limits.
@@ -45,6 +48,7 @@ impl Default for Config {
             token: TokenConfig::default(),
             max_body_bytes: Some(8 << 30),
             max_concurrent_scans: 32,
+            upload_idle_timeout_secs: 60,
             tag_existing: false,
             limits: Limits::default(),
             spool: SpoolSettings::default(),

@@ -130,11 +130,16 @@ pub(crate) async fn scan(
         .unwrap_or("");
     let spool = state.scanner.spool_config().clone();
     let (name, input, upload_to) = if content_type.to_ascii_lowercase().starts_with("multipart/") {
-        read_multipart(content_type, request, &spool).await?
+        read_multipart(content_type, request, &spool, state.upload_idle_timeout).await?
     } else {
         let name = header_text(&headers, "file-name").unwrap_or_else(|| "upload".to_owned());
         let upload_to = header_text(&headers, "upload-to");
-        let input = spool_stream(request.into_body().into_data_stream(), spool).await?;
+        let input = spool_stream(
+            request.into_body().into_data_stream(),
+            spool,
+            state.upload_idle_timeout,
+        )
+        .await?;
         (name, input, upload_to)
     };
     answer(&state, &name, input, upload_to).await.map(Json)
@@ -153,6 +158,7 @@ async fn read_multipart(
     content_type: &str,
     request: Request,
     spool: &SpoolConfig,
+    idle: std::time::Duration,
 ) -> Result<(String, ScanInput, Option<String>), ApiError> {
     let boundary = multer::parse_boundary(content_type)
         .map_err(|e| ApiError::BadRequest(format!("malformed multipart/form-data header: {e}")))?;
@@ -160,7 +166,10 @@ async fn read_multipart(
     let mut file: Option<(String, ScanInput, bool)> = None;
     let mut upload_to = None;
     loop {
-        let field = match multipart.next_field().await {
+        let next = tokio::time::timeout(idle, multipart.next_field())
+            .await
+            .map_err(|_| stalled(idle))?;
+        let field = match next {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(e) => {
@@ -181,7 +190,7 @@ async fn read_multipart(
                 Some((_, _, had_documents)) => is_documents && !had_documents,
             };
             if wanted {
-                let input = spool_stream(field, spool.clone()).await?;
+                let input = spool_stream(field, spool.clone(), idle).await?;
                 let shown = file_name
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| name.clone());
@@ -231,7 +240,11 @@ async fn drain(mut field: multer::Field<'_>) -> Result<(), ApiError> {
 /// Feeds a body stream to the spool on a blocking thread as it arrives: chunks are batched (to
 /// wake that thread less often) and handed over without copying. A stream that breaks (client
 /// gone, malformed body) is an error, never a short file that gets scanned.
-async fn spool_stream<S, E>(mut stream: S, config: SpoolConfig) -> Result<ScanInput, ApiError>
+async fn spool_stream<S, E>(
+    mut stream: S,
+    config: SpoolConfig,
+    idle: std::time::Duration,
+) -> Result<ScanInput, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -250,7 +263,13 @@ where
     let mut batch = Vec::new();
     let mut batched = 0;
     let mut broken = None;
-    while let Some(item) = stream.next().await {
+    let mut stalled_for = None;
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+            stalled_for = Some(idle);
+            break;
+        };
+        let Some(item) = next else { break };
         match item {
             Ok(chunk) => {
                 batched += chunk.len();
@@ -270,10 +289,15 @@ where
             }
         }
     }
-    if broken.is_none() && !batch.is_empty() {
+    if broken.is_none() && stalled_for.is_none() && !batch.is_empty() {
         let _ = tx.send(batch).await;
     }
     drop(tx);
+    if let Some(idle) = stalled_for {
+        // The spool sees the closed channel as an end; that partial input is dropped here.
+        let _ = spooler.await;
+        return Err(stalled(idle));
+    }
     let spooled = spooler
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -283,6 +307,13 @@ where
         )));
     }
     spooled.map_err(input_error)
+}
+
+fn stalled(idle: std::time::Duration) -> ApiError {
+    ApiError::Timeout(format!(
+        "the upload sent nothing for {} s and was stopped",
+        idle.as_secs()
+    ))
 }
 
 fn input_error(err: InputError) -> ApiError {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Tag scanned existing objects.
     pub tag_existing: bool,
+    /// How long an upload may stall.
+    pub upload_idle_timeout: Duration,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             scans: Arc::new(Semaphore::new(config.max_concurrent_scans.max(1))),
             metrics: Metrics::default(),
             tag_existing: config.tag_existing,
+            upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
         }))
     }
 }

@@ -345,3 +345,41 @@ async fn more_scans_than_allowed_get_503() {
     assert_eq!(response.headers()["retry-after"], "1");
     drop(slow);
 }
+
+#[tokio::test]
+async fn an_upload_that_stalls_gets_408_and_frees_its_slot() {
+    let server = Server::start_with(|c| {
+        c.upload_idle_timeout_secs = 1;
+        c.max_concurrent_scans = 1;
+    })
+    .await;
+    let token = server.token().await;
+    let mut stalled = server
+        .start_raw_upload(
+            &token,
+            "application/octet-stream",
+            1_000_000,
+            "a few bytes, then nothing",
+        )
+        .await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stalled.read(&mut answer),
+    )
+    .await
+    .expect("the server answers a stalled upload")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("sent nothing"), "{answer}");
+    // The only scan slot is free again.
+    let body = json(
+        server
+            .scan(&token, "next.txt", b"fine".to_vec(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(body["result"], "Clean");
+    assert_eq!(std::fs::read_dir(server.spool_dir()).unwrap().count(), 0);
+}

@@ -374,15 +374,7 @@ impl<'c> Spool<'c> {
         inspect(&self.memory[start..]);
         self.total += n as u64;
         check_max(self.total, self.max)?;
-        if self.memory.len() > self.config.memory_threshold {
-            let file = self.config.temp_file().map_err(SpoolError::Write)?;
-            let mut writer = SpoolWriter::start(file).map_err(SpoolError::Write)?;
-            let len = self.memory.len();
-            writer
-                .send(std::mem::take(&mut self.memory), len)
-                .map_err(SpoolError::Write)?;
-            self.writer = Some(writer);
-        }
+        self.spill_if_over_threshold()?;
         Ok(n)
     }
 

@@ -1,4 +1,12 @@
-//! `verdict-async` will live here (contract section 2, issue 4): the API-key service that takes a
-//! URL or S3 object, scans it in the background, and delivers the verdict by signed callback or
-//! polling, with an embedded durable queue and Redis for scale-out. Nothing is implemented yet;
-//! the crate only reserves its place in the workspace.
+//! `verdict-async` (contract section 2, issue 4), in progress: what exists is the job model and
+//! the [`JobQueue`]/[`ResultStore`] traits with their embedded, durable implementation
+//! ([`EmbeddedStore`], on redb). The HTTP API, workers, callbacks and the Redis implementation
+//! are still to come; nothing here serves requests yet.
+
+mod embedded;
+mod job;
+mod store;
+
+pub use embedded::EmbeddedStore;
+pub use job::{Job, JobSpec, Source};
+pub use store::{JobQueue, ResultStore, StoreError};

@@ -1,0 +1,55 @@
+//! A job: what to fetch, where to deliver the verdict, and the caller's ids.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the bytes to scan come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Source {
+    /// An http(s) URL, fetched with these headers.
+    Url {
+        /// The URL.
+        url: String,
+        /// Headers for the GET.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// An object in S3.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Version; the latest when absent.
+        version: Option<String>,
+    },
+}
+
+/// What a caller asked for (contract section 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The bytes to scan.
+    pub source: Source,
+    /// Where to POST the result.
+    pub callback_url: Option<String>,
+    /// Headers for the callback (ours win for Content-Type and Content-Length).
+    #[serde(default)]
+    pub callback_headers: BTreeMap<String, String>,
+    /// The caller's id, under which the result can be polled.
+    pub trace_id: Option<String>,
+    /// Passed through untouched.
+    pub custom_data: Option<String>,
+}
+
+/// A queued job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique id of this job (not the caller's trace id, which may be absent).
+    pub id: String,
+    /// What was asked.
+    pub spec: JobSpec,
+    /// How many times a worker has claimed it (a job claimed again after a crash counts up).
+    pub attempts: u32,
+}

@@ -2,7 +2,7 @@
 //! clamscan (human lines or JSON lines; exit 0 clean, 1 infected, 2 errors).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,9 +38,17 @@ pub enum Command {
 /// Arguments of `verdict scan`.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Files or folders to scan.
+    /// Files or folders to scan, `s3://bucket/prefix` (every object under it), or http(s) URLs.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// S3-compatible endpoint for s3:// targets (path-style); AWS itself when omitted.
+    /// Credentials and region come from the standard AWS chain.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Let URL scans reach this non-public range (loopback, private...), e.g. 10.0.0.0/8.
+    /// Repeatable; by default only public addresses are fetched.
+    #[arg(long = "allow-fetch", value_name = "CIDR")]
+    pub allow_fetch: Vec<String>,
     /// Print one JSON report per file (JSON lines) instead of human output.
     #[arg(long)]
     pub json: bool,
@@ -218,8 +226,12 @@ async fn scan(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Su
     let scanner = builder.build()?;
 
     let started = Instant::now();
-    let (files, walk_errors) = collect_files(&args.paths);
-    let any_folder = args.paths.iter().any(|p| p.is_dir());
+    let remote = Remote::new(&args).await?;
+    let (files, walk_errors) = collect_targets(&args.paths, &remote).await;
+    let any_folder = args
+        .paths
+        .iter()
+        .any(|p| p.is_dir() || p.to_string_lossy().starts_with("s3://"));
     let progress = if args.no_progress || !any_folder {
         ProgressBar::hidden()
     } else {
@@ -247,11 +259,11 @@ async fn scan(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Su
             .unwrap_or(2)
     });
     let mut results = futures::stream::iter(files)
-        .map(|path| {
-            let scanner = scanner.clone();
+        .map(|target| {
+            let (scanner, remote) = (scanner.clone(), &remote);
             async move {
-                let result = scan_one(&scanner, &path).await;
-                (path, result)
+                let result = scan_one(&scanner, &target, remote).await;
+                (target.to_string(), result)
             }
         })
         .buffer_unordered(jobs.max(1));
@@ -281,11 +293,132 @@ async fn scan(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Su
     Ok(summary)
 }
 
-async fn scan_one(scanner: &Scanner, path: &Path) -> anyhow::Result<Report> {
-    let input = ScanInput::from_path_async(path, scanner.spool_config()).await?;
+/// One thing to scan.
+enum Target {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
+    Url(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::File(path) => write!(f, "{}", path.display()),
+            Target::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            Target::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// S3 and URL access, set up only when some target needs it.
+struct Remote {
+    s3: Option<storage::S3Store>,
+    fetcher: Option<storage::fetch::Fetcher>,
+}
+
+impl Remote {
+    async fn new(args: &ScanArgs) -> anyhow::Result<Self> {
+        let wants = |prefix: &[&str]| {
+            args.paths
+                .iter()
+                .any(|p| prefix.iter().any(|x| p.to_string_lossy().starts_with(x)))
+        };
+        let s3 = if wants(&["s3://"]) {
+            let config = storage::S3Config {
+                region: None,
+                endpoint: args.s3_endpoint.clone(),
+                path_style: args.s3_endpoint.is_some(),
+            };
+            Some(storage::S3Store::new(&config).await)
+        } else {
+            None
+        };
+        let fetcher = if wants(&["http://", "https://"]) {
+            let allow = args
+                .allow_fetch
+                .iter()
+                .map(|cidr| {
+                    cidr.parse()
+                        .with_context(|| format!("--allow-fetch {cidr:?} is not a CIDR range"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let policy = storage::fetch::FetchPolicy {
+                allow,
+                ..Default::default()
+            };
+            Some(storage::fetch::Fetcher::new(policy)?)
+        } else {
+            None
+        };
+        Ok(Remote { s3, fetcher })
+    }
+}
+
+async fn scan_one(scanner: &Scanner, target: &Target, remote: &Remote) -> anyhow::Result<Report> {
+    let spool = scanner.spool_config();
+    let input = match target {
+        Target::File(path) => ScanInput::from_path_async(path, spool).await?,
+        Target::S3 { bucket, key } => {
+            let s3 = remote.s3.as_ref().context("S3 is not set up")?;
+            let (_, reader) =
+                storage::ObjectStore::get(s3, &storage::ObjectRef::new(bucket, key)).await?;
+            ScanInput::from_async_reader(reader, spool).await?
+        }
+        Target::Url(url) => {
+            let fetcher = remote
+                .fetcher
+                .as_ref()
+                .context("URL fetching is not set up")?;
+            let download = fetcher.get(url, &[]).await?;
+            ScanInput::from_async_reader(download.body, spool).await?
+        }
+    };
     Ok(scanner
-        .scan_input(&path.display().to_string(), Arc::new(input))
+        .scan_input(&target.to_string(), Arc::new(input))
         .await)
+}
+
+/// Expands folders into their files and S3 prefixes into their objects; URLs stand for
+/// themselves. What cannot be listed is returned as an error, so it is reported, not skipped.
+async fn collect_targets(
+    paths: &[PathBuf],
+    remote: &Remote,
+) -> (Vec<Target>, Vec<(String, anyhow::Error)>) {
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    let mut local = Vec::new();
+    for path in paths {
+        let text = path.to_string_lossy();
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let Some(s3) = &remote.s3 else { continue };
+            match s3.list(bucket, prefix).await {
+                Ok(keys) if keys.is_empty() => {
+                    errors.push((
+                        text.into_owned(),
+                        anyhow::anyhow!("no objects under this prefix"),
+                    ));
+                }
+                Ok(keys) => targets.extend(keys.into_iter().map(|key| Target::S3 {
+                    bucket: bucket.to_owned(),
+                    key,
+                })),
+                Err(e) => errors.push((text.into_owned(), e.into())),
+            }
+        } else if text.starts_with("http://") || text.starts_with("https://") {
+            targets.push(Target::Url(text.into_owned()));
+        } else {
+            local.push(path.clone());
+        }
+    }
+    let (files, walk_errors) = collect_files(&local);
+    targets.extend(files.into_iter().map(Target::File));
+    errors.extend(
+        walk_errors
+            .into_iter()
+            .map(|(p, e)| (p.display().to_string(), e)),
+    );
+    (targets, errors)
 }
 
 /// Expands folders into the regular files below them. Symbolic links are not followed (a link
@@ -352,15 +485,15 @@ fn print_report(
 
 fn print_input_error(
     out: &mut (dyn Write + Send),
-    path: &Path,
+    name: &str,
     error: &anyhow::Error,
     json: bool,
 ) -> std::io::Result<()> {
     if json {
-        let line = serde_json::json!({ "name": path.display().to_string(), "error": format!("{error:#}") });
+        let line = serde_json::json!({ "name": name, "error": format!("{error:#}") });
         writeln!(out, "{line}")
     } else {
-        writeln!(out, "{}: ERROR {error:#}", path.display())
+        writeln!(out, "{name}: ERROR {error:#}")
     }
 }
 

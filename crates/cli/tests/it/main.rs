@@ -231,3 +231,119 @@ fn clamd_joins_the_embedded_engines_from_the_command_line() {
     engines.sort_unstable();
     assert_eq!(engines, ["clamd", "yara"], "{report}");
 }
+
+/// Serves `body` to every connection on a loopback port, for URL scans.
+fn serve_once_per_connection(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://{addr}/files/sample.zip")
+}
+
+#[test]
+fn urls_are_scanned_and_guarded() {
+    let url = serve_once_per_connection(testing::zip(&[("eicar.com", &eicar())]));
+    let out = verdict(&["scan", "--allow-fetch", "127.0.0.0/8", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("{url}/eicar.com: EICAR_Test_File FOUND")),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = verdict(&["scan", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("loopback"), "{}", stdout(&out));
+}
+
+#[test]
+fn s3_prefixes_are_listed_and_every_object_scanned() {
+    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT").expect(
+        "VERDICT_TEST_S3_ENDPOINT: run through scripts/test.sh, which starts the S3 server",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bucket = format!("cli-test-{}", std::process::id());
+    runtime.block_on(async {
+        let store = storage_client(&endpoint).await;
+        store.create_bucket().bucket(&bucket).send().await.unwrap();
+        for (key, body) in [
+            ("in/a.txt", b"clean text".to_vec()),
+            ("in/sub/e.zip", testing::zip(&[("eicar.com", &eicar())])),
+            ("out/b.txt", eicar()),
+        ] {
+            store
+                .put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let out = verdict(&[
+        "scan",
+        "--s3-endpoint",
+        &endpoint,
+        &format!("s3://{bucket}/in/"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("s3://{bucket}/in/a.txt: OK")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "s3://{bucket}/in/sub/e.zip/eicar.com: EICAR_Test_File FOUND"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("out/b.txt"),
+        "only the prefix is scanned: {text}"
+    );
+    assert!(text.contains("Scanned files: 2"), "{text}");
+
+    let out = verdict(&[
+        "scan",
+        "--s3-endpoint",
+        &endpoint,
+        &format!("s3://{bucket}/nothing-here/"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("no objects under this prefix"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+async fn storage_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "verdict-test",
+            "verdict-test",
+            None,
+            None,
+            "tests",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}

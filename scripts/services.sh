@@ -9,7 +9,7 @@
 # STATE defaults to target/test-services (override with VERDICT_SERVICES_DIR). The env file
 # exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
 # VERDICT_TEST_ICAP_URL, VERDICT_TEST_S3_ENDPOINT (moto, an S3-compatible server, with test
-# credentials in AWS_*); scripts/test.sh sources it before running the tests.
+# credentials in AWS_*), VERDICT_TEST_REDIS_URL; scripts/test.sh sources it before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -51,6 +51,14 @@ assert s.recv(4096).startswith(b"ICAP/1.0 200")
 PY
 }
 
+redis_ping() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.sendall(b"PING\r\n"); assert s.recv(16).startswith(b"+PONG")
+PY
+}
+
 http_ok() {
     python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1"
 }
@@ -78,7 +86,7 @@ write_signatures() {
 }
 
 start() {
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server
     install_moto
     stop >/dev/null 2>&1 || true
     mkdir -p "$STATE/tmp" "$STATE/db"
@@ -145,12 +153,20 @@ CONF
     echo $! > "$STATE/moto.launch.pid"
     wait_for moto http_ok "http://127.0.0.1:$s3_port/"
 
+    local redis_port
+    redis_port=$(free_port)
+    setsid redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$STATE" > "$STATE/redis.log" 2>&1 < /dev/null &
+    echo $! > "$STATE/redis.launch.pid"
+    wait_for redis redis_ping "$redis_port"
+
     cat > "$STATE/env" <<ENV
 export VERDICT_TEST_CLAMD_TCP=127.0.0.1:$clamd_port
 export VERDICT_TEST_CLAMD_SOCKET=$STATE/clamd.sock
 export VERDICT_TEST_CLAMD_DB=$STATE/db
 export VERDICT_TEST_ICAP_URL=icap://127.0.0.1:$icap_port/avscan
 export VERDICT_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 export AWS_ACCESS_KEY_ID=verdict-test
 export AWS_SECRET_ACCESS_KEY=verdict-test
 export AWS_REGION=us-east-1
@@ -159,7 +175,7 @@ ENV
 }
 
 stop() {
-    for name in moto c-icap clamd; do
+    for name in redis moto c-icap clamd; do
         local pidfile="$STATE/$name.launch.pid"
         if [ -f "$pidfile" ]; then
             local pid

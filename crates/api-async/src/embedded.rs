@@ -82,6 +82,22 @@ impl EmbeddedStore {
             .await
             .map_err(backend)?
     }
+
+    /// Runs `work` in one write transaction on a blocking thread; it is committed only if `work`
+    /// succeeds (an error drops, and so aborts, the transaction).
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let out = work(&txn)?;
+            txn.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -89,8 +105,7 @@ impl JobQueue for EmbeddedStore {
     async fn push(&self, job: &Job) -> Result<(), StoreError> {
         let id = job.id.clone();
         let json = serde_json::to_vec(job).map_err(backend)?;
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.write(move |txn| {
             {
                 let mut order = txn.open_table(ORDER).map_err(backend)?;
                 let seq = order
@@ -103,15 +118,14 @@ impl JobQueue for EmbeddedStore {
                     .insert(id.as_str(), (seq, json.as_slice()))
                     .map_err(backend)?;
             }
-            txn.commit().map_err(backend)
+            Ok(())
         })
         .await
     }
 
     async fn claim(&self, lease: Duration) -> Result<Option<Job>, StoreError> {
-        self.blocking(move |db| {
+        self.write(move |txn| {
             let now = now_ms();
-            let txn = db.begin_write().map_err(backend)?;
             let claimed = {
                 let order = txn.open_table(ORDER).map_err(backend)?;
                 let mut jobs = txn.open_table(JOBS).map_err(backend)?;
@@ -159,7 +173,6 @@ impl JobQueue for EmbeddedStore {
                     }
                 }
             };
-            txn.commit().map_err(backend)?;
             Ok(claimed)
         })
         .await
@@ -167,8 +180,7 @@ impl JobQueue for EmbeddedStore {
 
     async fn complete(&self, job_id: &str) -> Result<(), StoreError> {
         let id = job_id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.write(move |txn| {
             {
                 let mut jobs = txn.open_table(JOBS).map_err(backend)?;
                 let seq = jobs
@@ -186,20 +198,19 @@ impl JobQueue for EmbeddedStore {
                     .remove(id.as_str())
                     .map_err(backend)?;
             }
-            txn.commit().map_err(backend)
+            Ok(())
         })
         .await
     }
 
     async fn release(&self, job_id: &str) -> Result<(), StoreError> {
         let id = job_id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.write(move |txn| {
             txn.open_table(CLAIMS)
                 .map_err(backend)?
                 .remove(id.as_str())
                 .map_err(backend)?;
-            txn.commit().map_err(backend)
+            Ok(())
         })
         .await
     }
@@ -228,8 +239,7 @@ impl ResultStore for EmbeddedStore {
         let key = trace_id.to_owned();
         let json = serde_json::to_vec(result).map_err(backend)?;
         let expires = now_ms() + ttl.as_millis() as u64;
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.write(move |txn| {
             {
                 let mut results = txn.open_table(RESULTS).map_err(backend)?;
                 results
@@ -241,7 +251,7 @@ impl ResultStore for EmbeddedStore {
                     .retain(|_, (until, _)| until > now)
                     .map_err(backend)?;
             }
-            txn.commit().map_err(backend)
+            Ok(())
         })
         .await
     }

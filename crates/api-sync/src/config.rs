@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use engines::EngineConfig;
 use scan_core::Limits;
+use scan_core::SpoolSettings;
 use serde::Deserialize;
-use storage::S3Config;
+use storage::fetch::FetchSettings;
+use storage::{S3Config, StorageConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -77,68 +79,6 @@ impl Default for TokenConfig {
             secret: None,
             secret_file: None,
             ttl_secs: 3600,
-        }
-    }
-}
-
-/// Spool settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpoolSettings {
-    /// Folder for spool files; the system temp folder when unset.
-    pub temp_dir: Option<PathBuf>,
-    /// Bytes kept in memory before spooling to disk.
-    pub memory_threshold: usize,
-}
-
-impl Default for SpoolSettings {
-    fn default() -> Self {
-        SpoolSettings {
-            temp_dir: None,
-            memory_threshold: 8 << 20,
-        }
-    }
-}
-
-/// Which object store.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StorageConfig {
-    /// A local directory; each bucket is a folder under it.
-    Local {
-        /// The root.
-        root: PathBuf,
-    },
-    /// S3 or an S3-compatible server.
-    S3(S3Config),
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig::Local {
-            root: PathBuf::from("data"),
-        }
-    }
-}
-
-/// URL scan settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FetchSettings {
-    /// Non-public ranges allowed anyway, e.g. `["10.0.0.0/8"]`.
-    pub allow: Vec<ipnet::IpNet>,
-    /// Largest download, bytes.
-    pub max_bytes: u64,
-    /// Whole download, seconds.
-    pub timeout_secs: u64,
-}
-
-impl Default for FetchSettings {
-    fn default() -> Self {
-        FetchSettings {
-            allow: Vec::new(),
-            max_bytes: 4 << 30,
-            timeout_secs: 300,
         }
     }
 }

@@ -10,13 +10,13 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
-use scan_core::{Scanner, SpoolConfig};
+use scan_core::Scanner;
 use storage::ObjectStore;
-use storage::fetch::{FetchPolicy, Fetcher};
+use storage::fetch::Fetcher;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Throttle, Tokens};
-use crate::config::{Config, StorageConfig};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::handlers;
 use crate::metrics::Metrics;
@@ -50,38 +50,13 @@ impl AppState {
     /// Builds engines, storage, users and keys from the configuration; fails before any socket
     /// opens if something is wrong.
     pub async fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
-        let engine_configs = if config.engines.is_empty() {
-            vec![engines::EngineConfig::Yara {
-                rules: Vec::new(),
-                max_object_size: None,
-            }]
-        } else {
-            config.engines.clone()
-        };
-        let mut builder = Scanner::builder()
-            .limits(config.limits.clone())
-            .spool(SpoolConfig {
-                memory_threshold: config.spool.memory_threshold,
-                temp_dir: config.spool.temp_dir.clone(),
-                max_input_size: config.max_body_bytes,
-            });
-        for engine in engines::build_engines(&engine_configs)? {
-            builder = builder.shared_engine(engine);
-        }
-        let scanner = builder.build()?;
-        let store: Arc<dyn ObjectStore> = match &config.storage {
-            StorageConfig::Local { root } => Arc::new(
-                storage::LocalStore::new(root)
-                    .map_err(|e| anyhow::anyhow!("local storage {}: {e}", root.display()))?,
-            ),
-            StorageConfig::S3(s3) => Arc::new(storage::S3Store::new(s3).await),
-        };
-        let fetcher = Fetcher::new(FetchPolicy {
-            allow: config.fetch.allow.clone(),
-            max_bytes: Some(config.fetch.max_bytes),
-            timeout: Duration::from_secs(config.fetch.timeout_secs),
-            ..FetchPolicy::default()
-        })?;
+        let scanner = engines::build_scanner(
+            &config.engines,
+            config.limits.clone(),
+            config.spool.config(config.max_body_bytes),
+        )?;
+        let store = config.storage.open().await?;
+        let fetcher = Fetcher::new(config.fetch.policy())?;
         let users = UserStore::open(&config.users_file)?;
         if users.current().is_empty() {
             tracing::warn!(

@@ -58,6 +58,32 @@ pub enum EngineConfigError {
     },
 }
 
+/// Builds a [`Scanner`] from engine configs (the embedded YARA engine when the list is empty),
+/// limits and spool settings: the one way every binary turns its config into a scanner.
+pub fn build_scanner(
+    configs: &[EngineConfig],
+    limits: scan_core::Limits,
+    spool: scan_core::SpoolConfig,
+) -> Result<scan_core::Scanner, EngineConfigError> {
+    let default = [EngineConfig::Yara {
+        rules: Vec::new(),
+        max_object_size: None,
+    }];
+    let configs = if configs.is_empty() {
+        &default[..]
+    } else {
+        configs
+    };
+    let mut builder = scan_core::Scanner::builder().limits(limits).spool(spool);
+    for engine in build_engines(configs)? {
+        builder = builder.shared_engine(engine);
+    }
+    builder.build().map_err(|e| EngineConfigError::Invalid {
+        engine: "scanner".to_owned(),
+        message: e.to_string(),
+    })
+}
+
 /// Builds every configured engine, in order.
 pub fn build_engines(configs: &[EngineConfig]) -> Result<Vec<Arc<dyn Engine>>, EngineConfigError> {
     configs.iter().map(build).collect()

@@ -10,7 +10,7 @@ mod net;
 mod yara;
 
 pub use clamd::{ClamdConfig, ClamdEngine};
-pub use config::{EngineConfig, EngineConfigError, SizeLimited, build_engines};
+pub use config::{EngineConfig, EngineConfigError, SizeLimited, build_engines, build_scanner};
 pub use icap::{IcapConfig, IcapEngine};
 pub use net::Address;
 

@@ -45,7 +45,7 @@ mod verdict;
 pub use engine::{Engine, EngineError, Finding, ScanObject, Scope};
 pub use error::InputError;
 pub use filetype::FileType;
-pub use input::{InputBuilder, ObjectData, ScanInput, SpoolConfig};
+pub use input::{InputBuilder, ObjectData, ScanInput, SpoolConfig, SpoolSettings};
 pub use limits::{Limit, Limits};
 pub use scanner::{ConfigError, Scanner, ScannerBuilder};
 pub use verdict::{

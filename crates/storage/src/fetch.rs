@@ -43,6 +43,40 @@ impl Default for FetchPolicy {
     }
 }
 
+/// Download settings as they appear in a service's configuration file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchSettings {
+    /// Non-public ranges allowed anyway, e.g. `["10.0.0.0/8"]`.
+    pub allow: Vec<IpNet>,
+    /// Largest download, bytes.
+    pub max_bytes: u64,
+    /// Whole download, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            allow: Vec::new(),
+            max_bytes: 4 << 30,
+            timeout_secs: 300,
+        }
+    }
+}
+
+impl FetchSettings {
+    /// The policy these settings describe.
+    pub fn policy(&self) -> FetchPolicy {
+        FetchPolicy {
+            allow: self.allow.clone(),
+            max_bytes: Some(self.max_bytes),
+            timeout: Duration::from_secs(self.timeout_secs),
+            ..FetchPolicy::default()
+        }
+    }
+}
+
 /// A download could not be made or was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

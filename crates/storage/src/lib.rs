@@ -1,6 +1,7 @@
 //! Verdict's storage: [`ObjectStore`] over S3 ([`S3Store`]) and a local directory
 //! ([`LocalStore`], the embedded default), and [`fetch`]: guarded HTTP(S) downloads for URL scans.
 
+mod config;
 pub mod fetch;
 mod local;
 mod s3;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use scan_core::ScanInput;
 use tokio::io::AsyncRead;
 
+pub use config::StorageConfig;
 pub use local::LocalStore;
 pub use s3::{S3Config, S3Store};
 

@@ -1,10 +1,10 @@
 //! Scan-and-upload (local store and a real S3-compatible server), scan existing objects, and
 //! URL scans against a real HTTP server on loopback.
 
-use api_sync::config::StorageConfig;
 use axum::response::Redirect;
 use axum::routing::get;
 use scan_core::testing::{self, eicar};
+use storage::StorageConfig;
 
 use crate::testutil::{Server, detection_files, json};
 

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use api_sync::config::StorageConfig;
 use api_sync::{AppState, Config};
+use storage::StorageConfig;
 
 pub(crate) const USER: &str = "alice";
 pub(crate) const PASSWORD: &str = "correct horse battery staple";

@@ -1,41 +1,43 @@
 //! `EmbeddedStore`: the queue and result store in one redb file, so a single `verdict-async`
-//! needs no external service and loses nothing to a crash or restart: every push, claim and
-//! completion is a committed (fsynced) transaction.
+//! needs no external service and loses nothing to a crash or restart.
 //!
-//! One process owns the file (redb locks it). Claims therefore belong to this process only, and
-//! opening the file clears them: jobs that were in flight when the previous process died are
-//! claimable again at once.
+//! Durable state is only what must survive: queued jobs and results. A push is answered only
+//! after its transaction is committed (fsynced). Claims live in memory: one process owns the
+//! file (redb locks it), so after a crash every stored job is simply queued again.
+//!
+//! Writes go through one writer thread that commits whatever has queued up since its last commit
+//! in a single transaction (group commit), so many submitters and workers share each fsync
+//! instead of waiting for one each.
+//!
+//! Memory holds a few words per queued job (sequence, id, trace id); the job itself is read back
+//! from the file when it is claimed, so a deep queue costs disk, not memory.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{Notify, oneshot};
 
 use crate::job::Job;
-use crate::store::{JobQueue, ResultStore, StoreError};
+use crate::store::{JobQueue, Pushed, ResultStore, StoreError};
 
-/// Queue order: sequence number -> job id.
-const ORDER: TableDefinition<u64, &str> = TableDefinition::new("order");
-/// Job id -> (sequence number, job JSON).
-const JOBS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("jobs");
-/// Job id -> claim expiry, milliseconds since the epoch.
-const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("claims");
+/// Queue order: sequence number -> job JSON.
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("queued_jobs");
 /// Trace id -> (expiry in milliseconds since the epoch, result JSON).
 const RESULTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("results");
+/// (expiry, trace id): results in the order they expire, so sweeping never scans live ones.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("result_expiry");
 
-/// The embedded queue and result store.
-#[derive(Clone)]
-pub struct EmbeddedStore {
-    db: Arc<Database>,
-}
-
-impl std::fmt::Debug for EmbeddedStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
-    }
-}
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 4096;
+/// How often expired results are swept, and most results removed per sweep.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_MAX: usize = 10_000;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -47,184 +49,338 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What memory knows of a stored job.
+struct Entry {
+    id: String,
+    trace_id: Option<String>,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every stored job by sequence number, claimed or not.
+    jobs: HashMap<u64, Entry>,
+    /// Job id -> sequence number.
+    ids: HashMap<String, u64>,
+    /// Unclaimed jobs, oldest first.
+    waiting: BTreeSet<u64>,
+    /// Trace ids of stored jobs (and of pushes being committed) -> job id.
+    traces: HashMap<String, String>,
+    /// Pushes being committed, counted against the size limit.
+    committing: usize,
+    next_seq: u64,
+}
+
+enum Op {
+    Push {
+        seq: u64,
+        json: Vec<u8>,
+        forget_result: Option<String>,
+    },
+    Remove {
+        seq: u64,
+    },
+    PutResult {
+        trace_id: String,
+        expires: u64,
+        json: Vec<u8>,
+    },
+}
+
+struct Request {
+    op: Op,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+struct Shared {
+    db: Arc<Database>,
+    state: Mutex<State>,
+    ready: Notify,
+    max_jobs: usize,
+    writes: Mutex<Option<std_mpsc::Sender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Close the channel, then wait for the writer to let go of the file, so the same path can
+        // be opened again at once (tests, restarts within one process).
+        self.writes.get_mut().map(Option::take).ok();
+        if let Ok(Some(writer)) = self.writer.get_mut().map(Option::take) {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The embedded queue and result store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store at `path`, and frees the claims of the previous owner.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend)?;
+    /// Opens (or creates) the store at `path`, holding at most `max_jobs` queued jobs. Every job
+    /// stored there is queued again, in its original order.
+    pub fn open(path: &Path, max_jobs: usize) -> Result<Self, StoreError> {
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
+        // Create every table, so readers never meet a missing one.
+        txn.open_table(JOBS).map_err(backend)?;
+        txn.open_table(RESULTS).map_err(backend)?;
+        txn.open_table(EXPIRY).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+
+        let mut state = State::default();
         {
-            // Create every table, so readers never meet a missing one, and drop stale claims.
-            txn.open_table(ORDER).map_err(backend)?;
-            txn.open_table(JOBS).map_err(backend)?;
-            txn.open_table(RESULTS).map_err(backend)?;
-            let mut claims = txn.open_table(CLAIMS).map_err(backend)?;
-            let stale = claims.len().map_err(backend)?;
-            claims.retain(|_, _| false).map_err(backend)?;
-            if stale > 0 {
-                tracing::info!(
-                    jobs = stale,
-                    "jobs in flight when the store was last closed are queued again"
-                );
+            let txn = db.begin_read().map_err(backend)?;
+            let jobs = txn.open_table(JOBS).map_err(backend)?;
+            for record in jobs.iter().map_err(backend)? {
+                let (seq, json) = record.map_err(backend)?;
+                let seq = seq.value();
+                state.next_seq = seq + 1;
+                match serde_json::from_slice::<Job>(json.value()) {
+                    Ok(job) => {
+                        if let Some(trace) = &job.spec.trace_id {
+                            state.traces.insert(trace.clone(), job.id.clone());
+                        }
+                        state.ids.insert(job.id.clone(), seq);
+                        state.waiting.insert(seq);
+                        state.jobs.insert(
+                            seq,
+                            Entry {
+                                id: job.id,
+                                trace_id: job.spec.trace_id,
+                                attempts: job.attempts,
+                            },
+                        );
+                    }
+                    // Left in the file for inspection, not silently dropped.
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "a stored job cannot be read; it is not queued")
+                    }
+                }
             }
         }
-        txn.commit().map_err(backend)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        if !state.jobs.is_empty() {
+            tracing::info!(
+                jobs = state.jobs.len(),
+                "jobs stored before the last stop are queued again"
+            );
+        }
+
+        let db = Arc::new(db);
+        let (tx, rx) = std_mpsc::channel();
+        let writer = {
+            let db = Arc::clone(&db);
+            std::thread::Builder::new()
+                .name("verdict-store-writer".to_owned())
+                .spawn(move || write_loop(&db, &rx))
+                .map_err(backend)?
+        };
+        Ok(EmbeddedStore {
+            shared: Arc::new(Shared {
+                db,
+                state: Mutex::new(state),
+                ready: Notify::new(),
+                max_jobs: max_jobs.max(1),
+                writes: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
     }
 
-    /// Runs blocking database work off the async reactor.
-    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
+    fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.shared
+            .state
+            .lock()
+            .map_err(|_| backend("queue state poisoned by a panic"))
+    }
+
+    /// Hands `op` to the writer and waits until it is committed.
+    async fn write(&self, op: Op) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        {
+            let writes = self
+                .shared
+                .writes
+                .lock()
+                .map_err(|_| backend("writer poisoned"))?;
+            let sender = writes
+                .as_ref()
+                .ok_or_else(|| backend("the store is closed"))?;
+            sender
+                .send(Request { op, done })
+                .map_err(|_| backend("the store's writer has stopped"))?;
+        }
+        committed
             .await
-            .map_err(backend)?
+            .map_err(|_| backend("the store's writer has stopped"))?
+            .map_err(StoreError::Backend)
     }
 
-    /// Runs `work` in one write transaction on a blocking thread; it is committed only if `work`
-    /// succeeds (an error drops, and so aborts, the transaction).
-    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            let out = work(&txn)?;
-            txn.commit().map_err(backend)?;
-            Ok(out)
+    /// Reads the stored jobs for `claimed` (sequence, attempts) on a blocking thread.
+    async fn read_jobs(&self, claimed: Vec<(u64, u32)>) -> Result<Vec<Job>, StoreError> {
+        let db = Arc::clone(&self.shared.db);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(JOBS).map_err(backend)?;
+            claimed
+                .into_iter()
+                .map(|(seq, attempts)| {
+                    let record =
+                        table
+                            .get(seq)
+                            .map_err(backend)?
+                            .ok_or_else(|| StoreError::Corrupt {
+                                key: seq.to_string(),
+                                message: "queued but not stored".to_owned(),
+                            })?;
+                    let mut job: Job = serde_json::from_slice(record.value()).map_err(|e| {
+                        StoreError::Corrupt {
+                            key: seq.to_string(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    job.attempts = attempts;
+                    job.receipt = seq.to_string();
+                    Ok(job)
+                })
+                .collect()
         })
         .await
+        .map_err(backend)?
+    }
+
+    fn take_waiting(&self, max: usize) -> Result<Vec<(u64, u32)>, StoreError> {
+        let mut state = self.state()?;
+        let mut claimed = Vec::new();
+        while claimed.len() < max {
+            let Some(seq) = state.waiting.pop_first() else {
+                break;
+            };
+            if let Some(entry) = state.jobs.get_mut(&seq) {
+                entry.attempts += 1;
+                claimed.push((seq, entry.attempts));
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn seq_of(&self, job: &Job) -> Result<Option<u64>, StoreError> {
+        Ok(self.state()?.ids.get(&job.id).copied())
     }
 }
 
 #[async_trait]
 impl JobQueue for EmbeddedStore {
-    async fn push(&self, job: &Job) -> Result<(), StoreError> {
-        let id = job.id.clone();
+    async fn push(&self, job: &Job) -> Result<Pushed, StoreError> {
         let json = serde_json::to_vec(job).map_err(backend)?;
-        self.write(move |txn| {
-            {
-                let mut order = txn.open_table(ORDER).map_err(backend)?;
-                let seq = order
-                    .last()
-                    .map_err(backend)?
-                    .map_or(0, |(k, _)| k.value() + 1);
-                order.insert(seq, id.as_str()).map_err(backend)?;
-                txn.open_table(JOBS)
-                    .map_err(backend)?
-                    .insert(id.as_str(), (seq, json.as_slice()))
-                    .map_err(backend)?;
+        let seq = {
+            let mut state = self.state()?;
+            if state.jobs.len() + state.committing >= self.shared.max_jobs {
+                return Ok(Pushed::Full);
             }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn claim(&self, lease: Duration) -> Result<Option<Job>, StoreError> {
-        self.write(move |txn| {
-            let now = now_ms();
-            let claimed = {
-                let order = txn.open_table(ORDER).map_err(backend)?;
-                let mut jobs = txn.open_table(JOBS).map_err(backend)?;
-                let mut claims = txn.open_table(CLAIMS).map_err(backend)?;
-                let mut found = None;
-                for entry in order.iter().map_err(backend)? {
-                    let (_, id) = entry.map_err(backend)?;
-                    let id = id.value().to_owned();
-                    let free = claims
-                        .get(id.as_str())
-                        .map_err(backend)?
-                        .is_none_or(|until| until.value() <= now);
-                    if free {
-                        found = Some(id);
-                        break;
-                    }
+            if let Some(trace) = &job.spec.trace_id {
+                if state.traces.contains_key(trace) {
+                    return Ok(Pushed::TraceIdPending);
                 }
-                match found {
-                    None => None,
-                    Some(id) => {
-                        let (seq, bytes) = {
-                            let record =
-                                jobs.get(id.as_str()).map_err(backend)?.ok_or_else(|| {
-                                    StoreError::Corrupt {
-                                        key: id.clone(),
-                                        message: "queued but not stored".to_owned(),
-                                    }
-                                })?;
-                            let (seq, bytes) = record.value();
-                            (seq, bytes.to_vec())
-                        };
-                        let mut job: Job =
-                            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                                key: id.clone(),
-                                message: e.to_string(),
-                            })?;
-                        job.attempts += 1;
-                        let json = serde_json::to_vec(&job).map_err(backend)?;
-                        jobs.insert(id.as_str(), (seq, json.as_slice()))
-                            .map_err(backend)?;
-                        claims
-                            .insert(id.as_str(), now + lease.as_millis() as u64)
-                            .map_err(backend)?;
-                        Some(job)
-                    }
-                }
-            };
-            Ok(claimed)
-        })
-        .await
-    }
-
-    async fn complete(&self, job_id: &str) -> Result<(), StoreError> {
-        let id = job_id.to_owned();
-        self.write(move |txn| {
-            {
-                let mut jobs = txn.open_table(JOBS).map_err(backend)?;
-                let seq = jobs
-                    .remove(id.as_str())
-                    .map_err(backend)?
-                    .map(|record| record.value().0);
-                if let Some(seq) = seq {
-                    txn.open_table(ORDER)
-                        .map_err(backend)?
-                        .remove(seq)
-                        .map_err(backend)?;
-                }
-                txn.open_table(CLAIMS)
-                    .map_err(backend)?
-                    .remove(id.as_str())
-                    .map_err(backend)?;
+                state.traces.insert(trace.clone(), job.id.clone());
             }
-            Ok(())
-        })
-        .await
+            state.committing += 1;
+            state.next_seq += 1;
+            state.next_seq - 1
+        };
+        let written = self
+            .write(Op::Push {
+                seq,
+                json,
+                forget_result: job.spec.trace_id.clone(),
+            })
+            .await;
+        let mut state = self.state()?;
+        state.committing -= 1;
+        match written {
+            Ok(()) => {
+                state.ids.insert(job.id.clone(), seq);
+                state.waiting.insert(seq);
+                state.jobs.insert(
+                    seq,
+                    Entry {
+                        id: job.id.clone(),
+                        trace_id: job.spec.trace_id.clone(),
+                        attempts: job.attempts,
+                    },
+                );
+                drop(state);
+                self.shared.ready.notify_waiters();
+                Ok(Pushed::Queued)
+            }
+            Err(e) => {
+                if let Some(trace) = &job.spec.trace_id {
+                    state.traces.remove(trace);
+                }
+                Err(e)
+            }
+        }
     }
 
-    async fn release(&self, job_id: &str) -> Result<(), StoreError> {
-        let id = job_id.to_owned();
-        self.write(move |txn| {
-            txn.open_table(CLAIMS)
-                .map_err(backend)?
-                .remove(id.as_str())
-                .map_err(backend)?;
-            Ok(())
-        })
-        .await
+    async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so a push between the look and the wait still wakes us.
+            let notified = self.shared.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let claimed = self.take_waiting(max.max(1))?;
+            if !claimed.is_empty() {
+                return self.read_jobs(claimed).await;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn renew(&self, _jobs: &[Job]) -> Result<(), StoreError> {
+        // Claims belong to this process alone; nobody else can take them over.
+        Ok(())
+    }
+
+    async fn complete(&self, job: &Job) -> Result<(), StoreError> {
+        let Some(seq) = self.seq_of(job)? else {
+            return Ok(());
+        };
+        self.write(Op::Remove { seq }).await?;
+        let mut state = self.state()?;
+        if let Some(entry) = state.jobs.remove(&seq) {
+            state.ids.remove(&entry.id);
+            if let Some(trace) = entry.trace_id
+                && state.traces.get(&trace) == Some(&entry.id)
+            {
+                state.traces.remove(&trace);
+            }
+        }
+        state.waiting.remove(&seq);
+        Ok(())
+    }
+
+    async fn release(&self, job: &Job) -> Result<(), StoreError> {
+        if let Some(seq) = self.seq_of(job)? {
+            self.state()?.waiting.insert(seq);
+            self.shared.ready.notify_waiters();
+        }
+        Ok(())
     }
 
     async fn pending(&self) -> Result<usize, StoreError> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(backend)?;
-            Ok(txn
-                .open_table(JOBS)
-                .map_err(backend)?
-                .len()
-                .map_err(backend)? as usize)
-        })
-        .await
+        Ok(self.state()?.jobs.len())
     }
 }
 
@@ -236,29 +392,18 @@ impl ResultStore for EmbeddedStore {
         result: &serde_json::Value,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let key = trace_id.to_owned();
-        let json = serde_json::to_vec(result).map_err(backend)?;
-        let expires = now_ms() + ttl.as_millis() as u64;
-        self.write(move |txn| {
-            {
-                let mut results = txn.open_table(RESULTS).map_err(backend)?;
-                results
-                    .insert(key.as_str(), (expires, json.as_slice()))
-                    .map_err(backend)?;
-                // Expired results are swept as new ones arrive, so the file does not grow forever.
-                let now = now_ms();
-                results
-                    .retain(|_, (until, _)| until > now)
-                    .map_err(backend)?;
-            }
-            Ok(())
+        self.write(Op::PutResult {
+            trace_id: trace_id.to_owned(),
+            expires: now_ms() + ttl.as_millis() as u64,
+            json: serde_json::to_vec(result).map_err(backend)?,
         })
         .await
     }
 
     async fn get(&self, trace_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let key = trace_id.to_owned();
-        self.blocking(move |db| {
+        let db = Arc::clone(&self.shared.db);
+        tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(backend)?;
             let results = txn.open_table(RESULTS).map_err(backend)?;
             let Some(record) = results.get(key.as_str()).map_err(backend)? else {
@@ -276,13 +421,109 @@ impl ResultStore for EmbeddedStore {
                 })
         })
         .await
+        .map_err(backend)?
     }
+}
+
+/// The writer thread: commits everything queued since the last commit in one transaction, and
+/// sweeps expired results now and then.
+fn write_loop(db: &Database, requests: &std_mpsc::Receiver<Request>) {
+    let mut last_sweep = Instant::now();
+    loop {
+        let mut batch = Vec::new();
+        match requests.recv_timeout(SWEEP_EVERY) {
+            Ok(request) => batch.push(request),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let sweep = last_sweep.elapsed() >= SWEEP_EVERY;
+        if batch.is_empty() && !sweep {
+            continue;
+        }
+        if sweep {
+            last_sweep = Instant::now();
+        }
+        let outcome = commit(db, &batch, sweep).map_err(|e| {
+            tracing::error!(error = %e, operations = batch.len(), "committing to the job store failed");
+            e.to_string()
+        });
+        for request in batch {
+            let _ = request.done.send(outcome.clone());
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut jobs = txn.open_table(JOBS).map_err(backend)?;
+        let mut results = txn.open_table(RESULTS).map_err(backend)?;
+        let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+        for request in batch {
+            match &request.op {
+                Op::Push {
+                    seq,
+                    json,
+                    forget_result,
+                } => {
+                    jobs.insert(*seq, json.as_slice()).map_err(backend)?;
+                    if let Some(trace) = forget_result {
+                        results.remove(trace.as_str()).map_err(backend)?;
+                    }
+                }
+                Op::Remove { seq } => {
+                    jobs.remove(*seq).map_err(backend)?;
+                }
+                Op::PutResult {
+                    trace_id,
+                    expires,
+                    json,
+                } => {
+                    results
+                        .insert(trace_id.as_str(), (*expires, json.as_slice()))
+                        .map_err(backend)?;
+                    expiry
+                        .insert((*expires, trace_id.as_str()), ())
+                        .map_err(backend)?;
+                }
+            }
+        }
+        if sweep {
+            let now = now_ms();
+            let due: Vec<(u64, String)> = expiry
+                .range::<(u64, &str)>(..(now, ""))
+                .map_err(backend)?
+                .take(SWEEP_MAX)
+                .map(|record| record.map(|(key, _)| (key.value().0, key.value().1.to_owned())))
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            for (expires, trace) in due {
+                // The result may have been replaced since; only its own expiry removes it.
+                let current = results
+                    .get(trace.as_str())
+                    .map_err(backend)?
+                    .map(|record| record.value().0);
+                if current == Some(expires) {
+                    results.remove(trace.as_str()).map_err(backend)?;
+                }
+                expiry.remove((expires, trace.as_str())).map_err(backend)?;
+            }
+        }
+    }
+    txn.commit().map_err(backend)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::job::{JobSpec, Source};
+    use redb::ReadableTableMetadata;
 
     fn job(id: &str) -> Job {
         Job {
@@ -298,45 +539,90 @@ mod tests {
                 custom_data: None,
             },
             attempts: 0,
+            receipt: String::new(),
         }
+    }
+
+    const NOW: Duration = Duration::ZERO;
+
+    async fn claim_one(store: &EmbeddedStore) -> Option<Job> {
+        store.claim(1, NOW).await.unwrap().pop()
     }
 
     #[tokio::test]
     async fn jobs_come_out_in_order_once_each_until_completed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("q.redb")).unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
         for id in ["a", "b", "c"] {
-            store.push(&job(id)).await.unwrap();
+            assert_eq!(store.push(&job(id)).await.unwrap(), Pushed::Queued);
         }
-        let lease = Duration::from_secs(60);
-        let first = store.claim(lease).await.unwrap().unwrap();
-        let second = store.claim(lease).await.unwrap().unwrap();
+        let first = claim_one(&store).await.unwrap();
+        let second = claim_one(&store).await.unwrap();
         assert_eq!((first.id.as_str(), second.id.as_str()), ("a", "b"));
         assert_eq!(first.attempts, 1);
-        store.complete("a").await.unwrap();
-        store.release("b").await.unwrap();
+        store.complete(&first).await.unwrap();
+        store.release(&second).await.unwrap();
         // b is free again and older than c.
-        assert_eq!(store.claim(lease).await.unwrap().unwrap().id, "b");
-        assert_eq!(store.claim(lease).await.unwrap().unwrap().id, "c");
-        assert!(store.claim(lease).await.unwrap().is_none());
+        let again = claim_one(&store).await.unwrap();
+        assert_eq!((again.id.as_str(), again.attempts), ("b", 2));
+        assert_eq!(claim_one(&store).await.unwrap().id, "c");
+        assert!(claim_one(&store).await.is_none());
         assert_eq!(store.pending().await.unwrap(), 2);
     }
 
     #[tokio::test]
-    async fn an_expired_lease_is_taken_over() {
+    async fn a_pending_trace_id_is_refused_until_its_job_completes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("q.redb")).unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
+        let mut twin = job("b");
+        twin.spec.trace_id = Some("trace-a".into());
         store.push(&job("a")).await.unwrap();
-        assert!(
-            store
-                .claim(Duration::from_millis(1))
-                .await
-                .unwrap()
-                .is_some()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let again = store.claim(Duration::from_secs(60)).await.unwrap().unwrap();
-        assert_eq!((again.id.as_str(), again.attempts), ("a", 2));
+        assert_eq!(store.push(&twin).await.unwrap(), Pushed::TraceIdPending);
+        let claimed = claim_one(&store).await.unwrap();
+        store
+            .put(
+                "trace-a",
+                &serde_json::json!({"status": "clean"}),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.push(&twin).await.unwrap(), Pushed::TraceIdPending);
+        store.complete(&claimed).await.unwrap();
+        // Free again; the new job makes the old result disappear until its own exists.
+        assert_eq!(store.push(&twin).await.unwrap(), Pushed::Queued);
+        assert_eq!(store.get("trace-a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("q.redb"), 2).unwrap();
+        store.push(&job("a")).await.unwrap();
+        store.push(&job("b")).await.unwrap();
+        assert_eq!(store.push(&job("c")).await.unwrap(), Pushed::Full);
+        let a = claim_one(&store).await.unwrap();
+        store.complete(&a).await.unwrap();
+        assert_eq!(store.push(&job("c")).await.unwrap(), Pushed::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_claim_wakes_on_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(4, Duration::from_secs(30)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.push(&job("late")).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the claim should wake long before its 30 s wait")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, "late");
     }
 
     #[tokio::test]
@@ -344,19 +630,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.redb");
         {
-            let store = EmbeddedStore::open(&path).unwrap();
+            let store = EmbeddedStore::open(&path, 100).unwrap();
             store.push(&job("a")).await.unwrap();
             store.push(&job("b")).await.unwrap();
             // Claimed, then the process "dies" without completing it.
-            assert_eq!(
-                store
-                    .claim(Duration::from_secs(3600))
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .id,
-                "a"
-            );
+            assert_eq!(claim_one(&store).await.unwrap().id, "a");
             store
                 .put(
                     "t1",
@@ -366,10 +644,13 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let store = EmbeddedStore::open(&path).unwrap();
+        let store = EmbeddedStore::open(&path, 100).unwrap();
         assert_eq!(store.pending().await.unwrap(), 2);
-        let reclaimed = store.claim(Duration::from_secs(60)).await.unwrap().unwrap();
-        assert_eq!((reclaimed.id.as_str(), reclaimed.attempts), ("a", 2));
+        let reclaimed = store.claim(10, NOW).await.unwrap();
+        let ids: Vec<_> = reclaimed.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        // Still pending after the restart: the trace id stays reserved.
+        assert_eq!(store.push(&job("a")).await.unwrap(), Pushed::TraceIdPending);
         assert_eq!(
             store.get("t1").await.unwrap(),
             Some(serde_json::json!({"status": "clean"}))
@@ -377,15 +658,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn results_expire() {
+    async fn results_expire_and_are_swept_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("q.redb")).unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
+        let short = serde_json::json!({"status": "no"});
         store
-            .put(
-                "short",
-                &serde_json::json!({"status": "no"}),
-                Duration::from_millis(1),
-            )
+            .put("short", &short, Duration::from_millis(1))
             .await
             .unwrap();
         store
@@ -400,5 +678,13 @@ mod tests {
         assert_eq!(store.get("short").await.unwrap(), None);
         assert!(store.get("long").await.unwrap().is_some());
         assert_eq!(store.get("never").await.unwrap(), None);
+        // After a sweep the expired record is gone from the file itself.
+        tokio::time::sleep(SWEEP_EVERY * 2 + Duration::from_millis(200)).await;
+        let db = Arc::clone(&store.shared.db);
+        let txn = db.begin_read().unwrap();
+        let results = txn.open_table(RESULTS).unwrap();
+        assert!(results.get("short").unwrap().is_none());
+        assert!(results.get("long").unwrap().is_some());
+        assert_eq!(txn.open_table(EXPIRY).unwrap().len().unwrap(), 1);
     }
 }

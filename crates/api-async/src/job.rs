@@ -52,4 +52,7 @@ pub struct Job {
     pub spec: JobSpec,
     /// How many times a worker has claimed it (a job claimed again after a crash counts up).
     pub attempts: u32,
+    /// The queue's own handle for this claim (a Redis stream entry id); not part of the job.
+    #[serde(skip)]
+    pub receipt: String,
 }

@@ -12,4 +12,4 @@ pub use embedded::EmbeddedStore;
 pub use job::{Job, JobSpec, Source};
 pub use redis_store::RedisStore;
 pub use security::{ApiKeys, sign_callback, verify_callback};
-pub use store::{JobQueue, ResultStore, StoreError};
+pub use store::{JobQueue, Pushed, ResultStore, StoreError};

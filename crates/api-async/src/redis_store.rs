@@ -1,35 +1,76 @@
 //! `RedisStore`: the queue and result store on one Redis, shared by any number of
 //! `verdict-async` instances. Jobs are entries of a stream read through a consumer group: each
-//! entry goes to one consumer, stays pending until acknowledged, and an entry whose consumer
-//! went quiet for longer than the lease is taken over by another (XAUTOCLAIM). Results are
-//! plain keys with an expiry.
+//! entry goes to one consumer and stays pending until acknowledged; an entry whose consumer went
+//! quiet for longer than the lease is taken over by another (XAUTOCLAIM). Workers renew their
+//! claims while they work, so a slow scan is not mistaken for a dead worker. Results are plain
+//! keys with an expiry.
+//!
+//! Each step that touches several keys is one Lua script, so it is atomic. Every key carries the
+//! namespace in braces (`{ns}:jobs`, `{ns}:trace:ID`...), a Redis Cluster hash tag, so the
+//! scripts' keys share one slot.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 
 use crate::job::Job;
-use crate::store::{JobQueue, ResultStore, StoreError};
+use crate::store::{JobQueue, Pushed, ResultStore, StoreError};
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// How long a trace id stays reserved at most; only matters if a job were lost outright.
+const TRACE_RESERVATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// KEYS: stream, trace reservation, result. ARGV: job id, job JSON, max jobs, reservation ms,
+/// whether there is a trace id. Returns 1 queued, 0 trace id pending, -1 full.
+const PUSH: &str = r"
+if tonumber(ARGV[3]) > 0 and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return -1
+end
+if ARGV[5] == '1' then
+  if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then
+    return 0
+  end
+  redis.call('DEL', KEYS[3])
+end
+redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
+return 1
+";
+
+/// KEYS: stream, trace reservation, attempts hash. ARGV: entry id, job id, group.
+const COMPLETE: &str = r"
+redis.call('XACK', KEYS[1], ARGV[3], ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+";
+
 /// The Redis queue and result store.
-#[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// Only for blocking reads, which would hold up everything else on a shared connection.
+    blocking: tokio::sync::Mutex<ConnectionManager>,
+    namespace: String,
     stream: String,
-    entries: String,
     attempts: String,
-    results: String,
     group: String,
     consumer: String,
+    lease: Duration,
+    max_jobs: usize,
+    last_takeover: Mutex<Option<Instant>>,
+    push: redis::Script,
+    complete: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -43,11 +84,26 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Connects to `url`, with keys under `namespace`, as consumer `consumer` (unique per
-    /// process, e.g. host name and pid); creates the stream and group if missing.
-    pub async fn open(url: &str, namespace: &str, consumer: &str) -> Result<Self, StoreError> {
+    /// process, e.g. host name and pid). Claims not renewed for `lease` are taken over; at most
+    /// `max_jobs` jobs are queued. Creates the stream and group if missing.
+    pub async fn open(
+        url: &str,
+        namespace: &str,
+        consumer: &str,
+        lease: Duration,
+        max_jobs: usize,
+    ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let mut conn = ConnectionManager::new(client).await.map_err(backend)?;
-        let stream = format!("{namespace}:jobs");
+        let mut conn = ConnectionManager::new(client.clone())
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot reach Redis at {url}: {e}")))?;
+        let blocking = ConnectionManager::new_with_config(
+            client,
+            ConnectionManagerConfig::new().set_response_timeout(None),
+        )
+        .await
+        .map_err(backend)?;
+        let stream = format!("{{{namespace}}}:jobs");
         let group = "workers".to_owned();
         let created: Result<(), redis::RedisError> =
             conn.xgroup_create_mkstream(&stream, &group, "0").await;
@@ -58,119 +114,194 @@ impl RedisStore {
         }
         Ok(RedisStore {
             conn,
-            entries: format!("{namespace}:entries"),
-            attempts: format!("{namespace}:attempts"),
-            results: format!("{namespace}:result:"),
+            blocking: tokio::sync::Mutex::new(blocking),
+            attempts: format!("{{{namespace}}}:attempts"),
+            namespace: namespace.to_owned(),
             stream,
             group,
             consumer: consumer.to_owned(),
+            lease,
+            max_jobs,
+            last_takeover: Mutex::new(None),
+            push: redis::Script::new(PUSH),
+            complete: redis::Script::new(COMPLETE),
         })
     }
 
-    /// Turns a stream entry into its job, counting this delivery.
-    async fn job_of(&self, entry: &redis::streams::StreamId) -> Result<Job, StoreError> {
-        let json: String = entry.get("job").ok_or_else(|| StoreError::Corrupt {
-            key: entry.id.clone(),
-            message: "entry without a job".to_owned(),
-        })?;
-        let mut job: Job = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-            key: entry.id.clone(),
-            message: e.to_string(),
-        })?;
+    fn trace_key(&self, trace_id: &str) -> String {
+        format!("{{{}}}:trace:{trace_id}", self.namespace)
+    }
+
+    fn result_key(&self, trace_id: &str) -> String {
+        format!("{{{}}}:result:{trace_id}", self.namespace)
+    }
+
+    /// Whether it is time to look for jobs of dead consumers (a few times per lease).
+    fn takeover_due(&self) -> bool {
+        let Ok(mut last) = self.last_takeover.lock() else {
+            return true;
+        };
+        let due = last.is_none_or(|at| at.elapsed() >= self.lease / 4);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
+    /// Turns stream entries into jobs, counting this delivery of each.
+    async fn jobs_of(&self, entries: &[StreamId]) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = Vec::with_capacity(entries.len());
+        let mut count = redis::pipe();
+        for entry in entries {
+            let Some(json) = entry.get::<String>("job") else {
+                // Not ours to interpret; acknowledged so it does not come back forever.
+                tracing::error!(entry = entry.id, "a queued entry has no job; dropped");
+                let mut conn = self.conn.clone();
+                let _: Result<i64, _> = conn.xack(&self.stream, &self.group, &[&entry.id]).await;
+                continue;
+            };
+            let mut job: Job = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                key: entry.id.clone(),
+                message: e.to_string(),
+            })?;
+            job.receipt = entry.id.clone();
+            count.hincr(&self.attempts, &job.id, 1);
+            jobs.push(job);
+        }
+        if jobs.is_empty() {
+            return Ok(jobs);
+        }
         let mut conn = self.conn.clone();
-        let attempts: u32 = conn
-            .hincr(&self.attempts, &job.id, 1)
-            .await
-            .map_err(backend)?;
-        job.attempts = attempts;
-        Ok(job)
+        let attempts: Vec<u32> = count.query_async(&mut conn).await.map_err(backend)?;
+        for (job, attempts) in jobs.iter_mut().zip(attempts) {
+            job.attempts = attempts;
+        }
+        Ok(jobs)
     }
 }
 
 #[async_trait]
 impl JobQueue for RedisStore {
-    async fn push(&self, job: &Job) -> Result<(), StoreError> {
+    async fn push(&self, job: &Job) -> Result<Pushed, StoreError> {
         let json = serde_json::to_string(job).map_err(backend)?;
+        let trace = job.spec.trace_id.as_deref().unwrap_or("");
         let mut conn = self.conn.clone();
-        let entry: String = conn
-            .xadd(
-                &self.stream,
-                "*",
-                &[("id", job.id.as_str()), ("job", json.as_str())],
-            )
+        let outcome: i64 = self
+            .push
+            .key(&self.stream)
+            .key(self.trace_key(trace))
+            .key(self.result_key(trace))
+            .arg(&job.id)
+            .arg(json)
+            .arg(self.max_jobs)
+            .arg(TRACE_RESERVATION.as_millis() as u64)
+            .arg(if job.spec.trace_id.is_some() {
+                "1"
+            } else {
+                "0"
+            })
+            .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
-        let _: () = conn
-            .hset(&self.entries, &job.id, entry)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Ok(match outcome {
+            1 => Pushed::Queued,
+            0 => Pushed::TraceIdPending,
+            _ => Pushed::Full,
+        })
     }
 
-    async fn claim(&self, lease: Duration) -> Result<Option<Job>, StoreError> {
-        let mut conn = self.conn.clone();
-        // First, entries whose consumer has been silent for longer than the lease.
-        let reclaimed: StreamAutoClaimReply = conn
-            .xautoclaim_options(
-                &self.stream,
-                &self.group,
-                &self.consumer,
-                lease.as_millis() as u64,
-                "0-0",
-                StreamAutoClaimOptions::default().count(1),
-            )
-            .await
-            .map_err(backend)?;
-        if let Some(entry) = reclaimed.claimed.first() {
-            return self.job_of(entry).await.map(Some);
+    async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
+        let max = max.max(1);
+        if self.takeover_due() {
+            let mut conn = self.conn.clone();
+            let reclaimed: StreamAutoClaimReply = conn
+                .xautoclaim_options(
+                    &self.stream,
+                    &self.group,
+                    &self.consumer,
+                    self.lease.as_millis() as u64,
+                    "0-0",
+                    StreamAutoClaimOptions::default().count(max),
+                )
+                .await
+                .map_err(backend)?;
+            if !reclaimed.claimed.is_empty() {
+                tracing::info!(
+                    jobs = reclaimed.claimed.len(),
+                    "taking over jobs whose worker stopped renewing them"
+                );
+                return self.jobs_of(&reclaimed.claimed).await;
+            }
         }
-        // Then, new entries.
-        let options = StreamReadOptions::default()
+        let mut options = StreamReadOptions::default()
             .group(&self.group, &self.consumer)
-            .count(1);
-        let read: StreamReadReply = conn
-            .xread_options(&[&self.stream], &[">"], &options)
-            .await
-            .map_err(backend)?;
-        match read.keys.first().and_then(|key| key.ids.first()) {
-            Some(entry) => self.job_of(entry).await.map(Some),
-            None => Ok(None),
+            .count(max);
+        if !wait.is_zero() {
+            options = options.block(wait.as_millis().max(1) as usize);
+        }
+        let read: Option<StreamReadReply> = {
+            let mut conn = self.blocking.lock().await;
+            conn.xread_options(&[&self.stream], &[">"], &options)
+                .await
+                .map_err(backend)?
+        };
+        match read.as_ref().and_then(|r| r.keys.first()) {
+            Some(key) => self.jobs_of(&key.ids).await,
+            None => Ok(Vec::new()),
         }
     }
 
-    async fn complete(&self, job_id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let entry: Option<String> = conn.hget(&self.entries, job_id).await.map_err(backend)?;
-        if let Some(entry) = entry {
-            let _: i64 = conn
-                .xack(&self.stream, &self.group, &[&entry])
-                .await
-                .map_err(backend)?;
-            let _: i64 = conn.xdel(&self.stream, &[&entry]).await.map_err(backend)?;
+    async fn renew(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
         }
-        let _: i64 = conn.hdel(&self.entries, job_id).await.map_err(backend)?;
-        let _: i64 = conn.hdel(&self.attempts, job_id).await.map_err(backend)?;
+        // XCLAIM by the holder resets the entry's idle time.
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(0);
+        for job in jobs {
+            cmd.arg(&job.receipt);
+        }
+        cmd.arg("JUSTID");
+        let mut conn = self.conn.clone();
+        let _: redis::Value = cmd.query_async(&mut conn).await.map_err(backend)?;
         Ok(())
     }
 
-    async fn release(&self, job_id: &str) -> Result<(), StoreError> {
+    async fn complete(&self, job: &Job) -> Result<(), StoreError> {
+        let trace = job.spec.trace_id.as_deref().unwrap_or("");
         let mut conn = self.conn.clone();
-        let entry: Option<String> = conn.hget(&self.entries, job_id).await.map_err(backend)?;
-        if let Some(entry) = entry {
-            // Mark it as idle for ages, so the next claim anywhere takes it over at once.
-            let _: redis::Value = redis::cmd("XCLAIM")
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg(&self.consumer)
-                .arg(0)
-                .arg(&entry)
-                .arg("IDLE")
-                .arg(u64::from(u32::MAX))
-                .arg("JUSTID")
-                .query_async(&mut conn)
-                .await
-                .map_err(backend)?;
-        }
+        let _: i64 = self
+            .complete
+            .key(&self.stream)
+            .key(self.trace_key(trace))
+            .key(&self.attempts)
+            .arg(&job.receipt)
+            .arg(&job.id)
+            .arg(&self.group)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn release(&self, job: &Job) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        // Marked idle for ages, so the next takeover anywhere picks it up at once.
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(&job.receipt)
+            .arg("IDLE")
+            .arg(u64::from(u32::MAX))
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -191,11 +322,7 @@ impl ResultStore for RedisStore {
         let json = serde_json::to_string(result).map_err(backend)?;
         let mut conn = self.conn.clone();
         let _: () = conn
-            .pset_ex(
-                format!("{}{trace_id}", self.results),
-                json,
-                ttl.as_millis() as u64,
-            )
+            .pset_ex(self.result_key(trace_id), json, ttl.as_millis() as u64)
             .await
             .map_err(backend)?;
         Ok(())
@@ -203,10 +330,7 @@ impl ResultStore for RedisStore {
 
     async fn get(&self, trace_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let mut conn = self.conn.clone();
-        let json: Option<String> = conn
-            .get(format!("{}{trace_id}", self.results))
-            .await
-            .map_err(backend)?;
+        let json: Option<String> = conn.get(self.result_key(trace_id)).await.map_err(backend)?;
         json.map(|j| {
             serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
                 key: trace_id.to_owned(),

@@ -24,21 +24,40 @@ pub enum StoreError {
     },
 }
 
-/// Jobs waiting to be scanned. Delivery is at least once: a job is removed only by
-/// [`JobQueue::complete`], and a claim that is not completed within its lease is taken over.
+/// What became of a pushed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Stored durably and queued.
+    Queued,
+    /// Refused: a job with the same trace id is still pending.
+    TraceIdPending,
+    /// Refused: the queue holds its maximum number of jobs.
+    Full,
+}
+
+/// Jobs waiting to be scanned. Delivery is at least once: a job leaves the queue only through
+/// [`JobQueue::complete`]; a claim whose holder dies is taken over.
+///
+/// A job's trace id is reserved from [`push`](JobQueue::push) until
+/// [`complete`](JobQueue::complete): a second job with the same trace id is refused meanwhile,
+/// and pushing it forgets any earlier result under that id, so pollers see 404 until the new
+/// job's result exists.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Adds a job at the end of the queue, durably.
-    async fn push(&self, job: &Job) -> Result<(), StoreError>;
+    /// Adds a job at the end of the queue, durably, unless refused.
+    async fn push(&self, job: &Job) -> Result<Pushed, StoreError>;
 
-    /// Claims the oldest job that nobody holds (or whose holder's lease ran out) for `lease`.
-    async fn claim(&self, lease: Duration) -> Result<Option<Job>, StoreError>;
+    /// Claims up to `max` jobs nobody holds, oldest first, waiting at most `wait` for one.
+    async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError>;
 
-    /// Removes a finished job.
-    async fn complete(&self, job_id: &str) -> Result<(), StoreError>;
+    /// Tells the queue these claimed jobs are still being worked on, so nobody takes them over.
+    async fn renew(&self, jobs: &[Job]) -> Result<(), StoreError>;
 
-    /// Gives a claimed job back at once (on shutdown, say).
-    async fn release(&self, job_id: &str) -> Result<(), StoreError>;
+    /// Removes a finished job and frees its trace id.
+    async fn complete(&self, job: &Job) -> Result<(), StoreError>;
+
+    /// Gives a claimed job back at once (on shutdown), for any worker to claim.
+    async fn release(&self, job: &Job) -> Result<(), StoreError>;
 
     /// How many jobs are waiting or claimed.
     async fn pending(&self) -> Result<usize, StoreError>;

@@ -1,15 +1,27 @@
-//! `verdict-async` (contract section 2, issue 4), in progress: what exists is the job model and
-//! the [`JobQueue`]/[`ResultStore`] traits with their embedded, durable implementation
-//! ([`EmbeddedStore`], on redb), and the same on Redis ([`RedisStore`]) for scale-out. API-key checks and callback signatures exist too. The HTTP API, workers and callback delivery are still to come; nothing here serves requests yet.
+//! `verdict-async` (contract section 2): submit a URL or an S3 object, get the verdict by signed
+//! callback or by polling; synchronous siblings scan in the request. Jobs and results live in an
+//! embedded durable store ([`EmbeddedStore`], one process) or in Redis ([`RedisStore`], any
+//! number of instances), behind the [`JobQueue`] and [`ResultStore`] traits.
 
+mod callback;
+pub mod config;
 mod embedded;
+mod error;
+mod handlers;
 mod job;
 mod redis_store;
 mod security;
+mod server;
+mod source;
 mod store;
+mod worker;
 
+pub use callback::CallbackPolicy;
+pub use config::Config;
 pub use embedded::EmbeddedStore;
+pub use handlers::{MAX_CUSTOM_DATA, MAX_TRACE_ID};
 pub use job::{Job, JobSpec, Source};
 pub use redis_store::RedisStore;
 pub use security::{ApiKeys, sign_callback, verify_callback};
+pub use server::{AppState, Settings, router, run};
 pub use store::{JobQueue, Pushed, ResultStore, StoreError};

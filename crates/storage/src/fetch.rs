@@ -207,6 +207,44 @@ impl Fetcher {
     }
 }
 
+impl Fetcher {
+    /// POSTs `body` to `url` with `headers` (a webhook, say) under the same address checks as
+    /// downloads, within `timeout`, and returns the status. Up to 64 KiB of the answer is read
+    /// and dropped so the connection can be reused; the rest is not waited for.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<u16, FetchError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| FetchError::InvalidUrl(format!("{url:?} is not a URL: {e}")))?;
+        check_url(&parsed, &self.policy).map_err(|reason| FetchError::Refused {
+            url: url.to_owned(),
+            reason,
+        })?;
+        let mut request = self.client.post(parsed).timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let mut response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| describe(url, &e))?;
+        let status = response.status().as_u16();
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => drained += chunk.len(),
+                _ => break,
+            }
+        }
+        Ok(status)
+    }
+}
+
 fn describe(url: &str, err: &reqwest::Error) -> FetchError {
     // Refusals from our resolver or redirect policy travel inside reqwest's error chain.
     let mut source: Option<&dyn std::error::Error> = Some(err);

@@ -1,0 +1,276 @@
+//! Configuration: a TOML file (unknown keys refused) with environment overrides for the common
+//! settings, validated into the running state before any socket opens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use engines::EngineConfig;
+use scan_core::{Limits, SpoolSettings};
+use serde::Deserialize;
+use storage::fetch::FetchSettings;
+use storage::{S3Config, StorageConfig};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Allowed API keys, comma-separated (as the original product takes them).
+    pub api_keys: Option<String>,
+    /// A file of API keys, one per line (`#` comments allowed); re-read at start only.
+    pub api_keys_file: Option<PathBuf>,
+    /// The address clients reach this service at, for `Location` headers
+    /// (`https://scan.example.com`); taken from each request's `Host` when unset.
+    pub public_url: Option<String>,
+    /// Where jobs and results live.
+    pub queue: QueueConfig,
+    /// Jobs this process works on at once; 0 makes it an API-only front end.
+    pub workers: usize,
+    /// Jobs queued at most (across all instances with Redis); more are answered 503.
+    pub max_queued_jobs: usize,
+    /// A claimed job whose worker has not renewed it for this long is taken over (Redis).
+    pub job_lease_secs: u64,
+    /// A job claimed this many times without finishing (its worker keeps dying) is given up with
+    /// `status: "no"`.
+    pub max_attempts: u32,
+    /// How long results stay pollable.
+    pub result_ttl_secs: u64,
+    /// On shutdown, how long in-flight jobs may take before they are given back to the queue.
+    pub shutdown_grace_secs: u64,
+    /// Retries of failed downloads.
+    pub download: DownloadSettings,
+    /// Callback delivery.
+    pub callback: CallbackSettings,
+    /// Largest body for `/api/v1/scan/sync/binary`, bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Synchronous scans at once; more are answered 503.
+    pub max_concurrent_sync_scans: usize,
+    /// Expansion limits.
+    pub limits: Limits,
+    /// Spooling.
+    pub spool: SpoolSettings,
+    /// Where S3 jobs' objects come from.
+    pub storage: StorageConfig,
+    /// Downloads (and which non-public ranges callbacks and downloads may reach).
+    pub fetch: FetchSettings,
+    /// Engines; the embedded YARA engine when empty.
+    pub engines: Vec<EngineConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            api_keys: None,
+            api_keys_file: None,
+            public_url: None,
+            queue: QueueConfig::default(),
+            workers: 16,
+            max_queued_jobs: 100_000,
+            job_lease_secs: 60,
+            max_attempts: 5,
+            result_ttl_secs: 24 * 3600,
+            shutdown_grace_secs: 30,
+            download: DownloadSettings::default(),
+            callback: CallbackSettings::default(),
+            max_body_bytes: Some(4 << 30),
+            max_concurrent_sync_scans: 32,
+            limits: Limits::default(),
+            spool: SpoolSettings::default(),
+            storage: StorageConfig::default(),
+            fetch: FetchSettings::default(),
+            engines: Vec::new(),
+        }
+    }
+}
+
+/// The job queue and result store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum QueueConfig {
+    /// A local file; one process owns it.
+    Embedded {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A Redis shared by any number of instances.
+    Redis {
+        /// `redis://[user:password@]host:port[/db]`.
+        url: String,
+        /// Key prefix, so several deployments can share one Redis.
+        #[serde(default = "default_namespace")]
+        namespace: String,
+    },
+}
+
+fn default_namespace() -> String {
+    "verdict".to_owned()
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig::Embedded {
+            path: PathBuf::from("verdict-async.redb"),
+        }
+    }
+}
+
+/// Download retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadSettings {
+    /// Tries in all, for failures that may pass (connection, timeout, 5xx, 429).
+    pub attempts: u32,
+    /// Wait before the second try; doubled each time after.
+    pub first_backoff_ms: u64,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        DownloadSettings {
+            attempts: 3,
+            first_backoff_ms: 500,
+        }
+    }
+}
+
+/// Callback delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackSettings {
+    /// The HMAC key for `X-Verdict-Signature`. Prefer `secret_file`.
+    pub secret: Option<String>,
+    /// A file holding the key; created with a random key when missing.
+    pub secret_file: PathBuf,
+    /// One attempt, seconds.
+    pub timeout_secs: u64,
+    /// Retries stop this long after the first attempt.
+    pub retry_for_secs: u64,
+    /// Wait before the first retry; doubled each time after.
+    pub first_backoff_ms: u64,
+    /// Longest wait between retries.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for CallbackSettings {
+    fn default() -> Self {
+        CallbackSettings {
+            secret: None,
+            secret_file: PathBuf::from("callback.secret"),
+            timeout_secs: 10,
+            retry_for_secs: 600,
+            first_backoff_ms: 1000,
+            max_backoff_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given) and applies environment overrides: `VERDICT_LISTEN`,
+    /// `VERDICT_API_KEYS`, `VERDICT_API_KEYS_FILE`, `VERDICT_PUBLIC_URL`, `VERDICT_WORKERS`,
+    /// `VERDICT_QUEUE_PATH` (embedded queue file), `VERDICT_REDIS_URL` (switches to Redis),
+    /// `VERDICT_CALLBACK_SECRET`, `VERDICT_CALLBACK_SECRET_FILE`, `VERDICT_DATA_DIR` (local
+    /// storage root), `VERDICT_S3_ENDPOINT` (switches to S3, path-style).
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config: Config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Applies overrides from `get` (the environment, or a map in tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(listen) = get("VERDICT_LISTEN") {
+            self.listen = listen
+                .parse()
+                .map_err(|e| anyhow::anyhow!("VERDICT_LISTEN {listen:?}: {e}"))?;
+        }
+        if let Some(keys) = get("VERDICT_API_KEYS") {
+            self.api_keys = Some(keys);
+        }
+        if let Some(file) = get("VERDICT_API_KEYS_FILE") {
+            self.api_keys_file = Some(file.into());
+        }
+        if let Some(url) = get("VERDICT_PUBLIC_URL") {
+            self.public_url = Some(url);
+        }
+        if let Some(workers) = get("VERDICT_WORKERS") {
+            self.workers = workers
+                .parse()
+                .map_err(|e| anyhow::anyhow!("VERDICT_WORKERS {workers:?}: {e}"))?;
+        }
+        if let Some(path) = get("VERDICT_QUEUE_PATH") {
+            self.queue = QueueConfig::Embedded { path: path.into() };
+        }
+        if let Some(url) = get("VERDICT_REDIS_URL") {
+            let namespace = match &self.queue {
+                QueueConfig::Redis { namespace, .. } => namespace.clone(),
+                QueueConfig::Embedded { .. } => default_namespace(),
+            };
+            self.queue = QueueConfig::Redis { url, namespace };
+        }
+        if let Some(secret) = get("VERDICT_CALLBACK_SECRET") {
+            self.callback.secret = Some(secret);
+        }
+        if let Some(file) = get("VERDICT_CALLBACK_SECRET_FILE") {
+            self.callback.secret_file = file.into();
+        }
+        if let Some(root) = get("VERDICT_DATA_DIR") {
+            self.storage = StorageConfig::Local { root: root.into() };
+        }
+        if let Some(endpoint) = get("VERDICT_S3_ENDPOINT") {
+            self.storage = StorageConfig::S3(S3Config {
+                endpoint: Some(endpoint),
+                path_style: true,
+                region: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_and_the_environment_combine_and_unknown_keys_are_refused() {
+        let mut config: Config = toml::from_str(
+            r#"
+            api_keys = "a,b"
+            workers = 4
+            [queue]
+            type = "redis"
+            url = "redis://127.0.0.1:1/"
+            namespace = "prod"
+            [callback]
+            retry_for_secs = 5
+            "#,
+        )
+        .unwrap();
+        config
+            .apply_env(|name| {
+                (name == "VERDICT_REDIS_URL").then(|| "redis://10.0.0.1:6379/".to_owned())
+            })
+            .unwrap();
+        assert_eq!(config.workers, 4);
+        assert_eq!(config.callback.retry_for_secs, 5);
+        match &config.queue {
+            QueueConfig::Redis { url, namespace } => {
+                assert_eq!(url, "redis://10.0.0.1:6379/");
+                assert_eq!(namespace, "prod", "the namespace from the file is kept");
+            }
+            other => panic!("expected Redis, got {other:?}"),
+        }
+        let err = toml::from_str::<Config>("worker = 3").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,333 @@
+//! The HTTP endpoints of contract section 2, and the synchronous siblings: validation of every
+//! field with a clear 400, then a job on the queue (async) or a scan in the request (sync).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use scan_core::{InputError, ScanInput};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+use crate::job::{Job, JobSpec, Source};
+use crate::server::AppState;
+use crate::store::Pushed;
+
+/// Largest `custom_data`, bytes of UTF-8.
+pub const MAX_CUSTOM_DATA: usize = 16 * 1024;
+/// Longest `trace_id`, bytes.
+pub const MAX_TRACE_ID: usize = 256;
+
+/// The request body as a JSON object, or a 400 saying what it must be.
+fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object".to_owned(),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// An optional string field; `null` counts as absent.
+fn string(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "{name} must be a string, not {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn required(fields: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
+    string(fields, name)?
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("{name} is required")))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An optional headers object: string names to string values, each a valid HTTP header.
+fn headers(fields: &Map<String, Value>, name: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let map = match fields.get(name) {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "{name} must be an object of header names to string values, not {}",
+                kind(other)
+            )));
+        }
+    };
+    map.iter()
+        .map(|(key, value)| {
+            let Value::String(value) = value else {
+                return Err(ApiError::BadRequest(format!(
+                    "{name}.{key} must be a string, not {}",
+                    kind(value)
+                )));
+            };
+            HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+                ApiError::BadRequest(format!("{name}: {key:?} is not a valid header name"))
+            })?;
+            HeaderValue::from_str(value).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "{name}.{key}: the value is not a valid header value"
+                ))
+            })?;
+            Ok((key.clone(), value.clone()))
+        })
+        .collect()
+}
+
+/// An http(s) URL with a host.
+fn http_url(name: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    let parsed = url::Url::parse(value)
+        .map_err(|e| ApiError::BadRequest(format!("{name} {value:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be an http or https URL, not {}",
+            parsed.scheme()
+        )));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ApiError::BadRequest(format!("{name} has no host")));
+    }
+    Ok(value.to_owned())
+}
+
+/// The delivery fields common to both async endpoints.
+fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiError> {
+    let callback_url = string(fields, "callback_url")?
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| http_url("callback_url", &u))
+        .transpose()?;
+    let callback_headers = headers(fields, "callback_headers")?;
+    let trace_id = string(fields, "trace_id")?;
+    if let Some(trace) = &trace_id {
+        if trace.is_empty() {
+            return Err(ApiError::BadRequest(
+                "trace_id must not be empty".to_owned(),
+            ));
+        }
+        if trace.len() > MAX_TRACE_ID {
+            return Err(ApiError::BadRequest(format!(
+                "trace_id is longer than {MAX_TRACE_ID} bytes"
+            )));
+        }
+    }
+    if callback_url.is_none() && trace_id.is_none() {
+        return Err(ApiError::BadRequest(
+            "trace_id is required when there is no callback_url (it is how the result is polled)"
+                .to_owned(),
+        ));
+    }
+    let custom_data = string(fields, "custom_data")?;
+    if let Some(custom) = &custom_data
+        && custom.len() > MAX_CUSTOM_DATA
+    {
+        return Err(ApiError::BadRequest(format!(
+            "custom_data is {} bytes; at most {MAX_CUSTOM_DATA} are accepted",
+            custom.len()
+        )));
+    }
+    Ok(JobSpec {
+        source,
+        callback_url,
+        callback_headers,
+        trace_id,
+        custom_data,
+    })
+}
+
+/// Queues the job and answers 204 (callback) or 201 with `Location` (polling).
+async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) -> Response {
+    let mut id = [0u8; 16];
+    rand::fill(&mut id[..]);
+    let job = Job {
+        id: hex::encode(id),
+        spec,
+        attempts: 0,
+        receipt: String::new(),
+    };
+    let pushed = match state.queue.push(&job).await {
+        Ok(pushed) => pushed,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match pushed {
+        Pushed::Queued => {}
+        Pushed::TraceIdPending => {
+            return ApiError::Conflict(format!(
+                "trace_id {:?} belongs to a job that is still pending; wait for its result or use another trace_id",
+                job.spec.trace_id.as_deref().unwrap_or_default()
+            ))
+            .into_response();
+        }
+        Pushed::Full => {
+            return ApiError::Unavailable("the job queue is full; retry shortly".to_owned())
+                .into_response();
+        }
+    }
+    tracing::info!(job = job.id, trace_id = job.spec.trace_id, "job queued");
+    if job.spec.callback_url.is_some() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let trace = job.spec.trace_id.as_deref().unwrap_or_default();
+    let location = format!(
+        "{}/api/v1/scan/async/result?trace_id={}",
+        state.base_url(request_headers),
+        url::form_urlencoded::byte_serialize(trace.as_bytes()).collect::<String>()
+    );
+    match HeaderValue::from_str(&location) {
+        Ok(location) => (StatusCode::CREATED, [(header::LOCATION, location)]).into_response(),
+        Err(_) => ApiError::Internal(format!("unusable Location {location:?}")).into_response(),
+    }
+}
+
+/// `POST /api/v1/scan/async/download`.
+pub(crate) async fn async_download(
+    State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let spec = object(&body).and_then(|fields| {
+        let url = http_url("download_url", &required(&fields, "download_url")?)?;
+        let headers = headers(&fields, "download_headers")?;
+        delivery(&fields, Source::Url { url, headers })
+    });
+    match spec {
+        Ok(spec) => submit(&state, &request_headers, spec).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/v1/scan/async/s3`.
+pub(crate) async fn async_s3(
+    State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let spec = object(&body).and_then(|fields| {
+        let bucket = required(&fields, "bucket")?;
+        let key = required(&fields, "key")?;
+        let version = string(&fields, "version")?.filter(|v| !v.is_empty());
+        delivery(
+            &fields,
+            Source::S3 {
+                bucket,
+                key,
+                version,
+            },
+        )
+    });
+    match spec {
+        Ok(spec) => submit(&state, &request_headers, spec).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResultQuery {
+    trace_id: Option<String>,
+}
+
+/// `GET /api/v1/scan/async/result?trace_id=ID`.
+pub(crate) async fn async_result(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ResultQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let trace_id = query.trace_id.filter(|t| !t.is_empty()).ok_or_else(|| {
+        ApiError::BadRequest("the trace_id query parameter is required".to_owned())
+    })?;
+    state
+        .results
+        .get(&trace_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no result for trace_id {trace_id:?}: not finished yet, unknown, or expired"
+            ))
+        })
+}
+
+/// `GET /api/v1/test`: 204 for a valid key (the middleware refused the rest).
+pub(crate) async fn test() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// `POST /api/v1/scan/sync/download`: fetch and scan in the request.
+pub(crate) async fn sync_download(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let fields = object(&body)?;
+    let url = http_url("download_url", &required(&fields, "download_url")?)?;
+    let headers = headers(&fields, "download_headers")?;
+    let _slot = state.sync_slot()?;
+    let source = Source::Url { url, headers };
+    let sources = state.sources();
+    let (name, _) = sources.describe(&source);
+    let result = match sources.fetch(&source).await {
+        Ok(input) => {
+            let report = state.scanner.scan_input(&name, Arc::new(input)).await;
+            serde_json::to_value(report.to_async_result())
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+        Err(why) => json!({"status": "no", "reason": why}),
+    };
+    Ok(Json(result))
+}
+
+/// `POST /api/v1/scan/sync/binary`: the raw body is the file.
+pub(crate) async fn sync_binary(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let _slot = state.sync_slot()?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let input = ScanInput::from_async_reader(reader, state.scanner.spool_config())
+        .await
+        .map_err(|e| match e {
+            InputError::TooLarge { limit } => ApiError::TooLarge(format!(
+                "the body is larger than the limit of {limit} bytes"
+            )),
+            InputError::Read(e) => {
+                ApiError::BadRequest(format!("the body did not arrive whole: {e}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    let report = state.scanner.scan_input("binary", Arc::new(input)).await;
+    serde_json::to_value(report.to_async_result())
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not.
+pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match state.queue.pending().await {
+        Ok(pending) => Json(json!({"status": "ok", "pending_jobs": pending})).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

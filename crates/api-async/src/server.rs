@@ -1,0 +1,316 @@
+//! The service as a library: [`AppState::from_config`], [`router`], and [`run`], which serves
+//! HTTP and runs the workers until a shutdown signal, then drains both.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use scan_core::Scanner;
+use storage::ObjectStore;
+use storage::fetch::Fetcher;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::callback::CallbackPolicy;
+use crate::config::{Config, QueueConfig};
+use crate::error::ApiError;
+use crate::security::ApiKeys;
+use crate::source::Sources;
+use crate::store::{JobQueue, ResultStore};
+use crate::{EmbeddedStore, RedisStore, handlers, worker};
+
+/// Largest JSON body of the submit endpoints (custom data is at most 16 KB of it).
+const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// Tunables the workers and handlers read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Concurrent jobs in this process.
+    pub workers: usize,
+    /// Claims not renewed for this long are taken over.
+    pub lease: Duration,
+    /// Claims per job before giving up.
+    pub max_attempts: u32,
+    /// Results stay this long.
+    pub result_ttl: Duration,
+    /// Drain time on shutdown.
+    pub shutdown_grace: Duration,
+    /// Download tries for transient failures.
+    pub download_attempts: u32,
+    /// First download retry wait.
+    pub download_backoff: Duration,
+    /// Base of `Location` headers, when configured.
+    pub public_url: Option<String>,
+}
+
+/// Everything requests and workers share.
+pub struct AppState {
+    /// The scanner.
+    pub scanner: Scanner,
+    /// Guarded downloads and callbacks.
+    pub fetcher: Fetcher,
+    /// Where S3 jobs' objects come from.
+    pub objects: Arc<dyn ObjectStore>,
+    /// The job queue.
+    pub queue: Arc<dyn JobQueue>,
+    /// Results for polling.
+    pub results: Arc<dyn ResultStore>,
+    /// Who may call.
+    pub keys: ApiKeys,
+    /// How callbacks are sent.
+    pub callbacks: CallbackPolicy,
+    /// Tunables.
+    pub settings: Settings,
+    sync_scans: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// Builds engines, storage, the queue and keys from the configuration; fails before any
+    /// socket opens if something is wrong.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
+        let keys_file = match &config.api_keys_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("API keys file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let keys = ApiKeys::new(config.api_keys.as_deref(), keys_file.as_deref());
+        anyhow::ensure!(
+            !keys.is_empty(),
+            "no API keys: set api_keys (comma-separated) or api_keys_file in the config, or VERDICT_API_KEYS"
+        );
+        let scanner = engines::build_scanner(
+            &config.engines,
+            config.limits.clone(),
+            config.spool.config(config.max_body_bytes),
+        )?;
+        let objects = config.storage.open().await?;
+        let fetcher = Fetcher::new(config.fetch.policy())?;
+        let lease = Duration::from_secs(config.job_lease_secs.max(1));
+        let (queue, results): (Arc<dyn JobQueue>, Arc<dyn ResultStore>) = match &config.queue {
+            QueueConfig::Embedded { path } => {
+                let store = EmbeddedStore::open(path, config.max_queued_jobs)
+                    .map_err(|e| anyhow::anyhow!("embedded queue {}: {e}", path.display()))?;
+                tracing::info!(path = %path.display(), "jobs and results in the embedded store");
+                (Arc::new(store.clone()), Arc::new(store))
+            }
+            QueueConfig::Redis { url, namespace } => {
+                let consumer = format!(
+                    "{}-{}-{}",
+                    hostname(),
+                    std::process::id(),
+                    hex::encode(rand::random::<[u8; 4]>())
+                );
+                let store = Arc::new(
+                    RedisStore::open(url, namespace, &consumer, lease, config.max_queued_jobs)
+                        .await?,
+                );
+                tracing::info!(namespace, consumer, "jobs and results in Redis");
+                (store.clone(), store)
+            }
+        };
+        let callbacks = CallbackPolicy {
+            secret: callback_secret(config)?,
+            timeout: Duration::from_secs(config.callback.timeout_secs.max(1)),
+            retry_for: Duration::from_secs(config.callback.retry_for_secs),
+            first_backoff: Duration::from_millis(config.callback.first_backoff_ms.max(1)),
+            max_backoff: Duration::from_secs(config.callback.max_backoff_secs.max(1)),
+        };
+        Ok(Arc::new(AppState {
+            scanner,
+            fetcher,
+            objects,
+            queue,
+            results,
+            keys,
+            callbacks,
+            settings: Settings {
+                workers: config.workers,
+                lease,
+                max_attempts: config.max_attempts.max(1),
+                result_ttl: Duration::from_secs(config.result_ttl_secs.max(1)),
+                shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+                download_attempts: config.download.attempts.max(1),
+                download_backoff: Duration::from_millis(config.download.first_backoff_ms),
+                public_url: config
+                    .public_url
+                    .as_ref()
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+            },
+            sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
+        }))
+    }
+
+    pub(crate) fn sources(&self) -> Sources<'_> {
+        Sources {
+            fetcher: &self.fetcher,
+            objects: self.objects.as_ref(),
+            spool: self.scanner.spool_config(),
+            attempts: self.settings.download_attempts,
+            first_backoff: self.settings.download_backoff,
+        }
+    }
+
+    /// A slot for a synchronous scan, or 503.
+    pub(crate) fn sync_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.sync_scans)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Unavailable("too many scans at once; retry shortly".to_owned()))
+    }
+
+    /// Where clients reach us: the configured public URL, or `http://<Host>`.
+    pub(crate) fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.settings.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+}
+
+/// The callback key: configured, or read from (and, the first time, generated into) its file.
+fn callback_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.callback.secret {
+        anyhow::ensure!(
+            secret.len() >= 16,
+            "callback.secret must be at least 16 bytes"
+        );
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = &config.callback.secret_file;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let secret = text.trim_end().as_bytes().to_vec();
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "the callback secret in {} must be at least 16 bytes",
+                path.display()
+            );
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = hex::encode(rand::random::<[u8; 32]>());
+            write_private(path, &secret)
+                .map_err(|e| anyhow::anyhow!("writing callback secret {}: {e}", path.display()))?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated a callback signing key; give it to your callback receivers (and the same file to every instance)"
+            );
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "callback secret file {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/scan/async/download",
+            post(handlers::async_download),
+        )
+        .route("/api/v1/scan/async/s3", post(handlers::async_s3))
+        .route("/api/v1/scan/async/result", get(handlers::async_result))
+        .route("/api/v1/scan/sync/download", post(handlers::sync_download))
+        .route("/api/v1/test", get(handlers::test))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        // The binary body is streamed to the spool, which enforces max_body_bytes itself.
+        .merge(
+            Router::new()
+                .route("/api/v1/scan/sync/binary", post(handlers::sync_binary))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_key,
+        ));
+    Router::new()
+        .route("/health", get(handlers::health))
+        .merge(api)
+        .with_state(state)
+}
+
+async fn require_key(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !state.keys.allows(header) {
+        return Err(ApiError::Unauthorized(
+            "missing or unknown API key; send Authorization: Bearer <api key>".to_owned(),
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
+/// Serves HTTP on `listener` and runs the workers until `shutdown` resolves; then stops
+/// accepting, lets in-flight requests finish, and drains the workers (see [`worker::run`]).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = CancellationToken::new();
+    let workers = (state.settings.workers > 0)
+        .then(|| tokio::spawn(worker::run(Arc::clone(&state), stop.clone())));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        workers = state.settings.workers,
+        "verdict-async listening"
+    );
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    };
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(signal)
+        .await;
+    stop.cancel();
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
+    served
+}

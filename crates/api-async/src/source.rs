@@ -1,0 +1,155 @@
+//! Getting a job's bytes: a URL through the guarded fetcher, or an object from storage, spooled
+//! into a [`ScanInput`]. Failures that may pass (connection, timeout, 5xx, 429, a stream that
+//! breaks) are retried with backoff; the rest (404, refused address, too large) are final at once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use scan_core::{InputError, ScanInput, SpoolConfig};
+use storage::fetch::{FetchError, Fetcher};
+use storage::{ObjectRef, ObjectStore, StorageError};
+
+use crate::job::Source;
+
+/// Why a download failed, and whether trying again may help.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) transient: bool,
+}
+
+impl Failure {
+    fn of_fetch(err: &FetchError) -> Self {
+        let transient = match err {
+            FetchError::Network { .. } => true,
+            FetchError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            _ => false,
+        };
+        Failure {
+            message: err.to_string(),
+            transient,
+        }
+    }
+
+    fn of_storage(err: &StorageError) -> Self {
+        let permanent = err.is_not_found()
+            || matches!(
+                err,
+                StorageError::AccessDenied(_) | StorageError::InvalidName(_)
+            );
+        Failure {
+            message: err.to_string(),
+            transient: !permanent,
+        }
+    }
+
+    fn of_input(err: InputError) -> Self {
+        let transient = !matches!(err, InputError::TooLarge { .. });
+        let message = match &err {
+            InputError::Read(e) => match e.get_ref().and_then(|i| i.downcast_ref::<FetchError>()) {
+                Some(fetch) => fetch.to_string(),
+                None => format!("the download broke off: {e}"),
+            },
+            _ => err.to_string(),
+        };
+        Failure { message, transient }
+    }
+}
+
+/// Where the bytes come from and how to get them.
+pub(crate) struct Sources<'a> {
+    pub(crate) fetcher: &'a Fetcher,
+    pub(crate) objects: &'a dyn ObjectStore,
+    pub(crate) spool: &'a SpoolConfig,
+    /// Tries in all for transient failures.
+    pub(crate) attempts: u32,
+    pub(crate) first_backoff: Duration,
+}
+
+impl Sources<'_> {
+    /// The name to report the root under and the address to tell the caller.
+    pub(crate) fn describe(&self, source: &Source) -> (String, String) {
+        match source {
+            Source::Url { url, .. } => {
+                let name = url::Url::parse(url)
+                    .ok()
+                    .and_then(|u| {
+                        u.path_segments()
+                            .and_then(|mut s| s.next_back().map(str::to_owned))
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "download".to_owned());
+                (name, url.clone())
+            }
+            Source::S3 { bucket, key, .. } => {
+                let name = key.rsplit('/').next().unwrap_or(key).to_owned();
+                (name, self.objects.url(bucket, key))
+            }
+        }
+    }
+
+    /// Fetches and spools the source, retrying transient failures; the error says why the last
+    /// attempt failed and how many were made.
+    pub(crate) async fn fetch(&self, source: &Source) -> Result<ScanInput, String> {
+        let attempts = self.attempts.max(1);
+        let mut backoff = self.first_backoff;
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            match self.fetch_once(source).await {
+                Ok(input) => return Ok(input),
+                Err(failure) if failure.transient && tried < attempts => {
+                    tracing::info!(attempt = tried, error = %failure.message, "download failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+                Err(failure) => {
+                    let tries = if tried == 1 {
+                        String::new()
+                    } else {
+                        format!(" (after {tried} attempts)")
+                    };
+                    return Err(format!("download failed{tries}: {}", failure.message));
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(&self, source: &Source) -> Result<ScanInput, Failure> {
+        let reader = match source {
+            Source::Url { url, headers } => {
+                self.fetcher
+                    .get(url, &header_list(headers))
+                    .await
+                    .map_err(|e| Failure::of_fetch(&e))?
+                    .body
+            }
+            Source::S3 {
+                bucket,
+                key,
+                version,
+            } => {
+                let object = ObjectRef {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    version: version.clone(),
+                };
+                self.objects
+                    .get(&object)
+                    .await
+                    .map_err(|e| Failure::of_storage(&e))?
+                    .1
+            }
+        };
+        ScanInput::from_async_reader(reader, self.spool)
+            .await
+            .map_err(Failure::of_input)
+    }
+}
+
+pub(crate) fn header_list(headers: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}

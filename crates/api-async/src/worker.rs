@@ -1,0 +1,217 @@
+//! Workers: claim jobs, fetch, scan, store the result for polling, call back, complete.
+//!
+//! One dispatcher per process claims as many jobs as it has free slots and runs each in its own
+//! task (scanning itself happens on blocking threads inside the scanner). While jobs run, their
+//! claims are renewed, so a long scan is not taken over by another instance. On shutdown the
+//! dispatcher stops claiming, lets running jobs finish for a grace period, and gives the rest back
+//! to the queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::callback;
+use crate::job::Job;
+use crate::server::AppState;
+
+/// Most jobs claimed in one round trip.
+const CLAIM_BATCH: usize = 32;
+/// How long one claim waits for work before checking for shutdown.
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
+
+type InFlight = Arc<Mutex<HashMap<String, Job>>>;
+
+/// Runs `state.workers` jobs at a time until `shutdown` is cancelled, then drains (see the
+/// module docs). Returns when every job is finished or given back.
+pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(state.settings.workers.max(1)));
+    let in_flight: InFlight = Arc::default();
+    let renewer = tokio::spawn(renew_loop(Arc::clone(&state), Arc::clone(&in_flight)));
+    let mut tasks = JoinSet::new();
+    let mut failures = 0u32;
+    loop {
+        let first = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        // Not raced against shutdown: a claim cut short could strand jobs it had taken. It
+        // returns within CLAIM_WAIT anyway.
+        match state.queue.claim(permits.len(), CLAIM_WAIT).await {
+            Ok(jobs) => {
+                failures = 0;
+                for (job, permit) in jobs.into_iter().zip(permits) {
+                    if let Ok(mut held) = in_flight.lock() {
+                        held.insert(job.id.clone(), job.clone());
+                    }
+                    let state = Arc::clone(&state);
+                    let in_flight = Arc::clone(&in_flight);
+                    tasks.spawn(async move {
+                        process(&state, &job).await;
+                        if let Ok(mut held) = in_flight.lock() {
+                            held.remove(&job.id);
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
+                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "claiming jobs failed");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+
+    let grace = state.settings.shutdown_grace;
+    tracing::info!(
+        running = tasks.len(),
+        grace_secs = grace.as_secs(),
+        "workers stopping: no new jobs; running ones may finish"
+    );
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tasks.shutdown().await;
+    }
+    renewer.abort();
+    let unfinished: Vec<Job> = in_flight
+        .lock()
+        .map(|mut held| held.drain().map(|(_, job)| job).collect())
+        .unwrap_or_default();
+    for job in &unfinished {
+        if let Err(e) = state.queue.release(job).await {
+            tracing::error!(job = job.id, error = %e, "could not give an unfinished job back; it returns when its lease runs out");
+        }
+    }
+    if !unfinished.is_empty() {
+        tracing::info!(
+            jobs = unfinished.len(),
+            "unfinished jobs given back to the queue"
+        );
+    }
+}
+
+/// Renews the claims of running jobs, through the shutdown grace period too (run() stops it).
+async fn renew_loop(state: Arc<AppState>, in_flight: InFlight) {
+    let every = (state.settings.lease / 3).max(Duration::from_millis(50));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let held: Vec<Job> = in_flight
+            .lock()
+            .map(|held| held.values().cloned().collect())
+            .unwrap_or_default();
+        if let Err(e) = state.queue.renew(&held).await {
+            tracing::warn!(error = %e, jobs = held.len(), "renewing claims failed");
+        }
+    }
+}
+
+/// One job, start to end. Failures to fetch or scan become a `status: "no"` result; failures of
+/// the result store leave the job queued, to be tried again.
+async fn process(state: &AppState, job: &Job) {
+    let sources = state.sources();
+    let (name, download_url) = sources.describe(&job.spec.source);
+    let mut download_time = 0.0;
+    let mut scan_time = 0.0;
+    let result: Value = if job.attempts > state.settings.max_attempts {
+        tracing::error!(
+            job = job.id,
+            attempts = job.attempts,
+            "a job keeps failing to finish; given up"
+        );
+        json!({
+            "status": "no",
+            "reason": format!("given up: the job was started {} times without finishing", job.attempts - 1),
+        })
+    } else {
+        let started = Instant::now();
+        let fetched = sources.fetch(&job.spec.source).await;
+        download_time = started.elapsed().as_secs_f64();
+        match fetched {
+            Ok(input) => {
+                let started = Instant::now();
+                let report = state.scanner.scan_input(&name, Arc::new(input)).await;
+                scan_time = started.elapsed().as_secs_f64();
+                tracing::info!(job = job.id, trace_id = job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
+                serde_json::to_value(report.to_async_result())
+                    .unwrap_or_else(|e| json!({"status": "no", "reason": e.to_string()}))
+            }
+            Err(why) => {
+                tracing::warn!(job = job.id, trace_id = job.spec.trace_id, url = download_url, error = %why, "not scanned");
+                json!({"status": "no", "reason": why})
+            }
+        }
+    };
+
+    if let Some(trace_id) = &job.spec.trace_id
+        && let Err(e) = state
+            .results
+            .put(trace_id, &result, state.settings.result_ttl)
+            .await
+    {
+        tracing::error!(job = job.id, error = %e, "storing the result failed; the job stays queued");
+        if let Err(e) = state.queue.release(job).await {
+            tracing::error!(job = job.id, error = %e, "giving the job back failed too; it returns when its lease runs out");
+        }
+        return;
+    }
+
+    if let Some(url) = &job.spec.callback_url {
+        let mut body = result;
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("download_time".into(), json!(download_time));
+            fields.insert("scan_time".into(), json!(scan_time));
+            fields.insert("download_url".into(), json!(download_url));
+            if let Some(trace_id) = &job.spec.trace_id {
+                fields.insert("trace_id".into(), json!(trace_id));
+            }
+            if let Some(custom) = &job.spec.custom_data {
+                fields.insert("custom_data".into(), json!(custom));
+            }
+        }
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        match callback::deliver(
+            &state.fetcher,
+            &state.callbacks,
+            url,
+            &job.spec.callback_headers,
+            &job.id,
+            bytes,
+        )
+        .await
+        {
+            Ok(attempts) => {
+                tracing::debug!(job = job.id, attempts, "callback delivered");
+            }
+            Err(why) => {
+                tracing::error!(job = job.id, trace_id = job.spec.trace_id, url, error = %why, "callback not delivered");
+            }
+        }
+    }
+
+    if let Err(e) = state.queue.complete(job).await {
+        tracing::error!(job = job.id, error = %e, "marking the job done failed; it may run again");
+    }
+}

@@ -1,0 +1,457 @@
+//! Every endpoint and status code of contract section 2, the validation 400s, 409 for a pending
+//! trace id, expiry, and the synchronous siblings.
+
+use std::time::Duration;
+
+use scan_core::testing::eicar;
+use serde_json::{Value, json};
+
+use crate::testutil::{KEY, OTHER_KEY, Peer, Server};
+
+#[tokio::test]
+async fn test_endpoint_is_204_for_each_configured_key_and_401_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys");
+    std::fs::write(&keys_file, "# rotated in March\nfile-key-3\n").unwrap();
+    let server = Server::start_with(|c| c.api_keys_file = Some(keys_file.clone())).await;
+    for key in [KEY, OTHER_KEY, "file-key-3"] {
+        let response = server
+            .client
+            .get(server.url("/api/v1/test"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "key {key}");
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
+    for bad in [Some("wrong"), Some(""), Some("test-key-1x"), None] {
+        let mut request = server.client.get(server.url("/api/v1/test"));
+        if let Some(key) = bad {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "key {bad:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], 401);
+    }
+    // Every API endpoint is behind the key, not only /test.
+    for (method, path) in [
+        ("POST", "/api/v1/scan/async/download"),
+        ("POST", "/api/v1/scan/async/s3"),
+        ("GET", "/api/v1/scan/async/result?trace_id=x"),
+        ("POST", "/api/v1/scan/sync/download"),
+        ("POST", "/api/v1/scan/sync/binary"),
+    ] {
+        let response = server
+            .client
+            .request(method.parse().unwrap(), server.url(path))
+            .bearer_auth("wrong")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_polled_job_is_201_with_location_then_404_until_done_then_200() {
+    let peer = Peer::start().await;
+    let clean = peer.file("report.pdf", b"%PDF-1.4 nothing to see".to_vec());
+    let infected = peer.file("eicar.com", eicar());
+    // Slow downloads, so the 404 before completion is observed for sure.
+    peer.delay_downloads(Duration::from_millis(400));
+    let server = Server::start().await;
+
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": clean, "trace_id": "order 42/a&b"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        server.url("/api/v1/scan/async/result?trace_id=order+42%2Fa%26b")
+    );
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    let early = server
+        .client
+        .get(&location)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 404, "the download takes 400 ms");
+    let result = server.result("order 42/a&b", Duration::from_secs(20)).await;
+    assert_eq!(result["status"], "clean");
+    assert_eq!(result["size"], 23);
+    assert!(result.get("finding").is_none());
+    // The Location URL itself answers.
+    let by_location = server
+        .client
+        .get(&location)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_location.status(), 200);
+
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": infected, "trace_id": "bad-1"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let result = server.result("bad-1", Duration::from_secs(20)).await;
+    assert_eq!(result["status"], "infected");
+    assert_eq!(result["finding"], "EICAR_Test_File");
+    assert_eq!(result["size"], eicar().len());
+
+    let unknown = server.poll("never-submitted").await;
+    assert_eq!(unknown.status(), 404);
+    let missing = server
+        .client
+        .get(server.url("/api/v1/scan/async/result"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+}
+
+#[tokio::test]
+async fn the_public_url_is_the_base_of_location() {
+    let peer = Peer::start().await;
+    let url = peer.file("a.txt", b"a".to_vec());
+    let server =
+        Server::start_with(|c| c.public_url = Some("https://scan.example.com/".into())).await;
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": url, "trace_id": "t"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.headers()["location"],
+        "https://scan.example.com/api/v1/scan/async/result?trace_id=t"
+    );
+}
+
+#[tokio::test]
+async fn results_expire() {
+    let peer = Peer::start().await;
+    let url = peer.file("a.txt", b"short-lived".to_vec());
+    let server = Server::start_with(|c| c.result_ttl_secs = 1).await;
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": url, "trace_id": "brief"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        server.result("brief", Duration::from_secs(10)).await["status"],
+        "clean"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(server.poll("brief").await.status(), 404);
+}
+
+#[tokio::test]
+async fn invalid_submissions_are_400_with_the_field_named() {
+    let server = Server::start().await;
+    let long_data = "x".repeat(16 * 1024 + 1);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/api/v1/scan/async/download",
+            json!({"trace_id": "t"}),
+            "download_url is required",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "", "trace_id": "t"}),
+            "download_url is required",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": 7, "trace_id": "t"}),
+            "download_url must be a string",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "ftp://example.com/a", "trace_id": "t"}),
+            "http or https",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "file:///etc/passwd", "trace_id": "t"}),
+            "http or https",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "not a url", "trace_id": "t"}),
+            "is not a URL",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a"}),
+            "trace_id is required",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "trace_id": ""}),
+            "trace_id must not be empty",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "trace_id": "t", "custom_data": long_data}),
+            "custom_data",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "trace_id": "t", "custom_data": {"a": 1}}),
+            "custom_data must be a string",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "trace_id": "t", "download_headers": ["a"]}),
+            "download_headers must be an object",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "trace_id": "t", "download_headers": {"X-A": 1}}),
+            "download_headers.X-A must be a string",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "trace_id": "t", "download_headers": {"bad name": "v"}}),
+            "not a valid header name",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "callback_url": "https://example.com/cb", "callback_headers": {"X-N": {"nested": true}}}),
+            "callback_headers.X-N must be a string",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "callback_url": "gopher://example.com/cb"}),
+            "callback_url must be an http or https URL",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!(["download_url"]),
+            "JSON object",
+        ),
+        (
+            "/api/v1/scan/async/s3",
+            json!({"key": "k", "trace_id": "t"}),
+            "bucket is required",
+        ),
+        (
+            "/api/v1/scan/async/s3",
+            json!({"bucket": "b", "trace_id": "t"}),
+            "key is required",
+        ),
+        (
+            "/api/v1/scan/async/s3",
+            json!({"bucket": "b", "key": "k"}),
+            "trace_id is required",
+        ),
+        (
+            "/api/v1/scan/sync/download",
+            json!({}),
+            "download_url is required",
+        ),
+        (
+            "/api/v1/scan/sync/download",
+            json!({"download_url": "ftp://x/y"}),
+            "http or https",
+        ),
+    ];
+    for (path, body, expected) in cases {
+        let response = server.post(path, &body).await;
+        assert_eq!(response.status(), 400, "{path} {body}");
+        let answer: Value = response.json().await.unwrap();
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.contains(expected),
+            "{path} {body}: {message:?} lacks {expected:?}"
+        );
+        assert_eq!(answer["status"], 400);
+    }
+    let not_json = server
+        .client
+        .post(server.url("/api/v1/scan/async/download"))
+        .bearer_auth(KEY)
+        .body("download_url=https://example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    let body: Value = not_json.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("not valid JSON"));
+    // Nothing invalid was queued.
+    assert_eq!(server.pending_jobs().await, 0);
+}
+
+#[tokio::test]
+async fn a_trace_id_still_pending_is_409_and_free_again_once_done() {
+    // No workers: jobs stay queued, so the trace id stays pending for sure.
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = crate::testutil::base_config(dir.path());
+    config.workers = 0;
+    let front = Server::start_in(dir.clone(), &config).await;
+    let peer = Peer::start().await;
+    let url = peer.file("a.txt", b"first".to_vec());
+    let submit = json!({"download_url": url, "trace_id": "dup"});
+    assert_eq!(
+        front
+            .post("/api/v1/scan/async/download", &submit)
+            .await
+            .status(),
+        201
+    );
+    let again = front.post("/api/v1/scan/async/download", &submit).await;
+    assert_eq!(again.status(), 409);
+    let body: Value = again.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("still pending"),
+        "{body}"
+    );
+    // The same trace id through the other endpoint is the same conflict.
+    let s3 = front
+        .post(
+            "/api/v1/scan/async/s3",
+            &json!({"bucket": "b", "key": "k", "trace_id": "dup"}),
+        )
+        .await;
+    assert_eq!(s3.status(), 409);
+    assert_eq!(front.pending_jobs().await, 1);
+    front.stop().await;
+
+    // A server with workers on the same store finishes the job; then the id may be reused.
+    config.workers = 2;
+    let worker = Server::start_in(dir.clone(), &config).await;
+    assert_eq!(
+        worker.result("dup", Duration::from_secs(20)).await["status"],
+        "clean"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while worker.pending_jobs().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let infected = peer.file("second.com", eicar());
+    let reuse = worker
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": infected, "trace_id": "dup"}),
+        )
+        .await;
+    assert_eq!(reuse.status(), 201);
+    assert_eq!(
+        worker.result("dup", Duration::from_secs(20)).await["status"],
+        "infected"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_is_503_with_retry_after() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = crate::testutil::base_config(dir.path());
+    config.workers = 0;
+    config.max_queued_jobs = 2;
+    let server = Server::start_in(dir, &config).await;
+    for (i, expected) in [(1, 201), (2, 201), (3, 503)] {
+        let response = server
+            .post(
+                "/api/v1/scan/async/download",
+                &json!({"download_url": "https://example.com/a", "trace_id": format!("t{i}")}),
+            )
+            .await;
+        assert_eq!(response.status(), expected, "job {i}");
+        if expected == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sync_siblings_answer_the_verdict_in_the_response() {
+    let peer = Peer::start().await;
+    let clean = peer.file("clean.txt", b"just text".to_vec());
+    let infected = peer.file("eicar.txt", eicar());
+    let server = Server::start_with(|c| c.max_body_bytes = Some(1024)).await;
+
+    let answer: Value = server
+        .post(
+            "/api/v1/scan/sync/download",
+            &json!({"download_url": clean}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "clean");
+    assert_eq!(answer["size"], 9);
+
+    let response = server
+        .post(
+            "/api/v1/scan/sync/download",
+            &json!({"download_url": infected, "download_headers": {"X-Origin-Token": "abc"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "infected");
+    assert_eq!(answer["finding"], "EICAR_Test_File");
+    assert_eq!(peer.downloads_of("eicar.txt")[0]["x-origin-token"], "abc");
+
+    let missing: Value = server
+        .post(
+            "/api/v1/scan/sync/download",
+            &json!({"download_url": format!("{}/files/nothing", peer.base)}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(missing["status"], "no");
+    assert!(
+        missing["reason"].as_str().unwrap().contains("404"),
+        "{missing}"
+    );
+
+    let binary = |body: Vec<u8>| {
+        server
+            .client
+            .post(server.url("/api/v1/scan/sync/binary"))
+            .bearer_auth(KEY)
+            .body(body)
+            .send()
+    };
+    let answer: Value = binary(eicar()).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["status"], "infected");
+    assert_eq!(answer["finding"], "EICAR_Test_File");
+    let answer: Value = binary(b"plain".to_vec())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer["status"].as_str(), answer["size"].as_u64()),
+        (Some("clean"), Some(5))
+    );
+    let too_big = binary(vec![b'a'; 2048]).await.unwrap();
+    assert_eq!(too_big.status(), 413);
+}

@@ -1,0 +1,367 @@
+//! Jobs end to end: callbacks (fields, headers, signature, retries, unreachable receivers),
+//! download retries and failures, S3 objects on the real S3 server, and Redis scale-out.
+
+use std::time::Duration;
+
+use api_async::verify_callback;
+use scan_core::testing::eicar;
+use serde_json::json;
+
+use crate::testutil::{CALLBACK_SECRET, Peer, Server, namespace, redis_url};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_callback_carries_every_field_the_callers_headers_and_a_valid_signature() {
+    let peer = Peer::start().await;
+    let archive = scan_core::testing::zip(&[("inner/eicar.com", &eicar())]);
+    let url = peer.file("invoice.zip", archive.clone());
+    let server = Server::start().await;
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({
+                "download_url": url,
+                "download_headers": {"Authorization": "Bearer origin-token"},
+                "callback_url": peer.callback_url("done"),
+                "callback_headers": {
+                    "X-Tenant": "acme",
+                    "Content-Type": "text/plain",
+                    "X-Verdict-Signature": "forged"
+                },
+                "trace_id": "inv-7",
+                "custom_data": "{\"row\": 12, \"note\": \"żółw\"}"
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    assert!(response.headers().get("location").is_none());
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    let callback = peer.accepted_callbacks(1, WITHIN).await.remove(0);
+    let body = &callback.body;
+    assert_eq!(body["status"], "infected");
+    assert_eq!(body["finding"], "EICAR_Test_File");
+    assert_eq!(body["size"], archive.len());
+    assert!(body["download_time"].as_f64().unwrap() >= 0.0);
+    assert!(body["scan_time"].as_f64().unwrap() > 0.0);
+    assert_eq!(body["download_url"], url);
+    assert_eq!(body["trace_id"], "inv-7");
+    assert_eq!(body["custom_data"], "{\"row\": 12, \"note\": \"żółw\"}");
+    // The caller's header arrives; ours win for Content-Type and the signature.
+    assert_eq!(callback.header("x-tenant"), "acme");
+    assert_eq!(callback.header("content-type"), "application/json");
+    assert_eq!(
+        callback.header("content-length"),
+        callback.raw.len().to_string()
+    );
+    let timestamp: u64 = callback.header("x-verdict-timestamp").parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(timestamp) < 60);
+    assert!(verify_callback(
+        CALLBACK_SECRET.as_bytes(),
+        timestamp,
+        &callback.raw,
+        callback.header("x-verdict-signature"),
+    ));
+    assert!(!verify_callback(
+        b"some-other-secret-entirely",
+        timestamp,
+        &callback.raw,
+        callback.header("x-verdict-signature"),
+    ));
+    assert!(!callback.header("x-verdict-job-id").is_empty());
+    // The download carried the caller's headers.
+    assert_eq!(
+        peer.downloads_of("invoice.zip")[0]["authorization"],
+        "Bearer origin-token"
+    );
+    // And with a trace id the result is pollable too.
+    assert_eq!(server.result("inv-7", WITHIN).await["status"], "infected");
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_callback_once_it_recovers_and_the_result_is_pollable_meanwhile()
+ {
+    let peer = Peer::start().await;
+    let url = peer.file("a.txt", b"fine".to_vec());
+    peer.script_callbacks(&[503, 503]);
+    // Backoff 100 ms, then 200 ms: the receiver recovers on the third attempt.
+    let server = Server::start_with(|c| c.callback.first_backoff_ms = 300).await;
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": url, "callback_url": peer.callback_url("flaky"), "trace_id": "flaky-1"}),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    // Pollable while the callback is still being retried (the first retry waits 300 ms).
+    let polled = server.result("flaky-1", WITHIN).await;
+    assert_eq!(polled["status"], "clean");
+    let accepted = peer.accepted_callbacks(1, WITHIN).await;
+    let all = peer.callbacks();
+    let statuses: Vec<u16> = all.iter().map(|c| c.answered).collect();
+    assert_eq!(statuses, [503, 503, 200]);
+    assert_eq!(accepted[0].body["status"], "clean");
+    // All three attempts were the same delivery of the same job.
+    let ids: Vec<&str> = all.iter().map(|c| c.header("x-verdict-job-id")).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]));
+}
+
+#[tokio::test]
+async fn an_unreachable_callback_host_is_given_up_after_the_bound_and_the_result_stays() {
+    let peer = Peer::start().await;
+    let url = peer.file("a.txt", eicar());
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let server = Server::start_with(|c| c.callback.retry_for_secs = 1).await;
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": url, "callback_url": format!("http://{closed}/hook"), "trace_id": "lost-cb"}),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(server.result("lost-cb", WITHIN).await["status"], "infected");
+    // The job ends (it is not stuck retrying forever) within the bound plus a margin.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.pending_jobs().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never gave up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.poll("lost-cb").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_callback_to_a_refused_address_is_not_sent() {
+    let peer = Peer::start().await;
+    let url = peer.file("a.txt", b"x".to_vec());
+    let server = Server::start().await;
+    // The metadata address is never reached, whatever the caller asks.
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": url, "callback_url": "http://169.254.169.254/latest/meta-data", "trace_id": "ssrf"}),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(server.result("ssrf", WITHIN).await["status"], "clean");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.pending_jobs().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refusal should be final at once"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn downloads_are_retried_when_they_may_pass_and_a_404_is_final() {
+    let peer = Peer::start().await;
+    let flaky = peer.file("flaky.bin", eicar());
+    peer.fail_file("flaky.bin", 2);
+    let gone = format!("{}/files/gone.bin", peer.base);
+    let server = Server::start().await;
+    for (url, trace) in [(&flaky, "flaky"), (&gone, "gone")] {
+        let response = server
+            .post(
+                "/api/v1/scan/async/download",
+                &json!({"download_url": url, "trace_id": trace, "callback_url": peer.callback_url(trace)}),
+            )
+            .await;
+        assert_eq!(response.status(), 204);
+    }
+    let flaky_result = server.result("flaky", WITHIN).await;
+    assert_eq!(flaky_result["status"], "infected", "{flaky_result}");
+    assert_eq!(
+        peer.downloads_of("flaky.bin").len(),
+        3,
+        "two 503s, then success"
+    );
+
+    let gone_result = server.result("gone", WITHIN).await;
+    assert_eq!(gone_result["status"], "no");
+    let reason = gone_result["reason"].as_str().unwrap();
+    assert!(reason.contains("404"), "{reason}");
+    assert_eq!(
+        peer.downloads_of("gone.bin").len(),
+        1,
+        "a 404 is not retried"
+    );
+    // The callback says "no" too, with the reason.
+    let callbacks = peer.accepted_callbacks(2, WITHIN).await;
+    let gone_callback = callbacks
+        .iter()
+        .find(|c| c.body["trace_id"] == "gone")
+        .unwrap();
+    assert_eq!(gone_callback.body["status"], "no");
+    assert!(
+        gone_callback.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("404")
+    );
+}
+
+#[tokio::test]
+async fn s3_jobs_scan_the_latest_object_or_the_version_asked_for() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
+        panic!("VERDICT_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh, which starts the S3 server")
+    });
+    let s3config = storage::S3Config {
+        endpoint: Some(endpoint.clone()),
+        path_style: true,
+        region: None,
+    };
+    let client = storage::S3Store::new(&s3config).await.client().clone();
+    let bucket = format!(
+        "async-{}",
+        &namespace().replace('-', "").to_lowercase()[12..]
+    );
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    client
+        .put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let first = client
+        .put_object()
+        .bucket(&bucket)
+        .key("uploads/doc.bin")
+        .body(ByteStream::from(eicar()))
+        .send()
+        .await
+        .unwrap();
+    let old_version = first.version_id().unwrap().to_owned();
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key("uploads/doc.bin")
+        .body(ByteStream::from(b"now harmless".to_vec()))
+        .send()
+        .await
+        .unwrap();
+
+    let peer = Peer::start().await;
+    let server =
+        Server::start_with(|c| c.storage = storage::StorageConfig::S3(s3config.clone())).await;
+    let submit = |trace: &str, version: Option<&str>, key: &str| {
+        let mut body = json!({"bucket": bucket, "key": key, "trace_id": trace, "callback_url": peer.callback_url(trace)});
+        if let Some(v) = version {
+            body["version"] = json!(v);
+        }
+        body
+    };
+    for body in [
+        submit("latest", None, "uploads/doc.bin"),
+        submit("old", Some(&old_version), "uploads/doc.bin"),
+        submit("absent", None, "uploads/nothing.bin"),
+    ] {
+        assert_eq!(
+            server.post("/api/v1/scan/async/s3", &body).await.status(),
+            204
+        );
+    }
+    let latest = server.result("latest", WITHIN).await;
+    assert_eq!(
+        (latest["status"].as_str(), latest["size"].as_u64()),
+        (Some("clean"), Some(12))
+    );
+    let old = server.result("old", WITHIN).await;
+    assert_eq!(old["status"], "infected");
+    assert_eq!(old["finding"], "EICAR_Test_File");
+    let absent = server.result("absent", WITHIN).await;
+    assert_eq!(absent["status"], "no");
+    let callbacks = peer.accepted_callbacks(3, WITHIN).await;
+    let old_callback = callbacks
+        .iter()
+        .find(|c| c.body["trace_id"] == "old")
+        .unwrap();
+    let address = old_callback.body["download_url"].as_str().unwrap();
+    assert!(
+        address.contains(&bucket) && address.contains("uploads/doc.bin"),
+        "{address}"
+    );
+}
+
+#[tokio::test]
+async fn on_redis_a_job_submitted_to_one_instance_is_polled_from_another() {
+    let peer = Peer::start().await;
+    let url = peer.file("shared.com", eicar());
+    let ns = namespace();
+    let redis = |c: &mut api_async::Config| {
+        c.queue = api_async::config::QueueConfig::Redis {
+            url: redis_url(),
+            namespace: ns.clone(),
+        };
+    };
+    // The front end takes requests only; the back end only works.
+    let front = Server::start_with(|c| {
+        redis(c);
+        c.workers = 0;
+    })
+    .await;
+    let back = Server::start_with(redis).await;
+    let response = front
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": url, "trace_id": "across"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(back.result("across", WITHIN).await["status"], "infected");
+    assert_eq!(
+        front.result("across", WITHIN).await["finding"],
+        "EICAR_Test_File"
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_gives_unfinished_jobs_back_and_a_new_server_finishes_them() {
+    let peer = Peer::start().await;
+    let url = peer.file("slow.txt", b"slow".to_vec());
+    peer.delay_downloads(Duration::from_secs(4));
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = crate::testutil::base_config(dir.path());
+    config.shutdown_grace_secs = 1;
+    let first = Server::start_in(dir.clone(), &config).await;
+    let response = first
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": url, "trace_id": "interrupted"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    // Let the worker start the (4 s) download, then stop: the grace period (1 s) runs out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.stop().await;
+    assert_eq!(peer.downloads_of("slow.txt").len(), 1);
+
+    peer.delay_downloads(Duration::ZERO);
+    let second = Server::start_in(dir.clone(), &config).await;
+    assert_eq!(
+        second.result("interrupted", WITHIN).await["status"],
+        "clean"
+    );
+    assert_eq!(
+        peer.downloads_of("slow.txt").len(),
+        2,
+        "done again by the new server"
+    );
+}

@@ -1,0 +1,152 @@
+//! The Redis queue and result store against a real Redis (started by scripts/services.sh).
+
+use std::time::Duration;
+
+use api_async::{Job, JobQueue, JobSpec, Pushed, RedisStore, ResultStore, Source};
+
+use crate::testutil::{namespace, redis_url};
+
+fn job(id: &str) -> Job {
+    Job {
+        id: id.to_owned(),
+        spec: JobSpec {
+            source: Source::S3 {
+                bucket: "b".into(),
+                key: id.into(),
+                version: None,
+            },
+            callback_url: None,
+            callback_headers: Default::default(),
+            trace_id: Some(id.to_owned()),
+            custom_data: None,
+        },
+        attempts: 0,
+        receipt: String::new(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn open(ns: &str, consumer: &str, lease: Duration) -> RedisStore {
+    RedisStore::open(&redis_url(), ns, consumer, lease, 1000)
+        .await
+        .unwrap()
+}
+
+async fn claim_one(store: &RedisStore) -> Option<Job> {
+    store.claim(1, Duration::ZERO).await.unwrap().pop()
+}
+
+#[tokio::test]
+async fn two_instances_share_one_queue_each_job_going_to_one() {
+    let ns = namespace();
+    let a = open(&ns, "instance-a", LEASE).await;
+    let b = open(&ns, "instance-b", LEASE).await;
+    for id in ["1", "2", "3"] {
+        assert_eq!(a.push(&job(id)).await.unwrap(), Pushed::Queued);
+    }
+    let first = claim_one(&a).await.unwrap();
+    let second = claim_one(&b).await.unwrap();
+    assert_eq!((first.id.as_str(), second.id.as_str()), ("1", "2"));
+    assert_eq!(first.attempts, 1);
+    a.complete(&first).await.unwrap();
+    b.release(&second).await.unwrap();
+    // Released: the next takeover, from either instance, picks it up at once.
+    let c = open(&ns, "instance-c", LEASE).await;
+    let again = claim_one(&c).await.unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), ("2", 2));
+    assert_eq!(claim_one(&b).await.unwrap().id, "3");
+    assert!(claim_one(&a).await.is_none());
+    assert_eq!(a.pending().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_blocked_claim_wakes_when_another_instance_pushes() {
+    let ns = namespace();
+    let worker = open(&ns, "worker", LEASE).await;
+    let front = open(&ns, "front", LEASE).await;
+    let waiting = tokio::spawn(async move { worker.claim(8, Duration::from_secs(30)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    front.push(&job("late")).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the blocked read should return long before its 30 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, "late");
+}
+
+#[tokio::test]
+async fn a_dead_instances_job_is_taken_over_after_the_lease_and_a_renewed_one_is_not() {
+    let ns = namespace();
+    let lease = Duration::from_millis(300);
+    let dead = open(&ns, "dead", lease).await;
+    let busy = open(&ns, "busy", lease).await;
+    let alive = open(&ns, "alive", lease).await;
+    dead.push(&job("x")).await.unwrap();
+    dead.push(&job("y")).await.unwrap();
+    assert_eq!(claim_one(&dead).await.unwrap().id, "x");
+    let slow = claim_one(&busy).await.unwrap();
+    assert_eq!(slow.id, "y");
+    drop(dead); // never completes x
+    assert!(claim_one(&alive).await.is_none(), "still within the lease");
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        busy.renew(std::slice::from_ref(&slow)).await.unwrap();
+    }
+    let taken = alive.claim(10, Duration::ZERO).await.unwrap();
+    let taken: Vec<_> = taken.iter().map(|j| (j.id.as_str(), j.attempts)).collect();
+    assert_eq!(taken, [("x", 2)], "y was renewed, so it stays with busy");
+}
+
+#[tokio::test]
+async fn a_pending_trace_id_is_refused_until_completed_and_a_full_queue_refuses() {
+    let ns = namespace();
+    let store = RedisStore::open(&redis_url(), &ns, "solo", LEASE, 2)
+        .await
+        .unwrap();
+    let mut twin = job("2");
+    twin.spec.trace_id = Some("1".into());
+    assert_eq!(store.push(&job("1")).await.unwrap(), Pushed::Queued);
+    assert_eq!(store.push(&twin).await.unwrap(), Pushed::TraceIdPending);
+    assert_eq!(store.push(&job("3")).await.unwrap(), Pushed::Queued);
+    assert_eq!(store.push(&job("4")).await.unwrap(), Pushed::Full);
+    let first = claim_one(&store).await.unwrap();
+    store
+        .put("1", &serde_json::json!({"status": "clean"}), LEASE)
+        .await
+        .unwrap();
+    store.complete(&first).await.unwrap();
+    assert_eq!(store.push(&twin).await.unwrap(), Pushed::Queued);
+    assert_eq!(
+        store.get("1").await.unwrap(),
+        None,
+        "the old result is forgotten"
+    );
+}
+
+#[tokio::test]
+async fn results_are_shared_and_expire() {
+    let ns = namespace();
+    let a = open(&ns, "a", LEASE).await;
+    let b = open(&ns, "b", LEASE).await;
+    a.put(
+        "t1",
+        &serde_json::json!({"status": "infected", "finding": "EICAR"}),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    a.put(
+        "t2",
+        &serde_json::json!({"status": "clean"}),
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.get("t1").await.unwrap().unwrap()["finding"], "EICAR");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(b.get("t2").await.unwrap(), None);
+    assert_eq!(b.get("unknown").await.unwrap(), None);
+}

@@ -336,7 +336,7 @@ async fn on_redis_a_job_submitted_to_one_instance_is_polled_from_another() {
 async fn graceful_shutdown_gives_unfinished_jobs_back_and_a_new_server_finishes_them() {
     let peer = Peer::start().await;
     let url = peer.file("slow.txt", b"slow".to_vec());
-    peer.delay_downloads(Duration::from_secs(4));
+    peer.delay_downloads(Duration::from_secs(30));
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = crate::testutil::base_config(dir.path());
     config.shutdown_grace_secs = 1;
@@ -348,7 +348,7 @@ async fn graceful_shutdown_gives_unfinished_jobs_back_and_a_new_server_finishes_
         )
         .await;
     assert_eq!(response.status(), 201);
-    // Let the worker start the (4 s) download, then stop: the grace period (1 s) runs out.
+    // Let the worker start the (30 s) download, then stop: the grace period (1 s) runs out.
     tokio::time::sleep(Duration::from_millis(300)).await;
     first.stop().await;
     assert_eq!(peer.downloads_of("slow.txt").len(), 1);

@@ -3,6 +3,7 @@
 # ./data, no clamd, S3 or Redis. Builds in release mode first.
 #
 #   scripts/run.sh                 start verdict-sync on 127.0.0.1:8080 (Ctrl-C stops it)
+#   scripts/run.sh async           start verdict-async on 127.0.0.1:8090, jobs in ./verdict-async.redb
 #   scripts/run.sh user add NAME   add a user (password read from the terminal or stdin)
 #   scripts/run.sh scan PATH...    scan files and folders with the `verdict` command
 #   scripts/run.sh demo            scan a generated folder holding the EICAR test file
@@ -12,7 +13,7 @@ scripts/bootstrap.sh >/dev/null
 . scripts/lib.sh
 
 log "building (release)"
-cargo build --release --locked -p verdict-cli -p verdict-api-sync --quiet
+cargo build --release --locked -p verdict-cli -p verdict-api-sync -p verdict-api-async --quiet
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 case "${1:-serve}" in
@@ -52,8 +53,23 @@ case "${1:-serve}" in
         fi
         exec "$bin/verdict-sync" serve "$@"
         ;;
+    async)
+        shift
+        export VERDICT_DATA_DIR="${VERDICT_DATA_DIR:-$PWD/data}"
+        mkdir -p "$VERDICT_DATA_DIR"
+        # An API key and a callback signing key that survive restarts; never committed.
+        if [ -z "${VERDICT_API_KEYS:-}${VERDICT_API_KEYS_FILE:-}" ]; then
+            export VERDICT_API_KEYS_FILE="$PWD/api-keys"
+            if [ ! -s "$VERDICT_API_KEYS_FILE" ]; then
+                (umask 077; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$VERDICT_API_KEYS_FILE"; echo >> "$VERDICT_API_KEYS_FILE")
+            fi
+            echo "API key (Authorization: Bearer ...): $(head -n1 "$VERDICT_API_KEYS_FILE")  [from $VERDICT_API_KEYS_FILE]"
+        fi
+        export VERDICT_CALLBACK_SECRET_FILE="${VERDICT_CALLBACK_SECRET_FILE:-$PWD/callback.secret}"
+        exec "$bin/verdict-async" "$@"
+        ;;
     *)
-        echo "usage: scripts/run.sh [serve | user add NAME | scan PATH... | demo]" >&2
+        echo "usage: scripts/run.sh [serve | async | user add NAME | scan PATH... | demo]" >&2
         exit 2
         ;;
 esac

@@ -42,10 +42,14 @@ pub struct Config {
     pub download: DownloadSettings,
     /// Callback delivery.
     pub callback: CallbackSettings,
-    /// Largest body for `/api/v1/scan/sync/binary`, bytes.
+    /// Largest file scanned, bytes: a `/api/v1/scan/sync/binary` body (413 past it), a download
+    /// or an S3 object (`status: "no"` past it).
     pub max_body_bytes: Option<u64>,
     /// Synchronous scans at once; more are answered 503.
     pub max_concurrent_sync_scans: usize,
+    /// A `/api/v1/scan/sync/binary` body that sends nothing for this many seconds is ended with
+    /// 408, so a stalled client cannot hold a scan slot.
+    pub upload_idle_timeout_secs: u64,
     /// Expansion limits.
     pub limits: Limits,
     /// Spooling.
@@ -76,6 +80,7 @@ impl Default for Config {
             callback: CallbackSettings::default(),
             max_body_bytes: Some(4 << 30),
             max_concurrent_sync_scans: 32,
+            upload_idle_timeout_secs: 60,
             limits: Limits::default(),
             spool: SpoolSettings::default(),
             storage: StorageConfig::default(),

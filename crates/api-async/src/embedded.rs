@@ -340,7 +340,23 @@ impl JobQueue for EmbeddedStore {
             notified.as_mut().enable();
             let claimed = self.take_waiting(max.max(1))?;
             if !claimed.is_empty() {
-                return self.read_jobs(claimed).await;
+                let jobs = self.read_jobs(claimed).await?;
+                // The claim count is stored before any job starts, so a job that kills the
+                // process every time it runs is still given up after max_attempts restarts.
+                let counted = jobs.iter().map(|job| {
+                    let json = serde_json::to_vec(job).map_err(backend);
+                    let seq = job.receipt.parse::<u64>().map_err(backend);
+                    async move {
+                        self.write(Op::Push {
+                            seq: seq?,
+                            json: json?,
+                            forget_result: None,
+                        })
+                        .await
+                    }
+                });
+                futures::future::try_join_all(counted).await?;
+                return Ok(jobs);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(Vec::new());
@@ -647,8 +663,12 @@ mod tests {
         let store = EmbeddedStore::open(&path, 100).unwrap();
         assert_eq!(store.pending().await.unwrap(), 2);
         let reclaimed = store.claim(10, NOW).await.unwrap();
-        let ids: Vec<_> = reclaimed.iter().map(|j| j.id.as_str()).collect();
-        assert_eq!(ids, ["a", "b"]);
+        let ids: Vec<_> = reclaimed
+            .iter()
+            .map(|j| (j.id.as_str(), j.attempts))
+            .collect();
+        // a was claimed before the "crash": this is its second attempt, durably counted.
+        assert_eq!(ids, [("a", 2), ("b", 1)]);
         // Still pending after the restart: the trace id stays reserved.
         assert_eq!(store.push(&job("a")).await.unwrap(), Pushed::TraceIdPending);
         assert_eq!(

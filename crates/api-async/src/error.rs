@@ -23,6 +23,9 @@ pub(crate) enum ApiError {
     /// The body is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The client stopped sending in the middle of the body.
+    #[error("{0}")]
+    Timeout(String),
     /// Too much at once (queue full, scans busy) or the queue is unreachable; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -39,6 +42,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use scan_core::{InputError, ScanInput};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -305,14 +305,29 @@ pub(crate) async fn sync_binary(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let _slot = state.sync_slot()?;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let reader = tokio_util::io::StreamReader::new(stream);
+    let idle = state.settings.upload_idle_timeout;
+    // Each chunk must arrive within `idle`; a stall ends the stream with TimedOut.
+    let stream = futures::stream::unfold(Some(body.into_data_stream()), move |stream| async move {
+        let mut stream = stream?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(chunk)) => Some((chunk.map_err(std::io::Error::other), Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::ErrorKind::TimedOut.into()), None)),
+        }
+    });
+    let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
     let input = ScanInput::from_async_reader(reader, state.scanner.spool_config())
         .await
         .map_err(|e| match e {
             InputError::TooLarge { limit } => ApiError::TooLarge(format!(
                 "the body is larger than the limit of {limit} bytes"
             )),
+            InputError::Read(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::Timeout(format!(
+                    "the body sent nothing for {} s and was stopped",
+                    idle.as_secs()
+                ))
+            }
             InputError::Read(e) => {
                 ApiError::BadRequest(format!("the body did not arrive whole: {e}"))
             }

@@ -47,6 +47,8 @@ pub struct Settings {
     pub download_backoff: Duration,
     /// Base of `Location` headers, when configured.
     pub public_url: Option<String>,
+    /// How long a sync upload may stall.
+    pub upload_idle_timeout: Duration,
 }
 
 /// Everything requests and workers share.
@@ -143,6 +145,7 @@ impl AppState {
                     .public_url
                     .as_ref()
                     .map(|u| u.trim_end_matches('/').to_owned()),
+                upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
             },
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
         }))

@@ -1,8 +1,10 @@
 //! Workers: claim jobs, fetch, scan, store the result for polling, call back, complete.
 //!
 //! One dispatcher per process claims as many jobs as it has free slots and runs each in its own
-//! task (scanning itself happens on blocking threads inside the scanner). While jobs run, their
-//! claims are renewed, so a long scan is not taken over by another instance. On shutdown the
+//! task (scanning itself happens on blocking threads inside the scanner). A job gives its slot
+//! back once its result is stored: callback delivery, which may retry for minutes, runs beside
+//! the workers (bounded separately), so a receiver that is down does not stall scanning. While
+//! jobs run or deliver, their claims are renewed, so they are not taken over by another instance. On shutdown the
 //! dispatcher stops claiming, lets running jobs finish for a grace period, and gives the rest back
 //! to the queue.
 
@@ -21,6 +23,8 @@ use crate::server::AppState;
 
 /// Most jobs claimed in one round trip.
 const CLAIM_BATCH: usize = 32;
+/// Callbacks being delivered (or waiting to retry) at once, beyond the running jobs.
+const MAX_DELIVERIES: usize = 1024;
 /// How long one claim waits for work before checking for shutdown.
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
 
@@ -30,6 +34,7 @@ type InFlight = Arc<Mutex<HashMap<String, Job>>>;
 /// module docs). Returns when every job is finished or given back.
 pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(state.settings.workers.max(1)));
+    let deliveries = Arc::new(Semaphore::new(MAX_DELIVERIES));
     let in_flight: InFlight = Arc::default();
     let renewer = tokio::spawn(renew_loop(Arc::clone(&state), Arc::clone(&in_flight)));
     let mut tasks = JoinSet::new();
@@ -60,12 +65,20 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     }
                     let state = Arc::clone(&state);
                     let in_flight = Arc::clone(&in_flight);
+                    let deliveries = Arc::clone(&deliveries);
                     tasks.spawn(async move {
-                        process(&state, &job).await;
+                        if let Some(callback) = examine(&state, &job).await {
+                            // The worker slot is freed while the callback is delivered (retries
+                            // can take minutes), once a delivery slot is held: a receiver that is
+                            // down does not stop scanning, and deliveries stay bounded.
+                            let delivering = deliveries.acquire_owned().await;
+                            drop(permit);
+                            deliver(&state, &job, callback).await;
+                            drop(delivering);
+                        }
                         if let Ok(mut held) = in_flight.lock() {
                             held.remove(&job.id);
                         }
-                        drop(permit);
                     });
                 }
             }
@@ -128,9 +141,16 @@ async fn renew_loop(state: Arc<AppState>, in_flight: InFlight) {
     }
 }
 
-/// One job, start to end. Failures to fetch or scan become a `status: "no"` result; failures of
-/// the result store leave the job queued, to be tried again.
-async fn process(state: &AppState, job: &Job) {
+/// The body and target of a callback still to deliver.
+struct Callback {
+    url: String,
+    body: bytes::Bytes,
+}
+
+/// Fetches and scans a job and stores its result for polling. Failures to fetch or scan become a
+/// `status: "no"` result; a failure of the result store gives the job back to be tried again.
+/// Completes the job unless it has a callback, which is returned for [`deliver`].
+async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     let sources = state.sources();
     let (name, download_url) = sources.describe(&job.spec.source);
     let mut download_time = 0.0;
@@ -175,42 +195,53 @@ async fn process(state: &AppState, job: &Job) {
         if let Err(e) = state.queue.release(job).await {
             tracing::error!(job = job.id, error = %e, "giving the job back failed too; it returns when its lease runs out");
         }
-        return;
+        return None;
     }
 
-    if let Some(url) = &job.spec.callback_url {
-        let mut body = result;
-        if let Some(fields) = body.as_object_mut() {
-            fields.insert("download_time".into(), json!(download_time));
-            fields.insert("scan_time".into(), json!(scan_time));
-            fields.insert("download_url".into(), json!(download_url));
-            if let Some(trace_id) = &job.spec.trace_id {
-                fields.insert("trace_id".into(), json!(trace_id));
-            }
-            if let Some(custom) = &job.spec.custom_data {
-                fields.insert("custom_data".into(), json!(custom));
-            }
+    let Some(url) = &job.spec.callback_url else {
+        complete(state, job).await;
+        return None;
+    };
+    let mut body = result;
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("download_time".into(), json!(download_time));
+        fields.insert("scan_time".into(), json!(scan_time));
+        fields.insert("download_url".into(), json!(download_url));
+        if let Some(trace_id) = &job.spec.trace_id {
+            fields.insert("trace_id".into(), json!(trace_id));
         }
-        let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        match callback::deliver(
-            &state.fetcher,
-            &state.callbacks,
-            url,
-            &job.spec.callback_headers,
-            &job.id,
-            bytes,
-        )
-        .await
-        {
-            Ok(attempts) => {
-                tracing::debug!(job = job.id, attempts, "callback delivered");
-            }
-            Err(why) => {
-                tracing::error!(job = job.id, trace_id = job.spec.trace_id, url, error = %why, "callback not delivered");
-            }
+        if let Some(custom) = &job.spec.custom_data {
+            fields.insert("custom_data".into(), json!(custom));
         }
     }
+    Some(Callback {
+        url: url.clone(),
+        body: bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+    })
+}
 
+/// Delivers a job's callback (with retries, for a bounded time), then completes the job either
+/// way: its result stays pollable, and a callback that could not be delivered is logged.
+async fn deliver(state: &AppState, job: &Job, callback: Callback) {
+    match callback::deliver(
+        &state.fetcher,
+        &state.callbacks,
+        &callback.url,
+        &job.spec.callback_headers,
+        &job.id,
+        callback.body,
+    )
+    .await
+    {
+        Ok(attempts) => tracing::debug!(job = job.id, attempts, "callback delivered"),
+        Err(why) => {
+            tracing::error!(job = job.id, trace_id = job.spec.trace_id, url = callback.url, error = %why, "callback not delivered");
+        }
+    }
+    complete(state, job).await;
+}
+
+async fn complete(state: &AppState, job: &Job) {
     if let Err(e) = state.queue.complete(job).await {
         tracing::error!(job = job.id, error = %e, "marking the job done failed; it may run again");
     }

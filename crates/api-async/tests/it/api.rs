@@ -455,3 +455,36 @@ async fn sync_siblings_answer_the_verdict_in_the_response() {
     let too_big = binary(vec![b'a'; 2048]).await.unwrap();
     assert_eq!(too_big.status(), 413);
 }
+
+#[tokio::test]
+async fn a_stalled_binary_upload_is_408_and_frees_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(|c| {
+        c.upload_idle_timeout_secs = 1;
+        c.max_concurrent_sync_scans = 1;
+    })
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/scan/sync/binary HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 1000\r\n\r\nonly ten b"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("the server should give up on the stalled body after 1 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // The only scan slot is free again.
+    let response = server
+        .client
+        .post(server.url("/api/v1/scan/sync/binary"))
+        .bearer_auth(KEY)
+        .body("fine")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

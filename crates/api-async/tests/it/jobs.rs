@@ -365,3 +365,96 @@ async fn graceful_shutdown_gives_unfinished_jobs_back_and_a_new_server_finishes_
         "done again by the new server"
     );
 }
+
+#[tokio::test]
+async fn a_receiver_that_is_down_does_not_hold_up_other_jobs() {
+    let peer = Peer::start().await;
+    let first = peer.file("first.txt", b"first".to_vec());
+    let second = peer.file("second.txt", b"second".to_vec());
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    // One worker, and a callback that keeps failing for 30 s.
+    let server = Server::start_with(|c| {
+        c.workers = 1;
+        c.callback.retry_for_secs = 30;
+    })
+    .await;
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": first, "callback_url": format!("http://{closed}/"), "trace_id": "stuck-callback"}),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    server.result("stuck-callback", WITHIN).await;
+    let response = server
+        .post(
+            "/api/v1/scan/async/download",
+            &json!({"download_url": second, "trace_id": "next"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    // Done while the first job's callback is still being retried.
+    assert_eq!(
+        server.result("next", Duration::from_secs(10)).await["status"],
+        "clean"
+    );
+    assert_eq!(
+        server.pending_jobs().await,
+        1,
+        "the first job is still delivering"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
+    use api_async::{EmbeddedStore, Job, JobQueue, JobSpec, Source};
+    let peer = Peer::start().await;
+    let url = peer.file("poison.bin", b"whatever".to_vec());
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = crate::testutil::base_config(dir.path());
+    config.max_attempts = 2;
+    // Two earlier processes claimed this job and died before finishing it.
+    let api_async::config::QueueConfig::Embedded { path } = &config.queue else {
+        unreachable!()
+    };
+    for round in 0..2 {
+        let store = EmbeddedStore::open(path, 10).unwrap();
+        if round == 0 {
+            let job = Job {
+                id: "poison".into(),
+                spec: JobSpec {
+                    source: Source::Url {
+                        url: url.clone(),
+                        headers: Default::default(),
+                    },
+                    callback_url: None,
+                    callback_headers: Default::default(),
+                    trace_id: Some("poison".into()),
+                    custom_data: None,
+                },
+                attempts: 0,
+                receipt: String::new(),
+            };
+            store.push(&job).await.unwrap();
+        }
+        let claimed = store.claim(1, Duration::ZERO).await.unwrap();
+        assert_eq!(claimed[0].attempts, round + 1);
+    }
+    let server = Server::start_in(dir, &config).await;
+    let result = server.result("poison", WITHIN).await;
+    assert_eq!(result["status"], "no");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("started 2 times"),
+        "{result}"
+    );
+    assert!(
+        peer.downloads_of("poison.bin").is_empty(),
+        "not tried a third time"
+    );
+}

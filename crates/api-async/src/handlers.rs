@@ -284,8 +284,34 @@ pub(crate) async fn sync_download(
     let fields = object(&body)?;
     let url = http_url("download_url", &required(&fields, "download_url")?)?;
     let headers = headers(&fields, "download_headers")?;
+    scan_now(&state, Source::Url { url, headers }).await
+}
+
+/// `POST /api/v1/scan/sync/s3` (the original product has it beside the two the contract names):
+/// `{bucket, key, version?}`, scanned in the request.
+pub(crate) async fn sync_s3(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let fields = object(&body)?;
+    let bucket = required(&fields, "bucket")?;
+    let key = required(&fields, "key")?;
+    let version = string(&fields, "version")?.filter(|v| !v.is_empty());
+    scan_now(
+        &state,
+        Source::S3 {
+            bucket,
+            key,
+            version,
+        },
+    )
+    .await
+}
+
+/// Fetches (with the job's retries) and scans in the request; a download that fails is
+/// `status: "no"` with the reason, as it would be for a job.
+async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiError> {
     let _slot = state.sync_slot()?;
-    let source = Source::Url { url, headers };
     let sources = state.sources();
     let (name, _) = sources.describe(&source);
     let result = match sources.fetch(&source).await {

@@ -1,6 +1,7 @@
 //! API keys and callback signatures.
 //!
-//! Callers authenticate with `Authorization: Bearer <key>`; keys come as a comma-separated list
+//! Callers authenticate with `Authorization: Bearer <key>` (or `x-api-key: <key>`, which the
+//! original product's SDKs send when configured with an API key); keys come as a comma-separated list
 //! (as the original product takes them) and/or a file with one key per line, and are compared in
 //! constant time.
 //!
@@ -52,16 +53,23 @@ impl ApiKeys {
         self.keys.is_empty()
     }
 
-    /// Whether an `Authorization` header value carries one of the keys. Every configured key is
-    /// compared, in constant time, so timing does not tell how close a guess was.
+    /// Whether an `Authorization` header value is `Bearer <one of the keys>`.
     pub fn allows(&self, authorization: Option<&str>) -> bool {
-        let Some(presented) = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-        else {
+        authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .is_some_and(|key| self.allows_key(key))
+    }
+
+    /// Whether `presented` is one of the keys. Every configured key is compared, in constant
+    /// time, so timing does not tell how close a guess was.
+    pub fn allows_key(&self, presented: &str) -> bool {
+        let presented = presented.trim().as_bytes();
+        if presented.is_empty() {
             return false;
-        };
-        let presented = presented.as_bytes();
+        }
         let mut allowed = subtle::Choice::from(0);
         for key in &self.keys {
             allowed |= key.as_slice().ct_eq(presented);

@@ -251,6 +251,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/scan/async/s3", post(handlers::async_s3))
         .route("/api/v1/scan/async/result", get(handlers::async_result))
         .route("/api/v1/scan/sync/download", post(handlers::sync_download))
+        .route("/api/v1/scan/sync/s3", post(handlers::sync_s3))
         .route("/api/v1/test", get(handlers::test))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         // The binary body is streamed to the spool, which enforces max_body_bytes itself.
@@ -274,11 +275,13 @@ async fn require_key(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !state.keys.allows(header) {
+    let headers = request.headers();
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let allowed = state
+        .keys
+        .allows(text(axum::http::header::AUTHORIZATION.as_str()))
+        || text("x-api-key").is_some_and(|key| state.keys.allows_key(key));
+    if !allowed {
         return Err(ApiError::Unauthorized(
             "missing or unknown API key; send Authorization: Bearer <api key>".to_owned(),
         ));

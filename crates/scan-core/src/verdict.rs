@@ -260,6 +260,7 @@ impl Report {
             status,
             finding,
             size: Some(self.size),
+            realfiletype: Some(self.file_type.clone()).filter(|t| !t.is_empty()),
             reason: self.error_message(),
             engines: self.engines.clone(),
         }
@@ -327,7 +328,8 @@ pub enum AsyncStatus {
     No,
 }
 
-/// The asynchronous API's result body (contract section 2). `reason` and `engines` are additive.
+/// The asynchronous API's result body (contract section 2). `realfiletype`, `reason` and
+/// `engines` are additive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AsyncScanResult {
@@ -339,6 +341,10 @@ pub struct AsyncScanResult {
     /// Size in bytes, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// The file's type found from its content (`zip`, `pdf`, `text`...), as the original
+    /// product's `realfiletype`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realfiletype: Option<String>,
     /// Why the status is `no`, for people and logs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -25,6 +25,16 @@ async fn test_endpoint_is_204_for_each_configured_key_and_401_otherwise() {
         assert_eq!(response.status(), 204, "key {key}");
         assert!(response.bytes().await.unwrap().is_empty());
     }
+    // The header the original product's SDKs send when configured with an API key.
+    let by_header = |key: &'static str| {
+        server
+            .client
+            .get(server.url("/api/v1/test"))
+            .header("x-api-key", key)
+            .send()
+    };
+    assert_eq!(by_header(OTHER_KEY).await.unwrap().status(), 204);
+    assert_eq!(by_header("wrong").await.unwrap().status(), 401);
     for bad in [Some("wrong"), Some(""), Some("test-key-1x"), None] {
         let mut request = server.client.get(server.url("/api/v1/test"));
         if let Some(key) = bad {
@@ -42,6 +52,7 @@ async fn test_endpoint_is_204_for_each_configured_key_and_401_otherwise() {
         ("GET", "/api/v1/scan/async/result?trace_id=x"),
         ("POST", "/api/v1/scan/sync/download"),
         ("POST", "/api/v1/scan/sync/binary"),
+        ("POST", "/api/v1/scan/sync/s3"),
     ] {
         let response = server
             .client

@@ -43,6 +43,7 @@ async fn a_callback_carries_every_field_the_callers_headers_and_a_valid_signatur
     assert_eq!(body["status"], "infected");
     assert_eq!(body["finding"], "EICAR_Test_File");
     assert_eq!(body["size"], archive.len());
+    assert_eq!(body["realfiletype"], "zip");
     assert!(body["download_time"].as_f64().unwrap() >= 0.0);
     assert!(body["scan_time"].as_f64().unwrap() > 0.0);
     assert_eq!(body["download_url"], url);
@@ -288,6 +289,23 @@ async fn s3_jobs_scan_the_latest_object_or_the_version_asked_for() {
     assert_eq!(old["finding"], "EICAR_Test_File");
     let absent = server.result("absent", WITHIN).await;
     assert_eq!(absent["status"], "no");
+    // The synchronous sibling reads the same objects.
+    let latest_body = json!({"bucket": bucket, "key": "uploads/doc.bin"});
+    let old_body = json!({"bucket": bucket, "key": "uploads/doc.bin", "version": old_version});
+    let now: serde_json::Value = server
+        .post("/api/v1/scan/sync/s3", &latest_body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["status"], "clean");
+    let then: serde_json::Value = server
+        .post("/api/v1/scan/sync/s3", &old_body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(then["status"], "infected");
     let callbacks = peer.accepted_callbacks(3, WITHIN).await;
     let old_callback = callbacks
         .iter()

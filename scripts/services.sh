@@ -9,7 +9,8 @@
 # STATE defaults to target/test-services (override with VERDICT_SERVICES_DIR). The env file
 # exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
 # VERDICT_TEST_ICAP_URL, VERDICT_TEST_S3_ENDPOINT (moto, an S3-compatible server, with test
-# credentials in AWS_*), VERDICT_TEST_REDIS_URL; scripts/test.sh sources it before the tests.
+# credentials in AWS_*), VERDICT_TEST_REDIS_URL, VERDICT_TEST_SDK_PYTHON (a Python with the
+# attachmentAV SDK); scripts/test.sh sources it before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -17,6 +18,8 @@ cd "$(dirname "$0")/.."
 STATE="${VERDICT_SERVICES_DIR:-$PWD/target/test-services}"
 # moto lives in a venv outside the checkout, so a fresh clone does not reinstall it.
 MOTO_VENV="${VERDICT_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/moto-5.2.5}"
+# The original product's own Python SDK, which verdict-async's compatibility test drives.
+SDK_VENV="${VERDICT_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/attachmentav-sdk-0.5.0}"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -70,6 +73,13 @@ install_moto() {
     "$MOTO_VENV/bin/pip" install -q "moto[s3]==5.2.5" flask flask-cors
 }
 
+install_sdk() {
+    [ -x "$SDK_VENV/bin/python" ] && "$SDK_VENV/bin/python" -c 'import attachmentav' 2>/dev/null && return 0
+    log "installing the attachmentAV Python SDK (verdict-async client compatibility) into $SDK_VENV"
+    python3 -m venv "$SDK_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$SDK_VENV"; }
+    "$SDK_VENV/bin/pip" install -q "attachmentav-virus-malware-scan-sdk==0.5.0"
+}
+
 write_signatures() {
     local db=$1
     mkdir -p "$db"
@@ -88,6 +98,7 @@ write_signatures() {
 start() {
     apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server
     install_moto
+    install_sdk
     stop >/dev/null 2>&1 || true
     mkdir -p "$STATE/tmp" "$STATE/db"
     chmod 755 "$STATE" "$STATE/tmp"
@@ -167,6 +178,7 @@ export VERDICT_TEST_CLAMD_DB=$STATE/db
 export VERDICT_TEST_ICAP_URL=icap://127.0.0.1:$icap_port/avscan
 export VERDICT_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
+export VERDICT_TEST_SDK_PYTHON=$SDK_VENV/bin/python
 export AWS_ACCESS_KEY_ID=verdict-test
 export AWS_SECRET_ACCESS_KEY=verdict-test
 export AWS_REGION=us-east-1

@@ -7,4 +7,5 @@ mod api;
 mod durability;
 mod jobs;
 mod redis_queue;
+mod sdk;
 mod testutil;

@@ -233,7 +233,7 @@ pub(crate) struct Server {
     pub(crate) base: String,
     pub(crate) client: reqwest::Client,
     /// Kept alive as long as the server, which keeps its files there.
-    _dir: Arc<tempfile::TempDir>,
+    dir: Arc<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
 }
@@ -268,7 +268,7 @@ impl Server {
         Server {
             base,
             client: reqwest::Client::new(),
-            _dir: dir,
+            dir,
             shutdown: Some(tx),
             stopped: Some(stopped),
         }
@@ -276,6 +276,11 @@ impl Server {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The local object store's root (each bucket a folder).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> reqwest::Response {

@@ -258,6 +258,26 @@ impl EmbeddedStore {
         .map_err(backend)?
     }
 
+    /// Reads the claimed jobs and stores their claim counts before any of them starts, so a job
+    /// that kills the process every time it runs is still given up after max_attempts restarts.
+    async fn start(&self, claimed: Vec<(u64, u32)>) -> Result<Vec<Job>, StoreError> {
+        let jobs = self.read_jobs(claimed).await?;
+        let counted = jobs.iter().map(|job| {
+            let json = serde_json::to_vec(job).map_err(backend);
+            let seq = job.receipt.parse::<u64>().map_err(backend);
+            async move {
+                self.write(Op::Push {
+                    seq: seq?,
+                    json: json?,
+                    forget_result: None,
+                })
+                .await
+            }
+        });
+        futures::future::try_join_all(counted).await?;
+        Ok(jobs)
+    }
+
     fn take_waiting(&self, max: usize) -> Result<Vec<(u64, u32)>, StoreError> {
         let mut state = self.state()?;
         let mut claimed = Vec::new();
@@ -340,23 +360,13 @@ impl JobQueue for EmbeddedStore {
             notified.as_mut().enable();
             let claimed = self.take_waiting(max.max(1))?;
             if !claimed.is_empty() {
-                let jobs = self.read_jobs(claimed).await?;
-                // The claim count is stored before any job starts, so a job that kills the
-                // process every time it runs is still given up after max_attempts restarts.
-                let counted = jobs.iter().map(|job| {
-                    let json = serde_json::to_vec(job).map_err(backend);
-                    let seq = job.receipt.parse::<u64>().map_err(backend);
-                    async move {
-                        self.write(Op::Push {
-                            seq: seq?,
-                            json: json?,
-                            forget_result: None,
-                        })
-                        .await
-                    }
-                });
-                futures::future::try_join_all(counted).await?;
-                return Ok(jobs);
+                let seqs: Vec<u64> = claimed.iter().map(|(seq, _)| *seq).collect();
+                let started = self.start(claimed).await;
+                if started.is_err() {
+                    // Not handed out after all: back in line, so nothing is stranded.
+                    self.state()?.waiting.extend(seqs);
+                }
+                return started;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(Vec::new());

@@ -153,17 +153,27 @@ impl RedisStore {
         let mut jobs = Vec::with_capacity(entries.len());
         let mut count = redis::pipe();
         for entry in entries {
-            let Some(json) = entry.get::<String>("job") else {
-                // Not ours to interpret; acknowledged so it does not come back forever.
-                tracing::error!(entry = entry.id, "a queued entry has no job; dropped");
-                let mut conn = self.conn.clone();
-                let _: Result<i64, _> = conn.xack(&self.stream, &self.group, &[&entry.id]).await;
-                continue;
+            let parsed = entry
+                .get::<String>("job")
+                .ok_or_else(|| "no job field".to_owned())
+                .and_then(|json| serde_json::from_str::<Job>(&json).map_err(|e| e.to_string()));
+            let mut job = match parsed {
+                Ok(job) => job,
+                Err(why) => {
+                    // Nothing can run it; acknowledged and removed so it does not come back
+                    // (and block a worker) on every takeover, but said loudly.
+                    tracing::error!(
+                        entry = entry.id,
+                        error = why,
+                        "an unreadable queued entry was dropped"
+                    );
+                    let mut conn = self.conn.clone();
+                    let _: Result<i64, _> =
+                        conn.xack(&self.stream, &self.group, &[&entry.id]).await;
+                    let _: Result<i64, _> = conn.xdel(&self.stream, &[&entry.id]).await;
+                    continue;
+                }
             };
-            let mut job: Job = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                key: entry.id.clone(),
-                message: e.to_string(),
-            })?;
             job.receipt = entry.id.clone();
             count.hincr(&self.attempts, &job.id, 1);
             jobs.push(job);

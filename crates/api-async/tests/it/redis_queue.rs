@@ -150,3 +150,25 @@ async fn results_are_shared_and_expire() {
     assert_eq!(b.get("t2").await.unwrap(), None);
     assert_eq!(b.get("unknown").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn an_unreadable_entry_is_dropped_and_does_not_block_the_queue() {
+    let ns = namespace();
+    let store = open(&ns, "reader", LEASE).await;
+    // Something else wrote to our stream: no parsable job in it.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{{{ns}}}:jobs"))
+        .arg("*")
+        .arg("job")
+        .arg("{not json")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    store.push(&job("good")).await.unwrap();
+    let claimed = store.claim(10, Duration::ZERO).await.unwrap();
+    let ids: Vec<_> = claimed.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["good"]);
+    assert_eq!(store.pending().await.unwrap(), 1, "the garbage entry is gone");
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +25,24 @@ pub const MAX_CUSTOM_DATA: usize = 16 * 1024;
 /// Longest `trace_id`, bytes.
 pub const MAX_TRACE_ID: usize = 256;
 
+/// A buffered body, or why not, in our error shape (axum's own answer is plain text).
+fn buffered(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "the JSON body is larger than {} KiB",
+                crate::server::MAX_JSON_BODY / 1024
+            ))
+        } else {
+            ApiError::BadRequest(format!("the body could not be read: {rejection}"))
+        }
+    })
+}
+
 /// The request body as a JSON object, or a 400 saying what it must be.
-fn object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
+fn object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
+    let body = buffered(body)?;
+    match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(fields)) => Ok(fields),
         Ok(_) => Err(ApiError::BadRequest(
             "the body must be a JSON object".to_owned(),
@@ -208,9 +224,9 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
 pub(crate) async fn async_download(
     State(state): State<Arc<AppState>>,
     request_headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let spec = object(&body).and_then(|fields| {
+    let spec = object(body).and_then(|fields| {
         let url = http_url("download_url", &required(&fields, "download_url")?)?;
         let headers = headers(&fields, "download_headers")?;
         delivery(&fields, Source::Url { url, headers })
@@ -225,9 +241,9 @@ pub(crate) async fn async_download(
 pub(crate) async fn async_s3(
     State(state): State<Arc<AppState>>,
     request_headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let spec = object(&body).and_then(|fields| {
+    let spec = object(body).and_then(|fields| {
         let bucket = required(&fields, "bucket")?;
         let key = required(&fields, "key")?;
         let version = string(&fields, "version")?.filter(|v| !v.is_empty());
@@ -279,9 +295,9 @@ pub(crate) async fn test() -> StatusCode {
 /// `POST /api/v1/scan/sync/download`: fetch and scan in the request.
 pub(crate) async fn sync_download(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = object(&body)?;
+    let fields = object(body)?;
     let url = http_url("download_url", &required(&fields, "download_url")?)?;
     let headers = headers(&fields, "download_headers")?;
     scan_now(&state, Source::Url { url, headers }).await
@@ -291,9 +307,9 @@ pub(crate) async fn sync_download(
 /// `{bucket, key, version?}`, scanned in the request.
 pub(crate) async fn sync_s3(
     State(state): State<Arc<AppState>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = object(&body)?;
+    let fields = object(body)?;
     let bucket = required(&fields, "bucket")?;
     let key = required(&fields, "key")?;
     let version = string(&fields, "version")?.filter(|v| !v.is_empty());

@@ -26,7 +26,7 @@ use crate::store::{JobQueue, ResultStore};
 use crate::{EmbeddedStore, RedisStore, handlers, worker};
 
 /// Largest JSON body of the submit endpoints (custom data is at most 16 KB of it).
-const MAX_JSON_BODY: usize = 256 * 1024;
+pub(crate) const MAX_JSON_BODY: usize = 256 * 1024;
 
 /// Tunables the workers and handlers read.
 #[derive(Debug, Clone)]

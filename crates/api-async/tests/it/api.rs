@@ -307,6 +307,14 @@ async fn invalid_submissions_are_400_with_the_field_named() {
     assert_eq!(not_json.status(), 400);
     let body: Value = not_json.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("not valid JSON"));
+    let huge = json!({"download_url": "https://example.com/a", "trace_id": "t", "custom_data": "x".repeat(300 * 1024)});
+    let response = server.post("/api/v1/scan/async/download", &huge).await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("256 KiB"),
+        "{body}"
+    );
     // Nothing invalid was queued.
     assert_eq!(server.pending_jobs().await, 0);
 }

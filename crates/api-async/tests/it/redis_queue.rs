@@ -170,5 +170,9 @@ async fn an_unreadable_entry_is_dropped_and_does_not_block_the_queue() {
     let claimed = store.claim(10, Duration::ZERO).await.unwrap();
     let ids: Vec<_> = claimed.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids, ["good"]);
-    assert_eq!(store.pending().await.unwrap(), 1, "the garbage entry is gone");
+    assert_eq!(
+        store.pending().await.unwrap(),
+        1,
+        "the garbage entry is gone"
+    );
 }

@@ -191,8 +191,9 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
         Err(e) => return ApiError::from(e).into_response(),
     };
     match pushed {
-        Pushed::Queued => {}
+        Pushed::Queued => state.metrics.submitted("queued"),
         Pushed::TraceIdPending => {
+            state.metrics.submitted("conflict");
             return ApiError::Conflict(format!(
                 "trace_id {:?} belongs to a job that is still pending; wait for its result or use another trace_id",
                 job.spec.trace_id.as_deref().unwrap_or_default()
@@ -200,6 +201,7 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
             .into_response();
         }
         Pushed::Full => {
+            state.metrics.submitted("full");
             return ApiError::Unavailable("the job queue is full; retry shortly".to_owned())
                 .into_response();
         }
@@ -332,7 +334,7 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiEr
     let (name, _) = sources.describe(&source);
     let result = match sources.fetch(&source).await {
         Ok(input) => {
-            let report = state.scanner.scan_input(&name, Arc::new(input)).await;
+            let report = state.scan(&name, input).await;
             serde_json::to_value(report.to_async_result())
                 .map_err(|e| ApiError::Internal(e.to_string()))?
         }
@@ -375,10 +377,19 @@ pub(crate) async fn sync_binary(
             }
             other => ApiError::Internal(other.to_string()),
         })?;
-    let report = state.scanner.scan_input("binary", Arc::new(input)).await;
+    let report = state.scan("binary", input).await;
     serde_json::to_value(report.to_async_result())
         .map(Json)
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// `GET /metrics`: Prometheus text; no key needed (like /health).
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let pending = state.queue.pending().await.ok();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(pending),
+    )
 }
 
 /// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not.

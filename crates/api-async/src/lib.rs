@@ -9,6 +9,7 @@ mod embedded;
 mod error;
 mod handlers;
 mod job;
+mod metrics;
 mod redis_store;
 mod security;
 mod server;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::callback::CallbackPolicy;
 use crate::config::{Config, QueueConfig};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::security::ApiKeys;
 use crate::source::Sources;
 use crate::store::{JobQueue, ResultStore};
@@ -69,6 +70,7 @@ pub struct AppState {
     pub callbacks: CallbackPolicy,
     /// Tunables.
     pub settings: Settings,
+    pub(crate) metrics: Metrics,
     sync_scans: Arc<Semaphore>,
 }
 
@@ -147,6 +149,7 @@ impl AppState {
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
             },
+            metrics: Metrics::default(),
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
         }))
     }
@@ -166,6 +169,15 @@ impl AppState {
         Arc::clone(&self.sync_scans)
             .try_acquire_owned()
             .map_err(|_| ApiError::Unavailable("too many scans at once; retry shortly".to_owned()))
+    }
+
+    /// Scans `input` as `name`, counted in the metrics.
+    pub(crate) async fn scan(&self, name: &str, input: scan_core::ScanInput) -> scan_core::Report {
+        self.metrics.scans.in_flight.inc();
+        let report = self.scanner.scan_input(name, Arc::new(input)).await;
+        self.metrics.scans.in_flight.dec();
+        self.metrics.scans.record(&report);
+        report
     }
 
     /// Where clients reach us: the configured public URL, or `http://<Host>`.
@@ -266,6 +278,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .route("/health", get(handlers::health))
+        .route("/metrics", get(handlers::metrics))
         .merge(api)
         .with_state(state)
 }

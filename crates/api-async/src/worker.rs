@@ -172,7 +172,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         match fetched {
             Ok(input) => {
                 let started = Instant::now();
-                let report = state.scanner.scan_input(&name, Arc::new(input)).await;
+                let report = state.scan(&name, input).await;
                 scan_time = started.elapsed().as_secs_f64();
                 tracing::info!(job = job.id, trace_id = job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
                 serde_json::to_value(report.to_async_result())
@@ -198,6 +198,9 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         return None;
     }
 
+    state
+        .metrics
+        .finished(result["status"].as_str().unwrap_or("no"));
     let Some(url) = &job.spec.callback_url else {
         complete(state, job).await;
         return None;
@@ -233,8 +236,12 @@ async fn deliver(state: &AppState, job: &Job, callback: Callback) {
     )
     .await
     {
-        Ok(attempts) => tracing::debug!(job = job.id, attempts, "callback delivered"),
+        Ok(attempts) => {
+            state.metrics.callback(true);
+            tracing::debug!(job = job.id, attempts, "callback delivered");
+        }
         Err(why) => {
+            state.metrics.callback(false);
             tracing::error!(job = job.id, trace_id = job.spec.trace_id, url = callback.url, error = %why, "callback not delivered");
         }
     }

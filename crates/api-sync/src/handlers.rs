@@ -376,10 +376,10 @@ async fn answer(
 }
 
 async fn scan_recorded(state: &AppState, name: &str, input: Arc<ScanInput>) -> Report {
-    state.metrics.in_flight.inc();
+    state.metrics.scans.in_flight.inc();
     let report = state.scanner.scan_input(name, input).await;
-    state.metrics.in_flight.dec();
-    state.metrics.record(&report);
+    state.metrics.scans.in_flight.dec();
+    state.metrics.scans.record(&report);
     report
 }
 

@@ -1,97 +1,26 @@
-//! Prometheus metrics: scans by result, bytes scanned, scan duration, engine errors, in flight.
+//! Prometheus metrics: the scan metrics of scan-core, under the `verdict` prefix.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use scan_core::Report;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EngineLabel {
-    engine: String,
-}
+use scan_core::metrics::ScanMetrics;
 
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
-    scans: Family<ResultLabel, Counter>,
-    bytes: Counter,
-    duration: Histogram,
-    engine_errors: Family<EngineLabel, Counter>,
-    /// Scans running now.
-    pub in_flight: Gauge,
+    /// Scans by result, bytes, duration, engine errors, in flight.
+    pub scans: ScanMetrics,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("verdict");
-        let scans = Family::<ResultLabel, Counter>::default();
-        let bytes = Counter::default();
-        let duration = Histogram::new([
-            0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-        ]);
-        let engine_errors = Family::<EngineLabel, Counter>::default();
-        let in_flight = Gauge::default();
-        registry.register("scans", "Scans by result", scans.clone());
-        registry.register(
-            "scanned_bytes",
-            "Bytes of scanned objects (roots)",
-            bytes.clone(),
-        );
-        registry.register(
-            "scan_duration_seconds",
-            "Time from first byte to verdict",
-            duration.clone(),
-        );
-        registry.register(
-            "engine_errors",
-            "Objects an engine failed on",
-            engine_errors.clone(),
-        );
-        registry.register("scans_in_flight", "Scans running now", in_flight.clone());
-        Metrics {
-            registry,
-            scans,
-            bytes,
-            duration,
-            engine_errors,
-            in_flight,
-        }
+        let scans = ScanMetrics::register(&mut registry);
+        Metrics { registry, scans }
     }
 }
 
 impl Metrics {
-    /// Records a finished scan.
-    pub fn record(&self, report: &Report) {
-        self.scans
-            .get_or_create(&ResultLabel {
-                result: report.verdict.as_str().to_owned(),
-            })
-            .inc();
-        self.bytes.inc_by(report.size);
-        self.duration.observe(report.timings.total().as_secs_f64());
-        for engine in report.engines.iter().filter(|e| e.errors > 0) {
-            self.engine_errors
-                .get_or_create(&EngineLabel {
-                    engine: engine.engine.clone(),
-                })
-                .inc_by(engine.errors);
-        }
-    }
-
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
-            text.clear();
-        }
-        text
+        scan_core::metrics::render(&self.registry)
     }
 }

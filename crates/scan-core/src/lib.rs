@@ -39,6 +39,8 @@ mod expand;
 pub mod filetype;
 mod input;
 mod limits;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod scanner;
 mod verdict;
 

@@ -123,6 +123,24 @@ async fn a_polled_job_is_201_with_location_then_404_until_done_then_200() {
     assert_eq!(result["finding"], "EICAR_Test_File");
     assert_eq!(result["size"], eicar().len());
 
+    // Both jobs show in the metrics, which need no key.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "verdict_jobs_submitted_total{outcome=\"queued\"} 2",
+        "verdict_jobs_finished_total{status=\"infected\"} 1",
+        "verdict_jobs_finished_total{status=\"clean\"} 1",
+        "verdict_scans_total{result=\"Infected\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     let unknown = server.poll("never-submitted").await;
     assert_eq!(unknown.status(), 404);
     let missing = server

@@ -186,6 +186,26 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
         attempts: 0,
         receipt: String::new(),
     };
+    // Worked out before queueing, so a bad Host cannot leave a queued job behind an error.
+    let location = if job.spec.callback_url.is_some() {
+        None
+    } else {
+        let trace = job.spec.trace_id.as_deref().unwrap_or_default();
+        let location = format!(
+            "{}/api/v1/scan/async/result?trace_id={}",
+            state.base_url(request_headers),
+            url::form_urlencoded::byte_serialize(trace.as_bytes()).collect::<String>()
+        );
+        match HeaderValue::from_str(&location) {
+            Ok(location) => Some(location),
+            Err(_) => {
+                return ApiError::BadRequest(format!(
+                    "cannot build a result address from the Host header ({location:?})"
+                ))
+                .into_response();
+            }
+        }
+    };
     let pushed = match state.queue.push(&job).await {
         Ok(pushed) => pushed,
         Err(e) => return ApiError::from(e).into_response(),
@@ -207,18 +227,9 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
         }
     }
     tracing::info!(job = job.id, trace_id = job.spec.trace_id, "job queued");
-    if job.spec.callback_url.is_some() {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    let trace = job.spec.trace_id.as_deref().unwrap_or_default();
-    let location = format!(
-        "{}/api/v1/scan/async/result?trace_id={}",
-        state.base_url(request_headers),
-        url::form_urlencoded::byte_serialize(trace.as_bytes()).collect::<String>()
-    );
-    match HeaderValue::from_str(&location) {
-        Ok(location) => (StatusCode::CREATED, [(header::LOCATION, location)]).into_response(),
-        Err(_) => ApiError::Internal(format!("unusable Location {location:?}")).into_response(),
+    match location {
+        Some(location) => (StatusCode::CREATED, [(header::LOCATION, location)]).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
     }
 }
 

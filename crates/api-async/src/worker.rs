@@ -4,14 +4,16 @@
 //! task (scanning itself happens on blocking threads inside the scanner). A job gives its slot
 //! back once its result is stored: callback delivery, which may retry for minutes, runs beside
 //! the workers (bounded separately), so a receiver that is down does not stall scanning. While
-//! jobs run or deliver, their claims are renewed, so they are not taken over by another instance. On shutdown the
-//! dispatcher stops claiming, lets running jobs finish for a grace period, and gives the rest back
-//! to the queue.
+//! jobs run or deliver, their claims are renewed, so they are not taken over by another
+//! instance. On shutdown the dispatcher stops claiming, lets running jobs finish for a grace
+//! period, and gives the rest back to the queue.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -67,14 +69,24 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     let in_flight = Arc::clone(&in_flight);
                     let deliveries = Arc::clone(&deliveries);
                     tasks.spawn(async move {
-                        if let Some(callback) = examine(&state, &job).await {
-                            // The worker slot is freed while the callback is delivered (retries
-                            // can take minutes), once a delivery slot is held: a receiver that is
-                            // down does not stop scanning, and deliveries stay bounded.
-                            let delivering = deliveries.acquire_owned().await;
-                            drop(permit);
-                            deliver(&state, &job, callback).await;
-                            drop(delivering);
+                        let work = async {
+                            if let Some(callback) = examine(&state, &job).await {
+                                // The worker slot is freed while the callback is delivered
+                                // (retries can take minutes), once a delivery slot is held: a
+                                // receiver that is down does not stop scanning, and deliveries
+                                // stay bounded.
+                                let delivering = deliveries.acquire_owned().await;
+                                drop(permit);
+                                deliver(&state, &job, callback).await;
+                                drop(delivering);
+                            }
+                        };
+                        if AssertUnwindSafe(work).catch_unwind().await.is_err() {
+                            // A bug, not the job's fault; it runs again (max_attempts bounds it).
+                            tracing::error!(job = job.id, "a job panicked; it is given back to the queue");
+                            if let Err(e) = state.queue.release(&job).await {
+                                tracing::error!(job = job.id, error = %e, "giving the job back failed; it returns when its lease runs out");
+                            }
                         }
                         if let Ok(mut held) = in_flight.lock() {
                             held.remove(&job.id);

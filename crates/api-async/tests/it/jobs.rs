@@ -476,3 +476,42 @@ async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
         "not tried a third time"
     );
 }
+
+#[tokio::test]
+async fn a_bomb_and_an_encrypted_archive_are_never_clean() {
+    let peer = Peer::start().await;
+    let bomb = peer.file(
+        "bomb.zip",
+        scan_core::testing::nested_zip_bomb(6, 10, 1 << 20),
+    );
+    let locked = peer.file(
+        "locked.zip",
+        scan_core::testing::zip_encrypted(&[("secret.txt", b"hidden")], "pw"),
+    );
+    let server = Server::start().await;
+    for (url, trace) in [(&bomb, "bomb"), (&locked, "locked")] {
+        let response = server
+            .post(
+                "/api/v1/scan/async/download",
+                &json!({"download_url": url, "trace_id": trace}),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let bomb = server.result("bomb", WITHIN).await;
+    assert_eq!(bomb["status"], "no", "{bomb}");
+    assert!(
+        bomb["reason"].as_str().unwrap().contains("Limits.Exceeded"),
+        "{bomb}"
+    );
+    let locked = server.result("locked", WITHIN).await;
+    assert_eq!(locked["status"], "no", "{locked}");
+    assert!(
+        locked["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("encrypt"),
+        "{locked}"
+    );
+}

@@ -82,6 +82,21 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Creates the stream and the consumer group unless they exist. From "0", so jobs pushed while
+/// the group was missing (Redis restarted without persistence, say) are still delivered.
+async fn ensure_group(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+) -> Result<(), StoreError> {
+    let created: Result<(), redis::RedisError> =
+        conn.xgroup_create_mkstream(stream, group, "0").await;
+    match created {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(backend(e)),
+        _ => Ok(()),
+    }
+}
+
 impl RedisStore {
     /// Connects to `url`, with keys under `namespace`, as consumer `consumer` (unique per
     /// process, e.g. host name and pid). Claims not renewed for `lease` are taken over; at most
@@ -94,24 +109,26 @@ impl RedisStore {
         max_jobs: usize,
     ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let mut conn = ConnectionManager::new(client.clone())
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot reach Redis at {url}: {e}")))?;
-        let blocking = ConnectionManager::new_with_config(
-            client,
-            ConnectionManagerConfig::new().set_response_timeout(None),
+        // While Redis is away, requests should fail within a couple of seconds (a 503 the caller
+        // can retry), not hang through a long reconnect schedule.
+        let quick = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let mut conn = ConnectionManager::new_with_config(
+            client.clone(),
+            quick
+                .clone()
+                .set_response_timeout(Some(Duration::from_secs(5))),
         )
         .await
-        .map_err(backend)?;
+        .map_err(|e| StoreError::Backend(format!("cannot reach Redis at {url}: {e}")))?;
+        let blocking = ConnectionManager::new_with_config(client, quick.set_response_timeout(None))
+            .await
+            .map_err(backend)?;
         let stream = format!("{{{namespace}}}:jobs");
         let group = "workers".to_owned();
-        let created: Result<(), redis::RedisError> =
-            conn.xgroup_create_mkstream(&stream, &group, "0").await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(backend(e));
-        }
+        ensure_group(&mut conn, &stream, &group).await?;
         Ok(RedisStore {
             conn,
             blocking: tokio::sync::Mutex::new(blocking),
@@ -146,6 +163,18 @@ impl RedisStore {
             *last = Some(Instant::now());
         }
         due
+    }
+
+    /// Redis lost the group (restarted empty, flushed): makes it again, so the next claim reads
+    /// from it, and returns no jobs for this one.
+    async fn group_lost(&self) -> Result<Vec<Job>, StoreError> {
+        tracing::warn!(
+            stream = self.stream,
+            "the consumer group was gone; created again"
+        );
+        let mut conn = self.conn.clone();
+        ensure_group(&mut conn, &self.stream, &self.group).await?;
+        Ok(Vec::new())
     }
 
     /// Turns stream entries into jobs, counting this delivery of each.
@@ -224,7 +253,7 @@ impl JobQueue for RedisStore {
         let max = max.max(1);
         if self.takeover_due() {
             let mut conn = self.conn.clone();
-            let reclaimed: StreamAutoClaimReply = conn
+            let reclaimed: StreamAutoClaimReply = match conn
                 .xautoclaim_options(
                     &self.stream,
                     &self.group,
@@ -234,7 +263,11 @@ impl JobQueue for RedisStore {
                     StreamAutoClaimOptions::default().count(max),
                 )
                 .await
-                .map_err(backend)?;
+            {
+                Ok(reply) => reply,
+                Err(e) if e.code() == Some("NOGROUP") => return self.group_lost().await,
+                Err(e) => return Err(backend(e)),
+            };
             if !reclaimed.claimed.is_empty() {
                 tracing::info!(
                     jobs = reclaimed.claimed.len(),
@@ -251,9 +284,11 @@ impl JobQueue for RedisStore {
         }
         let read: Option<StreamReadReply> = {
             let mut conn = self.blocking.lock().await;
-            conn.xread_options(&[&self.stream], &[">"], &options)
-                .await
-                .map_err(backend)?
+            match conn.xread_options(&[&self.stream], &[">"], &options).await {
+                Ok(read) => read,
+                Err(e) if e.code() == Some("NOGROUP") => return self.group_lost().await,
+                Err(e) => return Err(backend(e)),
+            }
         };
         match read.as_ref().and_then(|r| r.keys.first()) {
             Some(key) => self.jobs_of(&key.ids).await,

@@ -176,3 +176,36 @@ async fn an_unreadable_entry_is_dropped_and_does_not_block_the_queue() {
         "the garbage entry is gone"
     );
 }
+
+#[tokio::test]
+async fn a_consumer_group_lost_with_its_data_is_created_again() {
+    let ns = namespace();
+    let store = open(&ns, "survivor", LEASE).await;
+    // Redis restarted without persistence: the stream and its group are gone.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{{{ns}}}:jobs"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A push recreates the stream, not the group.
+    store.push(&job("after-restart")).await.unwrap();
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        match store.claim(1, Duration::ZERO).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                claimed = jobs;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("claims must recover, not fail: {e}"),
+        }
+    }
+    assert_eq!(
+        claimed.len(),
+        1,
+        "the job pushed while the group was missing is delivered"
+    );
+    assert_eq!(claimed[0].id, "after-restart");
+}

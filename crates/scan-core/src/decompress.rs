@@ -209,6 +209,7 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
             decoder.window_log_max(27)?;
             Box::new(decoder)
         }
+        FileType::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
         other => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

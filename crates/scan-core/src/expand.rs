@@ -111,6 +111,9 @@ impl<'s> Walker<'s> {
             _ if depth >= self.budget.limits.max_depth => self.limit(path, Limit::MaxRecursion),
             FileType::Zip => self.expand_zip(path, depth, data),
             FileType::Tar => self.expand_tar(path, depth, data),
+            FileType::Ar => self.expand_ar(path, depth, data),
+            FileType::Cpio => self.expand_cpio(path, depth, data),
+            FileType::Ole => self.expand_ole(path, depth, data),
             FileType::SevenZ => self.expand_7z(path, depth, data),
             stream => self.expand_stream(path, depth, data, stream),
         }
@@ -457,6 +460,111 @@ impl<'s> Walker<'s> {
         }
     }
 
+    fn expand_ar(&mut self, path: &str, depth: u32, data: &[u8]) {
+        let mut archive = ar::Archive::new(Cursor::new(data));
+        let mut index = 0;
+        while let Some(entry) = archive.next_entry() {
+            if self.stopped {
+                return;
+            }
+            let mut entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return self.problem(path, Reason::Corrupt, format!("damaged ar: {e}")),
+            };
+            let name = member_name(&String::from_utf8_lossy(entry.header().identifier()), index);
+            index += 1;
+            let child = join(path, &name);
+            if !self.admit(&child) || !self.declared_ok(&child, entry.header().size(), None) {
+                continue;
+            }
+            let size = entry.header().size();
+            if !self.member(
+                &child,
+                depth + 1,
+                &mut Declared::new(&mut entry, size),
+                None,
+            ) {
+                return;
+            }
+        }
+    }
+
+    fn expand_cpio(&mut self, path: &str, depth: u32, data: &[u8]) {
+        const TYPE_MASK: u32 = 0o170000;
+        const REGULAR: u32 = 0o100000;
+        let mut cursor = Cursor::new(data);
+        for index in 0.. {
+            if self.stopped {
+                return;
+            }
+            let mut entry = match cpio::newc::Reader::new(cursor) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    return self.problem(path, Reason::Corrupt, format!("damaged cpio: {e}"));
+                }
+            };
+            if entry.entry().is_trailer() {
+                return;
+            }
+            let (mode, size) = (entry.entry().mode(), entry.entry().file_size());
+            if mode & TYPE_MASK == REGULAR && size > 0 {
+                let child = join(path, &member_name(entry.entry().name(), index));
+                if self.admit(&child)
+                    && self.declared_ok(&child, u64::from(size), None)
+                    && !self.member(
+                        &child,
+                        depth + 1,
+                        &mut Declared::new(&mut entry, u64::from(size)),
+                        None,
+                    )
+                {
+                    return;
+                }
+            }
+            cursor = match entry.finish() {
+                Ok(cursor) => cursor,
+                Err(e) => {
+                    return self.problem(path, Reason::Corrupt, format!("damaged cpio: {e}"));
+                }
+            };
+        }
+    }
+
+    fn expand_ole(&mut self, path: &str, depth: u32, data: &[u8]) {
+        let mut file = match cfb::CompoundFile::open(Cursor::new(data)) {
+            Ok(file) => file,
+            Err(e) => {
+                let message = format!("damaged OLE compound file: {e}");
+                return self.problem(path, Reason::Corrupt, message);
+            }
+        };
+        let streams: Vec<(std::path::PathBuf, u64)> = file
+            .walk()
+            .filter(|entry| entry.is_stream())
+            .map(|entry| (entry.path().to_owned(), entry.len()))
+            .collect();
+        for (index, (stream_path, size)) in streams.into_iter().enumerate() {
+            if self.stopped {
+                return;
+            }
+            let raw = stream_path.to_string_lossy();
+            let child = join(path, &member_name(raw.trim_start_matches('/'), index));
+            if !self.admit(&child) || !self.declared_ok(&child, size, None) {
+                continue;
+            }
+            match file.open_stream(&stream_path) {
+                // Streams are independent: one that cannot be read does not end the others.
+                Ok(mut stream) => {
+                    self.member(&child, depth + 1, &mut stream, None);
+                }
+                Err(e) => {
+                    let message = format!("damaged OLE stream: {e}");
+                    self.problem(&child, Reason::Corrupt, message);
+                }
+            }
+        }
+    }
+
     fn expand_7z(&mut self, path: &str, depth: u32, data: &[u8]) {
         let (counting, consumed) = Counting::new(Cursor::new(data));
         let mut reader = match ArchiveReader::new_with_memory_limit(
@@ -585,6 +693,36 @@ fn spool_capped(
         .map_err(|e| MemberError::Spool(e.to_string()))
 }
 
+/// A member whose size its container declared (ar, cpio, tar): ending before that size is an
+/// error, not an end, so a cut archive is reported damaged and never taken for whole.
+struct Declared<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Declared<R> {
+    fn new(inner: R, size: u64) -> Self {
+        Declared { inner, left: size }
+    }
+}
+
+impl<R: Read> Read for Declared<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        if read == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the member ends {} bytes short of its declared size",
+                    self.left
+                ),
+            ));
+        }
+        self.left = self.left.saturating_sub(read as u64);
+        Ok(read)
+    }
+}
+
 fn join(parent: &str, name: &str) -> String {
     format!("{parent}/{name}")
 }
@@ -619,6 +757,7 @@ fn stream_member_name(parent_path: &str, data: &[u8], format: FileType) -> Strin
         FileType::Bzip2 => &[(".tbz2", ".tar"), (".tbz", ".tar"), (".bz2", "")],
         FileType::Xz => &[(".txz", ".tar"), (".xz", "")],
         FileType::Zstd => &[(".tzst", ".tar"), (".zst", "")],
+        FileType::Lz4 => &[(".tlz4", ".tar"), (".lz4", "")],
         _ => &[],
     };
     for (suffix, replacement) in suffixes {

@@ -18,6 +18,15 @@ pub enum FileType {
     Xz,
     /// A zstd frame.
     Zstd,
+    /// An lz4 frame.
+    Lz4,
+    /// A Unix `ar` archive (also `.deb` packages and static libraries).
+    Ar,
+    /// A cpio archive in the "new" ASCII format (`newc`/`crc`: initramfs, RPM payloads).
+    Cpio,
+    /// An OLE2 compound file (legacy Office documents, MSI packages, Outlook `.msg`); its
+    /// streams are the members.
+    Ole,
     /// A container Verdict recognises but does not unpack (name in the tuple).
     UnsupportedArchive(&'static str),
     /// Anything else; not expanded.
@@ -40,6 +49,10 @@ impl FileType {
             FileType::Bzip2 => "bzip2",
             FileType::Xz => "xz",
             FileType::Zstd => "zstd",
+            FileType::Lz4 => "lz4",
+            FileType::Ar => "ar",
+            FileType::Cpio => "cpio",
+            FileType::Ole => "ole",
             FileType::UnsupportedArchive(name) => name,
             FileType::Other => "other",
         }
@@ -61,17 +74,51 @@ pub fn detect(data: &[u8]) -> FileType {
         FileType::Xz
     } else if starts(&[0x28, 0xB5, 0x2F, 0xFD]) {
         FileType::Zstd
+    } else if starts(&[0x04, 0x22, 0x4D, 0x18]) {
+        FileType::Lz4
+    } else if starts(b"!<arch>\n") {
+        FileType::Ar
+    } else if starts(b"070701") || starts(b"070702") {
+        FileType::Cpio
+    } else if starts(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        FileType::Ole
     } else if is_tar(data) {
         FileType::Tar
-    } else if starts(b"Rar!\x1A\x07") {
-        FileType::UnsupportedArchive("rar")
-    } else if starts(b"MSCF\0\0\0\0") {
-        FileType::UnsupportedArchive("cab")
-    } else if starts(&[0x60, 0xEA]) && data.len() > 10 && data[10] == 0x02 {
-        FileType::UnsupportedArchive("arj")
     } else {
-        FileType::Other
+        unsupported(data).map_or(FileType::Other, FileType::UnsupportedArchive)
     }
+}
+
+/// Containers recognised but not unpacked: reported as such, so their content is never taken
+/// for examined.
+fn unsupported(data: &[u8]) -> Option<&'static str> {
+    let starts = |magic: &[u8]| data.starts_with(magic);
+    let at = |offset: usize, magic: &[u8]| data.get(offset..offset + magic.len()) == Some(magic);
+    Some(if starts(b"Rar!\x1A\x07") {
+        "rar"
+    } else if starts(b"MSCF\0\0\0\0") {
+        "cab"
+    } else if starts(&[0x60, 0xEA]) && data.len() > 10 && data[10] == 0x02 {
+        "arj"
+    } else if starts(b"070707") {
+        "cpio (old ASCII format)"
+    } else if starts(&[0x02, 0x21, 0x4C, 0x18]) {
+        "lz4 (legacy format)"
+    } else if starts(&[0x1F, 0x9D]) {
+        "compress (.Z)"
+    } else if starts(&[0xED, 0xAB, 0xEE, 0xDB]) {
+        "rpm"
+    } else if starts(b"xar!") {
+        "xar"
+    } else if at(7, b"**ACE**") {
+        "ace"
+    } else if at(2, b"-lh") && data.get(6) == Some(&b'-') {
+        "lzh"
+    } else if at(0x8001, b"CD001") || at(0x8801, b"CD001") || at(0x9001, b"CD001") {
+        "iso9660"
+    } else {
+        return None;
+    })
 }
 
 /// A tar header is 512 bytes; POSIX and GNU put a magic at 257, old v7 archives have none, so a

@@ -85,6 +85,68 @@ pub fn xz(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// An lz4 frame of `data`.
+pub fn lz4(data: &[u8]) -> Vec<u8> {
+    let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// An lz4 frame of `size` zero bytes, encoded in 1 MiB steps (never all in memory).
+pub fn lz4_of_zeros(size: u64) -> Vec<u8> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    let mut left = size;
+    while left > 0 {
+        let step = left.min(zeros.len() as u64) as usize;
+        enc.write_all(&zeros[..step]).unwrap();
+        left -= step as u64;
+    }
+    enc.finish().unwrap()
+}
+
+/// A Unix `ar` archive (the format of `.deb` packages) of `(name, bytes)` entries.
+pub fn ar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = ar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let header = ar::Header::new(name.as_bytes().to_vec(), data.len() as u64);
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// A cpio archive in the newc format (initramfs, RPM payloads) of `(name, bytes)` files.
+pub fn cpio(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (ino, (name, data)) in entries.iter().enumerate() {
+        let mut writer = cpio::newc::Builder::new(name)
+            .ino(ino as u32 + 1)
+            .mode(0o100644)
+            .nlink(1)
+            .write(&mut out, data.len() as u32);
+        writer.write_all(data).unwrap();
+        writer.finish().unwrap();
+    }
+    cpio::newc::trailer(&mut out).unwrap();
+    out
+}
+
+/// An OLE2 compound file (the container of `.doc`, `.xls`, `.msi`) holding `(path, bytes)`
+/// streams; storages on the way are created.
+pub fn ole(streams: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut file = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    for (path, data) in streams {
+        let path = std::path::Path::new(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            file.create_storage_all(parent).unwrap();
+        }
+        let mut stream = file.create_stream(path).unwrap();
+        stream.write_all(data).unwrap();
+    }
+    file.flush().unwrap();
+    file.into_inner().into_inner()
+}
+
 /// A zstd frame of `data`.
 pub fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::stream::encode_all(data, 3).unwrap()

@@ -82,6 +82,35 @@ async fn ten_gib_of_zeros_in_gzip_stops_on_the_member_ratio() {
 }
 
 #[tokio::test]
+async fn a_gib_of_zeros_in_lz4_stops_on_the_member_ratio_and_is_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = testing::lz4_of_zeros(1 << 30);
+    assert!(bomb.len() < 8 << 20);
+    let report = scan(&scanner(dir.path()), "zeros.lz4", bomb).await;
+    assert_limit(&report, Limit::MaxCompressionRatio);
+    assert!(
+        report.bytes_expanded < 64 << 20,
+        "expanded {} bytes",
+        report.bytes_expanded
+    );
+    // The same shape, smaller and with the ratio check off, decodes whole: the stop above is
+    // the limit's doing, not a broken frame.
+    let limits = Limits {
+        max_ratio: u64::MAX,
+        ..Limits::default()
+    };
+    let whole = scan(
+        &scanner_with(dir.path(), limits),
+        "z.lz4",
+        testing::lz4_of_zeros(16 << 20),
+    )
+    .await;
+    assert_eq!(whole.verdict, Verdict::Clean, "{:?}", whole.problems);
+    assert_eq!(whole.bytes_expanded, 16 << 20);
+    assert_no_spool_files(dir.path());
+}
+
+#[tokio::test]
 async fn the_zeros_gzip_is_a_real_stream_when_limits_allow() {
     // Guards the bomb builder: with the ratio check off the stream decodes to its full size,
     // so the test above is stopped by the limit, not by a broken file.

@@ -132,6 +132,70 @@ async fn recognised_but_unsupported_archives_are_not_clean() {
 }
 
 #[tokio::test]
+async fn other_recognised_containers_are_unsupported_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let mut iso = vec![0u8; 0x8800];
+    iso[0x8000] = 1;
+    iso[0x8001..0x8006].copy_from_slice(b"CD001");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("disk.iso", iso, "iso9660"),
+        (
+            "old.Z",
+            b"\x1f\x9d\x90some lzw bits".to_vec(),
+            "compress (.Z)",
+        ),
+        ("pkg.rpm", b"\xed\xab\xee\xdb\x03\x00rest".to_vec(), "rpm"),
+        (
+            "old.cpio",
+            b"070707000000000000000000".to_vec(),
+            "cpio (old ASCII format)",
+        ),
+    ];
+    for (name, bytes, format) in cases {
+        let report = scan(&scanner, name, bytes).await;
+        assert_eq!(report.verdict, Verdict::Unscannable, "{name}");
+        assert_reason(&report, Reason::Unsupported);
+        let message = report.error_message().unwrap();
+        assert!(
+            message.contains(&format!("{format} archives are not unpacked")),
+            "{name}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn damaged_ar_cpio_ole_and_lz4_are_corrupt_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let e = eicar();
+    let payload = vec![b'x'; 4096];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a.ar", testing::ar(&[("one", &payload), ("two", &payload)])),
+        (
+            "a.cpio",
+            testing::cpio(&[("one", &payload), ("two", &payload)]),
+        ),
+        (
+            "a.doc",
+            testing::ole(&[("One", &payload), ("Two", &payload)]),
+        ),
+        ("a.lz4", testing::lz4(&payload)),
+    ];
+    for (name, whole) in cases {
+        let cut = whole[..whole.len() * 2 / 3].to_vec();
+        let report = scan(&scanner, name, cut).await;
+        assert_ne!(report.verdict, Verdict::Clean, "{name} cut short");
+        assert_reason(&report, Reason::Corrupt);
+    }
+    // What was decoded before the damage is still scanned.
+    let mut with_eicar = testing::cpio(&[("eicar.com", &e), ("big", &payload)]);
+    with_eicar.truncate(with_eicar.len() - 2048);
+    let report = scan(&scanner, "cut.cpio", with_eicar).await;
+    assert_eq!(report.verdict, Verdict::Infected);
+}
+
+#[tokio::test]
 async fn a_directory_entry_that_carries_bytes_is_still_scanned() {
     let dir = tempfile::tempdir().unwrap();
     let report = scan(

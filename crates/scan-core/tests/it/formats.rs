@@ -118,6 +118,32 @@ async fn every_format_is_unpacked_by_content_not_name() {
             testing::sevenz(&[("x/eicar.com", &e)], None),
             "e.7z/x/eicar.com",
         ),
+        (
+            "t.tar.lz4",
+            testing::lz4(&tar),
+            "t.tar.lz4/t.tar/bin/eicar.com",
+        ),
+        (
+            "pkg.deb",
+            testing::ar(&[
+                ("debian-binary", b"2.0\n"),
+                ("data.tar.gz", &testing::gzip(&tar)),
+            ]),
+            "pkg.deb/data.tar.gz/data.tar/bin/eicar.com",
+        ),
+        (
+            "initrd.img",
+            testing::cpio(&[("etc/motd", b"welcome"), ("bin/eicar.com", &e)]),
+            "initrd.img/bin/eicar.com",
+        ),
+        (
+            "report.doc",
+            testing::ole(&[
+                ("WordDocument", b"plain text of the document"),
+                ("Macros/VBA/Module1", &e),
+            ]),
+            "report.doc/Macros/VBA/Module1",
+        ),
         // Misleading names: content decides.
         (
             "photo.jpg",

@@ -201,7 +201,12 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
         FileType::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         FileType::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
         // Multi-stream xz (several concatenated streams) is valid and `xz -d` accepts it.
-        FileType::Xz => Box::new(lzma_rust2::XzReader::new(input, true)),
+        // The memory limit is checked per block, before its dictionary is allocated.
+        FileType::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            input,
+            true,
+            (crate::expand::DECODER_MEMORY_LIMIT / 1024) as u32,
+        )),
         FileType::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::new(input)?;
             // zstd's window size decides decoder memory; refuse frames that want more than

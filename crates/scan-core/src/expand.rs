@@ -19,6 +19,9 @@ use crate::verdict::{Detection, EngineSummary, Problem, Reason};
 /// 7z decoders may allocate dictionaries and models up to this much (KiB); larger ones are
 /// refused rather than allocated.
 const SEVENZ_MEMORY_LIMIT_KB: usize = 256 * 1024;
+/// The most memory any one decoder may ask for (an LZMA dictionary, say), in bytes; the same
+/// bound as 7z's. Standard presets need at most 64 MiB.
+pub(crate) const DECODER_MEMORY_LIMIT: u64 = 256 << 20;
 
 /// What a walk found; turned into a [`crate::Report`] by the scanner.
 #[derive(Debug, Default)]
@@ -40,6 +43,8 @@ enum MemberError {
         message: String,
     },
     Spool(String),
+    /// The decoder would need more memory than it may have.
+    TooMuchMemory(String),
 }
 
 pub(crate) struct Walker<'s> {
@@ -318,6 +323,14 @@ impl<'s> Walker<'s> {
                 }
                 false
             }
+            Err(MemberError::TooMuchMemory(message)) => {
+                let message = format!(
+                    "the decoder would need more than {} MiB of memory ({message}), so it was not examined",
+                    DECODER_MEMORY_LIMIT >> 20
+                );
+                self.problem(path, Reason::Unsupported, message);
+                false
+            }
             Err(MemberError::Spool(message)) => {
                 let message = format!("could not spool the member: {message}");
                 self.problem(path, Reason::Failed, message);
@@ -350,20 +363,25 @@ impl<'s> Walker<'s> {
             if self.stopped {
                 return;
             }
-            let (name, is_dir, encrypted, size, compressed_size) = match archive.by_index_raw(index)
-            {
-                Ok(raw) => (
-                    member_name(&raw.name().unwrap_or_default(), index),
-                    raw.is_dir(),
-                    raw.encrypted(),
-                    raw.size(),
-                    raw.compressed_size(),
-                ),
-                Err(e) => {
-                    self.zip_error(&format!("{path}/#{index}"), &e);
-                    continue;
-                }
-            };
+            let (name, is_dir, encrypted, size, compressed_size, lzma_dict) =
+                match archive.by_index_raw(index) {
+                    Ok(mut raw) => (
+                        member_name(&raw.name().unwrap_or_default(), index),
+                        raw.is_dir(),
+                        raw.encrypted(),
+                        raw.size(),
+                        raw.compressed_size(),
+                        if raw.compression() == zip::CompressionMethod::Lzma {
+                            lzma_dictionary(&mut raw)
+                        } else {
+                            None
+                        },
+                    ),
+                    Err(e) => {
+                        self.zip_error(&format!("{path}/#{index}"), &e);
+                        continue;
+                    }
+                };
             let child = join(path, &name);
             // A "directory" that carries bytes is a place to hide them: only empty ones are
             // skipped.
@@ -379,6 +397,14 @@ impl<'s> Walker<'s> {
                 continue;
             }
             if !self.admit(&child) || !self.declared_ok(&child, size, Some(compressed_size)) {
+                continue;
+            }
+            if let Some(dict) = lzma_dict.filter(|d| u64::from(*d) > DECODER_MEMORY_LIMIT) {
+                // The decoder would allocate the whole dictionary up front.
+                let message = format!(
+                    "the LZMA member wants a {dict}-byte dictionary, over the decoder memory limit, so it was not examined"
+                );
+                self.problem(&child, Reason::Unsupported, message);
                 continue;
             }
             let mut file = match archive.by_index(index) {
@@ -678,6 +704,9 @@ fn spool_capped(
                 if let Some(limit) = LimitHit::from_io(&e) {
                     return Err(MemberError::Limit(limit));
                 }
+                if e.kind() == std::io::ErrorKind::OutOfMemory {
+                    return Err(MemberError::TooMuchMemory(e.to_string()));
+                }
                 let partial = spool.finish().ok().filter(|p| !p.is_empty());
                 return Err(MemberError::Corrupt {
                     partial,
@@ -721,6 +750,16 @@ impl<R: Read> Read for Declared<R> {
         self.left = self.left.saturating_sub(read as u64);
         Ok(read)
     }
+}
+
+/// The dictionary size of a zip LZMA member, from its raw data: a 2-byte version, a 2-byte
+/// properties length (5), then the properties byte and the dictionary size (little-endian).
+fn lzma_dictionary(raw: &mut dyn Read) -> Option<u32> {
+    let mut header = [0u8; 9];
+    raw.read_exact(&mut header).ok()?;
+    Some(u32::from_le_bytes([
+        header[5], header[6], header[7], header[8],
+    ]))
 }
 
 fn join(parent: &str, name: &str) -> String {

@@ -4,6 +4,7 @@
 
 use scan_core::testing::{self, eicar};
 use scan_core::{Limit, Limits, Verdict};
+use zip::CompressionMethod;
 
 use crate::testutil::{assert_limit, assert_no_spool_files, paths, scan, scanner, scanner_with};
 
@@ -174,4 +175,63 @@ async fn scan_time_budget_is_enforced() {
     )
     .await;
     assert_limit(&report, Limit::MaxScanTime);
+}
+
+/// Rewrites the compression method of every entry of a one-entry stored zip (local and central
+/// headers), leaving its bytes as they are.
+fn with_method(mut zip: Vec<u8>, method: u16) -> Vec<u8> {
+    assert_eq!(&zip[..4], b"PK\x03\x04");
+    zip[8..10].copy_from_slice(&method.to_le_bytes());
+    let central = zip
+        .windows(4)
+        .position(|w| w == b"PK\x01\x02")
+        .expect("a central directory entry");
+    zip[central + 10..central + 12].copy_from_slice(&method.to_le_bytes());
+    zip
+}
+
+#[tokio::test]
+async fn decoders_that_would_need_gigabytes_of_memory_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+
+    // A zip LZMA member whose header asks for a 4 GiB dictionary.
+    let mut lzma = vec![0x10, 0x02, 0x05, 0x00, 0x5D, 0xF0, 0xFF, 0xFF, 0xFF];
+    lzma.extend_from_slice(&[0u8; 64]);
+    let zip = with_method(
+        testing::zip_with(&[("huge-dict.bin", &lzma)], CompressionMethod::Stored),
+        14,
+    );
+    let report = scan(&scanner, "dict.zip", zip).await;
+    assert_eq!(report.verdict, Verdict::Unscannable);
+    assert!(
+        report.error_message().unwrap().contains("dictionary"),
+        "{:?}",
+        report.problems
+    );
+
+    // An xz stream whose block asks for a 4 GiB dictionary (LZMA2 property 40), with the block
+    // header's CRC32 made right again so only the size is wrong.
+    let mut xz = testing::xz(b"some ordinary bytes to compress");
+    let block = 12;
+    let header_len = (usize::from(xz[block]) + 1) * 4;
+    let props = (block..block + header_len)
+        .position(|i| xz[i] == 0x21 && xz[i + 1] == 0x01)
+        .map(|at| block + at + 2)
+        .expect("an LZMA2 filter in the block header");
+    xz[props] = 40;
+    let mut crc = flate2::Crc::new();
+    crc.update(&xz[block..block + header_len - 4]);
+    xz[block + header_len - 4..block + header_len].copy_from_slice(&crc.sum().to_le_bytes());
+    let report = scan(&scanner, "dict.xz", xz).await;
+    assert_ne!(report.verdict, Verdict::Clean, "{:?}", report.problems);
+    assert!(
+        report
+            .error_message()
+            .unwrap()
+            .contains("would need more than 256 MiB of memory"),
+        "{:?}",
+        report.problems
+    );
+    assert_no_spool_files(dir.path());
 }

@@ -363,7 +363,7 @@ impl<'s> Walker<'s> {
             if self.stopped {
                 return;
             }
-            let (name, is_dir, encrypted, size, compressed_size, lzma_dict) =
+            let (name, is_dir, encrypted, size, compressed_size, method, lzma_dict) =
                 match archive.by_index_raw(index) {
                     Ok(mut raw) => (
                         member_name(&raw.name().unwrap_or_default(), index),
@@ -371,6 +371,7 @@ impl<'s> Walker<'s> {
                         raw.encrypted(),
                         raw.size(),
                         raw.compressed_size(),
+                        raw.compression(),
                         if raw.compression() == zip::CompressionMethod::Lzma {
                             lzma_dictionary(&mut raw)
                         } else {
@@ -405,6 +406,24 @@ impl<'s> Walker<'s> {
                     "the LZMA member wants a {dict}-byte dictionary, over the decoder memory limit, so it was not examined"
                 );
                 self.problem(&child, Reason::Unsupported, message);
+                continue;
+            }
+            if method == zip::CompressionMethod::Xz {
+                // Decoded by our own xz reader, which has a memory limit the zip crate's lacks;
+                // xz carries its own checksums.
+                let decoded = archive
+                    .by_index_raw(index)
+                    .map_err(|e| e.to_string())
+                    .and_then(|raw| stream_decoder(FileType::Xz, raw).map_err(|e| e.to_string()));
+                match decoded {
+                    Ok(mut decoder) => {
+                        self.member(&child, depth + 1, &mut decoder, Some(consumed.clone()));
+                    }
+                    Err(e) => {
+                        let message = format!("cannot decode the xz member: {e}");
+                        self.problem(&child, Reason::Corrupt, message);
+                    }
+                }
                 continue;
             }
             let mut file = match archive.by_index(index) {

@@ -210,8 +210,35 @@ async fn decoders_that_would_need_gigabytes_of_memory_are_refused_before_allocat
         report.problems
     );
 
-    // An xz stream whose block asks for a 4 GiB dictionary (LZMA2 property 40), with the block
-    // header's CRC32 made right again so only the size is wrong.
+    // The same xz stream alone and as a zip member (method 95).
+    let xz = xz_wanting_4_gib();
+    let in_zip = with_method(
+        testing::zip_with(&[("dict.bin", &xz)], CompressionMethod::Stored),
+        95,
+    );
+    for (name, bytes) in [("dict.xz", xz), ("xz-member.zip", in_zip)] {
+        let report = scan(&scanner, name, bytes).await;
+        assert_eq!(
+            report.verdict,
+            Verdict::Unscannable,
+            "{name}: {:?}",
+            report.problems
+        );
+        assert!(
+            report
+                .error_message()
+                .unwrap()
+                .contains("would need more than 256 MiB of memory"),
+            "{name}: {:?}",
+            report.problems
+        );
+    }
+    assert_no_spool_files(dir.path());
+}
+
+/// An xz stream whose block asks for a 4 GiB dictionary (LZMA2 property 40), with the block
+/// header's CRC32 made right again so only the size is wrong.
+fn xz_wanting_4_gib() -> Vec<u8> {
     let mut xz = testing::xz(b"some ordinary bytes to compress");
     let block = 12;
     let header_len = (usize::from(xz[block]) + 1) * 4;
@@ -223,15 +250,5 @@ async fn decoders_that_would_need_gigabytes_of_memory_are_refused_before_allocat
     let mut crc = flate2::Crc::new();
     crc.update(&xz[block..block + header_len - 4]);
     xz[block + header_len - 4..block + header_len].copy_from_slice(&crc.sum().to_le_bytes());
-    let report = scan(&scanner, "dict.xz", xz).await;
-    assert_ne!(report.verdict, Verdict::Clean, "{:?}", report.problems);
-    assert!(
-        report
-            .error_message()
-            .unwrap()
-            .contains("would need more than 256 MiB of memory"),
-        "{:?}",
-        report.problems
-    );
-    assert_no_spool_files(dir.path());
+    xz
 }

@@ -96,6 +96,11 @@ async fn every_format_is_unpacked_by_content_not_name() {
             testing::zip_with(&[("eicar.com", &e)], CompressionMethod::Zstd),
             "zst.zip/eicar.com",
         ),
+        (
+            "xz.zip",
+            testing::zip_with(&[("eicar.com", &e)], CompressionMethod::Xz),
+            "xz.zip/eicar.com",
+        ),
         ("t.tar", tar.clone(), "t.tar/bin/eicar.com"),
         (
             "t.tar.gz",

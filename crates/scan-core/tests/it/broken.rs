@@ -207,3 +207,27 @@ async fn a_directory_entry_that_carries_bytes_is_still_scanned() {
     assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
     assert_eq!(paths(&report), ["hide.zip/hidden"]);
 }
+
+#[tokio::test]
+async fn ole_headers_with_absurd_counts_never_panic_the_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let good = testing::ole(&[("One", &[b'x'; 8192]), ("Two", b"short")]);
+    // Sector counts and starts in the header: FAT sectors, first directory sector, first
+    // mini-FAT sector, mini-FAT sectors, first DIFAT sector, DIFAT sectors, and the sector shift.
+    for offset in [0x2C, 0x30, 0x3C, 0x40, 0x44, 0x48, 0x1E] {
+        for value in [0xFFFF_FFF0u32, 0x7FFF_FFFF, 0x0000_FFFF] {
+            let mut bad = good.clone();
+            bad[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+            let report = scan(&scanner, "bad.doc", bad).await;
+            // A panic in the walk would come back as Error (and an allocation failure would
+            // abort this test): either way the parser did not cope.
+            assert_ne!(
+                report.verdict,
+                Verdict::Error,
+                "offset {offset:#x} = {value:#x}: {:?}",
+                report.problems
+            );
+        }
+    }
+}

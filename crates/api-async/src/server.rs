@@ -103,6 +103,11 @@ impl AppState {
                 let store = EmbeddedStore::open(path, config.max_queued_jobs)
                     .map_err(|e| anyhow::anyhow!("embedded queue {}: {e}", path.display()))?;
                 tracing::info!(path = %path.display(), "jobs and results in the embedded store");
+                if config.workers == 0 {
+                    tracing::warn!(
+                        "workers = 0 with the embedded queue: jobs are accepted but nothing here runs them (only this process can open the file); use Redis for separate front ends and workers"
+                    );
+                }
                 (Arc::new(store.clone()), Arc::new(store))
             }
             QueueConfig::Redis { url, namespace } => {

@@ -43,7 +43,8 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 
-# start MODE INDEX RUN -> prints the base URL once the instance answers.
+# start MODE INDEX RUN: starts an instance, records its pid and appends its base URL to
+# `bases` once it answers. Not run in a subshell, so the pid reaches stop_all.
 start() {
     local mode=$1 index=$2 run=$3 port queue
     port=$(free_port)
@@ -76,7 +77,7 @@ EOF
         curl -sf "http://127.0.0.1:$port/health" > /dev/null 2>&1 && break
         sleep 0.05
     done
-    echo "http://127.0.0.1:$port"
+    bases+=("http://127.0.0.1:$port")
 }
 
 declare -A median
@@ -87,7 +88,7 @@ for setup in "embedded 1" "embedded 2" "redis 1" "redis 2"; do
     for run in 1 2 3 4 5; do
         name="$mode-$processes-$run"
         bases=()
-        for index in $(seq "$processes"); do bases+=("$(start "$mode" "$index" "$name")"); done
+        for index in $(seq "$processes"); do start "$mode" "$index" "$name"; done
         line=$("$target/examples/async_load" bench-key "$jobs" "$concurrency" "${bases[@]}")
         stop_all
         echo "$mode x$processes run $run: $line"

@@ -81,9 +81,18 @@ impl Sources<'_> {
                     .unwrap_or_else(|| "download".to_owned());
                 (name, url.clone())
             }
-            Source::S3 { bucket, key, .. } => {
+            Source::S3 {
+                bucket,
+                key,
+                version,
+            } => {
                 let name = key.rsplit('/').next().unwrap_or(key).to_owned();
-                (name, self.objects.url(bucket, key))
+                let mut address = self.objects.url(bucket, key);
+                if let Some(version) = version {
+                    address.push_str("?versionId=");
+                    address.extend(url::form_urlencoded::byte_serialize(version.as_bytes()));
+                }
+                (name, address)
             }
         }
     }

@@ -316,6 +316,10 @@ async fn s3_jobs_scan_the_latest_object_or_the_version_asked_for() {
         address.contains(&bucket) && address.contains("uploads/doc.bin"),
         "{address}"
     );
+    assert!(
+        address.ends_with(&format!("?versionId={old_version}")),
+        "{address}"
+    );
 }
 
 #[tokio::test]

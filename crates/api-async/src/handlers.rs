@@ -233,6 +233,8 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/scan/async/download", tag = "async", security(("bearer" = []), ("api_key" = [])),
+    request_body = crate::openapi::AsyncDownloadRequest, responses(crate::openapi::Submitted))]
 /// `POST /api/v1/scan/async/download`.
 pub(crate) async fn async_download(
     State(state): State<Arc<AppState>>,
@@ -250,6 +252,8 @@ pub(crate) async fn async_download(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/scan/async/s3", tag = "async", security(("bearer" = []), ("api_key" = [])),
+    request_body = crate::openapi::AsyncS3Request, responses(crate::openapi::Submitted))]
 /// `POST /api/v1/scan/async/s3`.
 pub(crate) async fn async_s3(
     State(state): State<Arc<AppState>>,
@@ -280,6 +284,12 @@ pub(crate) struct ResultQuery {
     trace_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/scan/async/result", tag = "async", security(("bearer" = []), ("api_key" = [])),
+    params(("trace_id" = String, Query, description = "The id given when submitting")),
+    responses(
+        (status = 200, description = "The verdict", body = scan_core::AsyncScanResult),
+        (status = 400, description = "No trace_id", body = crate::openapi::Problem),
+        (status = 404, description = "Not finished, unknown, or expired", body = crate::openapi::Problem)))]
 /// `GET /api/v1/scan/async/result?trace_id=ID`.
 pub(crate) async fn async_result(
     State(state): State<Arc<AppState>>,
@@ -300,11 +310,19 @@ pub(crate) async fn async_result(
         })
 }
 
+#[utoipa::path(get, path = "/api/v1/test", tag = "operations", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "The key is valid"), (status = 401, description = "It is not", body = crate::openapi::Problem)))]
 /// `GET /api/v1/test`: 204 for a valid key (the middleware refused the rest).
 pub(crate) async fn test() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+#[utoipa::path(post, path = "/api/v1/scan/sync/download", tag = "sync", security(("bearer" = []), ("api_key" = [])),
+    request_body = crate::openapi::SyncDownloadRequest,
+    responses(
+        (status = 200, description = "The verdict (status no with a reason when the download failed)", body = scan_core::AsyncScanResult),
+        (status = 400, description = "A field is missing or invalid", body = crate::openapi::Problem),
+        (status = 503, description = "Too many scans at once", body = crate::openapi::Problem)))]
 /// `POST /api/v1/scan/sync/download`: fetch and scan in the request.
 pub(crate) async fn sync_download(
     State(state): State<Arc<AppState>>,
@@ -316,6 +334,12 @@ pub(crate) async fn sync_download(
     scan_now(&state, Source::Url { url, headers }).await
 }
 
+#[utoipa::path(post, path = "/api/v1/scan/sync/s3", tag = "sync", security(("bearer" = []), ("api_key" = [])),
+    request_body = crate::openapi::SyncS3Request,
+    responses(
+        (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = scan_core::AsyncScanResult),
+        (status = 400, description = "A field is missing or invalid", body = crate::openapi::Problem),
+        (status = 503, description = "Too many scans at once", body = crate::openapi::Problem)))]
 /// `POST /api/v1/scan/sync/s3` (the original product has it beside the two the contract names):
 /// `{bucket, key, version?}`, scanned in the request.
 pub(crate) async fn sync_s3(
@@ -354,6 +378,13 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiEr
     Ok(Json(result))
 }
 
+#[utoipa::path(post, path = "/api/v1/scan/sync/binary", tag = "sync", security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file"),
+    responses(
+        (status = 200, description = "The verdict", body = scan_core::AsyncScanResult),
+        (status = 408, description = "The body stalled", body = crate::openapi::Problem),
+        (status = 413, description = "The body is over max_body_bytes", body = crate::openapi::Problem),
+        (status = 503, description = "Too many scans at once", body = crate::openapi::Problem)))]
 /// `POST /api/v1/scan/sync/binary`: the raw body is the file.
 pub(crate) async fn sync_binary(
     State(state): State<Arc<AppState>>,
@@ -394,6 +425,7 @@ pub(crate) async fn sync_binary(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 /// `GET /metrics`: Prometheus text; no key needed (like /health).
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let pending = state.queue.pending().await.ok();
@@ -403,10 +435,17 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResp
     )
 }
 
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running, with pending_jobs"), (status = 503, description = "The queue does not answer", body = crate::openapi::Problem)))]
 /// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     match state.queue.pending().await {
         Ok(pending) => Json(json!({"status": "ok", "pending_jobs": pending})).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// `GET /openapi.json`: the OpenAPI 3 document of this API.
+pub(crate) async fn openapi() -> impl IntoResponse {
+    use utoipa::OpenApi;
+    Json(crate::openapi::ApiDoc::openapi())
 }

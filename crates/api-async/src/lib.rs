@@ -10,6 +10,7 @@ mod error;
 mod handlers;
 mod job;
 mod metrics;
+mod openapi;
 mod redis_store;
 mod security;
 mod server;

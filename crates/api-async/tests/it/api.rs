@@ -525,3 +525,35 @@ async fn a_stalled_binary_upload_is_408_and_frees_its_slot() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_endpoint_and_the_result_fields() {
+    let server = Server::start().await;
+    let doc = server.get_json("/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/scan/async/download", "post"),
+        ("/api/v1/scan/async/s3", "post"),
+        ("/api/v1/scan/async/result", "get"),
+        ("/api/v1/test", "get"),
+        ("/api/v1/scan/sync/download", "post"),
+        ("/api/v1/scan/sync/s3", "post"),
+        ("/api/v1/scan/sync/binary", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
+    }
+    let result = &doc["components"]["schemas"]["AsyncScanResult"]["properties"];
+    for field in ["status", "finding", "size", "realfiletype", "reason"] {
+        assert!(result[field].is_object(), "AsyncScanResult.{field} missing");
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "x-api-key");
+    let download = &paths["/api/v1/scan/async/download"]["post"]["responses"];
+    for status in ["201", "204", "400", "401", "409", "503"] {
+        assert!(
+            download[status].is_object(),
+            "async download {status} undocumented"
+        );
+    }
+}

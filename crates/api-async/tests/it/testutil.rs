@@ -302,17 +302,22 @@ impl Server {
         wait_for_result(&self.client, &self.base, trace_id, within).await
     }
 
-    pub(crate) async fn pending_jobs(&self) -> u64 {
-        let health: Value = self
-            .client
-            .get(self.url("/health"))
+    /// GETs `path` without a key and parses the JSON answer.
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        health["pending_jobs"].as_u64().unwrap()
+            .unwrap()
+    }
+
+    pub(crate) async fn pending_jobs(&self) -> u64 {
+        self.get_json("/health").await["pending_jobs"]
+            .as_u64()
+            .unwrap()
     }
 
     /// Stops it the way SIGTERM does and waits until it has drained.

@@ -1,0 +1,143 @@
+//! The OpenAPI 3 document served at `GET /openapi.json`, generated from the handlers'
+//! annotations and the wire types (utoipa), so clients can generate their own SDKs.
+
+use std::collections::BTreeMap;
+
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
+
+/// Where the verdict of a queued job goes, shared by both async endpoints.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Delivery {
+    /// Where to POST the result; without it, `trace_id` is required and the result is polled.
+    callback_url: Option<String>,
+    /// Headers for the callback (`Content-Type` and `Content-Length` are always ours).
+    callback_headers: Option<BTreeMap<String, String>>,
+    /// The caller's id for the job (at most 256 bytes).
+    trace_id: Option<String>,
+    /// Passed through untouched; at most 16 KB.
+    custom_data: Option<String>,
+}
+
+/// `POST /api/v1/scan/async/download` body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct AsyncDownloadRequest {
+    #[serde(flatten)]
+    source: SyncDownloadRequest,
+    #[serde(flatten)]
+    delivery: Delivery,
+}
+
+/// `POST /api/v1/scan/async/s3` body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct AsyncS3Request {
+    #[serde(flatten)]
+    source: SyncS3Request,
+    #[serde(flatten)]
+    delivery: Delivery,
+}
+
+/// What submitting a job can answer.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum Submitted {
+    /// Queued; poll the `Location` header.
+    #[response(status = 201, headers(("Location" = String, description = "The result's address")))]
+    Polled,
+    /// Queued; the result goes to `callback_url`.
+    #[response(status = 204)]
+    CalledBack,
+    /// A field is missing or invalid.
+    #[response(status = 400)]
+    Invalid(Problem),
+    /// No or unknown API key.
+    #[response(status = 401)]
+    Unauthorized(Problem),
+    /// `trace_id` belongs to a job still pending.
+    #[response(status = 409)]
+    Pending(Problem),
+    /// The queue is full or unreachable; retry.
+    #[response(status = 503)]
+    Unavailable(Problem),
+}
+
+/// `POST /api/v1/scan/sync/download` body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct SyncDownloadRequest {
+    /// http(s) URL to GET and scan.
+    download_url: String,
+    /// Headers for that GET.
+    download_headers: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /api/v1/scan/sync/s3` body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct SyncS3Request {
+    bucket: String,
+    key: String,
+    /// The object version; the latest when absent.
+    version: Option<String>,
+}
+
+/// Every error answer: `{"error": "...", "status": 400}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Problem {
+    /// What went wrong, for a person.
+    error: String,
+    /// The HTTP status again.
+    status: u16,
+}
+
+/// Both ways to present an API key: `Authorization: Bearer <key>` and `x-api-key: <key>`.
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "verdict-async", description = "Submit a URL or an S3 object; get the malware verdict by signed callback or by polling. Synchronous siblings scan in the request."),
+    paths(
+        crate::handlers::async_download,
+        crate::handlers::async_s3,
+        crate::handlers::async_result,
+        crate::handlers::test,
+        crate::handlers::sync_download,
+        crate::handlers::sync_s3,
+        crate::handlers::sync_binary,
+        crate::handlers::health,
+        crate::handlers::metrics,
+    ),
+    components(schemas(
+        AsyncDownloadRequest,
+        AsyncS3Request,
+        SyncDownloadRequest,
+        SyncS3Request,
+        Delivery,
+        Problem,
+        scan_core::AsyncScanResult,
+        scan_core::EngineSummary
+    )),
+    modifiers(&ApiKeyAuth)
+)]
+pub(crate) struct ApiDoc;

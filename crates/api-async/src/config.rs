@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use engines::EngineConfig;
 use scan_core::{Limits, SpoolSettings};
 use serde::Deserialize;
+use storage::StorageConfig;
 use storage::fetch::FetchSettings;
-use storage::{S3Config, StorageConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -228,16 +228,7 @@ impl Config {
         if let Some(file) = get("VERDICT_CALLBACK_SECRET_FILE") {
             self.callback.secret_file = file.into();
         }
-        if let Some(root) = get("VERDICT_DATA_DIR") {
-            self.storage = StorageConfig::Local { root: root.into() };
-        }
-        if let Some(endpoint) = get("VERDICT_S3_ENDPOINT") {
-            self.storage = StorageConfig::S3(S3Config {
-                endpoint: Some(endpoint),
-                path_style: true,
-                region: None,
-            });
-        }
+        self.storage.apply_env(&get);
         Ok(())
     }
 }

@@ -70,17 +70,7 @@ impl Sources<'_> {
     /// The name to report the root under and the address to tell the caller.
     pub(crate) fn describe(&self, source: &Source) -> (String, String) {
         match source {
-            Source::Url { url, .. } => {
-                let name = url::Url::parse(url)
-                    .ok()
-                    .and_then(|u| {
-                        u.path_segments()
-                            .and_then(|mut s| s.next_back().map(str::to_owned))
-                    })
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "download".to_owned());
-                (name, url.clone())
-            }
+            Source::Url { url, .. } => (storage::fetch::file_name(url), url.clone()),
             Source::S3 {
                 bucket,
                 key,

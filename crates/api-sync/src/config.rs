@@ -8,8 +8,8 @@ use engines::EngineConfig;
 use scan_core::Limits;
 use scan_core::SpoolSettings;
 use serde::Deserialize;
+use storage::StorageConfig;
 use storage::fetch::FetchSettings;
-use storage::{S3Config, StorageConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,16 +118,7 @@ impl Config {
         if let Some(file) = get("VERDICT_TOKEN_SECRET_FILE") {
             self.token.secret_file = Some(file.into());
         }
-        if let Some(root) = get("VERDICT_DATA_DIR") {
-            self.storage = StorageConfig::Local { root: root.into() };
-        }
-        if let Some(endpoint) = get("VERDICT_S3_ENDPOINT") {
-            self.storage = StorageConfig::S3(S3Config {
-                endpoint: Some(endpoint),
-                path_style: true,
-                region: None,
-            });
-        }
+        self.storage.apply_env(&get);
         if let Some(max) = get("VERDICT_MAX_BODY_BYTES") {
             self.max_body_bytes = Some(
                 max.parse()

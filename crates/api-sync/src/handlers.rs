@@ -497,14 +497,7 @@ pub(crate) async fn scan_url(
     let input = ScanInput::from_async_reader(download.body, state.scanner.spool_config())
         .await
         .map_err(upstream_input_error)?;
-    let name = url::Url::parse(&url)
-        .ok()
-        .and_then(|u| {
-            u.path_segments()
-                .and_then(|mut s| s.next_back().map(str::to_owned))
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "download".to_owned());
+    let name = storage::fetch::file_name(&url);
     Ok(Json(answer(&state, &name, input, None).await?))
 }
 

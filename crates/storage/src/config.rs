@@ -29,6 +29,21 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
+    /// Environment overrides every service shares: `VERDICT_DATA_DIR` (a local root) and
+    /// `VERDICT_S3_ENDPOINT` (S3 at that endpoint, path-style), the latter winning.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(root) = get("VERDICT_DATA_DIR") {
+            *self = StorageConfig::Local { root: root.into() };
+        }
+        if let Some(endpoint) = get("VERDICT_S3_ENDPOINT") {
+            *self = StorageConfig::S3(S3Config {
+                endpoint: Some(endpoint),
+                path_style: true,
+                region: None,
+            });
+        }
+    }
+
     /// Opens the configured store (creating a local root if needed).
     pub async fn open(&self) -> std::io::Result<Arc<dyn ObjectStore>> {
         Ok(match self {

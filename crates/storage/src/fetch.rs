@@ -160,18 +160,25 @@ impl Fetcher {
         Ok(Fetcher { client, policy })
     }
 
-    /// GETs `url` with `headers`; the body streams, capped at the policy's size.
-    pub async fn get(
-        &self,
-        url: &str,
-        headers: &[(String, String)],
-    ) -> Result<Download, FetchError> {
+    /// Parses `url` and checks its scheme and (for IP literals) its address against the policy;
+    /// host names are checked again when they resolve.
+    fn allowed(&self, url: &str) -> Result<url::Url, FetchError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| FetchError::InvalidUrl(format!("{url:?} is not a URL: {e}")))?;
         check_url(&parsed, &self.policy).map_err(|reason| FetchError::Refused {
             url: url.to_owned(),
             reason,
         })?;
+        Ok(parsed)
+    }
+
+    /// GETs `url` with `headers`; the body streams, capped at the policy's size.
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Download, FetchError> {
+        let parsed = self.allowed(url)?;
         let mut request = self.client.get(parsed);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
@@ -218,12 +225,7 @@ impl Fetcher {
         body: bytes::Bytes,
         timeout: Duration,
     ) -> Result<u16, FetchError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| FetchError::InvalidUrl(format!("{url:?} is not a URL: {e}")))?;
-        check_url(&parsed, &self.policy).map_err(|reason| FetchError::Refused {
-            url: url.to_owned(),
-            reason,
-        })?;
+        let parsed = self.allowed(url)?;
         let mut request = self.client.post(parsed).timeout(timeout);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
@@ -278,6 +280,19 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// The last path segment of `url` (`report.pdf` of `https://host/a/report.pdf?x=1`), to name
+/// a download by; `download` when there is none.
+pub fn file_name(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_owned))
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "download".to_owned())
 }
 
 /// Checks scheme and, for IP literals, the address (host names are checked when resolved).

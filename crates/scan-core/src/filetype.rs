@@ -4,29 +4,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FileType {
-    /// A zip archive (also docx, xlsx, jar, apk...).
-    Zip,
-    /// A tar archive (ustar, GNU, pax, or v7 with a valid header checksum).
-    Tar,
-    /// A 7-Zip archive.
-    SevenZ,
-    /// A gzip stream.
-    Gzip,
-    /// A bzip2 stream.
-    Bzip2,
-    /// An xz stream.
-    Xz,
-    /// A zstd frame.
-    Zstd,
-    /// An lz4 frame.
-    Lz4,
-    /// A Unix `ar` archive (also `.deb` packages and static libraries).
-    Ar,
-    /// A cpio archive in the "new" ASCII format (`newc`/`crc`: initramfs, RPM payloads).
-    Cpio,
-    /// An OLE2 compound file (legacy Office documents, MSI packages, Outlook `.msg`); its
-    /// streams are the members.
-    Ole,
+    /// A carrier that expansion opens, by its format's name: `zip`, `tar`, `7z`, `gzip`,
+    /// `email`, `pdf`, `rtf`, `ole`... (see [`container_formats`]).
+    Container(&'static str),
     /// A container Verdict recognises but does not unpack (name in the tuple).
     UnsupportedArchive(&'static str),
     /// Anything else; not expanded.
@@ -36,57 +16,34 @@ pub enum FileType {
 impl FileType {
     /// Whether expansion opens this type.
     pub fn is_container(self) -> bool {
-        !matches!(self, FileType::Other | FileType::UnsupportedArchive(_))
+        matches!(self, FileType::Container(_))
     }
 
-    /// A short lower-case name: `zip`, `tar`, `7z`, `gzip`...
+    /// A short lower-case name: `zip`, `tar`, `7z`, `gzip`, `pdf`...
     pub fn name(self) -> &'static str {
         match self {
-            FileType::Zip => "zip",
-            FileType::Tar => "tar",
-            FileType::SevenZ => "7z",
-            FileType::Gzip => "gzip",
-            FileType::Bzip2 => "bzip2",
-            FileType::Xz => "xz",
-            FileType::Zstd => "zstd",
-            FileType::Lz4 => "lz4",
-            FileType::Ar => "ar",
-            FileType::Cpio => "cpio",
-            FileType::Ole => "ole",
-            FileType::UnsupportedArchive(name) => name,
+            FileType::Container(name) | FileType::UnsupportedArchive(name) => name,
             FileType::Other => "other",
         }
     }
 }
 
-/// Identifies the container type of `data` from its first bytes.
+/// The names of every format expansion opens, in the order identification tries them.
+pub fn container_formats() -> impl Iterator<Item = &'static str> {
+    crate::formats::FORMATS.iter().map(|f| f.name)
+}
+
+/// Identifies the container type of `data` from its content.
 pub fn detect(data: &[u8]) -> FileType {
-    let starts = |magic: &[u8]| data.starts_with(magic);
-    if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
-        FileType::Zip
-    } else if starts(b"7z\xBC\xAF\x27\x1C") {
-        FileType::SevenZ
-    } else if starts(b"\x1F\x8B") {
-        FileType::Gzip
-    } else if starts(b"BZh") && data.get(3).is_some_and(|b| (b'1'..=b'9').contains(b)) {
-        FileType::Bzip2
-    } else if starts(b"\xFD7zXZ\x00") {
-        FileType::Xz
-    } else if starts(&[0x28, 0xB5, 0x2F, 0xFD]) {
-        FileType::Zstd
-    } else if starts(&[0x04, 0x22, 0x4D, 0x18]) {
-        FileType::Lz4
-    } else if starts(b"!<arch>\n") {
-        FileType::Ar
-    } else if starts(b"070701") || starts(b"070702") {
-        FileType::Cpio
-    } else if starts(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
-        FileType::Ole
-    } else if is_tar(data) {
-        FileType::Tar
-    } else {
-        unsupported(data).map_or(FileType::Other, FileType::UnsupportedArchive)
+    match crate::formats::identify(data) {
+        Some(format) => FileType::Container(format.name),
+        None => detect_unsupported(data),
     }
+}
+
+/// What `data` is when no format opens it: a recognised but unsupported container, or other.
+pub(crate) fn detect_unsupported(data: &[u8]) -> FileType {
+    unsupported(data).map_or(FileType::Other, FileType::UnsupportedArchive)
 }
 
 /// Containers recognised but not unpacked: reported as such, so their content is never taken
@@ -123,7 +80,7 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
 
 /// A tar header is 512 bytes; POSIX and GNU put a magic at 257, old v7 archives have none, so a
 /// valid header checksum identifies them (the same test GNU `file` uses).
-fn is_tar(data: &[u8]) -> bool {
+pub(crate) fn is_tar(data: &[u8]) -> bool {
     let Some(header) = data.get(..512) else {
         return false;
     };
@@ -171,7 +128,7 @@ pub fn describe(data: &[u8]) -> String {
     }
 }
 
-fn looks_like_text(data: &[u8]) -> bool {
+pub(crate) fn looks_like_text(data: &[u8]) -> bool {
     let sample = &data[..data.len().min(8192)];
     match std::str::from_utf8(sample) {
         Ok(text) => !text.contains('\0'),
@@ -186,12 +143,15 @@ mod tests {
 
     #[test]
     fn magic_bytes_decide_not_names() {
-        assert_eq!(detect(b"PK\x03\x04rest"), FileType::Zip);
-        assert_eq!(detect(b"\x1f\x8b\x08\0"), FileType::Gzip);
-        assert_eq!(detect(b"BZh91AY&SY"), FileType::Bzip2);
+        assert_eq!(detect(b"PK\x03\x04rest"), FileType::Container("zip"));
+        assert_eq!(detect(b"\x1f\x8b\x08\0"), FileType::Container("gzip"));
+        assert_eq!(detect(b"BZh91AY&SY"), FileType::Container("bzip2"));
         assert_eq!(detect(b"BZhX"), FileType::Other);
-        assert_eq!(detect(b"\xFD7zXZ\0\0"), FileType::Xz);
-        assert_eq!(detect(b"7z\xBC\xAF\x27\x1C\0\x04"), FileType::SevenZ);
+        assert_eq!(detect(b"\xFD7zXZ\0\0"), FileType::Container("xz"));
+        assert_eq!(
+            detect(b"7z\xBC\xAF\x27\x1C\0\x04"),
+            FileType::Container("7z")
+        );
         assert_eq!(
             detect(b"Rar!\x1A\x07\x01\0"),
             FileType::UnsupportedArchive("rar")
@@ -208,7 +168,7 @@ mod tests {
         header[124..136].copy_from_slice(b"00000000003\0");
         let sum: u32 = header.iter().map(|b| u32::from(*b)).sum::<u32>() + 8 * u32::from(b' ');
         header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        assert_eq!(detect(&header), FileType::Tar);
+        assert_eq!(detect(&header), FileType::Container("tar"));
         header[0] = b'b'; // checksum no longer matches
         assert_eq!(detect(&header), FileType::Other);
     }

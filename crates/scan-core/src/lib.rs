@@ -37,6 +37,7 @@ mod engine;
 mod error;
 mod expand;
 pub mod filetype;
+mod formats;
 mod input;
 mod limits;
 #[cfg(feature = "metrics")]

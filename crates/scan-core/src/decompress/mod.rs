@@ -4,12 +4,14 @@
 
 #![allow(clippy::disallowed_types)]
 
+mod filters;
+mod ovba;
+
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::filetype::FileType;
 use crate::limits::{Limit, Limits};
 
 /// The scan-wide budget: what all members of one scan have used so far.
@@ -192,35 +194,65 @@ impl<R: Read> Read for Capped<'_, R> {
     }
 }
 
-/// A streaming decoder for a single-stream compression format.
+/// A compression format whose decoder lives here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// gzip, every member of a multi-member file.
+    Gzip,
+    /// bzip2, every stream of a multi-stream file.
+    Bzip2,
+    /// xz, every stream, with the decoder memory limit.
+    Xz,
+    /// zstd, with a bounded window.
+    Zstd,
+    /// lz4 frames.
+    Lz4,
+    /// A zlib stream (RFC 1950): PDF's FlateDecode, PowerPoint's embedded objects.
+    Zlib,
+    /// A raw deflate stream (RFC 1951), as some broken PDF writers store FlateDecode data.
+    Deflate,
+    /// LZW as PDF's LZWDecode uses it; `early_change` is its EarlyChange parameter.
+    Lzw {
+        /// Whether the code width grows one code early (PDF's default).
+        early_change: bool,
+    },
+    /// PDF's RunLengthDecode.
+    RunLength,
+    /// BinHex 4.0's run-length encoding.
+    BinHexRle,
+    /// MS-OVBA, the compression of VBA macro source.
+    Ovba,
+}
+
+/// A streaming decoder for `codec` over `input`.
 pub(crate) fn stream_decoder<'a, R: Read + 'a>(
-    format: FileType,
+    codec: Codec,
     input: R,
 ) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match format {
-        FileType::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        FileType::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+    Ok(match codec {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
         // Multi-stream xz (several concatenated streams) is valid and `xz -d` accepts it.
         // The memory limit is checked per block, before its dictionary is allocated.
-        FileType::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
             input,
             true,
             (crate::expand::DECODER_MEMORY_LIMIT / 1024) as u32,
         )),
-        FileType::Zstd => {
+        Codec::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::new(input)?;
             // zstd's window size decides decoder memory; refuse frames that want more than
             // 128 MiB (zstd's own default cap for untrusted input is similar).
             decoder.window_log_max(27)?;
             Box::new(decoder)
         }
-        FileType::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a single-stream format", other.name()),
-            ));
-        }
+        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
+        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(input)),
+        Codec::Deflate => Box::new(flate2::read::DeflateDecoder::new(input)),
+        Codec::Lzw { early_change } => Box::new(filters::Lzw::new(input, early_change)),
+        Codec::RunLength => Box::new(filters::RunLength::new(input)),
+        Codec::BinHexRle => Box::new(filters::BinHexRle::new(input)),
+        Codec::Ovba => Box::new(ovba::OvbaReader::new(input)),
     })
 }
 
@@ -270,7 +302,7 @@ mod tests {
             ..Limits::default()
         });
         let (counting, consumed) = Counting::new(Cursor::new(gz));
-        let decoder = stream_decoder(FileType::Gzip, counting).expect("decoder");
+        let decoder = stream_decoder(Codec::Gzip, counting).expect("decoder");
         let mut capped = Capped::new(decoder, &b, Some(consumed));
         let err = io::copy(&mut capped, &mut io::sink()).expect_err("ratio");
         assert_eq!(LimitHit::from_io(&err), Some(Limit::MaxCompressionRatio));

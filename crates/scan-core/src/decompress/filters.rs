@@ -1,0 +1,211 @@
+//! Small expanding decoders of document formats: PDF's LZWDecode (through weezl) and
+//! RunLengthDecode, and BinHex 4.0's run-length encoding. Each is a streaming `Read`, so its
+//! output reaches the caps as it is produced.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use weezl::{BitOrder, LzwStatus};
+
+/// LZW as PDF and TIFF use it: 8-bit codes, MSB first; `early_change` is PDF's EarlyChange
+/// (default 1), the code width growing one code early.
+pub(super) struct Lzw<R> {
+    inner: BufReader<R>,
+    decoder: weezl::decode::Decoder,
+    done: bool,
+}
+
+impl<R: Read> Lzw<R> {
+    pub(super) fn new(inner: R, early_change: bool) -> Self {
+        let decoder = if early_change {
+            weezl::decode::Decoder::with_tiff_size_switch(BitOrder::Msb, 8)
+        } else {
+            weezl::decode::Decoder::new(BitOrder::Msb, 8)
+        };
+        Lzw {
+            inner: BufReader::new(inner),
+            decoder,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Lzw<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while !self.done && !buf.is_empty() {
+            let input = self.inner.fill_buf()?;
+            let at_end = input.is_empty();
+            let result = self.decoder.decode_bytes(input, buf);
+            self.inner.consume(result.consumed_in);
+            match result.status {
+                Ok(LzwStatus::Done) => self.done = true,
+                // Streams that end without their end-of-data code are common; what was
+                // decoded stands.
+                Ok(LzwStatus::NoProgress) if at_end => self.done = true,
+                Ok(_) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+            if result.consumed_out > 0 {
+                return Ok(result.consumed_out);
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// PDF RunLengthDecode: a length byte L, then L+1 literal bytes (L < 128) or one byte repeated
+/// 257-L times (L > 128); 128 ends the data.
+pub(super) struct RunLength<R> {
+    inner: BufReader<R>,
+    /// Bytes to copy literally, or to repeat `byte`.
+    literal: usize,
+    repeat: usize,
+    byte: u8,
+    done: bool,
+}
+
+impl<R: Read> RunLength<R> {
+    pub(super) fn new(inner: R) -> Self {
+        RunLength {
+            inner: BufReader::new(inner),
+            literal: 0,
+            repeat: 0,
+            byte: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for RunLength<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if buf.is_empty() || self.done {
+                return Ok(0);
+            }
+            if self.repeat > 0 {
+                let n = self.repeat.min(buf.len());
+                buf[..n].fill(self.byte);
+                self.repeat -= n;
+                return Ok(n);
+            }
+            if self.literal > 0 {
+                let want = self.literal.min(buf.len());
+                let n = self.inner.read(&mut buf[..want])?;
+                if n == 0 {
+                    self.done = true;
+                    return Ok(0);
+                }
+                self.literal -= n;
+                return Ok(n);
+            }
+            let Some(length) = next_byte(&mut self.inner)? else {
+                self.done = true;
+                return Ok(0);
+            };
+            match length {
+                0..=127 => self.literal = usize::from(length) + 1,
+                128 => self.done = true,
+                _ => {
+                    let Some(byte) = next_byte(&mut self.inner)? else {
+                        self.done = true;
+                        return Ok(0);
+                    };
+                    self.byte = byte;
+                    self.repeat = 257 - usize::from(length);
+                }
+            }
+        }
+    }
+}
+
+/// BinHex 4.0's run-length encoding: 0x90 then a count repeats the byte before it count times
+/// in all (0x90 0x00 is a literal 0x90).
+pub(super) struct BinHexRle<R> {
+    inner: BufReader<R>,
+    last: u8,
+    repeat: usize,
+}
+
+impl<R: Read> BinHexRle<R> {
+    pub(super) fn new(inner: R) -> Self {
+        BinHexRle {
+            inner: BufReader::new(inner),
+            last: 0,
+            repeat: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for BinHexRle<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            if self.repeat > 0 {
+                let run = self.repeat.min(buf.len() - n);
+                buf[n..n + run].fill(self.last);
+                self.repeat -= run;
+                n += run;
+                continue;
+            }
+            let Some(byte) = next_byte(&mut self.inner)? else {
+                break;
+            };
+            if byte != 0x90 {
+                self.last = byte;
+                buf[n] = byte;
+                n += 1;
+                continue;
+            }
+            match next_byte(&mut self.inner)? {
+                None => break,
+                Some(0) => {
+                    self.last = 0x90;
+                    buf[n] = 0x90;
+                    n += 1;
+                }
+                // The count includes the byte already written.
+                Some(count) => self.repeat = usize::from(count) - 1,
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn next_byte(reader: &mut impl BufRead) -> io::Result<Option<u8>> {
+    let byte = reader.fill_buf()?.first().copied();
+    if byte.is_some() {
+        reader.consume(1);
+    }
+    Ok(byte)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(mut reader: impl Read) -> Vec<u8> {
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("decodes");
+        out
+    }
+
+    #[test]
+    fn run_length_literals_runs_and_end() {
+        let data = [2, b'a', b'b', b'c', 253, b'x', 128, b'z'];
+        assert_eq!(all(RunLength::new(&data[..])), b"abcxxxx");
+    }
+
+    #[test]
+    fn binhex_runs_expand_and_escape() {
+        let data = [b'a', 0x90, 4, 0x90, 0, b'b'];
+        assert_eq!(all(BinHexRle::new(&data[..])), b"aaaa\x90b");
+    }
+
+    #[test]
+    fn lzw_round_trips_with_early_change() {
+        let text = b"-----A---B-----A---B-----A---B repeated repeated repeated".repeat(20);
+        let encoded = weezl::encode::Encoder::with_tiff_size_switch(BitOrder::Msb, 8)
+            .encode(&text)
+            .expect("encodes");
+        assert_eq!(all(Lzw::new(&encoded[..], true)), text);
+    }
+}

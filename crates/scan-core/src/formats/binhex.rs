@@ -1,0 +1,110 @@
+//! BinHex 4.0 (classic Mac files in mail): six-bit text between colons, run-length encoded,
+//! holding a header with the file's name and its data and resource forks, both yielded.
+
+use std::io::{self, Read};
+
+use super::Format;
+use super::text::{Decoder, Transfer};
+use crate::decompress::{Codec, Counting, stream_decoder};
+use crate::expand::{Declared, Exact, Members, Taken};
+
+pub(super) const FORMAT: Format = Format {
+    name: "binhex",
+    identify: |data| marker(data).is_some(),
+    expand,
+};
+
+const MARKER: &[u8] = b"(This file must be converted with BinHex";
+/// The marker line must start within this many bytes (mail bodies put a little text first).
+const SEARCH: usize = 8 << 10;
+const ALPHABET: &[u8; 64] = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+
+fn marker(data: &[u8]) -> Option<usize> {
+    let window = &data[..data.len().min(SEARCH + MARKER.len())];
+    memchr::memmem::find_iter(window, MARKER).find(|&at| at == 0 || window[at - 1] == b'\n')
+}
+
+fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+    let Some(at) = marker(data) else { return };
+    let after = &data[at..];
+    let Some(start) = memchr::memchr(b'\n', after)
+        .and_then(|line| memchr::memchr(b':', &after[line..]).map(|colon| line + colon + 1))
+    else {
+        return members.corrupt("BinHex file", "no data after the marker line");
+    };
+    let (counting, consumed) = Counting::new(Decoder::new(&after[start..], SixBit::default()));
+    let mut reader = match stream_decoder(Codec::BinHexRle, counting) {
+        Ok(reader) => reader,
+        Err(e) => return members.corrupt("BinHex file", e),
+    };
+    let (name, data_len, rsrc_len) = match header(&mut reader) {
+        Ok(header) => header,
+        Err(e) => return members.corrupt("BinHex header", e),
+    };
+    let child = members.child(&name);
+    if members.admit(&child, Declared::size(data_len)) {
+        let mut fork = Exact::new((&mut reader).take(data_len), data_len);
+        if members.read(&child, &mut fork, Some(consumed.clone())) != Taken::Read {
+            return;
+        }
+    } else {
+        return;
+    }
+    let mut crc = [0u8; 2];
+    if rsrc_len == 0 || reader.read_exact(&mut crc).is_err() {
+        return;
+    }
+    let child = members.child(&format!("{name}.rsrc"));
+    if members.admit(&child, Declared::size(rsrc_len)) {
+        let mut fork = Exact::new((&mut reader).take(rsrc_len), rsrc_len);
+        members.read(&child, &mut fork, Some(consumed));
+    }
+}
+
+/// Name length, name, version, type, creator, flags, data length, resource length, CRC.
+fn header(reader: &mut dyn Read) -> io::Result<(String, u64, u64)> {
+    let mut len = [0u8; 1];
+    reader.read_exact(&mut len)?;
+    let mut name = vec![0u8; usize::from(len[0])];
+    reader.read_exact(&mut name)?;
+    let mut fixed = [0u8; 1 + 4 + 4 + 2 + 4 + 4 + 2];
+    reader.read_exact(&mut fixed)?;
+    let data_len = u32::from_be_bytes([fixed[11], fixed[12], fixed[13], fixed[14]]);
+    let rsrc_len = u32::from_be_bytes([fixed[15], fixed[16], fixed[17], fixed[18]]);
+    // Mac Roman names: ASCII is what matters for a path.
+    let name: String = name
+        .iter()
+        .map(|&b| if b.is_ascii() { char::from(b) } else { '_' })
+        .collect();
+    let name = name.replace(['/', '\\'], "_");
+    Ok((name, u64::from(data_len), u64::from(rsrc_len)))
+}
+
+/// BinHex's six-bit encoding: four characters of its alphabet for three bytes, line breaks
+/// skipped, `:` at the end.
+#[derive(Default)]
+struct SixBit {
+    acc: u32,
+    bits: u32,
+}
+
+impl Transfer for SixBit {
+    fn decode(&mut self, input: &[u8], _last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        for (i, &c) in input.iter().enumerate() {
+            if c == b':' {
+                return (i + 1, true);
+            }
+            let Some(value) = ALPHABET.iter().position(|&a| a == c) else {
+                continue;
+            };
+            self.acc = (self.acc << 6) | value as u32;
+            self.bits += 6;
+            if self.bits >= 8 {
+                self.bits -= 8;
+                out.push((self.acc >> self.bits) as u8);
+                self.acc &= (1 << self.bits) - 1;
+            }
+        }
+        (input.len(), false)
+    }
+}

@@ -1,0 +1,58 @@
+//! Carrier formats, one module each. A format identifies its carrier by content (never by name)
+//! and yields the members it holds through [`crate::expand::Members`]; the walker alone owns
+//! limits, depth, paths, problems and engines. Adding a format is its module plus one line in
+//! [`FORMATS`].
+
+mod ar;
+mod binhex;
+mod cpio;
+mod datauri;
+mod mime;
+mod ole;
+mod pdf;
+mod rtf;
+mod sevenz;
+mod stream;
+mod tar;
+pub(crate) mod text;
+mod tnef;
+mod zip;
+
+use crate::expand::Members;
+
+/// One carrier format.
+pub(crate) struct Format {
+    /// A short lower-case name, shown as the object's type: `zip`, `email`, `pdf`...
+    pub(crate) name: &'static str,
+    /// Whether `data` is this carrier, judged from its content alone.
+    pub(crate) identify: fn(&[u8]) -> bool,
+    /// Yields the carrier's members (and records what could not be read of it).
+    pub(crate) expand: fn(&mut Members<'_, '_>, &[u8]),
+}
+
+/// Every format, in the order identification tries them: magic numbers at fixed offsets first,
+/// then checksummed headers, then the text formats whose signs are weaker.
+pub(crate) static FORMATS: &[Format] = &[
+    zip::FORMAT,
+    sevenz::FORMAT,
+    stream::GZIP,
+    stream::BZIP2,
+    stream::XZ,
+    stream::ZSTD,
+    stream::LZ4,
+    ar::FORMAT,
+    cpio::FORMAT,
+    ole::FORMAT,
+    tnef::FORMAT,
+    pdf::FORMAT,
+    rtf::FORMAT,
+    tar::FORMAT,
+    binhex::FORMAT,
+    mime::FORMAT,
+    datauri::FORMAT,
+];
+
+/// The format that opens `data`, if any.
+pub(crate) fn identify(data: &[u8]) -> Option<&'static Format> {
+    FORMATS.iter().find(|format| (format.identify)(data))
+}

@@ -1,0 +1,642 @@
+//! PDF: every stream decoded through its filter chain (FlateDecode, LZWDecode, ASCIIHexDecode,
+//! ASCII85Decode, RunLengthDecode; image codecs left as they are), embedded files yielded under
+//! their names, and JavaScript (`/JS` strings and streams) yielded so rules see the decoded
+//! script. Objects are found by a linear scan for `N G obj`, not through the xref table, so a
+//! broken or missing xref (common in the wild, and in malicious files on purpose) hides
+//! nothing; object streams are decoded and searched the same way.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Cursor, Read};
+use std::ops::Range;
+
+use memchr::memmem;
+
+use super::Format;
+use super::text::{Ascii85, Decoder, Hex};
+use crate::decompress::{Codec, Counting, stream_decoder};
+use crate::expand::{Declared, Members, Taken};
+use crate::verdict::Reason;
+
+pub(super) const FORMAT: Format = Format {
+    name: "pdf",
+    identify: |data| memmem::find(&data[..data.len().min(1024)], b"%PDF-").is_some(),
+    expand,
+};
+
+/// A dictionary longer than this is not a dictionary a writer produced; scanning stops there.
+const MAX_DICT: usize = 1 << 20;
+/// Object streams are searched in memory for scripts and file names up to this size.
+const MAX_OBJECT_STREAM: u64 = 64 << 20;
+
+/// One indirect object found in the file.
+struct Object {
+    number: u64,
+    dict: Range<usize>,
+    stream: Option<Range<usize>>,
+}
+
+fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+    let (objects, truncated) = find_objects(data);
+    if objects.is_empty() {
+        return members.corrupt("PDF", "no object could be found in it");
+    }
+    if truncated {
+        members.corrupt("PDF", "a stream has no end (the file is cut short)");
+    }
+    if trailer_encrypts(data) {
+        members.problem(
+            Reason::Encrypted,
+            "the PDF is encrypted, so its streams could not be decoded and examined",
+        );
+    }
+    let mut names = Names::default();
+    for object in &objects {
+        names.learn(&data[object.dict.clone()]);
+    }
+    for object in &objects {
+        if members.stopped() {
+            return;
+        }
+        let dict = &data[object.dict.clone()];
+        scripts(members, dict, object.number);
+        let Some(stream) = &object.stream else {
+            continue;
+        };
+        let name = names.name(object.number);
+        stream_member(members, &name, dict, &data[stream.clone()]);
+    }
+}
+
+/// Names of streams worth more than `obj-N`: embedded files by their file names, scripts.
+#[derive(Default)]
+struct Names {
+    files: HashMap<u64, String>,
+    scripts: HashSet<u64>,
+}
+
+impl Names {
+    /// Learns from a dictionary (a file specification's `/EF`, a `/JS` reference).
+    fn learn(&mut self, dict: &[u8]) {
+        if let Some(ef) = memmem::find(dict, b"/EF") {
+            let file_name = string_value(dict, b"/UF").or_else(|| string_value(dict, b"/F"));
+            let refs = &dict[ef + 3..];
+            // `/EF << /F 12 0 R /UF 12 0 R >>`: the references inside the next dictionary.
+            let end = memmem::find(refs, b">>").unwrap_or(refs.len());
+            for number in references(&refs[..end]) {
+                let name = file_name
+                    .clone()
+                    .unwrap_or_else(|| format!("file-{number}"));
+                self.files.insert(number, name);
+            }
+        }
+        for at in memmem::find_iter(dict, b"/JS") {
+            if let Some(number) = reference_at(&dict[at + 3..]) {
+                self.scripts.insert(number);
+            }
+        }
+    }
+
+    fn name(&self, number: u64) -> String {
+        if let Some(file) = self.files.get(&number) {
+            format!("embedded/{file}")
+        } else if self.scripts.contains(&number) {
+            format!("js-{number}")
+        } else {
+            format!("obj-{number}")
+        }
+    }
+}
+
+/// Decodes a stream through its filters and yields it; object streams are also searched for
+/// the scripts they hold.
+fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[u8]) {
+    if raw.is_empty() {
+        return;
+    }
+    let filters = filters(dict);
+    let (counting, consumed) = Counting::new(Cursor::new(raw));
+    let mut reader: Box<dyn Read + '_> = Box::new(counting);
+    let early_change = !matches!(int_value(dict, b"/EarlyChange"), Some(0));
+    let mut compressed = false;
+    for (index, filter) in filters.iter().enumerate() {
+        reader = match filter.as_str() {
+            "FlateDecode" | "Fl" => {
+                compressed = true;
+                // Some writers store raw deflate without the zlib header; readers accept it.
+                let codec = if index == 0 && !zlib_header(raw) {
+                    Codec::Deflate
+                } else {
+                    Codec::Zlib
+                };
+                match stream_decoder(codec, reader) {
+                    Ok(r) => r,
+                    Err(e) => return members.corrupt("PDF stream", e),
+                }
+            }
+            "LZWDecode" | "LZW" => {
+                compressed = true;
+                match stream_decoder(Codec::Lzw { early_change }, reader) {
+                    Ok(r) => r,
+                    Err(e) => return members.corrupt("PDF stream", e),
+                }
+            }
+            "RunLengthDecode" | "RL" => {
+                compressed = true;
+                match stream_decoder(Codec::RunLength, reader) {
+                    Ok(r) => r,
+                    Err(e) => return members.corrupt("PDF stream", e),
+                }
+            }
+            "ASCIIHexDecode" | "AHx" => Box::new(Decoder::new(reader, Hex::default())),
+            "ASCII85Decode" | "A85" => Box::new(Decoder::new(reader, Ascii85::default())),
+            // Image codecs: the data stays as it is (a JPEG is scanned as a JPEG).
+            "DCTDecode" | "DCT" | "JPXDecode" | "CCITTFaxDecode" | "CCF" | "JBIG2Decode" => break,
+            other => {
+                let child = members.child(name);
+                let message = format!(
+                    "the PDF stream uses the {other} filter, which is not supported, so it was not examined"
+                );
+                return members.member_problem(&child, Reason::Unsupported, message);
+            }
+        };
+    }
+    let declared = Declared {
+        size: None,
+        compressed: compressed.then_some(raw.len() as u64),
+    };
+    let child = members.child(name);
+    if !members.admit(&child, declared) {
+        return;
+    }
+    let consumed = compressed.then_some(consumed);
+    let is_object_stream = memmem::find(dict, b"/ObjStm").is_some();
+    if !is_object_stream {
+        members.read(&child, &mut reader, consumed);
+        return;
+    }
+    let Ok(decoded) = members.spool(&child, &mut reader, consumed) else {
+        return;
+    };
+    members.walk(&child, &decoded);
+    let bytes = decoded.as_slice();
+    if (bytes.len() as u64) <= MAX_OBJECT_STREAM {
+        // Objects inside an object stream have no `obj` keywords; their scripts are what the
+        // stream may hide, and its own number stands for them.
+        scripts(members, bytes, 0);
+    }
+}
+
+/// Yields the literal or hex strings of `/JS` entries in `dict` as `js-N` members.
+fn scripts(members: &mut Members<'_, '_>, dict: &[u8], number: u64) {
+    let finder = memmem::Finder::new(b"/JS");
+    let mut from = 0;
+    while let Some(found) = finder.find(&dict[from..]) {
+        let at = from + found + 3;
+        let value = skip_space(&dict[at..]);
+        let value_at = dict.len() - value.len();
+        // Each value is read once and the search goes on after it, so the walk stays linear
+        // however many `/JS` keys a hostile dictionary repeats.
+        let (script, used) = match value.first() {
+            Some(b'(') => (literal_string(&value[1..]), 1 + literal_len(&value[1..])),
+            Some(b'<') if value.get(1) != Some(&b'<') => {
+                let end = memchr::memchr(b'>', value).map_or(value.len(), |e| e + 1);
+                let mut out = Vec::new();
+                let _ = Decoder::new(&value[1..end], Hex::default()).read_to_end(&mut out);
+                (out, end)
+            }
+            _ => {
+                from = at;
+                continue;
+            }
+        };
+        from = value_at + used.max(1);
+        if members.stopped() {
+            return;
+        }
+        if !script.is_empty() && members.bytes(&format!("js-{number}"), &script) == Taken::Broken {
+            return;
+        }
+    }
+}
+
+/// Whether `data` starts with a valid zlib header (RFC 1950: deflate, and a check sum).
+fn zlib_header(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => cmf & 0x0F == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
+        _ => false,
+    }
+}
+
+/// The filter names of a stream dictionary, in the order they apply.
+fn filters(dict: &[u8]) -> Vec<String> {
+    let Some(at) = memmem::find(dict, b"/Filter") else {
+        return Vec::new();
+    };
+    let value = skip_space(&dict[at + 7..]);
+    let names: &[u8] = if value.first() == Some(&b'[') {
+        let end = memchr::memchr(b']', value).unwrap_or(value.len());
+        &value[1..end]
+    } else {
+        let end = value
+            .iter()
+            .skip(1)
+            .position(|&b| is_delimiter(b) || b.is_ascii_whitespace())
+            .map_or(value.len(), |p| p + 1);
+        &value[..end]
+    };
+    names
+        .split(|&b| b == b'/')
+        .map(|n| String::from_utf8_lossy(n).trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Finds every `N G obj` in order, with its dictionary and stream. Stream data is skipped, not
+/// searched, so an object hidden in binary data is not invented. Returns whether a stream ran
+/// off the end of the file.
+fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
+    let finder = memmem::Finder::new(b"obj");
+    let mut objects = Vec::new();
+    let mut at = 0;
+    let mut truncated = false;
+    while let Some(found) = finder.find(&data[at..]) {
+        let keyword = at + found;
+        at = keyword + 3;
+        let Some(number) = object_number(data, keyword) else {
+            continue;
+        };
+        if data
+            .get(keyword + 3)
+            .is_some_and(|&b| !is_delimiter(b) && !b.is_ascii_whitespace())
+        {
+            continue;
+        }
+        let body = keyword + 3;
+        let start = body + (data.len() - body - skip_space(&data[body..]).len());
+        let dict = if data[start..].starts_with(b"<<") {
+            match dictionary_end(&data[start..]) {
+                Some(end) => start..start + end,
+                None => {
+                    // Unterminated: keep what follows searchable rather than skip it.
+                    objects.push(Object {
+                        number,
+                        dict: start..start + 2,
+                        stream: None,
+                    });
+                    continue;
+                }
+            }
+        } else {
+            // Not a dictionary (a number, a string): up to `endobj`.
+            let end = memmem::find(&data[start..], b"endobj").map_or(data.len(), |e| start + e);
+            start..end
+        };
+        at = at.max(dict.end);
+        let after = skip_space(&data[dict.end..]);
+        let mut stream = None;
+        if after.starts_with(b"stream") {
+            let mut begin = data.len() - after.len() + 6;
+            if data[begin..].starts_with(b"\r\n") {
+                begin += 2;
+            } else if data[begin..].starts_with(b"\n") || data[begin..].starts_with(b"\r") {
+                begin += 1;
+            }
+            let declared = int_value(&data[dict.clone()], b"/Length")
+                .filter(|_| !length_is_reference(&data[dict.clone()]))
+                .and_then(|len| usize::try_from(len).ok())
+                .and_then(|len| begin.checked_add(len))
+                .filter(|&end| {
+                    end <= data.len() && skip_space(&data[end..]).starts_with(b"endstream")
+                });
+            let end = declared.or_else(|| {
+                memmem::find(&data[begin..], b"endstream").map(|e| {
+                    let mut end = begin + e;
+                    if data[..end].ends_with(b"\r\n") {
+                        end -= 2;
+                    } else if data[..end].ends_with(b"\n") || data[..end].ends_with(b"\r") {
+                        end -= 1;
+                    }
+                    end.max(begin)
+                })
+            });
+            match end {
+                Some(end) => {
+                    stream = Some(begin..end);
+                    at = at.max(end);
+                }
+                None => {
+                    truncated = true;
+                    stream = Some(begin..data.len());
+                    at = data.len();
+                }
+            }
+        }
+        objects.push(Object {
+            number,
+            dict,
+            stream,
+        });
+    }
+    (objects, truncated)
+}
+
+/// The object number of `N G obj` when `obj` at `keyword` is preceded by two integers.
+fn object_number(data: &[u8], keyword: usize) -> Option<u64> {
+    let before = &data[..keyword];
+    let trimmed = before.trim_ascii_end();
+    if trimmed.len() == before.len() {
+        return None;
+    }
+    let gen_len = trimmed
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if gen_len == 0 || gen_len > 5 {
+        return None;
+    }
+    let rest = &trimmed[..trimmed.len() - gen_len];
+    let rest_trimmed = rest.trim_ascii_end();
+    if rest_trimmed.len() == rest.len() {
+        return None;
+    }
+    let num_len = rest_trimmed
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if num_len == 0 || num_len > 10 {
+        return None;
+    }
+    let digits = &rest_trimmed[rest_trimmed.len() - num_len..];
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The length of the dictionary at the start of `data` (`<<` ... `>>`, nested, strings and
+/// comments skipped), if it ends within [`MAX_DICT`].
+fn dictionary_end(data: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    let limit = data.len().min(MAX_DICT);
+    while i < limit {
+        match data[i] {
+            b'<' if data.get(i + 1) == Some(&b'<') => {
+                depth += 1;
+                i += 2;
+            }
+            b'>' if data.get(i + 1) == Some(&b'>') => {
+                depth = depth.saturating_sub(1);
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b'(' => i += 1 + literal_len(&data[i + 1..]),
+            b'<' => i += memchr::memchr(b'>', &data[i..]).map_or(limit, |e| e + 1),
+            b'%' => i += memchr::memchr2(b'\n', b'\r', &data[i..]).unwrap_or(limit),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// How many bytes a literal string's body takes, its closing parenthesis included.
+fn literal_len(data: &[u8]) -> usize {
+    let mut depth = 1usize;
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'\\' => i += 1,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    data.len()
+}
+
+/// Decodes a literal string's body (after its `(`): escapes, octal codes, line continuations.
+fn literal_string(data: &[u8]) -> Vec<u8> {
+    let body = &data[..literal_len(data).saturating_sub(1).min(data.len())];
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        i += 1;
+        if c != b'\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(&e) = body.get(i) else { break };
+        i += 1;
+        match e {
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'\r' => {
+                if body.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            b'\n' => {}
+            b'0'..=b'7' => {
+                let mut value = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match body.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            value = value * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(value as u8);
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The string value of `key` in `dict`, literal or hex, as text.
+fn string_value(dict: &[u8], key: &[u8]) -> Option<String> {
+    let mut from = 0;
+    while let Some(found) = memmem::find(&dict[from..], key) {
+        let at = from + found + key.len();
+        from = at;
+        // `/F` must not match `/Filter` or `/FontFile`.
+        if dict
+            .get(at)
+            .is_some_and(|&b| !is_delimiter(b) && !b.is_ascii_whitespace())
+        {
+            continue;
+        }
+        let value = skip_space(&dict[at..]);
+        let bytes = match value.first() {
+            Some(b'(') => literal_string(&value[1..]),
+            Some(b'<') if value.get(1) != Some(&b'<') => {
+                let mut out = Vec::new();
+                let _ = Decoder::new(&value[1..], Hex::default()).read_to_end(&mut out);
+                out
+            }
+            _ => continue,
+        };
+        // The first string value decides: one parse per dictionary, never one per repeat.
+        let text = if bytes.starts_with(&[0xFE, 0xFF]) {
+            let units: Vec<u16> = bytes[2..]
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        } else {
+            bytes.iter().map(|&b| char::from(b)).collect()
+        };
+        let base = text
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        if !base.is_empty() {
+            return Some(base);
+        }
+    }
+    None
+}
+
+/// The integer value of `key` in `dict`.
+fn int_value(dict: &[u8], key: &[u8]) -> Option<u64> {
+    let at = memmem::find(dict, key)? + key.len();
+    let value = skip_space(&dict[at..]);
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&value[..digits]).ok()?.parse().ok()
+}
+
+fn length_is_reference(dict: &[u8]) -> bool {
+    memmem::find(dict, b"/Length").is_some_and(|at| reference_follows(&dict[at + 7..]))
+}
+
+/// The object number of the `N G R` reference `data` starts with (after space).
+fn reference_at(data: &[u8]) -> Option<u64> {
+    if !reference_follows(data) {
+        return None;
+    }
+    let value = skip_space(data);
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&value[..digits]).ok()?.parse().ok()
+}
+
+/// Whether `data` starts (after space) with `N G R`.
+fn reference_follows(data: &[u8]) -> bool {
+    let mut rest = skip_space(data);
+    for _ in 0..2 {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = skip_space(&rest[digits..]);
+    }
+    rest.first() == Some(&b'R')
+}
+
+/// The object numbers of the `N G R` references in `data`, in order.
+fn references(data: &[u8]) -> Vec<u64> {
+    let mut found = Vec::new();
+    for (i, _) in data.iter().enumerate().filter(|(_, b)| **b == b'R') {
+        let before = data[..i].trim_ascii_end();
+        let gen_len = before
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let rest = before[..before.len() - gen_len].trim_ascii_end();
+        let num_len = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        if gen_len > 0
+            && num_len > 0
+            && num_len <= 10
+            && let Ok(n) = String::from_utf8_lossy(&rest[rest.len() - num_len..]).parse()
+        {
+            found.push(n);
+        }
+    }
+    found
+}
+
+/// Whether a trailer (or cross-reference stream) names an `/Encrypt` dictionary.
+fn trailer_encrypts(data: &[u8]) -> bool {
+    memmem::find_iter(data, b"/Encrypt").any(|at| {
+        reference_follows(&data[at + 8..]) || skip_space(&data[at + 8..]).starts_with(b"<<")
+    })
+}
+
+fn skip_space(data: &[u8]) -> &[u8] {
+    let n = data
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace() || **b == 0)
+        .count();
+    &data[n..]
+}
+
+fn is_delimiter(b: u8) -> bool {
+    matches!(
+        b,
+        b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_found_without_an_xref() {
+        let pdf = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n12 0 obj <</Length 5>>stream\r\nhello\r\nendstream endobj\n13 0 obj<</Length 99 0 R>>\nstream\nobj inside\nendstream\nendobj";
+        let (objects, truncated) = find_objects(pdf);
+        assert!(!truncated);
+        let numbers: Vec<u64> = objects.iter().map(|o| o.number).collect();
+        assert_eq!(numbers, [1, 12, 13]);
+        assert_eq!(&pdf[objects[1].stream.clone().unwrap()], b"hello");
+        assert_eq!(&pdf[objects[2].stream.clone().unwrap()], b"obj inside");
+    }
+
+    #[test]
+    fn literal_strings_unescape() {
+        assert_eq!(
+            literal_string(b"a\\(b\\) (c) \\101\\n\\\nd) tail"),
+            b"a(b) (c) A\nd"
+        );
+    }
+
+    #[test]
+    fn filter_chains_and_file_names() {
+        assert_eq!(
+            filters(b"<< /Filter [/ASCII85Decode /FlateDecode] >>"),
+            ["ASCII85Decode", "FlateDecode"]
+        );
+        assert_eq!(
+            filters(b"<</Filter/FlateDecode/Length 3>>"),
+            ["FlateDecode"]
+        );
+        assert_eq!(
+            string_value(
+                b"<< /Type /Filespec /F (C:\\\\x\\\\invoice.exe) /EF << /F 7 0 R >> >>",
+                b"/F"
+            ),
+            Some("invoice.exe".to_owned())
+        );
+        let mut names = Names::default();
+        names.learn(b"<< /Type /Filespec /UF <FEFF0061002E006500780065> /EF << /F 7 0 R >> >>");
+        names.learn(b"<< /S /JavaScript /JS 9 0 R >>");
+        assert_eq!(names.name(7), "embedded/a.exe");
+        assert_eq!(names.name(9), "js-9");
+        assert_eq!(names.name(3), "obj-3");
+    }
+}

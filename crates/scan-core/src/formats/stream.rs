@@ -1,0 +1,134 @@
+//! Single-stream compression formats (gzip, bzip2, xz, zstd, lz4): one member, the decoded
+//! stream, named after gzip's stored name or the parent without its compression suffix.
+
+use std::io::Cursor;
+
+use super::Format;
+use crate::decompress::{Codec, Counting, stream_decoder};
+use crate::expand::{Declared, Members};
+
+pub(super) const GZIP: Format = Format {
+    name: "gzip",
+    identify: |data| data.starts_with(b"\x1F\x8B"),
+    expand: |members, data| expand(members, data, Codec::Gzip),
+};
+
+pub(super) const BZIP2: Format = Format {
+    name: "bzip2",
+    identify: |data| {
+        data.starts_with(b"BZh") && data.get(3).is_some_and(|b| (b'1'..=b'9').contains(b))
+    },
+    expand: |members, data| expand(members, data, Codec::Bzip2),
+};
+
+pub(super) const XZ: Format = Format {
+    name: "xz",
+    identify: |data| data.starts_with(b"\xFD7zXZ\x00"),
+    expand: |members, data| expand(members, data, Codec::Xz),
+};
+
+pub(super) const ZSTD: Format = Format {
+    name: "zstd",
+    identify: |data| data.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]),
+    expand: |members, data| expand(members, data, Codec::Zstd),
+};
+
+pub(super) const LZ4: Format = Format {
+    name: "lz4",
+    identify: |data| data.starts_with(&[0x04, 0x22, 0x4D, 0x18]),
+    expand: |members, data| expand(members, data, Codec::Lz4),
+};
+
+fn expand(members: &mut Members<'_, '_>, data: &[u8], codec: Codec) {
+    let name = member_name(members.path(), data, codec);
+    let child = members.child(&name);
+    if !members.admit(&child, Declared::UNKNOWN) {
+        return;
+    }
+    let (counting, consumed) = Counting::new(Cursor::new(data));
+    match stream_decoder(codec, counting) {
+        Ok(mut decoder) => {
+            members.read(&child, &mut decoder, Some(consumed));
+        }
+        Err(e) => members.corrupt("compressed stream", e),
+    }
+}
+
+/// The name of a compressed stream's content: gzip's stored name when there is one, else the
+/// parent's name without its compression suffix.
+fn member_name(parent_path: &str, data: &[u8], codec: Codec) -> String {
+    if codec == Codec::Gzip
+        && let Some(name) = gzip_stored_name(data)
+    {
+        return name;
+    }
+    let parent = parent_path.rsplit('/').next().unwrap_or(parent_path);
+    let lower = parent.to_ascii_lowercase();
+    let (suffixes, format): (&[(&str, &str)], &str) = match codec {
+        Codec::Gzip => (&[(".tgz", ".tar"), (".gz", ""), (".z", "")], "gzip"),
+        Codec::Bzip2 => (
+            &[(".tbz2", ".tar"), (".tbz", ".tar"), (".bz2", "")],
+            "bzip2",
+        ),
+        Codec::Xz => (&[(".txz", ".tar"), (".xz", "")], "xz"),
+        Codec::Zstd => (&[(".tzst", ".tar"), (".zst", "")], "zstd"),
+        Codec::Lz4 => (&[(".tlz4", ".tar"), (".lz4", "")], "lz4"),
+        _ => (&[], "stream"),
+    };
+    for (suffix, replacement) in suffixes {
+        if lower.ends_with(suffix) && lower.len() > suffix.len() {
+            return format!("{}{replacement}", &parent[..parent.len() - suffix.len()]);
+        }
+    }
+    format!("{parent}.{format}-decoded")
+}
+
+/// Reads the FNAME field of a gzip header (RFC 1952), if set.
+fn gzip_stored_name(data: &[u8]) -> Option<String> {
+    const FEXTRA: u8 = 0x04;
+    const FNAME: u8 = 0x08;
+    let flags = *data.get(3)?;
+    if flags & FNAME == 0 {
+        return None;
+    }
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let xlen = u16::from_le_bytes([*data.get(10)?, *data.get(11)?]) as usize;
+        at += 2 + xlen;
+    }
+    let rest = data.get(at..)?;
+    let end = rest.iter().take(1024).position(|b| *b == 0)?;
+    // RFC 1952 says ISO 8859-1; every byte maps to the char of the same value.
+    let name: String = rest[..end].iter().map(|&b| char::from(b)).collect();
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(&name).to_owned();
+    (!base.is_empty()).then_some(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_drop_the_compression_suffix() {
+        assert_eq!(
+            member_name("a/b.tar.gz", b"\x1f\x8b\x08\0", Codec::Gzip),
+            "b.tar"
+        );
+        assert_eq!(
+            member_name("x.TGZ", b"\x1f\x8b\x08\0", Codec::Gzip),
+            "x.tar"
+        );
+        assert_eq!(member_name("x.txz", b"", Codec::Xz), "x.tar");
+        assert_eq!(member_name("blob", b"", Codec::Zstd), "blob.zstd-decoded");
+    }
+
+    #[test]
+    fn gzip_stored_name_is_used_when_present() {
+        let mut header = b"\x1f\x8b\x08\x08\0\0\0\0\0\x03".to_vec();
+        header.extend_from_slice(b"dir/report.pdf\0");
+        assert_eq!(
+            member_name("upload.bin", &header, Codec::Gzip),
+            "report.pdf"
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! Text transfer encodings that carriers wrap binary data in: base64, quoted-printable,
+//! uuencode (mail), hex (RTF, PDF's ASCIIHexDecode), ASCII85 (PDF) and percent-encoding (data
+//! URIs). Each decodes tolerantly, as mail clients and viewers do (stray characters skipped, a
+//! missing end accepted), and streams: output is produced a few kilobytes at a time, so a large
+//! attachment reaches the spool without being held whole. None of them expands its input, so
+//! they need no ratio check; their output still goes through the caps.
+
+use std::io::{self, Read};
+
+/// One encoding: decodes as much of `input` as it can into `out` and says how much input it
+/// used. It may leave a tail it cannot decode yet (half a quoted-printable escape, a partial
+/// line) unless `last` says no more input follows.
+pub(crate) trait Transfer {
+    /// Decodes from `input` into `out`; returns the input consumed and whether the encoded data
+    /// ended (an end marker was seen).
+    fn decode(&mut self, input: &[u8], last: bool, out: &mut Vec<u8>) -> (usize, bool);
+}
+
+/// A streaming reader of `input` in transfer encoding `T`.
+pub(crate) struct Decoder<R, T> {
+    input: R,
+    /// Encoded bytes read but not decoded yet.
+    pending: Vec<u8>,
+    input_ended: bool,
+    transfer: T,
+    out: Vec<u8>,
+    served: usize,
+    done: bool,
+}
+
+/// Input handed to a transfer per step: output stays near this size.
+const STEP: usize = 16 << 10;
+
+impl<R: Read, T: Transfer> Decoder<R, T> {
+    pub(crate) fn new(input: R, transfer: T) -> Self {
+        Decoder {
+            input,
+            pending: Vec::with_capacity(STEP),
+            input_ended: false,
+            transfer,
+            out: Vec::with_capacity(STEP),
+            served: 0,
+            done: false,
+        }
+    }
+
+    /// Tops `pending` up to a step's worth of input.
+    fn fill(&mut self) -> io::Result<()> {
+        while !self.input_ended && self.pending.len() < STEP {
+            let have = self.pending.len();
+            self.pending.resize(STEP, 0);
+            let n = self.input.read(&mut self.pending[have..])?;
+            self.pending.truncate(have + n);
+            self.input_ended = n == 0;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read, T: Transfer> Read for Decoder<R, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.served == self.out.len() {
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            self.fill()?;
+            self.out.clear();
+            self.served = 0;
+            let last = self.input_ended;
+            let (used, ended) = self.transfer.decode(&self.pending, last, &mut self.out);
+            // A transfer that can make no progress on a full step has met data it will never
+            // decode; drop it rather than loop.
+            let used = if used == 0 && !last {
+                self.pending.len()
+            } else {
+                used
+            };
+            self.pending.drain(..used.min(self.pending.len()));
+            self.done = ended || (last && self.pending.is_empty()) || (last && used == 0);
+        }
+        let n = buf.len().min(self.out.len() - self.served);
+        buf[..n].copy_from_slice(&self.out[self.served..self.served + n]);
+        self.served += n;
+        Ok(n)
+    }
+}
+
+/// Base64 (standard or URL-safe alphabet). Characters outside the alphabet are skipped, as RFC
+/// 2045 asks; `=` ends the data.
+#[derive(Default)]
+pub(crate) struct Base64 {
+    acc: u32,
+    bits: u32,
+}
+
+impl Transfer for Base64 {
+    fn decode(&mut self, input: &[u8], _last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        for (i, &c) in input.iter().enumerate() {
+            let value = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' | b'-' => 62,
+                b'/' | b'_' => 63,
+                b'=' => return (i + 1, true),
+                _ => continue,
+            };
+            self.acc = (self.acc << 6) | u32::from(value);
+            self.bits += 6;
+            if self.bits >= 8 {
+                self.bits -= 8;
+                out.push((self.acc >> self.bits) as u8);
+                self.acc &= (1 << self.bits) - 1;
+            }
+        }
+        (input.len(), false)
+    }
+}
+
+/// Quoted-printable (RFC 2045): `=XX` escapes and `=` soft line breaks; anything else, including
+/// malformed escapes, passes through as it is.
+#[derive(Default)]
+pub(crate) struct QuotedPrintable;
+
+impl Transfer for QuotedPrintable {
+    fn decode(&mut self, input: &[u8], last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        let mut i = 0;
+        while i < input.len() {
+            let c = input[i];
+            if c != b'=' {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            if input.len() - i < 3 && !last {
+                return (i, false);
+            }
+            match (input.get(i + 1), input.get(i + 2)) {
+                (Some(b'\r'), Some(b'\n')) => i += 3,
+                (Some(b'\n'), _) => i += 2,
+                (Some(&h), Some(&l)) if hex_value(h).is_some() && hex_value(l).is_some() => {
+                    out.push(hex_value(h).unwrap_or(0) << 4 | hex_value(l).unwrap_or(0));
+                    i += 3;
+                }
+                _ => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        (i, false)
+    }
+}
+
+/// The body of a uuencoded file, after its `begin` line: each line's first character gives its
+/// byte count, then four characters carry three bytes; `end` (or a zero-length line) ends it.
+#[derive(Default)]
+pub(crate) struct Uuencode;
+
+impl Transfer for Uuencode {
+    fn decode(&mut self, input: &[u8], last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        let mut at = 0;
+        loop {
+            let rest = &input[at..];
+            let (line, next) = match memchr::memchr(b'\n', rest) {
+                Some(end) => (&rest[..end], at + end + 1),
+                None if last && !rest.is_empty() => (rest, input.len()),
+                None => return (at, false),
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.starts_with(b"end") {
+                return (next, true);
+            }
+            let Some((&count, chars)) = line.split_first() else {
+                at = next;
+                continue;
+            };
+            let count = usize::from(count.wrapping_sub(b' ') & 0x3F);
+            if count == 0 {
+                return (next, true);
+            }
+            let start = out.len();
+            for group in chars.chunks(4) {
+                let mut sextets = [0u8; 4];
+                for (s, &c) in sextets.iter_mut().zip(group) {
+                    *s = c.wrapping_sub(b' ') & 0x3F;
+                }
+                out.push(sextets[0] << 2 | sextets[1] >> 4);
+                out.push(sextets[1] << 4 | sextets[2] >> 2);
+                out.push(sextets[2] << 6 | sextets[3]);
+            }
+            out.truncate(start + count.min(out.len() - start));
+            at = next;
+            if at >= input.len() {
+                return (at, false);
+            }
+        }
+    }
+}
+
+/// Hex digit pairs, white space between them skipped; any other character ends the data (`>`
+/// in PDF, `}` in RTF). An odd last digit counts as if followed by 0.
+#[derive(Default)]
+pub(crate) struct Hex {
+    high: Option<u8>,
+}
+
+impl Transfer for Hex {
+    fn decode(&mut self, input: &[u8], last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        for (i, &c) in input.iter().enumerate() {
+            if c.is_ascii_whitespace() {
+                continue;
+            }
+            let Some(value) = hex_value(c) else {
+                self.flush(out);
+                return (i + 1, true);
+            };
+            match self.high.take() {
+                Some(high) => out.push(high << 4 | value),
+                None => self.high = Some(value),
+            }
+        }
+        if last {
+            self.flush(out);
+        }
+        (input.len(), false)
+    }
+}
+
+impl Hex {
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some(high) = self.high.take() {
+            out.push(high << 4);
+        }
+    }
+}
+
+/// ASCII85 as PDF's ASCII85Decode uses it: groups of five characters `!`..`u` for four bytes,
+/// `z` for four zero bytes, `~>` at the end.
+#[derive(Default)]
+pub(crate) struct Ascii85 {
+    group: [u8; 5],
+    len: usize,
+}
+
+impl Transfer for Ascii85 {
+    fn decode(&mut self, input: &[u8], last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        for (i, &c) in input.iter().enumerate() {
+            match c {
+                b'!'..=b'u' => {
+                    self.group[self.len] = c - b'!';
+                    self.len += 1;
+                    if self.len == 5 {
+                        self.emit(out);
+                    }
+                }
+                b'z' if self.len == 0 => out.extend_from_slice(&[0; 4]),
+                b'~' => {
+                    self.emit(out);
+                    return (i + 1, true);
+                }
+                c if c.is_ascii_whitespace() => {}
+                _ => {
+                    self.emit(out);
+                    return (i + 1, true);
+                }
+            }
+        }
+        if last {
+            self.emit(out);
+        }
+        (input.len(), false)
+    }
+}
+
+impl Ascii85 {
+    /// Writes the current group; a partial group of n characters is padded with `u` and gives
+    /// n - 1 bytes.
+    fn emit(&mut self, out: &mut Vec<u8>) {
+        if self.len < 2 {
+            self.len = 0;
+            return;
+        }
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let digit = if i < self.len { self.group[i] } else { 84 };
+            value = value.wrapping_mul(85).wrapping_add(u32::from(digit));
+        }
+        out.extend_from_slice(&value.to_be_bytes()[..self.len - 1]);
+        self.len = 0;
+    }
+}
+
+/// Percent-encoding (`%XX`), as in a data URI without `;base64`; other bytes are themselves.
+#[derive(Default)]
+pub(crate) struct Percent;
+
+impl Transfer for Percent {
+    fn decode(&mut self, input: &[u8], last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        let mut i = 0;
+        while i < input.len() {
+            if input[i] != b'%' {
+                out.push(input[i]);
+                i += 1;
+                continue;
+            }
+            if input.len() - i < 3 && !last {
+                return (i, false);
+            }
+            match (
+                input.get(i + 1).and_then(|&c| hex_value(c)),
+                input.get(i + 2).and_then(|&c| hex_value(c)),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            }
+        }
+        (i, false)
+    }
+}
+
+pub(crate) fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode<T: Transfer>(input: &[u8], transfer: T) -> Vec<u8> {
+        let mut out = Vec::new();
+        Decoder::new(input, transfer)
+            .read_to_end(&mut out)
+            .expect("decodes");
+        out
+    }
+
+    #[test]
+    fn base64_skips_line_breaks_and_stops_at_padding() {
+        assert_eq!(
+            decode(b"aGVs\r\nbG8g\nd29y bGQ=trailing", Base64::default()),
+            b"hello world"
+        );
+        assert_eq!(decode(b"aGk", Base64::default()), b"hi");
+    }
+
+    #[test]
+    fn base64_across_step_boundaries() {
+        let text: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let encoded = base64_encode(&text);
+        assert_eq!(decode(&encoded, Base64::default()), text);
+    }
+
+    fn base64_encode(data: &[u8]) -> Vec<u8> {
+        use base64::Engine;
+        let line = base64::engine::general_purpose::STANDARD.encode(data);
+        line.as_bytes()
+            .chunks(76)
+            .flat_map(|l| l.iter().copied().chain(*b"\r\n"))
+            .collect()
+    }
+
+    #[test]
+    fn quoted_printable_escapes_and_soft_breaks() {
+        assert_eq!(
+            decode(b"a=3Db=\r\nc=\nd =XY=4", QuotedPrintable),
+            b"a=bcd =XY=4"
+        );
+    }
+
+    #[test]
+    fn uuencode_lines_and_end() {
+        // "Cat" uuencoded.
+        assert_eq!(decode(b"#0V%T\n`\nend\n", Uuencode), b"Cat");
+    }
+
+    #[test]
+    fn hex_skips_space_and_stops_at_other_characters() {
+        assert_eq!(decode(b"48 65\n6c6C6f}rest", Hex::default()), b"Hello");
+        assert_eq!(decode(b"4>", Hex::default()), b"\x40");
+    }
+
+    #[test]
+    fn ascii85_groups_z_and_end() {
+        assert_eq!(
+            decode(b"87cURD]i,\"Ebo80~>", Ascii85::default()),
+            b"Hello World!"
+        );
+        assert_eq!(decode(b"z~>", Ascii85::default()), [0u8; 4]);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(decode(b"a%20b%zz%4", Percent), b"a b%zz%4");
+    }
+}

@@ -1,0 +1,159 @@
+//! Zip archives (and everything built on them: docx, xlsx, jar, apk...): members read through
+//! the zip crate, with overlapping entries refused and inconsistent headers reported.
+
+use std::io::{Cursor, Read};
+
+use zip::ZipArchive;
+use zip::result::ZipError;
+
+use super::Format;
+use crate::decompress::{Codec, Counting, stream_decoder};
+use crate::expand::{DECODER_MEMORY_LIMIT, Declared, Members};
+use crate::limits::Limit;
+use crate::verdict::Reason;
+
+pub(super) const FORMAT: Format = Format {
+    name: "zip",
+    identify,
+    expand,
+};
+
+fn identify(data: &[u8]) -> bool {
+    data.starts_with(b"PK\x03\x04")
+        || data.starts_with(b"PK\x05\x06")
+        || data.starts_with(b"PK\x07\x08")
+}
+
+const ENCRYPTED: &str = "the member is encrypted, so it could not be examined";
+
+fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+    let (counting, consumed) = Counting::new(Cursor::new(data));
+    let mut archive = match ZipArchive::new(counting) {
+        Ok(archive) => archive,
+        Err(e) => return zip_error(members, None, &e),
+    };
+    if !members.expect(archive.len() as u64) {
+        return;
+    }
+    match archive.has_overlapping_entries() {
+        Ok(false) => {}
+        Ok(true) => return members.limit(Limit::ZipOverlappingEntries),
+        Err(e) => return zip_error(members, None, &e),
+    }
+    if let Err(e) = archive.validate_header_consistency() {
+        // Mismatched local and central headers or hidden entries: tools disagree on what the
+        // archive holds. Scan what the central directory lists, but never call it clean.
+        zip_error(members, None, &e);
+    }
+    for index in 0..archive.len() {
+        if members.stopped() {
+            return;
+        }
+        let (name, is_dir, encrypted, size, compressed_size, method, lzma_dict) =
+            match archive.by_index_raw(index) {
+                Ok(mut raw) => (
+                    raw.name().unwrap_or_default().into_owned(),
+                    raw.is_dir(),
+                    raw.encrypted(),
+                    raw.size(),
+                    raw.compressed_size(),
+                    raw.compression(),
+                    if raw.compression() == zip::CompressionMethod::Lzma {
+                        lzma_dictionary(&mut raw)
+                    } else {
+                        None
+                    },
+                ),
+                Err(e) => {
+                    let child = members.child("");
+                    zip_error(members, Some(&child), &e);
+                    continue;
+                }
+            };
+        let child = members.child(&name);
+        // A "directory" that carries bytes is a place to hide them: only empty ones are skipped.
+        if is_dir && size == 0 {
+            continue;
+        }
+        if encrypted {
+            members.member_problem(&child, Reason::Encrypted, ENCRYPTED);
+            continue;
+        }
+        if !members.admit(&child, Declared::packed(size, compressed_size)) {
+            continue;
+        }
+        if let Some(dict) = lzma_dict.filter(|d| u64::from(*d) > DECODER_MEMORY_LIMIT) {
+            // The decoder would allocate the whole dictionary up front.
+            let message = format!(
+                "the LZMA member wants a {dict}-byte dictionary, over the decoder memory limit, so it was not examined"
+            );
+            members.member_problem(&child, Reason::Unsupported, message);
+            continue;
+        }
+        if method == zip::CompressionMethod::Xz {
+            // Decoded by our own xz reader, which has a memory limit the zip crate's lacks; xz
+            // carries its own checksums.
+            let decoded = archive
+                .by_index_raw(index)
+                .map_err(|e| e.to_string())
+                .and_then(|raw| stream_decoder(Codec::Xz, raw).map_err(|e| e.to_string()));
+            match decoded {
+                Ok(mut decoder) => {
+                    members.read(&child, &mut decoder, Some(consumed.clone()));
+                }
+                Err(e) => {
+                    let message = format!("cannot decode the xz member: {e}");
+                    members.member_problem(&child, Reason::Corrupt, message);
+                }
+            }
+            continue;
+        }
+        let mut file = match archive.by_index(index) {
+            Ok(file) => file,
+            Err(e) => {
+                zip_error(members, Some(&child), &e);
+                continue;
+            }
+        };
+        let stored = file.compression() == zip::CompressionMethod::Stored;
+        members.read(&child, &mut file, (!stored).then(|| consumed.clone()));
+    }
+}
+
+/// Records a zip error against a member, or the archive when `child` is `None`.
+fn zip_error(members: &mut Members<'_, '_>, child: Option<&str>, err: &ZipError) {
+    let (reason, message) = match err {
+        ZipError::UnsupportedArchive(msg) if *msg == ZipError::PASSWORD_REQUIRED => {
+            (Reason::Encrypted, ENCRYPTED.to_owned())
+        }
+        ZipError::InvalidPassword => (Reason::Encrypted, ENCRYPTED.to_owned()),
+        ZipError::CompressionMethodNotSupported(method) => (
+            Reason::Unsupported,
+            format!("zip compression method {method} is not supported, so it was not examined"),
+        ),
+        ZipError::UnsupportedArchive(msg) => (
+            Reason::Unsupported,
+            format!("unsupported zip feature: {msg}"),
+        ),
+        ZipError::Io(io) if members.limit_in(io) => return,
+        ZipError::Io(io) => (Reason::Corrupt, format!("damaged or truncated zip: {io}")),
+        other => (
+            Reason::Corrupt,
+            format!("damaged or truncated zip: {other}"),
+        ),
+    };
+    match child {
+        Some(child) => members.member_problem(child, reason, message),
+        None => members.problem(reason, message),
+    }
+}
+
+/// The dictionary size of a zip LZMA member, from its raw data: a 2-byte version, a 2-byte
+/// properties length (5), then the properties byte and the dictionary size (little-endian).
+fn lzma_dictionary(raw: &mut dyn Read) -> Option<u32> {
+    let mut header = [0u8; 9];
+    raw.read_exact(&mut header).ok()?;
+    Some(u32::from_le_bytes([
+        header[5], header[6], header[7], header[8],
+    ]))
+}

@@ -31,7 +31,13 @@ fn identify(data: &[u8]) -> bool {
     let Some(fields) = header_fields(headers) else {
         return false;
     };
-    let has = |name: &str| fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    // Mail software writes field names capitalised ("From", "Mime-Version"); configuration
+    // files that happen to have `from:` and `to:` keys do not.
+    let has = |name: &str| {
+        fields.iter().any(|(n, _)| {
+            n.eq_ignore_ascii_case(name) && n.starts_with(|c: char| c.is_ascii_uppercase())
+        })
+    };
     let addressing = [
         "From",
         "To",

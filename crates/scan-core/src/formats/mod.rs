@@ -30,8 +30,11 @@ pub(crate) struct Format {
     pub(crate) expand: fn(&mut Members<'_, '_>, &[u8]),
 }
 
-/// Every format, in the order identification tries them: magic numbers at fixed offsets first,
-/// then checksummed headers, then the text formats whose signs are weaker.
+/// Every format, in the order identification tries them: magic numbers at offset 0 first, then
+/// checksummed headers, then the text formats whose signs are weaker. Mail comes before PDF and
+/// BinHex, whose markers may sit a little way in: a message that mentions `%PDF-` in its first
+/// kilobyte is still a message (its parts are identified in turn), so no attachment is hidden
+/// by making the message look like something else.
 pub(crate) static FORMATS: &[Format] = &[
     zip::FORMAT,
     sevenz::FORMAT,
@@ -44,11 +47,11 @@ pub(crate) static FORMATS: &[Format] = &[
     cpio::FORMAT,
     ole::FORMAT,
     tnef::FORMAT,
-    pdf::FORMAT,
     rtf::FORMAT,
     tar::FORMAT,
-    binhex::FORMAT,
     mime::FORMAT,
+    pdf::FORMAT,
+    binhex::FORMAT,
     datauri::FORMAT,
 ];
 

@@ -42,6 +42,11 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
     }
     if truncated {
         members.corrupt("PDF", "a stream has no end (the file is cut short)");
+    } else if memmem::rfind(data, b"%%EOF").is_none() {
+        members.corrupt(
+            "PDF",
+            "it has no end-of-file marker (the file is cut short)",
+        );
     }
     if trailer_encrypts(data) {
         members.problem(
@@ -58,7 +63,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             return;
         }
         let dict = &data[object.dict.clone()];
-        scripts(members, dict, object.number);
+        scripts(members, dict, &format!("js-{}", object.number));
         let Some(stream) = &object.stream else {
             continue;
         };
@@ -181,13 +186,13 @@ fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[
     let bytes = decoded.as_slice();
     if (bytes.len() as u64) <= MAX_OBJECT_STREAM {
         // Objects inside an object stream have no `obj` keywords; their scripts are what the
-        // stream may hide, and its own number stands for them.
-        scripts(members, bytes, 0);
+        // stream may hide.
+        scripts(members, bytes, &format!("{name}/js"));
     }
 }
 
-/// Yields the literal or hex strings of `/JS` entries in `dict` as `js-N` members.
-fn scripts(members: &mut Members<'_, '_>, dict: &[u8], number: u64) {
+/// Yields the literal or hex strings of `/JS` entries in `dict` as members named `name`.
+fn scripts(members: &mut Members<'_, '_>, dict: &[u8], name: &str) {
     let finder = memmem::Finder::new(b"/JS");
     let mut from = 0;
     while let Some(found) = finder.find(&dict[from..]) {
@@ -213,7 +218,7 @@ fn scripts(members: &mut Members<'_, '_>, dict: &[u8], number: u64) {
         if members.stopped() {
             return;
         }
-        if !script.is_empty() && members.bytes(&format!("js-{number}"), &script) == Taken::Broken {
+        if !script.is_empty() && members.bytes(name, &script) == Taken::Broken {
             return;
         }
     }

@@ -1,7 +1,7 @@
 //! Every supported format, clean and carrying the test file, found by content and reported by
 //! its path through the tree.
 
-use scan_core::testing::{self, eicar};
+use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Verdict, filetype};
 use zip::CompressionMethod;
 
@@ -202,9 +202,42 @@ async fn clean_corpus_is_clean_with_nothing_left_unexamined() {
         ("empty", Vec::new(), "empty"),
         (
             "doc.pdf",
-            b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n".to_vec(),
+            testing::pdf(&[
+                PdfObject::dict("/Type /Catalog /Pages 2 0 R"),
+                PdfObject::dict("/Type /Pages /Kids [3 0 R] /Count 1"),
+                PdfObject::dict("/Type /Page /Parent 2 0 R /Contents 4 0 R"),
+                PdfObject::stream("", b"BT /F1 12 Tf 72 712 Td (Hello) Tj ET", &[PdfFilter::Flate]),
+            ]),
             "pdf",
         ),
+        (
+            "note.eml",
+            b"From: a@example.com\r\nTo: b@example.com\r\nSubject: lunch\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nSee you at noon =E2=98=95\r\n".to_vec(),
+            "email",
+        ),
+        ("letter.rtf", b"{\\rtf1\\ansi{\\fonttbl{\\f0 Times;}}\\f0 Dear reader,\\par}".to_vec(), "rtf"),
+        (
+            "page.html",
+            format!(
+                "<html><body><img src=\"data:image/png;base64,{}\"><p>data: none</p></body></html>",
+                png_base64()
+            )
+            .into_bytes(),
+            "html",
+        ),
+        (
+            "style.css",
+            format!("body {{ background: url(data:image/png;base64,{}) }}\n", png_base64()).into_bytes(),
+            "text",
+        ),
+        ("data.json", b"{\"from\": \"a\", \"to\": \"b\", \"data\": \"data:,x\"}\n".to_vec(), "text"),
+        ("table.csv", b"From,To,Subject\na,b,c\n".to_vec(), "text"),
+        ("config.yaml", b"from: a\nto: b\nsubject: c\n\nbody: d\n".to_vec(), "text"),
+        ("memo.txt", b"From the desk of the director:\n\nregards\n".to_vec(), "text"),
+        ("image.png", png(), "png"),
+        ("photo.jpg", jpeg(), "jpg"),
+        ("tool.exe", pe(), "exe"),
+        ("true", std::fs::read("/bin/true").unwrap(), "elf"),
         (
             "docs.zip",
             testing::zip(&[("a.txt", &text), ("b.bin", &random)]),
@@ -295,4 +328,68 @@ async fn zip64_and_gnu_and_pax_tar_variants_are_read() {
     pax.append(&header, &e[..]).unwrap();
     let report = scan(&scanner, "pax.tar", pax.into_inner().unwrap()).await;
     assert_eq!(paths(&report), ["pax.tar/pax/named/eicar.com"]);
+}
+
+/// A 1x1 PNG: signature, IHDR, one deflated IDAT, IEND (CRCs zero: nothing here checks them).
+fn png() -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&[0; 4]);
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&[0, 255, 0, 0]).unwrap();
+    chunk(&mut out, b"IDAT", &z.finish().unwrap());
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+fn png_base64() -> String {
+    png()
+        .chunks(3)
+        .map(|c| {
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut w = [0u8; 3];
+            w[..c.len()].copy_from_slice(c);
+            let v = u32::from(w[0]) << 16 | u32::from(w[1]) << 8 | u32::from(w[2]);
+            (0..4)
+                .map(|k| {
+                    if k <= c.len() {
+                        char::from(A[(v >> (18 - 6 * k) & 63) as usize])
+                    } else {
+                        '='
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// A JPEG/JFIF header, some entropy-coded bytes and the end marker.
+fn jpeg() -> Vec<u8> {
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    out.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+    out.extend_from_slice(&random_bytes(4000, 9));
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+/// A minimal Windows executable: DOS header pointing at a PE header with one section.
+fn pe() -> Vec<u8> {
+    let mut out = vec![0u8; 1024];
+    out[..2].copy_from_slice(b"MZ");
+    out[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    out[0x80..0x84].copy_from_slice(b"PE\0\0");
+    out[0x84..0x86].copy_from_slice(&0x14Cu16.to_le_bytes());
+    out[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
+    out[0x94..0x96].copy_from_slice(&0xE0u16.to_le_bytes());
+    out[0x98..0x9A].copy_from_slice(&0x10Bu16.to_le_bytes());
+    out[0x178..0x17D].copy_from_slice(b".text");
+    out[0x200..0x210].copy_from_slice(&random_bytes(16, 4));
+    out
 }

@@ -4,6 +4,8 @@
 
 mod bombs;
 mod broken;
+mod documents;
 mod engines;
 mod formats;
+mod mail;
 mod testutil;

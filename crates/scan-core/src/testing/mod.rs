@@ -1,10 +1,13 @@
-//! Builders for test objects: the EICAR test file, archives of every supported format, and
-//! bombs. Everything is generated at run time; nothing live is ever stored in the repository.
+//! Builders for test objects: the EICAR test file, archives and documents of every supported
+//! format, and bombs. Everything is generated at run time; nothing live is ever stored in the repository.
 //! Enabled by the `test-support` feature; panics on failure, as test helpers should.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::io::{Cursor, Write};
+
+mod documents;
+pub use documents::*;
 
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};

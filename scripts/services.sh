@@ -10,7 +10,8 @@
 # exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
 # VERDICT_TEST_ICAP_URL, VERDICT_TEST_S3_ENDPOINT (moto, an S3-compatible server, with test
 # credentials in AWS_*), VERDICT_TEST_REDIS_URL, VERDICT_TEST_SDK_PYTHON (a Python with the
-# attachmentAV SDK); scripts/test.sh sources it before the tests.
+# attachmentAV SDK), VERDICT_TEST_CLAMAV_TESTFILES (ClamAV's test carriers); scripts/test.sh
+# sources it before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -96,7 +97,9 @@ write_signatures() {
 }
 
 start() {
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server
+    # clamav-testfiles: ClamAV's own test carriers (clam.exe in mail, PDF, RTF, OLE...), which
+    # the engines tests scan with a hash signature of clam.exe.
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles
     install_moto
     install_sdk
     stop >/dev/null 2>&1 || true
@@ -179,6 +182,7 @@ export VERDICT_TEST_ICAP_URL=icap://127.0.0.1:$icap_port/avscan
 export VERDICT_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 export VERDICT_TEST_SDK_PYTHON=$SDK_VENV/bin/python
+export VERDICT_TEST_CLAMAV_TESTFILES=/usr/share/clamav-testfiles
 export AWS_ACCESS_KEY_ID=verdict-test
 export AWS_SECRET_ACCESS_KEY=verdict-test
 export AWS_REGION=us-east-1

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod carriers;
 mod clamd;
 mod embedded;
 mod icap;

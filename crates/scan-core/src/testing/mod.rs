@@ -253,12 +253,34 @@ pub fn overlapping_zip(count: usize, kernel_size: usize) -> Vec<u8> {
     raw.finish()
 }
 
-/// A gzip stream that decodes to `size` zero bytes, built in milliseconds: deflate of zeros,
-/// once the window is full of zeros, is the same byte-aligned block over and over, so the block
-/// for 1 MiB is made once and repeated.
+/// A gzip stream that decodes to `size` zero bytes, built in milliseconds (see
+/// [`deflate_of_zeros`]).
 pub fn gzip_of_zeros(size: u64) -> Vec<u8> {
+    let (deflate, crc, size) = deflate_of_zeros(size);
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    out.extend_from_slice(&deflate);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&(size as u32).to_le_bytes());
+    out
+}
+
+/// A zlib stream (PDF's FlateDecode) that decodes to `size` zero bytes.
+pub fn zlib_of_zeros(size: u64) -> Vec<u8> {
+    let (deflate, _, size) = deflate_of_zeros(size);
+    let mut out = vec![0x78, 0xDA];
+    out.extend_from_slice(&deflate);
+    // Adler-32 of n zeros: a stays 1, b adds 1 per byte.
+    let b = (size % 65521) as u32;
+    out.extend_from_slice(&(b << 16 | 1).to_be_bytes());
+    out
+}
+
+/// A raw deflate stream of `size` zeros (rounded down to whole MiB), its CRC-32 and its size:
+/// deflate of zeros, once the window is full of zeros, is the same byte-aligned block over and
+/// over, so the block for 1 MiB is made once and repeated.
+fn deflate_of_zeros(size: u64) -> (Vec<u8>, u32, u64) {
     const CHUNK: usize = 1 << 20;
-    let chunks = size / CHUNK as u64;
+    let chunks = (size / CHUNK as u64).max(1);
     let mut compress = flate2::Compress::new(flate2::Compression::best(), false);
     let zeros = vec![0u8; CHUNK];
     let mut first = Vec::with_capacity(CHUNK);
@@ -269,8 +291,7 @@ pub fn gzip_of_zeros(size: u64) -> Vec<u8> {
     compress
         .compress_vec(&zeros, &mut repeat, flate2::FlushCompress::Sync)
         .unwrap();
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-    out.extend_from_slice(&first);
+    let mut out = first;
     for _ in 1..chunks {
         out.extend_from_slice(&repeat);
     }
@@ -283,9 +304,7 @@ pub fn gzip_of_zeros(size: u64) -> Vec<u8> {
     for _ in 1..chunks {
         crc.combine(&one);
     }
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&((chunks * CHUNK as u64) as u32).to_le_bytes());
-    out
+    (out, crc.sum(), chunks * CHUNK as u64)
 }
 
 /// A minimal zip writer for shapes the zip crate refuses to write (overlaps) or writes slowly.

@@ -252,3 +252,65 @@ fn xz_wanting_4_gib() -> Vec<u8> {
     xz[block + header_len - 4..block + header_len].copy_from_slice(&crc.sum().to_le_bytes());
     xz
 }
+
+#[tokio::test]
+async fn a_pdf_stream_inflating_to_gigabytes_stops_on_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let zeros = testing::zlib_of_zeros(4 << 30);
+    let mut pdf = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n".to_vec();
+    pdf.extend_from_slice(
+        format!(
+            "2 0 obj\n<< /Filter /FlateDecode /Length {} >>\nstream\n",
+            zeros.len()
+        )
+        .as_bytes(),
+    );
+    pdf.extend_from_slice(&zeros);
+    pdf.extend_from_slice(b"\nendstream\nendobj\n%%EOF\n");
+    let report = scan(&scanner(dir.path()), "bomb.pdf", pdf).await;
+    assert_limit(&report, Limit::MaxCompressionRatio);
+    assert!(
+        report.bytes_expanded < 64 << 20,
+        "{}",
+        report.bytes_expanded
+    );
+    assert_no_spool_files(dir.path());
+}
+
+#[tokio::test]
+async fn a_bomb_smuggled_in_a_data_uri_stops_on_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = testing::html_data_uri("bomb.gz", &testing::gzip_of_zeros(4 << 30));
+    let report = scan(&scanner(dir.path()), "page.html", html).await;
+    assert_limit(&report, Limit::MaxCompressionRatio);
+    assert!(
+        report.bytes_expanded < 64 << 20,
+        "{}",
+        report.bytes_expanded
+    );
+}
+
+#[tokio::test]
+async fn documents_with_a_hundred_thousand_objects_stop_on_the_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    for n in 1..=100_000 {
+        pdf.extend_from_slice(
+            format!("{n} 0 obj\n<< /Length 2 >>\nstream\nhi\nendstream\nendobj\n").as_bytes(),
+        );
+    }
+    pdf.extend_from_slice(b"%%EOF\n");
+    let report = scan(&scanner, "many.pdf", pdf).await;
+    assert_limit(&report, Limit::MaxFiles);
+
+    let files: Vec<(String, Vec<u8>)> = (0..100_000)
+        .map(|i| (format!("{i}.txt"), b"x".to_vec()))
+        .collect();
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let report = scan(&scanner, "winmail.dat", testing::tnef(&borrowed)).await;
+    assert_limit(&report, Limit::MaxFiles);
+}

@@ -7,5 +7,6 @@ mod broken;
 mod documents;
 mod engines;
 mod formats;
+mod fuzz;
 mod mail;
 mod testutil;

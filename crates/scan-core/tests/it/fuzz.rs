@@ -1,0 +1,211 @@
+//! Bounded mutation fuzzing of every carrier parser, run by the test command: a valid sample of
+//! each format is mutated (bytes flipped, cut, spliced, sizes overwritten, format keywords
+//! inserted) and scanned. A decoder panic becomes a `Failed` problem ("internal error") in the
+//! report, so the assertion is that none appears; a hang or a stack overflow fails the run.
+//! `VERDICT_FUZZ_ITERATIONS` raises the count for a longer local run.
+
+use std::time::Duration;
+
+use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
+use scan_core::{Limits, Reason};
+
+use crate::testutil::{scan, scanner_with};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Words that steer parsers into their less-travelled paths.
+const TOKENS: &[&[u8]] = &[
+    b"obj",
+    b"endobj",
+    b"stream\n",
+    b"endstream",
+    b"<<",
+    b">>",
+    b"/Filter /FlateDecode",
+    b"/Filter [/ASCII85Decode /LZWDecode]",
+    b"/Length 99999999",
+    b"/JS (",
+    b"/EF << /F 1 0 R >>",
+    b"/Type /ObjStm",
+    b"\n--b\n",
+    b"\r\n\r\n",
+    b"Content-Type: multipart/mixed; boundary=b\n",
+    b"Content-Transfer-Encoding: base64\n",
+    b"=\r\n",
+    b"=4",
+    b"begin 644 x\n",
+    b"\nend\n",
+    b"\\objdata ",
+    b"\\bin99999 ",
+    b"{\\rt",
+    b"data:;base64,",
+    b"%4",
+    b":",
+    b"\x90",
+    b"\x90\x00",
+    b"\xff\xff\xff\xff",
+    b"\x00\x00\x00\x80",
+    b"\x01Ole10Native",
+    b"\x0f\x00\x11\x10",
+];
+
+fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut data = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let len = data.len().max(1);
+        match rng.below(6) {
+            0 => {
+                let at = rng.below(len);
+                if let Some(b) = data.get_mut(at) {
+                    *b ^= 1 << rng.below(8);
+                }
+            }
+            1 => data.truncate(rng.below(len)),
+            2 => {
+                let token = TOKENS[rng.below(TOKENS.len())];
+                let at = rng.below(data.len() + 1);
+                data.splice(at..at, token.iter().copied());
+            }
+            3 => {
+                let from = rng.below(len);
+                let to = (from + rng.below(256)).min(data.len());
+                let copy = data[from.min(data.len())..to].to_vec();
+                let at = rng.below(data.len() + 1);
+                data.splice(at..at, copy);
+            }
+            4 => {
+                let at = rng.below(len);
+                let values = [0u32, u32::MAX, 0x7FFF_FFFF, 0x8000_0000, 1, 4096];
+                let value = values[rng.below(values.len())].to_le_bytes();
+                for (i, b) in value.iter().enumerate() {
+                    if let Some(slot) = data.get_mut(at + i) {
+                        *slot = *b;
+                    }
+                }
+            }
+            _ => {
+                let at = rng.below(len);
+                let end = (at + rng.below(64)).min(data.len());
+                if at < end {
+                    data.drain(at..end);
+                }
+            }
+        }
+    }
+    data
+}
+
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let e = eicar();
+    let ole = |streams: Vec<(String, Vec<u8>)>| {
+        let borrowed: Vec<(&str, &[u8])> = streams
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        testing::ole(&borrowed)
+    };
+    let object = ole(vec![(
+        "\u{1}Ole10Native".into(),
+        testing::ole10native("p.exe", &e),
+    )]);
+    let mut office = testing::vba_project("Macros/", &[("Module1", "Sub A()\r\nEnd Sub\r\n")]);
+    office.push((
+        "PowerPoint Document".into(),
+        testing::ppt_document_stream(&object),
+    ));
+    office.extend(testing::msg_streams(&[("a.exe", &e)]));
+    let mail = b"From: a@b\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nhi=3D=\n there\n--b\nContent-Type: application/octet-stream; name=a.exe\nContent-Transfer-Encoding: base64\n\nWDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=\n--b\nContent-Type: message/rfc822\n\nFrom: c@d\nContent-Type: text/plain\n\nbegin 644 x.txt\n#0V%T\n`\nend\n--b--\n".to_vec();
+    vec![
+        ("mail.eml", mail),
+        (
+            "doc.pdf",
+            testing::pdf(&[
+                PdfObject::dict("/Type /Catalog /OpenAction 2 0 R"),
+                PdfObject::dict("/S /JavaScript /JS (app.alert\\(1\\)) /Next 3 0 R"),
+                PdfObject::stream("", b"hello", &[PdfFilter::Ascii85, PdfFilter::Flate]),
+                PdfObject::stream(
+                    "",
+                    b"world world world",
+                    &[PdfFilter::AsciiHex, PdfFilter::Lzw],
+                ),
+                PdfObject::stream("", b"aaaaaaaaaabbbbbbbbbb", &[PdfFilter::RunLength]),
+                PdfObject::stream(
+                    "/Type /ObjStm /N 1 /First 4",
+                    b"6 0 << /JS (x) >>",
+                    &[PdfFilter::Flate],
+                ),
+                PdfObject::dict("/Type /Filespec /F (a.exe) /EF << /F 8 0 R >>"),
+                PdfObject::stream("/Type /EmbeddedFile", &e, &[PdfFilter::Flate]),
+            ]),
+        ),
+        (
+            "doc.rtf",
+            testing::rtf_object("Package", &testing::package_native("a.exe", &e)),
+        ),
+        (
+            "winmail.dat",
+            testing::tnef(&[("a.exe", &e), ("b.txt", b"hello")]),
+        ),
+        (
+            "file.hqx",
+            testing::binhex("a.exe", &[e.clone(), vec![0; 40]].concat()),
+        ),
+        ("page.html", testing::html_data_uri("a.exe", &e)),
+        ("office.doc", ole(office)),
+        (
+            "a.zip",
+            testing::zip(&[("a.exe", &e), ("b/c.txt", b"hello")]),
+        ),
+        ("a.tar.gz", testing::gzip(&testing::tar(&[("a.exe", &e)]))),
+        ("a.7z", testing::sevenz(&[("a.exe", &e)], None)),
+    ]
+}
+
+#[tokio::test]
+async fn mutated_carriers_never_panic_a_decoder() {
+    let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_files: 2_000,
+        max_scan_size: 256 << 20,
+        max_scan_time: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let scanner = scanner_with(dir.path(), limits);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut scanned = 0;
+    for (name, seed) in seeds() {
+        for _ in 0..iterations {
+            let input = mutate(&seed, &mut rng);
+            let report = scan(&scanner, name, input.clone()).await;
+            let panicked = report.problems.iter().any(|p| p.reason == Reason::Failed);
+            if panicked {
+                let kept = std::env::temp_dir().join(format!("verdict-fuzz-{name}"));
+                std::fs::write(&kept, &input).unwrap();
+                panic!(
+                    "{name}: a decoder failed on a mutated input (kept in {}): {:?}",
+                    kept.display(),
+                    report.problems
+                );
+            }
+            scanned += 1;
+        }
+    }
+    assert_eq!(scanned, iterations * seeds().len());
+}

@@ -4,11 +4,13 @@
 #   first), and `verdict scan` with (a) the embedded engines and (b) embedded + clamd.
 # Prints wall time, MB/s, infected files found, and peak RSS as a table.
 #
-#   benches/clamav_compare.sh [SIZE_MB]     (default 300)
+#   benches/clamav_compare.sh [SIZE_MB] [mixed|documents]     (default 300 MB of mixed files;
+#   "documents" is PDFs with deflated streams and e-mails with attachments)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 size_mb=${1:-300}
+kind=${2:-mixed}
 
 apt_install time python3
 trap 'scripts/services.sh stop' EXIT
@@ -22,8 +24,8 @@ verdict="${CARGO_TARGET_DIR:-target}/release/verdict"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"; scripts/services.sh stop' EXIT
-log "building a ${size_mb} MB corpus"
-expected=$(python3 benches/make_corpus.py "$work/corpus" "$size_mb")
+log "building a ${size_mb} MB corpus ($kind)"
+expected=$(python3 benches/make_corpus.py "$work/corpus" "$size_mb" "$kind")
 bytes=$(du -sb "$work/corpus" | cut -f1)
 files=$(find "$work/corpus" -type f | wc -l)
 # The YARA twin of the test database's payload signature, so both sides look for the same things.

@@ -3,7 +3,10 @@
 test payloads (EICAR, assembled here, and a marker both ClamAV's test database and a YARA rule
 know). Deterministic for a given seed.
 
-usage: make_corpus.py DIR [SIZE_MB]   -> prints the number of files that carry a payload
+With KIND "documents", the corpus is PDFs (deflated text streams, an attached zip) and e-mails
+(text and HTML bodies, base64 zip and PDF attachments), a few carrying a payload inside.
+
+usage: make_corpus.py DIR [SIZE_MB] [mixed|documents]   -> prints the number of files that carry a payload
 """
 import io
 import os
@@ -14,6 +17,7 @@ import zipfile
 
 out = sys.argv[1]
 size_mb = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+kind = sys.argv[3] if len(sys.argv) > 3 else "mixed"
 rng = random.Random(42)
 os.makedirs(out, exist_ok=True)
 
@@ -67,6 +71,62 @@ def put(name, data):
         f.write(data)
     written += len(data)
 
+
+def pdf_bytes(streams, attachment=None):
+    """A PDF of deflated streams, and an attached file (a file specification and a deflated
+    /EmbeddedFile stream) when one is given."""
+    import zlib
+    objects = [b"<< /Type /Catalog >>"]
+    for data in streams:
+        z = zlib.compress(data, 6)
+        objects.append(b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(z) + z + b"\nendstream")
+    if attachment:
+        name, data = attachment
+        n = len(objects) + 2
+        objects.append(b"<< /Type /Filespec /F (%s) /EF << /F %d 0 R >> >>" % (name.encode(), n))
+        z = zlib.compress(data, 6)
+        objects.append(b"<< /Type /EmbeddedFile /Filter /FlateDecode /Length %d >>\nstream\n" % len(z) + z + b"\nendstream")
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for i, body in enumerate(objects):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % (i + 1) + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for o in offsets:
+        out += b"%010d 00000 n \n" % o
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def mail_bytes(attachments):
+    from email.message import EmailMessage
+    m = EmailMessage()
+    m["From"] = "Billing <billing@example.com>"
+    m["To"] = "you@example.com"
+    m["Subject"] = "Documents"
+    m.set_content(text(20_000).decode())
+    m.add_alternative("<html><body><p>" + text(20_000).decode() + "</p></body></html>", subtype="html")
+    for name, data in attachments:
+        m.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return m.as_bytes()
+
+
+if kind == "documents":
+    put("pdf/infected.pdf", pdf_bytes([text(100_000)], ("eicar.com", EICAR))); infected += 1
+    put("mail/infected.eml", mail_bytes([("invoice.zip", zip_bytes([("eicar.com", EICAR)]))])); infected += 1
+    put("mail/payload.eml", mail_bytes([("tool.bin", PAYLOAD + random_bytes(1000))])); infected += 1
+    i = 0
+    while written < budget:
+        if i % 2 == 0:
+            streams = [text(rng.randint(50_000, 300_000)) for _ in range(rng.randint(3, 10))]
+            put(f"pdf/report{i}.pdf", pdf_bytes(streams, ("notes.zip", zip_bytes([("notes.txt", text(200_000))]))))
+        else:
+            archive = zip_bytes([(f"part{j}.txt", text(rng.randint(50_000, 300_000))) for j in range(3)])
+            put(f"mail/mail{i}.eml", mail_bytes([("archive.zip", archive), ("report.pdf", pdf_bytes([text(100_000)]))]))
+        i += 1
+    print(infected)
+    sys.exit(0)
 
 # A few infected files, at several depths and in several formats.
 put("mail/eicar.com", EICAR); infected += 1

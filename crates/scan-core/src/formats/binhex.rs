@@ -4,7 +4,7 @@
 use std::io::{self, Read};
 
 use super::Format;
-use super::text::{Decoder, Transfer};
+use super::text::{Decoder, SixBits, six_bit_values};
 use crate::decompress::{Codec, Counting, stream_decoder};
 use crate::expand::{Declared, Exact, Members, Taken};
 
@@ -17,7 +17,11 @@ pub(super) const FORMAT: Format = Format {
 const MARKER: &[u8] = b"(This file must be converted with BinHex";
 /// The marker line must start within this many bytes (mail bodies put a little text first).
 const SEARCH: usize = 8 << 10;
-const ALPHABET: &[u8; 64] = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+/// BinHex's six-bit alphabet; `:` ends the data.
+static SIX_BIT: [u8; 256] = six_bit_values(
+    b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr",
+    &[],
+);
 
 fn marker(data: &[u8]) -> Option<usize> {
     let window = &data[..data.len().min(SEARCH + MARKER.len())];
@@ -32,7 +36,8 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
     else {
         return members.corrupt("BinHex file", "no data after the marker line");
     };
-    let (counting, consumed) = Counting::new(Decoder::new(&after[start..], SixBit::default()));
+    let (counting, consumed) =
+        Counting::new(Decoder::new(&after[start..], SixBits::new(&SIX_BIT, b':')));
     let mut reader = match stream_decoder(Codec::BinHexRle, counting) {
         Ok(reader) => reader,
         Err(e) => return members.corrupt("BinHex file", e),
@@ -78,33 +83,4 @@ fn header(reader: &mut dyn Read) -> io::Result<(String, u64, u64)> {
         .collect();
     let name = name.replace(['/', '\\'], "_");
     Ok((name, u64::from(data_len), u64::from(rsrc_len)))
-}
-
-/// BinHex's six-bit encoding: four characters of its alphabet for three bytes, line breaks
-/// skipped, `:` at the end.
-#[derive(Default)]
-struct SixBit {
-    acc: u32,
-    bits: u32,
-}
-
-impl Transfer for SixBit {
-    fn decode(&mut self, input: &[u8], _last: bool, out: &mut Vec<u8>) -> (usize, bool) {
-        for (i, &c) in input.iter().enumerate() {
-            if c == b':' {
-                return (i + 1, true);
-            }
-            let Some(value) = ALPHABET.iter().position(|&a| a == c) else {
-                continue;
-            };
-            self.acc = (self.acc << 6) | value as u32;
-            self.bits += 6;
-            if self.bits >= 8 {
-                self.bits -= 8;
-                out.push((self.acc >> self.bits) as u8);
-                self.acc &= (1 << self.bits) - 1;
-            }
-        }
-        (input.len(), false)
-    }
 }

@@ -4,7 +4,7 @@
 use memchr::memmem;
 
 use super::Format;
-use super::text::{Base64, Decoder, Percent};
+use super::text::{Decoder, Percent, SixBits};
 use crate::expand::{Declared, Members};
 
 pub(super) const FORMAT: Format = Format {
@@ -75,7 +75,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             members.member(
                 &name,
                 declared,
-                &mut Decoder::new(payload, Base64::default()),
+                &mut Decoder::new(payload, SixBits::base64()),
                 None,
             );
         } else {

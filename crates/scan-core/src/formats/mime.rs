@@ -9,7 +9,7 @@
 use memchr::memmem;
 
 use super::Format;
-use super::text::{Base64, Decoder, QuotedPrintable, Uuencode};
+use super::text::{Decoder, QuotedPrintable, SixBits, Uuencode};
 use crate::expand::{Declared, Members};
 use crate::limits::Limit;
 
@@ -212,7 +212,7 @@ impl Parts {
         let declared = Declared::size(body.len() as u64);
         match entity.encoding.as_str() {
             "base64" => {
-                let mut decoder = Decoder::new(body, Base64::default());
+                let mut decoder = Decoder::new(body, SixBits::base64());
                 members.member(&name, declared, &mut decoder, None);
             }
             "quoted-printable" => {

@@ -345,36 +345,30 @@ fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
     (objects, truncated)
 }
 
-/// The object number of `N G obj` when `obj` at `keyword` is preceded by two integers.
+/// The object number of `N G obj` when `obj` at `keyword` is preceded by two integers, each
+/// after white space.
 fn object_number(data: &[u8], keyword: usize) -> Option<u64> {
     let before = &data[..keyword];
-    let trimmed = before.trim_ascii_end();
-    if trimmed.len() == before.len() {
+    if !before.last().is_some_and(u8::is_ascii_whitespace) {
         return None;
     }
-    let gen_len = trimmed
-        .iter()
-        .rev()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if gen_len == 0 || gen_len > 5 {
+    let (_, rest) = trailing_integer(before, 5)?;
+    if !rest.last().is_some_and(u8::is_ascii_whitespace) {
         return None;
     }
-    let rest = &trimmed[..trimmed.len() - gen_len];
-    let rest_trimmed = rest.trim_ascii_end();
-    if rest_trimmed.len() == rest.len() {
+    trailing_integer(rest, 10).map(|(number, _)| number)
+}
+
+/// The integer of at most `max_digits` digits that ends `data` (white space after it
+/// allowed), and what comes before it.
+fn trailing_integer(data: &[u8], max_digits: usize) -> Option<(u64, &[u8])> {
+    let data = data.trim_ascii_end();
+    let digits = data.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > max_digits {
         return None;
     }
-    let num_len = rest_trimmed
-        .iter()
-        .rev()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if num_len == 0 || num_len > 10 {
-        return None;
-    }
-    let digits = &rest_trimmed[rest_trimmed.len() - num_len..];
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let (rest, number) = data.split_at(data.len() - digits);
+    Some((std::str::from_utf8(number).ok()?.parse().ok()?, rest))
 }
 
 /// The length of the dictionary at the start of `data` (`<<` ... `>>`, nested, strings and
@@ -554,25 +548,12 @@ fn reference_follows(data: &[u8]) -> bool {
 
 /// The object numbers of the `N G R` references in `data`, in order.
 fn references(data: &[u8]) -> Vec<u64> {
-    let mut found = Vec::new();
-    for (i, _) in data.iter().enumerate().filter(|(_, b)| **b == b'R') {
-        let before = data[..i].trim_ascii_end();
-        let gen_len = before
-            .iter()
-            .rev()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        let rest = before[..before.len() - gen_len].trim_ascii_end();
-        let num_len = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
-        if gen_len > 0
-            && num_len > 0
-            && num_len <= 10
-            && let Ok(n) = String::from_utf8_lossy(&rest[rest.len() - num_len..]).parse()
-        {
-            found.push(n);
-        }
-    }
-    found
+    memchr::memchr_iter(b'R', data)
+        .filter_map(|at| {
+            let (_, rest) = trailing_integer(&data[..at], 5)?;
+            trailing_integer(rest, 10).map(|(number, _)| number)
+        })
+        .collect()
 }
 
 /// Whether a trailer (or cross-reference stream) names an `/Encrypt` dictionary.

@@ -85,26 +85,66 @@ impl<R: Read, T: Transfer> Read for Decoder<R, T> {
     }
 }
 
-/// Base64 (standard or URL-safe alphabet). Characters outside the alphabet are skipped, as RFC
-/// 2045 asks; `=` ends the data.
-#[derive(Default)]
-pub(crate) struct Base64 {
+/// Text that carries six bits a character (base64, BinHex): characters outside the alphabet
+/// are skipped, as RFC 2045 asks of base64; the `end` character ends the data.
+pub(crate) struct SixBits {
+    values: &'static [u8; 256],
+    end: u8,
     acc: u32,
     bits: u32,
 }
 
-impl Transfer for Base64 {
+/// A character outside a six-bit alphabet.
+const NOT_IN_ALPHABET: u8 = 0xFF;
+
+/// The value of each character in `alphabet`; `also` adds characters with the values of others
+/// (URL-safe base64's `-` and `_`).
+pub(crate) const fn six_bit_values(alphabet: &[u8; 64], also: &[(u8, u8)]) -> [u8; 256] {
+    let mut values = [NOT_IN_ALPHABET; 256];
+    let mut i = 0;
+    while i < 64 {
+        values[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < also.len() {
+        values[also[j].0 as usize] = also[j].1;
+        j += 1;
+    }
+    values
+}
+
+static BASE64: [u8; 256] = six_bit_values(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    &[(b'-', 62), (b'_', 63)],
+);
+
+impl SixBits {
+    pub(crate) fn new(values: &'static [u8; 256], end: u8) -> Self {
+        SixBits {
+            values,
+            end,
+            acc: 0,
+            bits: 0,
+        }
+    }
+
+    /// Base64, standard or URL-safe; `=` ends it.
+    pub(crate) fn base64() -> Self {
+        SixBits::new(&BASE64, b'=')
+    }
+}
+
+impl Transfer for SixBits {
     fn decode(&mut self, input: &[u8], _last: bool, out: &mut Vec<u8>) -> (usize, bool) {
         for (i, &c) in input.iter().enumerate() {
-            let value = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' | b'-' => 62,
-                b'/' | b'_' => 63,
-                b'=' => return (i + 1, true),
-                _ => continue,
-            };
+            if c == self.end {
+                return (i + 1, true);
+            }
+            let value = self.values[usize::from(c)];
+            if value == NOT_IN_ALPHABET {
+                continue;
+            }
             self.acc = (self.acc << 6) | u32::from(value);
             self.bits += 6;
             if self.bits >= 8 {
@@ -349,17 +389,17 @@ mod tests {
     #[test]
     fn base64_skips_line_breaks_and_stops_at_padding() {
         assert_eq!(
-            decode(b"aGVs\r\nbG8g\nd29y bGQ=trailing", Base64::default()),
+            decode(b"aGVs\r\nbG8g\nd29y bGQ=trailing", SixBits::base64()),
             b"hello world"
         );
-        assert_eq!(decode(b"aGk", Base64::default()), b"hi");
+        assert_eq!(decode(b"aGk", SixBits::base64()), b"hi");
     }
 
     #[test]
     fn base64_across_step_boundaries() {
         let text: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let encoded = base64_encode(&text);
-        assert_eq!(decode(&encoded, Base64::default()), text);
+        assert_eq!(decode(&encoded, SixBits::base64()), text);
     }
 
     fn base64_encode(data: &[u8]) -> Vec<u8> {

@@ -39,8 +39,9 @@ impl<R: Read> Read for Lzw<R> {
             match result.status {
                 Ok(LzwStatus::Done) => self.done = true,
                 // Streams that end without their end-of-data code are common; what was
-                // decoded stands.
+                // decoded stands. A decoder that takes and gives nothing is stuck: stop.
                 Ok(LzwStatus::NoProgress) if at_end => self.done = true,
+                Ok(_) if result.consumed_in == 0 && result.consumed_out == 0 => self.done = true,
                 Ok(_) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }

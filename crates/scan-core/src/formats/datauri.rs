@@ -27,39 +27,55 @@ struct Uri {
     payload: std::ops::Range<usize>,
 }
 
-/// The data URIs of `data` with a payload worth decoding, in order.
+/// The data URIs of `data` with a payload worth decoding, in order. The search resumes after
+/// each payload, so text made of nothing but `data:` prefixes is still read once.
 fn uris(data: &[u8]) -> impl Iterator<Item = Uri> + '_ {
-    memmem::find_iter(data, b"data:").filter_map(move |at| {
-        let rest = &data[at + 5..];
-        // The media type and its parameters: `type/subtype;charset=x;base64`.
-        let header_len = rest
-            .iter()
-            .take(256)
-            .position(|&b| b == b',')
-            .filter(|&len| {
-                rest[..len]
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b"/;=+-._!#$&^ ".contains(&b))
-            })?;
-        let header = &rest[..header_len];
-        let base64 =
-            header.len() >= 7 && header[header.len() - 7..].eq_ignore_ascii_case(b";base64");
-        let start = at + 5 + header_len + 1;
-        let body = &data[start..];
-        let len = body
-            .iter()
-            .position(|&b| match b {
-                b'"' | b'\'' | b')' | b'<' | b'>' | b'`' => true,
-                // Base64 in markup is often wrapped; percent-encoded text ends at a space.
-                b' ' | b'\t' | b'\r' | b'\n' => !base64,
-                _ => false,
-            })
-            .unwrap_or(body.len());
-        (len >= MIN_PAYLOAD).then(|| Uri {
-            at,
-            base64,
-            payload: start..start + len,
+    let finder = memmem::Finder::new(b"data:");
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        loop {
+            let at = from + finder.find(&data[from..])?;
+            from = at + 5;
+            let Some(uri) = uri_at(data, at) else {
+                continue;
+            };
+            from = uri.payload.end.max(from);
+            if uri.payload.len() >= MIN_PAYLOAD {
+                return Some(uri);
+            }
+        }
+    })
+}
+
+/// The data URI starting at `at` (its `data:`), if a media type and a comma follow.
+fn uri_at(data: &[u8], at: usize) -> Option<Uri> {
+    let rest = &data[at + 5..];
+    // The media type and its parameters: `type/subtype;charset=x;base64`.
+    let header_len = rest
+        .iter()
+        .take(256)
+        .position(|&b| b == b',')
+        .filter(|&len| {
+            rest[..len]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"/;=+-._!#$&^ ".contains(&b))
+        })?;
+    let header = &rest[..header_len];
+    let base64 = header.len() >= 7 && header[header.len() - 7..].eq_ignore_ascii_case(b";base64");
+    let start = at + 5 + header_len + 1;
+    let len = data[start..]
+        .iter()
+        .position(|&b| match b {
+            b'"' | b'\'' | b')' | b'<' | b'>' | b'`' => true,
+            // Base64 in markup is often wrapped; percent-encoded text ends at a space.
+            b' ' | b'\t' | b'\r' | b'\n' => !base64,
+            _ => false,
         })
+        .unwrap_or(data.len() - start);
+    Some(Uri {
+        at,
+        base64,
+        payload: start..start + len,
     })
 }
 

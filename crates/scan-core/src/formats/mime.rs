@@ -94,7 +94,8 @@ fn header_fields(data: &[u8]) -> Option<Vec<(&str, &[u8])>> {
     (!fields.is_empty()).then_some(fields)
 }
 
-/// Where the header block ends: (end of the headers, start of the body).
+/// Where the header block ends: (end of the headers, start of the body). One pass to the first
+/// empty line, LF or CRLF, so checking many candidate header blocks stays linear.
 fn header_end(data: &[u8]) -> Option<(usize, usize)> {
     if data.starts_with(b"\r\n") {
         return Some((0, 2));
@@ -102,12 +103,11 @@ fn header_end(data: &[u8]) -> Option<(usize, usize)> {
     if data.starts_with(b"\n") {
         return Some((0, 1));
     }
-    let lf = memmem::find(data, b"\n\n").map(|i| (i + 1, i + 2));
-    let crlf = memmem::find(data, b"\n\r\n").map(|i| (i + 1, i + 3));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
+    memchr::memchr_iter(b'\n', data).find_map(|at| match &data[at + 1..] {
+        [b'\n', ..] => Some((at + 1, at + 2)),
+        [b'\r', b'\n', ..] => Some((at + 1, at + 3)),
+        _ => None,
+    })
 }
 
 fn expand(members: &mut Members<'_, '_>, data: &[u8]) {

@@ -292,9 +292,25 @@ fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
                 }
             }
         } else {
-            // Not a dictionary (a number, a string): up to `endobj`.
-            let end = memmem::find(&data[start..], b"endobj").map_or(data.len(), |e| start + e);
-            start..end
+            // Not a dictionary (a number, a string, an array): its value runs to `endobj`, but
+            // the search for objects goes on from here, so an object with no `endobj` cannot
+            // swallow the ones after it.
+            let limit = data.len().min(start.saturating_add(MAX_DICT));
+            // Up to the next `obj`: this one's `endobj`, or the next object's keyword.
+            let end = finder.find(&data[start..limit]).map_or(limit, |e| {
+                let end = start + e;
+                if data[..end].ends_with(b"end") {
+                    end - 3
+                } else {
+                    end
+                }
+            });
+            objects.push(Object {
+                number,
+                dict: start..end,
+                stream: None,
+            });
+            continue;
         };
         at = at.max(dict.end);
         let after = skip_space(&data[dict.end..]);

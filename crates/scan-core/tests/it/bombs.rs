@@ -314,3 +314,32 @@ async fn documents_with_a_hundred_thousand_objects_stop_on_the_file_limit() {
     let report = scan(&scanner, "winmail.dat", testing::tnef(&borrowed)).await;
     assert_limit(&report, Limit::MaxFiles);
 }
+
+/// Text made of nothing but the markers parsers look for: each is read once, so these finish
+/// (a parser that rescanned the rest of the data for each marker would take hours), and the
+/// one real payload at the end is still found.
+#[tokio::test]
+async fn text_made_of_parser_markers_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let payload = testing::html_data_uri("a.exe", &eicar());
+    let mut uris = b"data:,".repeat(300_000);
+    uris.extend_from_slice(&payload);
+    let report = scan(&scanner, "uris.html", uris).await;
+    assert_eq!(report.verdict, Verdict::Infected, "{:?}", report.problems);
+
+    // Lines that look like mbox separators but are not followed by headers.
+    let mut mbox = b"From a Mon\nTo: y\nSubject: x\n\n".to_vec();
+    mbox.extend_from_slice(&b"\n\nFrom x\nnot a header".repeat(200_000));
+    let report = scan(&scanner, "box.mbox", mbox).await;
+    assert_eq!(report.file_type, "email");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.extend_from_slice(&b"1 0 obj /JS (".repeat(200_000));
+    pdf.extend_from_slice(b"\n%%EOF\n");
+    let report = scan(&scanner, "js.pdf", pdf).await;
+    // Each object's script runs into the next object's number: 200,000 scripts, so the file
+    // limit ends it, not the time.
+    assert_limit(&report, Limit::MaxFiles);
+}

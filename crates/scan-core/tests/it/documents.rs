@@ -307,3 +307,15 @@ async fn damaged_tnef_and_binhex_are_corrupt_not_clean() {
     assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
     assert!(report.problems.iter().any(|p| p.reason == Reason::Corrupt));
 }
+
+#[tokio::test]
+async fn an_object_without_endobj_does_not_hide_the_objects_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pdf =
+        b"%PDF-1.7\n1 0 obj\n[ (an array that never ends)\n2 0 obj\n<< /Length 68 >>\nstream\n"
+            .to_vec();
+    pdf.extend_from_slice(&eicar());
+    pdf.extend_from_slice(b"\nendstream\n%%EOF\n");
+    let report = scan(&scanner(dir.path()), "hidden.pdf", pdf).await;
+    assert_found(&report, "hidden.pdf/obj-2");
+}

@@ -260,6 +260,7 @@ fn parse_headers(headers: &[u8]) -> Entity {
     entity.file_name = entity
         .file_name
         .or(name_from_type)
+        .map(|n| decode_words(&n))
         .map(|n| n.rsplit(['/', '\\']).next().unwrap_or("").to_owned())
         .filter(|n| !n.is_empty());
     entity
@@ -281,6 +282,54 @@ fn unfolded_fields(headers: &[u8]) -> Vec<(String, String)> {
         }
     }
     fields
+}
+
+/// Decodes RFC 2047 encoded words (`=?charset?B?...?=`, `=?charset?Q?...?=`), which mail
+/// clients use for non-ASCII file names although RFC 2231 is the standard for parameters. The
+/// text is taken as UTF-8 (lossily) whatever the charset: it only names a member.
+fn decode_words(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    let mut after_word = false;
+    while let Some(start) = rest.find("=?") {
+        let word = &rest[start + 2..];
+        let mut fields = word.splitn(3, '?');
+        let (Some(_charset), Some(encoding), Some(tail)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            break;
+        };
+        let Some(end) = tail.find("?=") else { break };
+        let text = &tail[..end];
+        let mut bytes = Vec::new();
+        let decoded = match encoding {
+            "B" | "b" => std::io::Read::read_to_end(
+                &mut Decoder::new(text.as_bytes(), SixBits::base64()),
+                &mut bytes,
+            ),
+            "Q" | "q" => {
+                let text = text.replace('_', " ");
+                std::io::Read::read_to_end(
+                    &mut Decoder::new(text.as_bytes(), QuotedPrintable),
+                    &mut bytes,
+                )
+            }
+            _ => break,
+        };
+        if decoded.is_err() {
+            break;
+        }
+        // White space between two encoded words is not part of the text.
+        let before = &rest[..start];
+        if !(after_word && before.trim().is_empty()) {
+            out.push_str(before);
+        }
+        out.push_str(&String::from_utf8_lossy(&bytes));
+        after_word = true;
+        rest = &tail[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Splits `type/subtype; a=b; c="d"` into the type and its parameters (names lower-cased).
@@ -486,6 +535,10 @@ mod tests {
             b"Content-Disposition: attachment; filename*0=\"long\"; filename*1=\"name.txt\"\n",
         );
         assert_eq!(entity.file_name.as_deref(), Some("longname.txt"));
+        let entity = parse_headers(
+            b"Content-Type: application/pdf; name=\"=?UTF-8?B?UmVjaG51bmc=?= =?utf-8?q?_M=C3=A4rz.pdf?=\"\n",
+        );
+        assert_eq!(entity.file_name.as_deref(), Some("Rechnung M\u{e4}rz.pdf"));
     }
 
     #[test]

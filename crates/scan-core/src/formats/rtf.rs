@@ -6,7 +6,7 @@ use memchr::memmem;
 
 use super::Format;
 use super::ole::package;
-use super::text::{Decoder, Hex};
+use super::text::{Decoder, Transfer, hex_value};
 use crate::expand::{Declared, Members};
 
 pub(super) const FORMAT: Format = Format {
@@ -26,7 +26,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
         if !members.admit(&child, Declared::size(hex.len() as u64 / 2 + 1)) {
             continue;
         }
-        let Ok(decoded) = members.spool(&child, &mut Decoder::new(hex, Hex::default()), None)
+        let Ok(decoded) = members.spool(&child, &mut Decoder::new(hex, ObjectHex::default()), None)
         else {
             continue;
         };
@@ -63,6 +63,88 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
     }
 }
 
+/// The hex digits of an `\objdata` group, read as Word reads them: white space, control words
+/// (`\foo`, `\foo-12 `), control symbols and nested groups between the digits are skipped, which
+/// is how exploit documents hide their objects from simpler readers; the `}` closing the group
+/// ends the data.
+#[derive(Default)]
+struct ObjectHex {
+    high: Option<u8>,
+    depth: usize,
+    state: Skip,
+}
+
+/// What the reader is in the middle of skipping.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    #[default]
+    Nothing,
+    /// Just after a backslash.
+    Backslash,
+    /// The letters of a control word.
+    Word,
+    /// Its numeric parameter.
+    Parameter,
+    /// The two hex digits of `\'hh`.
+    Escaped(u8),
+}
+
+impl Transfer for ObjectHex {
+    fn decode(&mut self, input: &[u8], _last: bool, out: &mut Vec<u8>) -> (usize, bool) {
+        for (i, &c) in input.iter().enumerate() {
+            match self.state {
+                Skip::Backslash => {
+                    self.state = match c {
+                        b'a'..=b'z' | b'A'..=b'Z' => Skip::Word,
+                        b'\'' => Skip::Escaped(2),
+                        _ => Skip::Nothing,
+                    };
+                    continue;
+                }
+                Skip::Word if c.is_ascii_alphabetic() => continue,
+                Skip::Word | Skip::Parameter
+                    if c.is_ascii_digit() || (c == b'-' && self.state == Skip::Word) =>
+                {
+                    self.state = Skip::Parameter;
+                    continue;
+                }
+                Skip::Word | Skip::Parameter => {
+                    self.state = Skip::Nothing;
+                    // One space delimits a control word and belongs to it.
+                    if c == b' ' {
+                        continue;
+                    }
+                }
+                Skip::Escaped(left) => {
+                    self.state = if left > 1 {
+                        Skip::Escaped(left - 1)
+                    } else {
+                        Skip::Nothing
+                    };
+                    continue;
+                }
+                Skip::Nothing => {}
+            }
+            match c {
+                b'\\' => self.state = Skip::Backslash,
+                b'{' => self.depth += 1,
+                b'}' if self.depth == 0 => return (i + 1, true),
+                b'}' => self.depth -= 1,
+                _ if self.depth > 0 => {}
+                _ => {
+                    if let Some(value) = hex_value(c) {
+                        match self.high.take() {
+                            Some(high) => out.push(high << 4 | value),
+                            None => self.high = Some(value),
+                        }
+                    }
+                }
+            }
+        }
+        (input.len(), false)
+    }
+}
+
 /// An OLE1 embedded object (MS-OLEDS 2.2.4): version, format id 2, then the class, topic and
 /// item names with their lengths, then the native data with its size. Returns the class and
 /// the native data.
@@ -88,4 +170,30 @@ fn ole1_native(data: &[u8]) -> Option<(String, &[u8])> {
     let size = u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
     let native = data.get(at + 4..)?;
     Some((class, &native[..size.min(native.len())]))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn decode(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Decoder::new(text, ObjectHex::default())
+            .read_to_end(&mut out)
+            .expect("decodes");
+        out
+    }
+
+    #[test]
+    fn objdata_hex_skips_what_word_skips() {
+        assert_eq!(decode(b" 01 05\n00 00}rest"), [1, 5, 0, 0]);
+        // Control words (digits right after one are its parameter, so a space must end it),
+        // a control symbol, an escaped byte and a nested group.
+        assert_eq!(
+            decode(b"01\\par 05\\li-120 00{\\*\\junk ff}00\\~\\'41ab}"),
+            [1, 5, 0, 0, 0xab]
+        );
+    }
 }

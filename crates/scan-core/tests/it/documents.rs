@@ -179,6 +179,25 @@ async fn rtf_objects_packages_embedded_documents_and_bin_data() {
         "doc.rtf/objdata-1/payload.exe",
     );
 
+    // The same object with what exploit kits put between the hex digits: control words, empty
+    // groups, line breaks. Word reads through them, and so must the scanner.
+    let plain = testing::rtf_object("Package", &testing::package_native("payload.exe", &eicar()));
+    let text = String::from_utf8(plain).unwrap();
+    let (head, hex) = text.split_once("\\objdata\n").unwrap();
+    let noisy: String = hex
+        .char_indices()
+        .map(|(i, c)| match i % 24 {
+            7 => format!("{{\\*\\datastore}}{c}"),
+            15 => format!("\\par \n{c}"),
+            _ => c.to_string(),
+        })
+        .collect();
+    let obfuscated = format!("{head}\\objdata\n{noisy}").into_bytes();
+    assert_found(
+        &scan(&scanner, "noisy.rtf", obfuscated).await,
+        "noisy.rtf/objdata-1/payload.exe",
+    );
+
     let word = ole(&[(
         "\u{1}Ole10Native".to_owned(),
         testing::ole10native("payload.exe", &eicar()),

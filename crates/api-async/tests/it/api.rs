@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use scan_core::testing::eicar;
+use scan_core::testing::{self, PdfObject, eicar};
 use serde_json::{Value, json};
 
 use crate::testutil::{KEY, OTHER_KEY, Peer, Server};
@@ -69,7 +69,9 @@ async fn test_endpoint_is_204_for_each_configured_key_and_401_otherwise() {
 #[tokio::test]
 async fn a_polled_job_is_201_with_location_then_404_until_done_then_200() {
     let peer = Peer::start().await;
-    let clean = peer.file("report.pdf", b"%PDF-1.4 nothing to see".to_vec());
+    // A real (one-object) PDF: a file that only starts like one is damaged, so not clean.
+    let pdf = testing::pdf(&[PdfObject::dict("/Type /Catalog")]);
+    let clean = peer.file("report.pdf", pdf.clone());
     let infected = peer.file("eicar.com", eicar());
     // Slow downloads, so the 404 before completion is observed for sure.
     peer.delay_downloads(Duration::from_millis(400));
@@ -99,7 +101,7 @@ async fn a_polled_job_is_201_with_location_then_404_until_done_then_200() {
     assert_eq!(early.status(), 404, "the download takes 400 ms");
     let result = server.result("order 42/a&b", Duration::from_secs(20)).await;
     assert_eq!(result["status"], "clean");
-    assert_eq!(result["size"], 23);
+    assert_eq!(result["size"], pdf.len());
     assert!(result.get("finding").is_none());
     // The Location URL itself answers.
     let by_location = server

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use scan_core::testing::eicar;
+use scan_core::testing::{self, PdfObject, eicar};
 use serde_json::Value;
 
 use crate::testutil::{KEY, Peer, Server};
@@ -14,7 +14,10 @@ async fn the_attachmentav_python_sdk_works_unchanged() {
         panic!("VERDICT_TEST_SDK_PYTHON is not set: run the tests through scripts/test.sh, which installs the SDK")
     });
     let peer = Peer::start().await;
-    let clean = peer.file("clean.pdf", b"%PDF-1.4 harmless".to_vec());
+    let clean = peer.file(
+        "clean.pdf",
+        testing::pdf(&[PdfObject::dict("/Type /Catalog")]),
+    );
     let infected = peer.file("eicar.com", eicar());
     let server = Server::start().await;
     // The local store (the embedded default) holds the "S3" object: data/<bucket>/<key>.

@@ -2,6 +2,7 @@
 //! holding a header with the file's name and its data and resource forks, both yielded.
 
 use std::io::{self, Read};
+use std::sync::LazyLock;
 
 use super::Format;
 use super::text::{Decoder, SixBits, six_bit_values};
@@ -15,6 +16,9 @@ pub(super) const FORMAT: Format = Format {
 };
 
 const MARKER: &[u8] = b"(This file must be converted with BinHex";
+/// Built once: identification runs on every object of every scan.
+static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(MARKER));
 /// The marker line must start within this many bytes (mail bodies put a little text first).
 const SEARCH: usize = 8 << 10;
 /// BinHex's six-bit alphabet; `:` ends the data.
@@ -25,7 +29,9 @@ static SIX_BIT: [u8; 256] = six_bit_values(
 
 fn marker(data: &[u8]) -> Option<usize> {
     let window = &data[..data.len().min(SEARCH + MARKER.len())];
-    memchr::memmem::find_iter(window, MARKER).find(|&at| at == 0 || window[at - 1] == b'\n')
+    FINDER
+        .find_iter(window)
+        .find(|&at| at == 0 || window[at - 1] == b'\n')
 }
 
 fn expand(members: &mut Members<'_, '_>, data: &[u8]) {

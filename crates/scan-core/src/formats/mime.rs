@@ -71,12 +71,16 @@ fn mbox_from_line(data: &[u8]) -> Option<usize> {
 /// The header fields at the start of `data`, if it starts with a well-formed header block
 /// ending in an empty line: every line a `Name: value` field or the continuation of one.
 fn header_fields(data: &[u8]) -> Option<Vec<(&str, &[u8])>> {
-    let end = header_end(data)?;
+    // Line by line from the top, so text that is not mail is turned down at its first line.
     let mut fields: Vec<(&str, &[u8])> = Vec::new();
-    for line in data[..end.0].split(|&b| b == b'\n') {
+    let mut at = 0;
+    loop {
+        let end = at + memchr::memchr(b'\n', &data[at..])?;
+        let line = &data[at..end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        at = end + 1;
         if line.is_empty() {
-            continue;
+            return (!fields.is_empty()).then_some(fields);
         }
         if line[0] == b' ' || line[0] == b'\t' {
             if fields.is_empty() {
@@ -91,7 +95,6 @@ fn header_fields(data: &[u8]) -> Option<Vec<(&str, &[u8])>> {
         }
         fields.push((name, &line[colon + 1..]));
     }
-    (!fields.is_empty()).then_some(fields)
 }
 
 /// Where the header block ends: (end of the headers, start of the body). One pass to the first

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 use std::ops::Range;
+use std::sync::LazyLock;
 
 use memchr::memmem;
 
@@ -19,9 +20,12 @@ use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
     name: "pdf",
-    identify: |data| memmem::find(&data[..data.len().min(1024)], b"%PDF-").is_some(),
+    identify: |data| MAGIC.find(&data[..data.len().min(1024)]).is_some(),
     expand,
 };
+
+/// Built once: identification runs on every object of every scan.
+static MAGIC: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"%PDF-"));
 
 /// A dictionary longer than this is not a dictionary a writer produced; scanning stops there.
 const MAX_DICT: usize = 1 << 20;

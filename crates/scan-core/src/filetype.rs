@@ -58,6 +58,7 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
     } else if starts(&[0x60, 0xEA]) && data.len() > 10 && data[10] == 0x02 {
         "arj"
     } else if starts(b"070707") {
+        // An odc header that does not parse.
         "cpio (old ASCII format)"
     } else if starts(&[0x02, 0x21, 0x4C, 0x18]) {
         "lz4 (legacy format)"

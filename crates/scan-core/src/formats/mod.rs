@@ -45,6 +45,8 @@ pub(crate) static FORMATS: &[Format] = &[
     stream::LZ4,
     ar::FORMAT,
     cpio::FORMAT,
+    cpio::ODC,
+    cpio::BINARY,
     ole::FORMAT,
     tnef::FORMAT,
     rtf::FORMAT,

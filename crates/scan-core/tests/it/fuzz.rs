@@ -9,6 +9,7 @@ use std::time::Duration;
 use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Limits, Reason};
 
+use crate::installers::gnu_cpio;
 use crate::testutil::{scan, scanner_with};
 
 struct Rng(u64);
@@ -171,6 +172,14 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("a.tar.gz", testing::gzip(&testing::tar(&[("a.exe", &e)]))),
         ("a.7z", testing::sevenz(&[("a.exe", &e)], None)),
+        (
+            "odc.cpio",
+            gnu_cpio("odc", &[("a.exe", &e), ("b.txt", b"hello")]),
+        ),
+        (
+            "bin.cpio",
+            gnu_cpio("bin", &[("a.exe", &e), ("b.txt", b"hello")]),
+        ),
     ]
 }
 

@@ -8,5 +8,6 @@ mod documents;
 mod engines;
 mod formats;
 mod fuzz;
+mod installers;
 mod mail;
 mod testutil;

@@ -1,5 +1,6 @@
-//! Small expanding decoders of document formats: PDF's LZWDecode (through weezl) and
-//! RunLengthDecode, and BinHex 4.0's run-length encoding. Each is a streaming `Read`, so its
+//! Small expanding decoders of document and installer formats: PDF's LZWDecode (through
+//! weezl) and RunLengthDecode, BinHex 4.0's run-length encoding, and the LZSS of MS-Compress
+//! (SZDD and KWAJ files, `expand.exe`). Each is a streaming `Read`, so its
 //! output reaches the caps as it is produced.
 
 use std::io::{self, BufRead, BufReader, Read};
@@ -171,6 +172,84 @@ impl<R: Read> Read for BinHexRle<R> {
     }
 }
 
+/// MS-Compress LZSS: a flag byte, then per bit (lowest first) a literal byte (1) or a
+/// back-reference (0) of two bytes, 12 bits of window position and 4 of length - 3, into a
+/// 4 KiB window that starts as spaces with the write position 16 bytes before its end.
+pub(super) struct Lzss<R> {
+    inner: BufReader<R>,
+    window: Box<[u8; 4096]>,
+    pos: usize,
+    flags: u8,
+    flags_left: u8,
+    /// A back-reference being copied: its window position and what is left of it.
+    copy_from: usize,
+    copy_left: usize,
+}
+
+impl<R: Read> Lzss<R> {
+    pub(super) fn new(inner: R) -> Self {
+        Lzss {
+            inner: BufReader::new(inner),
+            window: Box::new([b' '; 4096]),
+            pos: 4096 - 16,
+            flags: 0,
+            flags_left: 0,
+            copy_from: 0,
+            copy_left: 0,
+        }
+    }
+
+    fn put(&mut self, byte: u8) {
+        self.window[self.pos] = byte;
+        self.pos = (self.pos + 1) & 4095;
+    }
+}
+
+impl<R: Read> Read for Lzss<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            if self.copy_left > 0 {
+                let byte = self.window[self.copy_from];
+                self.copy_from = (self.copy_from + 1) & 4095;
+                self.copy_left -= 1;
+                self.put(byte);
+                buf[n] = byte;
+                n += 1;
+                continue;
+            }
+            if self.flags_left == 0 {
+                let Some(flags) = next_byte(&mut self.inner)? else {
+                    break;
+                };
+                self.flags = flags;
+                self.flags_left = 8;
+            }
+            let literal = self.flags & 1 == 1;
+            self.flags >>= 1;
+            self.flags_left -= 1;
+            let Some(first) = next_byte(&mut self.inner)? else {
+                break;
+            };
+            if literal {
+                self.put(first);
+                buf[n] = first;
+                n += 1;
+                continue;
+            }
+            let Some(second) = next_byte(&mut self.inner)? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "LZSS: the data ends inside a back-reference",
+                ));
+            };
+            self.copy_from = usize::from(first) | usize::from(second & 0xF0) << 4;
+            self.copy_left = usize::from(second & 0x0F) + 3;
+        }
+        Ok(n)
+    }
+}
+
 fn next_byte(reader: &mut impl BufRead) -> io::Result<Option<u8>> {
     let byte = reader.fill_buf()?.first().copied();
     if byte.is_some() {
@@ -199,6 +278,14 @@ mod tests {
     fn binhex_runs_expand_and_escape() {
         let data = [b'a', 0x90, 4, 0x90, 0, b'b'];
         assert_eq!(all(BinHexRle::new(&data[..])), b"aaaa\x90b");
+    }
+
+    #[test]
+    fn lzss_literals_and_back_references() {
+        // "abc", then a reference to the window position of "abc" (4080) of length 3, then a
+        // reference to the initial spaces (position 0, length 4).
+        let data = [0b0000_0111, b'a', b'b', b'c', 0xF0, 0xF0, 0x00, 0x01];
+        assert_eq!(all(Lzss::new(&data[..])), b"abcabc    ");
     }
 
     #[test]

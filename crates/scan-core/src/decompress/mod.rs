@@ -222,6 +222,8 @@ pub(crate) enum Codec {
     BinHexRle,
     /// MS-OVBA, the compression of VBA macro source.
     Ovba,
+    /// The LZSS of MS-Compress (SZDD and KWAJ method 2).
+    Lzss,
 }
 
 /// A streaming decoder for `codec` over `input`.
@@ -253,6 +255,7 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
         Codec::RunLength => Box::new(filters::RunLength::new(input)),
         Codec::BinHexRle => Box::new(filters::BinHexRle::new(input)),
         Codec::Ovba => Box::new(ovba::OvbaReader::new(input)),
+        Codec::Lzss => Box::new(filters::Lzss::new(input)),
     })
 }
 

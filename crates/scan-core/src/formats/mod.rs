@@ -8,6 +8,7 @@ mod binhex;
 mod cpio;
 mod datauri;
 mod mime;
+mod mscompress;
 mod ole;
 mod pdf;
 mod rtf;
@@ -49,6 +50,8 @@ pub(crate) static FORMATS: &[Format] = &[
     cpio::BINARY,
     ole::FORMAT,
     tnef::FORMAT,
+    mscompress::SZDD,
+    mscompress::KWAJ,
     rtf::FORMAT,
     tar::FORMAT,
     mime::FORMAT,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Limits, Reason};
 
-use crate::installers::gnu_cpio;
+use crate::installers::{gnu_cpio, szdd};
 use crate::testutil::{scan, scanner_with};
 
 struct Rng(u64);
@@ -179,6 +179,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "bin.cpio",
             gnu_cpio("bin", &[("a.exe", &e), ("b.txt", b"hello")]),
+        ),
+        (
+            "a.ex_",
+            szdd(&[e.clone(), b"abcabcabc".repeat(20)].concat()),
         ),
     ]
 }

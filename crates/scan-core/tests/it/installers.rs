@@ -6,9 +6,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use scan_core::testing::eicar;
-use scan_core::{Reason, Verdict};
+use scan_core::{Limit, Reason, Verdict};
 
-use crate::testutil::{paths, scan, scanner};
+use crate::testutil::{assert_limit, paths, scan, scanner};
 
 /// Runs GNU cpio in output mode over files written to a temporary folder.
 pub(crate) fn gnu_cpio(format: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -97,4 +97,79 @@ async fn a_cut_old_cpio_archive_is_corrupt() {
             "{format}"
         );
     }
+}
+
+#[tokio::test]
+async fn ms_compress_files_expand_to_the_file_they_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // SZDD, written by mscompress (the tool appends `_` to the name).
+    let mut payload = eicar();
+    payload.extend_from_slice(&b"padding that repeats, padding that repeats ".repeat(40));
+    let szdd = szdd(&payload);
+    assert!(szdd.len() < payload.len(), "the repeats were compressed");
+    let report = scan(&scanner, "setup.exe_", szdd.clone()).await;
+    assert_eq!(paths(&report), ["setup.exe_/setup.exe"], "{report:#?}");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // A declared size of 4 GiB is refused from the header, before anything is expanded.
+    let mut huge = szdd.clone();
+    huge[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
+    let report = scan(&scanner, "huge.ex_", huge).await;
+    assert_limit(&report, Limit::MaxFileSize);
+    assert_eq!(report.bytes_expanded, 0);
+
+    // Cut short of its declared size: corrupt.
+    let report = scan(&scanner, "cut.ex_", szdd[..szdd.len() - 20].to_vec()).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(report.problems.iter().any(|p| p.reason == Reason::Corrupt));
+
+    // KWAJ, hand-built: stored, XOR and LZSS (literals only) with a name header; the Huffman
+    // method is recognised but not supported.
+    for (method, body) in [
+        (0u16, payload.clone()),
+        (1, payload.iter().map(|b| b ^ 0xFF).collect()),
+        (2, lzss_literals(&payload)),
+    ] {
+        let report = scan(&scanner, "setup.ex_", kwaj(method, &body)).await;
+        assert_eq!(
+            paths(&report),
+            ["setup.ex_/payload.exe"],
+            "method {method}: {report:#?}"
+        );
+    }
+    let report = scan(&scanner, "setup.ex_", kwaj(3, b"huffman bits")).await;
+    assert_eq!(report.verdict, Verdict::Unscannable);
+    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+}
+
+/// `data` compressed to SZDD by mscompress.
+pub(crate) fn szdd(data: &[u8]) -> Vec<u8> {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("setup.exe"), data).unwrap();
+    let status = Command::new("mscompress")
+        .arg("setup.exe")
+        .current_dir(work.path())
+        .status()
+        .expect("mscompress runs (scripts/services.sh installs it)");
+    assert!(status.success());
+    std::fs::read(work.path().join("setup.exe_")).unwrap()
+}
+
+fn lzss_literals(data: &[u8]) -> Vec<u8> {
+    data.chunks(8)
+        .flat_map(|group| std::iter::once(0xFF).chain(group.iter().copied()))
+        .collect()
+}
+
+/// A KWAJ file: magic, method, data offset, flags (file name and extension present).
+fn kwaj(method: u16, body: &[u8]) -> Vec<u8> {
+    let mut header = b"KWAJ\x88\xF0\x27\xD1".to_vec();
+    header.extend_from_slice(&method.to_le_bytes());
+    let names = b"payload\0exe\0";
+    header.extend_from_slice(&((14 + names.len()) as u16).to_le_bytes());
+    header.extend_from_slice(&(8u16 | 16).to_le_bytes());
+    header.extend_from_slice(names);
+    header.extend_from_slice(body);
+    header
 }

@@ -54,6 +54,7 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
     Some(if starts(b"Rar!\x1A\x07") {
         "rar"
     } else if starts(b"MSCF\0\0\0\0") {
+        // A cabinet of a version other than 1.3.
         "cab"
     } else if starts(&[0x60, 0xEA]) && data.len() > 10 && data[10] == 0x02 {
         "arj"

@@ -4,8 +4,11 @@
 
 #![allow(clippy::disallowed_types)]
 
+mod cab;
 mod filters;
 mod ovba;
+
+pub(crate) use cab::{CabCompression, CabFolder};
 
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};

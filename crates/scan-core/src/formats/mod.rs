@@ -5,6 +5,7 @@
 
 mod ar;
 mod binhex;
+mod cab;
 mod cpio;
 mod datauri;
 mod mime;
@@ -50,6 +51,7 @@ pub(crate) static FORMATS: &[Format] = &[
     cpio::BINARY,
     ole::FORMAT,
     tnef::FORMAT,
+    cab::FORMAT,
     mscompress::SZDD,
     mscompress::KWAJ,
     rtf::FORMAT,

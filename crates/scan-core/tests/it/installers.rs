@@ -173,3 +173,82 @@ fn kwaj(method: u16, body: &[u8]) -> Vec<u8> {
     header.extend_from_slice(body);
     header
 }
+
+/// A cabinet written by gcab, MSZIP-compressed when `compress`.
+pub(crate) fn gcab(compress: bool, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let mut command = Command::new("gcab");
+    command.arg("-c").current_dir(dir.path());
+    if compress {
+        command.arg("-z");
+    }
+    command
+        .arg("out.cab")
+        .args(files.iter().map(|(name, _)| name));
+    let status = command
+        .status()
+        .expect("gcab runs (scripts/services.sh installs it)");
+    assert!(status.success());
+    std::fs::read(dir.path().join("out.cab")).unwrap()
+}
+
+#[tokio::test]
+async fn cabinets_stored_and_mszip_are_opened_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // Enough text before the payload that MSZIP spans many blocks sharing their history.
+    let text = b"setup copies these files to the program folder ".repeat(20_000);
+    let files: &[(&str, &[u8])] = &[("readme.txt", &text), ("payload.exe", &eicar())];
+    for compress in [false, true] {
+        let cab = gcab(compress, files);
+        let report = scan(&scanner, "setup.cab", cab).await;
+        assert_eq!(paths(&report), ["setup.cab/payload.exe"], "{report:#?}");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.objects, 3);
+    }
+}
+
+#[tokio::test]
+async fn cabinets_that_cannot_be_read_are_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let text = b"setup copies these files to the program folder ".repeat(2_000);
+    let cab = gcab(true, &[("readme.txt", &text)]);
+
+    let cut = scan(&scanner, "cut.cab", cab[..cab.len() - 100].to_vec()).await;
+    assert_eq!(cut.verdict, Verdict::Unscannable, "{cut:#?}");
+    assert!(cut.problems.iter().any(|p| p.reason == Reason::Corrupt));
+
+    // The folder's compression type (at 36 + 6) set to Quantum.
+    let mut quantum = cab.clone();
+    quantum[42] = 2;
+    let report = scan(&scanner, "q.cab", quantum).await;
+    assert_eq!(report.verdict, Verdict::Unscannable);
+    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+    assert!(report.problems[0].message.contains("Quantum"));
+
+    // A file entry (the first at the files offset) declaring 4 GiB: refused from the header.
+    let files_at = u32::from_le_bytes(cab[16..20].try_into().unwrap()) as usize;
+    let mut huge = cab.clone();
+    huge[files_at..files_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let report = scan(&scanner, "huge.cab", huge).await;
+    assert_limit(&report, Limit::MaxFileSize);
+    assert_eq!(report.bytes_expanded, 0);
+}
+
+#[tokio::test]
+async fn a_cabinet_of_zeros_stops_on_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let cab = gcab(true, &[("zeros.bin", &vec![0u8; 300 << 20])]);
+    assert!(cab.len() < 8 << 20, "{}", cab.len());
+    let report = scan(&scanner(dir.path()), "zeros.cab", cab).await;
+    assert_limit(&report, Limit::MaxCompressionRatio);
+    assert!(
+        report.bytes_expanded < 64 << 20,
+        "{}",
+        report.bytes_expanded
+    );
+}

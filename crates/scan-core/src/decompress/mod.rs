@@ -227,6 +227,9 @@ pub(crate) enum Codec {
     Ovba,
     /// The LZSS of MS-Compress (SZDD and KWAJ method 2).
     Lzss,
+    /// A raw LZMA stream with its 13-byte header (the `.lzma` "alone" format), under the
+    /// decoder memory limit.
+    LzmaAlone,
 }
 
 /// A streaming decoder for `codec` over `input`.
@@ -259,6 +262,11 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
         Codec::BinHexRle => Box::new(filters::BinHexRle::new(input)),
         Codec::Ovba => Box::new(ovba::OvbaReader::new(input)),
         Codec::Lzss => Box::new(filters::Lzss::new(input)),
+        Codec::LzmaAlone => Box::new(lzma_rust2::LzmaReader::new_mem_limit(
+            input,
+            (crate::expand::DECODER_MEMORY_LIMIT / 1024) as u32,
+            None,
+        )?),
     })
 }
 

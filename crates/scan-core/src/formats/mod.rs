@@ -56,6 +56,7 @@ pub(crate) static FORMATS: &[Format] = &[
     mscompress::KWAJ,
     rtf::FORMAT,
     tar::FORMAT,
+    stream::LZMA,
     mime::FORMAT,
     pdf::FORMAT,
     binhex::FORMAT,

@@ -1,11 +1,12 @@
-//! Single-stream compression formats (gzip, bzip2, xz, zstd, lz4): one member, the decoded
-//! stream, named after gzip's stored name or the parent without its compression suffix.
+//! Single-stream compression formats (gzip, bzip2, xz, zstd, lz4, raw LZMA): one member, the
+//! decoded stream, named after gzip's stored name or the parent without its compression suffix.
 
 use std::io::Cursor;
 
 use super::Format;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Members};
+use crate::expand::{DECODER_MEMORY_LIMIT, Declared, Members};
+use crate::verdict::Reason;
 
 pub(super) const GZIP: Format = Format {
     name: "gzip",
@@ -39,6 +40,30 @@ pub(super) const LZ4: Format = Format {
     expand: |members, data| expand(members, data, Codec::Lz4),
 };
 
+pub(super) const LZMA: Format = Format {
+    name: "lzma",
+    identify: is_lzma_alone,
+    expand: |members, data| expand(members, data, Codec::LzmaAlone),
+};
+
+/// A raw LZMA stream has no magic, only a 13-byte header: properties (lc, lp, pb packed below
+/// 225), a dictionary size, and the decoded size (or all ones for unknown). Encoders write
+/// dictionaries of 2^n or 2^n + 2^(n-1) bytes (xz's own check for this format), and a size
+/// below a terabyte when they know it; random data passes all that about once in 10^8.
+fn is_lzma_alone(data: &[u8]) -> bool {
+    let Some(header) = data.get(..13) else {
+        return false;
+    };
+    let dict = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
+    let size = u64::from_le_bytes([
+        header[5], header[6], header[7], header[8], header[9], header[10], header[11], header[12],
+    ]);
+    let n = dict.checked_ilog2().unwrap_or(0);
+    let dict_ok =
+        (12..=30).contains(&n) && (dict == 1 << n || (n >= 1 && dict == (1 << n) + (1 << (n - 1))));
+    header[0] < 225 && dict_ok && (size == u64::MAX || size < 1 << 40)
+}
+
 fn expand(members: &mut Members<'_, '_>, data: &[u8], codec: Codec) {
     let name = member_name(members.path(), data, codec);
     let child = members.child(&name);
@@ -49,6 +74,13 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8], codec: Codec) {
     match stream_decoder(codec, counting) {
         Ok(mut decoder) => {
             members.read(&child, &mut decoder, Some(consumed));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+            let message = format!(
+                "the decoder would need more than {} MiB of memory ({e}), so it was not examined",
+                DECODER_MEMORY_LIMIT >> 20
+            );
+            members.member_problem(&child, Reason::Unsupported, message);
         }
         Err(e) => members.corrupt("compressed stream", e),
     }
@@ -73,6 +105,7 @@ fn member_name(parent_path: &str, data: &[u8], codec: Codec) -> String {
         Codec::Xz => (&[(".txz", ".tar"), (".xz", "")], "xz"),
         Codec::Zstd => (&[(".tzst", ".tar"), (".zst", "")], "zstd"),
         Codec::Lz4 => (&[(".tlz4", ".tar"), (".lz4", "")], "lz4"),
+        Codec::LzmaAlone => (&[(".tlz", ".tar"), (".lzma", "")], "lzma"),
         _ => (&[], "stream"),
     };
     for (suffix, replacement) in suffixes {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Limits, Reason};
 
-use crate::installers::{gcab, gnu_cpio, szdd};
+use crate::installers::{gcab, gnu_cpio, lzma, szdd};
 use crate::testutil::{scan, scanner_with};
 
 struct Rng(u64);
@@ -183,6 +183,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "a.ex_",
             szdd(&[e.clone(), b"abcabcabc".repeat(20)].concat()),
+        ),
+        (
+            "a.lzma",
+            lzma(&[e.clone(), b"abcabcabc".repeat(20)].concat()),
         ),
         (
             "z.cab",

@@ -252,3 +252,39 @@ async fn a_cabinet_of_zeros_stops_on_the_ratio() {
         report.bytes_expanded
     );
 }
+
+#[tokio::test]
+async fn raw_lzma_streams_are_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let lzma = lzma(&eicar());
+    let report = scan(&scanner, "payload.exe.lzma", lzma.clone()).await;
+    assert_eq!(
+        paths(&report),
+        ["payload.exe.lzma/payload.exe"],
+        "{report:#?}"
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    let cut = scan(&scanner, "cut.lzma", lzma[..lzma.len() - 8].to_vec()).await;
+    assert_eq!(cut.verdict, Verdict::Unscannable, "{cut:#?}");
+
+    // A 1 GiB dictionary is refused before it is allocated.
+    let mut greedy = lzma.clone();
+    greedy[1..5].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    let report = scan(&scanner, "greedy.lzma", greedy).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+}
+
+/// `data` as a raw LZMA stream, written by xz.
+pub(crate) fn lzma(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("xz")
+        .args(["--format=lzma", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("xz runs");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    child.wait_with_output().unwrap().stdout
+}

@@ -8,6 +8,7 @@ mod binhex;
 mod cab;
 mod cpio;
 mod datauri;
+mod iso;
 mod mime;
 mod mscompress;
 mod ole;
@@ -56,6 +57,7 @@ pub(crate) static FORMATS: &[Format] = &[
     mscompress::KWAJ,
     rtf::FORMAT,
     tar::FORMAT,
+    iso::FORMAT,
     stream::LZMA,
     mime::FORMAT,
     pdf::FORMAT,

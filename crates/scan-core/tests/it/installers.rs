@@ -288,3 +288,69 @@ pub(crate) fn lzma(data: &[u8]) -> Vec<u8> {
     child.stdin.take().unwrap().write_all(data).unwrap();
     child.wait_with_output().unwrap().stdout
 }
+
+/// A disk image written by genisoimage from `files`, with Joliet names when `joliet`.
+pub(crate) fn iso(joliet: bool, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for (name, data) in files {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let out = dir.path().join("out.iso");
+    let mut command = Command::new("genisoimage");
+    command.args(["-quiet", "-o"]).arg(&out);
+    if joliet {
+        command.arg("-J");
+    }
+    let status = command
+        .arg(&root)
+        .status()
+        .expect("genisoimage runs (scripts/services.sh installs it)");
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+#[tokio::test]
+async fn disk_images_yield_their_files_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let files: &[(&str, &[u8])] = &[
+        ("README.TXT", b"read me"),
+        ("setup/Invoice 2024 payment.exe", &eicar()),
+    ];
+    let joliet = iso(true, files);
+    let report = scan(&scanner, "invoice.iso", joliet.clone()).await;
+    assert_eq!(report.file_type, "iso9660");
+    assert_eq!(
+        paths(&report),
+        ["invoice.iso/setup/Invoice 2024 payment.exe"],
+        "{report:#?}"
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // Without Joliet, the primary volume's 8.3 names.
+    let plain = iso(false, files);
+    let report = scan(&scanner, "plain.iso", plain).await;
+    assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
+    assert!(
+        paths(&report)[0].starts_with("plain.iso/SETUP/"),
+        "{:?}",
+        paths(&report)
+    );
+
+    // Cut inside the file's data: corrupt, never clean.
+    let at = joliet.windows(8).position(|w| w == &eicar()[..8]).unwrap();
+    let cut = scan(&scanner, "cut.iso", joliet[..at + 10].to_vec()).await;
+    assert_eq!(cut.verdict, Verdict::Unscannable, "{cut:#?}");
+    assert!(cut.problems.iter().any(|p| p.reason == Reason::Corrupt));
+
+    // A volume descriptor and nothing else.
+    let mut empty = vec![0u8; 0x8800];
+    empty[0x8000] = 1;
+    empty[0x8001..0x8006].copy_from_slice(b"CD001");
+    let report = scan(&scanner, "empty.iso", empty).await;
+    assert_eq!(report.verdict, Verdict::Unscannable);
+    assert_eq!(report.problems[0].reason, Reason::Corrupt);
+}

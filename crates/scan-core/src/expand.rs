@@ -113,7 +113,9 @@ impl<'s> Walker<'s> {
                 format!("{name} archives are not unpacked, so their contents were not examined"),
             );
         }
-        let Some(format) = format else { return };
+        let Some(format) = format else {
+            return self.embedded(path, depth, data);
+        };
         if depth >= self.budget.limits.max_depth {
             return self.limit(path, Limit::MaxRecursion);
         }
@@ -124,6 +126,34 @@ impl<'s> Walker<'s> {
             next_index: 0,
         };
         (format.expand)(&mut members, data);
+    }
+
+    /// Carriers that start inside an object no format opens (an archive in an executable, a
+    /// zip appended to an image): each is walked as `<path>@<offset>`.
+    fn embedded(&mut self, path: &str, depth: u32, data: &[u8]) {
+        let offsets = formats::embedded::find(data);
+        if offsets.is_empty() {
+            return;
+        }
+        if depth >= self.budget.limits.max_depth {
+            return self.limit(path, Limit::MaxRecursion);
+        }
+        let mut members = Members {
+            walker: self,
+            path,
+            depth,
+            next_index: 0,
+        };
+        for (offset, len) in offsets {
+            if members.stopped() {
+                return;
+            }
+            let child = format!("{path}@{offset}");
+            let mut carrier = &data[offset..offset + len];
+            if members.admit(&child, Declared::size(len as u64)) {
+                members.read(&child, &mut carrier, None);
+            }
+        }
     }
 
     fn run_engines(&mut self, object: &ScanObject<'_>) {

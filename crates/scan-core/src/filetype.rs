@@ -67,6 +67,8 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
         "compress (.Z)"
     } else if starts(&[0xED, 0xAB, 0xEE, 0xDB]) {
         "rpm"
+    } else if starts(b"ISc(") {
+        "InstallShield cabinet"
     } else if starts(b"xar!") {
         "xar"
     } else if at(7, b"**ACE**") {

@@ -8,6 +8,7 @@ mod binhex;
 mod cab;
 mod cpio;
 mod datauri;
+pub(crate) mod embedded;
 mod iso;
 mod mime;
 mod mscompress;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Limits, Reason};
 
-use crate::installers::{gcab, gnu_cpio, iso, lzma, szdd};
+use crate::installers::{gcab, gnu_cpio, iso, lzma, sfx, szdd};
 use crate::testutil::{scan, scanner_with};
 
 struct Rng(u64);
@@ -189,6 +189,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             lzma(&[e.clone(), b"abcabcabc".repeat(20)].concat()),
         ),
         ("a.iso", iso(true, &[("a.exe", &e), ("d/b.txt", b"hello")])),
+        ("setup.exe", sfx(&testing::zip(&[("a.exe", &e)]))),
         (
             "z.cab",
             gcab(true, &[("a.txt", &b"abcabc".repeat(9000)), ("b.exe", &e)]),

@@ -354,3 +354,83 @@ async fn disk_images_yield_their_files_by_path() {
     assert_eq!(report.verdict, Verdict::Unscannable);
     assert_eq!(report.problems[0].reason, Reason::Corrupt);
 }
+
+/// A minimal Windows executable: DOS header pointing at a PE header with one 512-byte section
+/// at 0x200, so its image ends at 0x400 and anything after is its overlay.
+fn pe() -> Vec<u8> {
+    let mut out = vec![0u8; 0x400];
+    out[..2].copy_from_slice(b"MZ");
+    out[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    out[0x80..0x84].copy_from_slice(b"PE\0\0");
+    out[0x84..0x86].copy_from_slice(&0x14Cu16.to_le_bytes());
+    out[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
+    out[0x94..0x96].copy_from_slice(&0xE0u16.to_le_bytes());
+    out[0x98..0x9A].copy_from_slice(&0x10Bu16.to_le_bytes());
+    out[0x98 + 60..0x98 + 64].copy_from_slice(&0x200u32.to_le_bytes());
+    let section = 0x98 + 0xE0;
+    out[section..section + 5].copy_from_slice(b".text");
+    out[section + 16..section + 20].copy_from_slice(&0x200u32.to_le_bytes());
+    out[section + 20..section + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    out
+}
+
+#[tokio::test]
+async fn carriers_inside_executables_and_after_images_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let zip = scan_core::testing::zip(&[("payload.exe", &eicar())]);
+    let cab = gcab(true, &[("payload.exe", &eicar())]);
+    for (name, carrier) in [("zip", &zip), ("cab", &cab)] {
+        let mut sfx = pe();
+        sfx.extend_from_slice(&carrier[..]);
+        // Trailing data (a signature block, say) after the archive.
+        sfx.extend_from_slice(&[0x30; 300]);
+        let report = scan(&scanner, "setup.exe", sfx).await;
+        assert_eq!(
+            paths(&report),
+            ["setup.exe@1024/payload.exe"],
+            "{name}: {report:#?}"
+        );
+        assert!(report.problems.is_empty(), "{name}: {:?}", report.problems);
+    }
+
+    // InstallShield appends files behind name, path, version and size strings.
+    let mut installer = pe();
+    let inner = eicar();
+    installer.extend_from_slice(b"readme.txt\0Disk1\\readme.txt\x001.0.0.0\x005\x00hello");
+    let at = installer.len()
+        + b"tool.exe\0Disk1\\tool.exe\x001.0.0.0\0".len()
+        + format!("{}\0", inner.len()).len();
+    installer.extend_from_slice(
+        format!("tool.exe\0Disk1\\tool.exe\x001.0.0.0\0{}\0", inner.len()).as_bytes(),
+    );
+    installer.extend_from_slice(&inner);
+    let report = scan(&scanner, "setup.exe", installer).await;
+    assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
+    assert_eq!(paths(&report), [format!("setup.exe@{at}").as_str()]);
+
+    // A zip appended to an image.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend_from_slice(&[0x55; 500]);
+    let start = png.len();
+    png.extend_from_slice(&zip);
+    let report = scan(&scanner, "cat.png", png).await;
+    assert_eq!(
+        paths(&report),
+        [format!("cat.png@{start}/payload.exe").as_str()],
+        "{report:#?}"
+    );
+
+    // An executable with nothing inside is just an executable.
+    let report = scan(&scanner, "plain.exe", pe()).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert_eq!(report.objects, 1);
+}
+
+/// A self-extracting archive: an executable with `carrier` and an installer entry appended.
+pub(crate) fn sfx(carrier: &[u8]) -> Vec<u8> {
+    let mut out = pe();
+    out.extend_from_slice(carrier);
+    out.extend_from_slice(b"a.txt\0Disk1\\a.txt\x001.0\x005\x00hello");
+    out
+}

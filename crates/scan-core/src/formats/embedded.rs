@@ -1,0 +1,207 @@
+//! Carriers that start inside another file, the way self-extracting archives and installers
+//! carry them: archives in a Windows executable (its overlay, or a resource), and a zip
+//! appended to an image or any other file. Candidates are found by a bounded, linear search for
+//! magic numbers and kept only when the carrier's own identification accepts the data from
+//! there; each becomes a member named `<path>@<offset>`.
+
+use memchr::memmem;
+
+/// Magic numbers searched for inside a Windows executable: zip, 7z, cabinet, OLE (MSI).
+const MAGICS: &[&[u8]] = &[
+    b"PK\x03\x04",
+    b"7z\xBC\xAF\x27\x1C",
+    b"MSCF\0\0\0\0",
+    b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1",
+];
+/// At most this many embedded carriers are taken from one object.
+const MAX_EMBEDDED: usize = 64;
+
+/// The carriers that start inside `data` (never at 0), in order: their offsets and lengths.
+pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    if let Some(image_end) = pe_image_end(data) {
+        // An executable: archives anywhere in it (the overlay after its last section, or a
+        // resource), and executables in its overlay, which installers append behind a small
+        // header of their own (InstallShield: name, path, version and size as strings).
+        for magic in MAGICS {
+            for at in memmem::find_iter(&data[1..], magic).map(|at| at + 1) {
+                if found.len() >= MAX_EMBEDDED {
+                    break;
+                }
+                if super::identify(&data[at..]).is_some() {
+                    found.push((at, carrier_len(&data[at..])));
+                }
+            }
+        }
+        found
+            .extend(installshield_files(&data[image_end..]).map(|(at, len)| (at + image_end, len)));
+        for at in memmem::find_iter(&data[image_end..], b"MZ").map(|at| at + image_end) {
+            if found.len() >= MAX_EMBEDDED {
+                break;
+            }
+            if let Some(len) = pe_image_end(&data[at..]).filter(|_| at > 0) {
+                found.push((at, len));
+            }
+        }
+    } else if let Some(at) = appended_zip(data) {
+        found.push((at, data.len() - at));
+    }
+    // One carrier per offset: the first found, whose length is the most exact (an installer's
+    // own entry beats a length guessed from a header).
+    found.sort_by_key(|(at, _)| *at);
+    found.dedup_by_key(|(at, _)| *at);
+    found.truncate(MAX_EMBEDDED);
+    found
+}
+
+/// The files an InstallShield setup appends to itself: entries of a file name, a path, a
+/// version and a decimal size, each NUL-terminated, then that many bytes of the file. Read
+/// while the entries hold together; the offsets and lengths of the files' data.
+fn installshield_files(overlay: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let mut fields = [&b""[..]; 4];
+        let mut next = at;
+        for field in &mut fields {
+            let rest = overlay.get(next..)?;
+            let len = rest.iter().take(260).position(|b| *b == 0)?;
+            *field = &rest[..len];
+            next += len + 1;
+        }
+        let [name, path, version, size] = fields;
+        let printable =
+            |f: &[u8]| !f.is_empty() && f.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+        if !(printable(name) && printable(path) && printable(version)) {
+            return None;
+        }
+        let size: usize = std::str::from_utf8(size).ok()?.parse().ok()?;
+        let end = next.checked_add(size).filter(|&end| end <= overlay.len())?;
+        at = end;
+        Some((next, size))
+    })
+    .take(MAX_EMBEDDED)
+}
+
+/// How long the carrier at the start of `data` is, from its own header where it says: a
+/// cabinet's total size, a 7z's header offsets, a zip's end record; else the rest of the data
+/// (the carrier's reader ignores what follows it).
+fn carrier_len(data: &[u8]) -> usize {
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let u64_at = |at: usize| {
+        data.get(at..at + 8)
+            .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    };
+    let len = if data.starts_with(b"MSCF") {
+        u32_at(8)
+    } else if data.starts_with(b"7z\xBC\xAF") {
+        u64_at(12)
+            .zip(u64_at(20))
+            .and_then(|(offset, size)| 32usize.checked_add(offset)?.checked_add(size))
+    } else if data.starts_with(b"PK\x03\x04") {
+        memmem::find(data, b"PK\x05\x06").and_then(|eocd| {
+            let comment = usize::from(u16::from_le_bytes(
+                data.get(eocd + 20..eocd + 22)?.try_into().ok()?,
+            ));
+            Some(eocd + 22 + comment)
+        })
+    } else {
+        None
+    };
+    len.filter(|&len| len > 0)
+        .map_or(data.len(), |len| len.min(data.len()))
+}
+
+/// Where a zip appended to other data starts: its end-of-central-directory record (in the
+/// last 64 KiB, where a comment can push it) says how long its central directory is and
+/// where, relative to the zip's own start, it begins.
+fn appended_zip(data: &[u8]) -> Option<usize> {
+    const EOCD: usize = 22;
+    let tail_start = data.len().saturating_sub((64 << 10) + EOCD);
+    let eocd = tail_start + memmem::rfind(&data[tail_start..], b"PK\x05\x06")?;
+    let record = data.get(eocd..eocd + EOCD)?;
+    let cd_size = u32::from_le_bytes([record[12], record[13], record[14], record[15]]) as usize;
+    let cd_offset = u32::from_le_bytes([record[16], record[17], record[18], record[19]]) as usize;
+    let start = eocd.checked_sub(cd_size)?.checked_sub(cd_offset)?;
+    (start > 0 && data[start..].starts_with(b"PK\x03\x04")).then_some(start)
+}
+
+/// The end of a Windows executable's image in the file (the end of its headers or of its last
+/// section's raw data, whichever is later), if `data` starts with a valid PE: an `MZ` header
+/// whose `e_lfanew` points at `PE\0\0`, a sane section count, and sections inside the file's
+/// 4 GiB range. What follows the image is the overlay.
+pub(crate) fn pe_image_end(data: &[u8]) -> Option<usize> {
+    if !data.starts_with(b"MZ") {
+        return None;
+    }
+    let u16_at = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let pe = u32_at(0x3C)?;
+    if pe > 64 << 10 || data.get(pe..pe + 4)? != b"PE\0\0" {
+        return None;
+    }
+    let sections = usize::from(u16_at(pe + 6)?);
+    let optional = usize::from(u16_at(pe + 20)?);
+    if sections == 0 || sections > 96 {
+        return None;
+    }
+    let headers = u32_at(pe + 24 + 60).unwrap_or(0);
+    let table = pe + 24 + optional;
+    let mut end = headers;
+    for index in 0..sections {
+        let section = table + index * 40;
+        let size = u32_at(section + 16)?;
+        let offset = u32_at(section + 20)?;
+        if size > 0 {
+            end = end.max(offset.checked_add(size)?);
+        }
+    }
+    Some(end.min(data.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zip_appended_to_an_image_is_found_from_its_end_record() {
+        let mut data = b"\x89PNG\r\n\x1a\nimage bytes".to_vec();
+        let start = data.len();
+        // A zip with no entries but a local header before its (empty) central directory.
+        data.extend_from_slice(b"PK\x03\x04");
+        data.extend_from_slice(&[0; 26]);
+        let cd_offset = (data.len() - start) as u32;
+        data.extend_from_slice(b"PK\x05\x06");
+        data.extend_from_slice(&[0; 8]);
+        data.extend_from_slice(&0u32.to_le_bytes());
+        data.extend_from_slice(&cd_offset.to_le_bytes());
+        data.extend_from_slice(&[0; 2]);
+        assert_eq!(appended_zip(&data), Some(start));
+        assert_eq!(appended_zip(b"no zip here"), None);
+    }
+
+    #[test]
+    fn pe_headers_must_hold_together() {
+        assert_eq!(pe_image_end(b"MZ"), None);
+        let mut pe = vec![0u8; 0x400];
+        pe[..2].copy_from_slice(b"MZ");
+        pe[0x3C] = 0x80;
+        pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+        pe[0x86] = 1; // one section
+        pe[0x94] = 0xE0; // optional header size
+        let section = 0x80 + 24 + 0xE0;
+        pe[section + 16..section + 20].copy_from_slice(&0x100u32.to_le_bytes());
+        pe[section + 20..section + 24].copy_from_slice(&0x200u32.to_le_bytes());
+        assert_eq!(pe_image_end(&pe), Some(0x300));
+        pe[0x86] = 0;
+        assert_eq!(pe_image_end(&pe), None);
+    }
+}

@@ -4,6 +4,8 @@
 //! magic numbers and kept only when the carrier's own identification accepts the data from
 //! there; each becomes a member named `<path>@<offset>`.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
 /// Magic numbers searched for inside a Windows executable: zip, 7z, cabinet, OLE (MSI).
@@ -114,13 +116,16 @@ fn carrier_len(data: &[u8]) -> usize {
         .map_or(data.len(), |len| len.min(data.len()))
 }
 
-/// Where a zip appended to other data starts: its end-of-central-directory record (in the
-/// last 64 KiB, where a comment can push it) says how long its central directory is and
-/// where, relative to the zip's own start, it begins.
+/// Where a zip appended to other data starts: its end-of-central-directory record says how
+/// long its central directory is and where, relative to the zip's own start, it begins. The
+/// record is looked for in the last 4 KiB (room for a comment); this runs on every object no
+/// format opens, so it must cost next to nothing.
 fn appended_zip(data: &[u8]) -> Option<usize> {
     const EOCD: usize = 22;
-    let tail_start = data.len().saturating_sub((64 << 10) + EOCD);
-    let eocd = tail_start + memmem::rfind(&data[tail_start..], b"PK\x05\x06")?;
+    static END_RECORD: LazyLock<memmem::FinderRev<'static>> =
+        LazyLock::new(|| memmem::FinderRev::new(b"PK\x05\x06"));
+    let tail_start = data.len().saturating_sub((4 << 10) + EOCD);
+    let eocd = tail_start + END_RECORD.rfind(&data[tail_start..])?;
     let record = data.get(eocd..eocd + EOCD)?;
     let cd_size = u32::from_le_bytes([record[12], record[13], record[14], record[15]]) as usize;
     let cd_offset = u32::from_le_bytes([record[16], record[17], record[18], record[19]]) as usize;

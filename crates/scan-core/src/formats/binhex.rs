@@ -29,6 +29,10 @@ static SIX_BIT: [u8; 256] = six_bit_values(
 
 fn marker(data: &[u8]) -> Option<usize> {
     let window = &data[..data.len().min(SEARCH + MARKER.len())];
+    // BinHex is text: binary data is turned down at its first NUL.
+    if memchr::memchr(0, window).is_some() {
+        return None;
+    }
     FINDER
         .find_iter(window)
         .find(|&at| at == 0 || window[at - 1] == b'\n')

@@ -20,9 +20,7 @@ const HEAD: usize = 64 << 10;
 /// for URIs that could not be followed.
 fn identify(data: &[u8]) -> bool {
     let head = &data[..data.len().min(HEAD)];
-    is_text(head)
-        && (memchr::memchr(b'<', head).is_some() || uris(head).next().is_some())
-        && uris(data).next().is_some()
+    is_text(head) && shows_markup(head) && uris(data).next().is_some()
 }
 
 /// Payloads shorter than this are icons and spacers, not files worth a member.
@@ -37,6 +35,12 @@ struct Uri {
     at: usize,
     base64: bool,
     payload: std::ops::Range<usize>,
+}
+
+/// Whether `head` has a `<` or a `data:` in it, in one pass over its `<` and `:` characters.
+fn shows_markup(head: &[u8]) -> bool {
+    memchr::memchr2_iter(b'<', b':', head)
+        .any(|at| head[at] == b'<' || at >= 4 && head[at - 4..at].eq_ignore_ascii_case(b"data"))
 }
 
 /// The data URIs of `data` with a payload worth decoding, in order. Candidates are found by

@@ -4,8 +4,6 @@
 //! magic numbers and kept only when the carrier's own identification accepts the data from
 //! there; each becomes a member named `<path>@<offset>`.
 
-use std::sync::LazyLock;
-
 use memchr::memmem;
 
 /// Magic numbers searched for inside a Windows executable: zip, 7z, cabinet, OLE (MSI).
@@ -122,10 +120,11 @@ fn carrier_len(data: &[u8]) -> usize {
 /// format opens, so it must cost next to nothing.
 fn appended_zip(data: &[u8]) -> Option<usize> {
     const EOCD: usize = 22;
-    static END_RECORD: LazyLock<memmem::FinderRev<'static>> =
-        LazyLock::new(|| memmem::FinderRev::new(b"PK\x05\x06"));
     let tail_start = data.len().saturating_sub((4 << 10) + EOCD);
-    let eocd = tail_start + END_RECORD.rfind(&data[tail_start..])?;
+    // Backwards over the `P`s of the tail: a zip without a comment is found at the first.
+    let eocd = memchr::memrchr_iter(b'P', &data[tail_start..])
+        .map(|at| tail_start + at)
+        .find(|&at| data[at..].starts_with(b"PK\x05\x06"))?;
     let record = data.get(eocd..eocd + EOCD)?;
     let cd_size = u32::from_le_bytes([record[12], record[13], record[14], record[15]]) as usize;
     let cd_offset = u32::from_le_bytes([record[16], record[17], record[18], record[19]]) as usize;

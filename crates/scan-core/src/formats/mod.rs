@@ -1,7 +1,8 @@
 //! Carrier formats, one module each. A format identifies its carrier by content (never by name)
 //! and yields the members it holds through [`crate::expand::Members`]; the walker alone owns
 //! limits, depth, paths, problems and engines. Adding a format is its module plus one line in
-//! [`FORMATS`].
+//! [`FORMATS`]. Carriers that start inside an object no format opens (an archive in an
+//! executable, a zip appended to an image) are found by [`embedded`], which the walker asks.
 
 mod ar;
 mod binhex;
@@ -35,7 +36,8 @@ pub(crate) struct Format {
 }
 
 /// Every format, in the order identification tries them: magic numbers at offset 0 first, then
-/// checksummed headers, then the text formats whose signs are weaker. Mail comes before PDF and
+/// checksummed or validated headers (tar, ISO 9660 at 0x8001, raw LZMA's plausible header),
+/// then the text formats whose signs are weaker. Mail comes before PDF and
 /// BinHex, whose markers may sit a little way in: a message that mentions `%PDF-` in its first
 /// kilobyte is still a message (its parts are identified in turn), so no attachment is hidden
 /// by making the message look like something else.

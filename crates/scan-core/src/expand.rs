@@ -116,16 +116,24 @@ impl<'s> Walker<'s> {
         let Some(format) = format else {
             return self.embedded(path, depth, data);
         };
-        if depth >= self.budget.limits.max_depth {
-            return self.limit(path, Limit::MaxRecursion);
+        if let Some(mut members) = self.members(path, depth) {
+            (format.expand)(&mut members, data);
         }
-        let mut members = Members {
+    }
+
+    /// The door for the members of the container at `path`, unless it is already as deep as
+    /// the limit allows (recorded then).
+    fn members<'w>(&'w mut self, path: &'w str, depth: u32) -> Option<Members<'w, 's>> {
+        if depth >= self.budget.limits.max_depth {
+            self.limit(path, Limit::MaxRecursion);
+            return None;
+        }
+        Some(Members {
             walker: self,
             path,
             depth,
             next_index: 0,
-        };
-        (format.expand)(&mut members, data);
+        })
     }
 
     /// Carriers that start inside an object no format opens (an archive in an executable, a
@@ -135,14 +143,8 @@ impl<'s> Walker<'s> {
         if offsets.is_empty() {
             return;
         }
-        if depth >= self.budget.limits.max_depth {
-            return self.limit(path, Limit::MaxRecursion);
-        }
-        let mut members = Members {
-            walker: self,
-            path,
-            depth,
-            next_index: 0,
+        let Some(mut members) = self.members(path, depth) else {
+            return;
         };
         for (offset, len) in offsets {
             if members.stopped() {

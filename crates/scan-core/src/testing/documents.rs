@@ -431,3 +431,22 @@ pub fn msg_streams(attachments: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
     }
     streams
 }
+
+/// A minimal Windows executable: DOS header pointing at a PE header with one 512-byte section
+/// at 0x200, so its image ends at 0x400 and anything after is its overlay.
+pub fn pe() -> Vec<u8> {
+    let mut out = vec![0u8; 0x400];
+    out[..2].copy_from_slice(b"MZ");
+    out[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    out[0x80..0x84].copy_from_slice(b"PE\0\0");
+    out[0x84..0x86].copy_from_slice(&0x14Cu16.to_le_bytes());
+    out[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
+    out[0x94..0x96].copy_from_slice(&0xE0u16.to_le_bytes());
+    out[0x98..0x9A].copy_from_slice(&0x10Bu16.to_le_bytes());
+    out[0x98 + 60..0x98 + 64].copy_from_slice(&0x200u32.to_le_bytes());
+    let section = 0x98 + 0xE0;
+    out[section..section + 5].copy_from_slice(b".text");
+    out[section + 16..section + 20].copy_from_slice(&0x200u32.to_le_bytes());
+    out[section + 20..section + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    out
+}

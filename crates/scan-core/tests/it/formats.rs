@@ -236,7 +236,7 @@ async fn clean_corpus_is_clean_with_nothing_left_unexamined() {
         ("memo.txt", b"From the desk of the director:\n\nregards\n".to_vec(), "text"),
         ("image.png", png(), "png"),
         ("photo.jpg", jpeg(), "jpg"),
-        ("tool.exe", pe(), "exe"),
+        ("tool.exe", testing::pe(), "exe"),
         ("true", std::fs::read("/bin/true").unwrap(), "elf"),
         (
             "docs.zip",
@@ -376,20 +376,5 @@ fn jpeg() -> Vec<u8> {
     out.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
     out.extend_from_slice(&random_bytes(4000, 9));
     out.extend_from_slice(&[0xFF, 0xD9]);
-    out
-}
-
-/// A minimal Windows executable: DOS header pointing at a PE header with one section.
-fn pe() -> Vec<u8> {
-    let mut out = vec![0u8; 1024];
-    out[..2].copy_from_slice(b"MZ");
-    out[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-    out[0x80..0x84].copy_from_slice(b"PE\0\0");
-    out[0x84..0x86].copy_from_slice(&0x14Cu16.to_le_bytes());
-    out[0x86..0x88].copy_from_slice(&1u16.to_le_bytes());
-    out[0x94..0x96].copy_from_slice(&0xE0u16.to_le_bytes());
-    out[0x98..0x9A].copy_from_slice(&0x10Bu16.to_le_bytes());
-    out[0x178..0x17D].copy_from_slice(b".text");
-    out[0x200..0x210].copy_from_slice(&random_bytes(16, 4));
     out
 }

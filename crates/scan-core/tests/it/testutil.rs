@@ -94,3 +94,12 @@ pub(crate) fn assert_no_spool_files(dir: &std::path::Path) {
     let left: Vec<_> = std::fs::read_dir(dir).expect("spool dir").collect();
     assert!(left.is_empty(), "spool files left behind: {left:?}");
 }
+
+/// Asserts a bomb was stopped early: less than 64 MiB expanded.
+pub(crate) fn assert_stopped_early(report: &Report) {
+    assert!(
+        report.bytes_expanded < 64 << 20,
+        "expanded {} bytes",
+        report.bytes_expanded
+    );
+}

@@ -98,10 +98,10 @@ write_signatures() {
 
 start() {
     # clamav-testfiles: ClamAV's own test carriers (clam.exe in mail, PDF, RTF, OLE...), which
-    # the engines tests scan with a hash signature of clam.exe. cpio, mscompress, gcab and
-    # genisoimage write the old-format archives, SZDD files, cabinets and disk images of
-    # scan-core's tests.
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage
+    # the engines tests scan with a hash signature of clam.exe. cpio, mscompress, gcab,
+    # genisoimage and msitools write the old-format archives, SZDD files, cabinets, disk images
+    # and MSI packages of scan-core's tests.
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools
     install_moto
     install_sdk
     stop >/dev/null 2>&1 || true

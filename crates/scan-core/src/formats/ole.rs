@@ -53,7 +53,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
                     parent.to_string_lossy().trim_start_matches('/')
                 )
             }
-            _ => raw.to_owned(),
+            _ => msi_stream_name(raw),
         };
         let child = members.child(&name);
         if !members.admit(&child, Declared::size(*size)) {
@@ -79,6 +79,32 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             _ => {}
         }
     }
+}
+
+/// An MSI package's stream name made readable: MSI packs two characters of `0-9A-Za-z._`
+/// into one code point of U+3800..U+47FF (one into U+4800..U+483F; U+4840 marks its tables),
+/// so an embedded cabinet `Data1.cab` is stored as five CJK ideographs. Names outside that
+/// scheme are returned as they are.
+fn msi_stream_name(raw: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._";
+    if !raw.chars().any(|c| ('\u{3800}'..='\u{4840}').contains(&c)) {
+        return raw.to_owned();
+    }
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let code = u32::from(c);
+        match code {
+            0x3800..=0x47FF => {
+                let packed = code - 0x3800;
+                out.push(char::from(ALPHABET[(packed & 0x3F) as usize]));
+                out.push(char::from(ALPHABET[((packed >> 6) & 0x3F) as usize]));
+            }
+            0x4800..=0x483F => out.push(char::from(ALPHABET[(code - 0x4800) as usize])),
+            0x4840 => out.push('!'),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The stream of a `.msg` attachment that holds its bytes (`PidTagAttachDataBinary`).

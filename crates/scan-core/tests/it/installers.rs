@@ -411,3 +411,28 @@ pub(crate) fn sfx(carrier: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"a.txt\0Disk1\\a.txt\x001.0\x005\x00hello");
     out
 }
+
+#[tokio::test]
+async fn msi_packages_open_their_cabinets_under_readable_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let work = tempfile::tempdir().unwrap();
+    let cab = gcab(true, &[("payload.exe", &eicar())]);
+    std::fs::write(work.path().join("data.cab"), cab).unwrap();
+    // msibuild writes an empty installer database and adds the cabinet as the stream
+    // `Data1.cab`, which MSI stores under a packed name.
+    let status = Command::new("msibuild")
+        .args(["setup.msi", "-a", "Data1.cab", "data.cab"])
+        .current_dir(work.path())
+        .status()
+        .expect("msibuild runs (scripts/services.sh installs msitools)");
+    assert!(status.success());
+    let msi = std::fs::read(work.path().join("setup.msi")).unwrap();
+    let report = scan(&scanner, "setup.msi", msi).await;
+    assert_eq!(
+        paths(&report),
+        ["setup.msi/Data1.cab/payload.exe"],
+        "{report:#?}"
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -99,9 +99,9 @@ write_signatures() {
 start() {
     # clamav-testfiles: ClamAV's own test carriers (clam.exe in mail, PDF, RTF, OLE...), which
     # the engines tests scan with a hash signature of clam.exe. cpio, mscompress, gcab,
-    # genisoimage and msitools write the old-format archives, SZDD files, cabinets, disk images
-    # and MSI packages of scan-core's tests.
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools
+    # genisoimage, msitools and xz write the old-format archives, SZDD files, cabinets, disk
+    # images, MSI packages and raw LZMA streams of scan-core's tests.
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils
     install_moto
     install_sdk
     stop >/dev/null 2>&1 || true

@@ -28,8 +28,8 @@ pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
                 if found.len() >= MAX_EMBEDDED {
                     break;
                 }
-                if super::identify(&data[at..]).is_some() {
-                    found.push((at, carrier_len(&data[at..])));
+                if let Some(len) = carrier_at(data, at) {
+                    found.push((at, len));
                 }
             }
         }
@@ -82,36 +82,60 @@ fn installshield_files(overlay: &[u8]) -> impl Iterator<Item = (usize, usize)> +
     .take(MAX_EMBEDDED)
 }
 
-/// How long the carrier at the start of `data` is, from its own header where it says: a
-/// cabinet's total size, a 7z's header offsets, a zip's end record; else the rest of the data
-/// (the carrier's reader ignores what follows it).
-fn carrier_len(data: &[u8]) -> usize {
-    let u32_at = |at: usize| {
-        data.get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+/// The length of the carrier that starts at `at`, if its header holds together beyond its
+/// magic number: the magic numbers of zip and cabinets are also constants in the code of every
+/// program that reads them, and a guess that fails to open would make an ordinary executable
+/// Unscannable. A zip needs an end record whose central directory leads back to it (offsets
+/// relative to the zip, or to the file for self-extractors that adjust them); a cabinet its
+/// version 1.3 and a size inside the data; a 7z its version and header offsets; an OLE file
+/// its byte-order mark and a sector size.
+fn carrier_at(data: &[u8], at: usize) -> Option<usize> {
+    let rest = &data[at..];
+    let u16_at = |b: &[u8], i: usize| {
+        b.get(i..i + 2)
+            .map(|w| usize::from(u16::from_le_bytes([w[0], w[1]])))
     };
-    let u64_at = |at: usize| {
-        data.get(at..at + 8)
-            .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    let u32_at = |b: &[u8], i: usize| {
+        b.get(i..i + 4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
     };
-    let len = if data.starts_with(b"MSCF") {
-        u32_at(8)
-    } else if data.starts_with(b"7z\xBC\xAF") {
-        u64_at(12)
-            .zip(u64_at(20))
-            .and_then(|(offset, size)| 32usize.checked_add(offset)?.checked_add(size))
-    } else if data.starts_with(b"PK\x03\x04") {
-        memmem::find(data, b"PK\x05\x06").and_then(|eocd| {
-            let comment = usize::from(u16::from_le_bytes(
-                data.get(eocd + 20..eocd + 22)?.try_into().ok()?,
-            ));
-            Some(eocd + 22 + comment)
-        })
-    } else {
-        None
-    };
-    len.filter(|&len| len > 0)
-        .map_or(data.len(), |len| len.min(data.len()))
+    if rest.starts_with(b"PK\x03\x04") {
+        return memmem::find_iter(rest, b"PK\x05\x06")
+            .take(8)
+            .find_map(|eocd| {
+                let cd_size = u32_at(rest, eocd + 12)?;
+                let cd_offset = u32_at(rest, eocd + 16)?;
+                let comment = u16_at(rest, eocd + 20)?;
+                let relative = eocd == cd_offset.checked_add(cd_size)?;
+                let absolute = at + eocd == cd_offset.checked_add(cd_size)? && cd_offset > at;
+                let cd = if relative {
+                    cd_offset
+                } else {
+                    cd_offset.checked_sub(at)?
+                };
+                ((relative || absolute) && rest.get(cd..)?.starts_with(b"PK\x01\x02"))
+                    .then(|| (eocd + 22 + comment).min(rest.len()))
+            });
+    }
+    if rest.starts_with(b"MSCF") {
+        let len = u32_at(rest, 8)?;
+        let files = u32_at(rest, 16)?;
+        let version_ok = rest.get(24..26) == Some(&[3, 1][..]);
+        return (version_ok && len >= 36 && len <= rest.len() && files < len).then_some(len);
+    }
+    if rest.starts_with(b"7z\xBC\xAF\x27\x1C") {
+        let offset =
+            usize::try_from(u64::from_le_bytes(rest.get(12..20)?.try_into().ok()?)).ok()?;
+        let size = usize::try_from(u64::from_le_bytes(rest.get(20..28)?.try_into().ok()?)).ok()?;
+        let len = 32usize.checked_add(offset)?.checked_add(size)?;
+        return (rest.get(6) == Some(&0) && len <= rest.len()).then_some(len);
+    }
+    if rest.starts_with(b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1") {
+        let byte_order = rest.get(28..30) == Some(&[0xFE, 0xFF][..]);
+        let sector_shift = u16_at(rest, 30)?;
+        return (byte_order && matches!(sector_shift, 9 | 12)).then_some(rest.len());
+    }
+    None
 }
 
 /// Where a zip appended to other data starts: its end-of-central-directory record says how

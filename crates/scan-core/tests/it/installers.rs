@@ -436,3 +436,17 @@ async fn msi_packages_open_their_cabinets_under_readable_names() {
     );
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[tokio::test]
+async fn zip_and_cabinet_constants_in_program_code_are_not_carriers() {
+    let dir = tempfile::tempdir().unwrap();
+    // Programs that read zips and cabinets hold their signatures as constants in their code.
+    let mut program = testing::pe();
+    let code = 0x200;
+    program[code..code + 4].copy_from_slice(b"PK\x03\x04");
+    program[code + 40..code + 44].copy_from_slice(b"PK\x05\x06");
+    program[code + 80..code + 88].copy_from_slice(b"MSCF\0\0\0\0");
+    let report = scan(&scanner(dir.path()), "unzip.exe", program).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert_eq!(report.objects, 1);
+}

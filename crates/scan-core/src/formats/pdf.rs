@@ -40,7 +40,8 @@ struct Object {
 }
 
 fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
-    let (objects, truncated) = find_objects(data);
+    let (mut objects, truncated) = find_objects(data);
+    resolve_indirect_lengths(data, &mut objects);
     if objects.is_empty() {
         return members.corrupt("PDF", "no object could be found in it");
     }
@@ -363,6 +364,39 @@ fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
         });
     }
     (objects, truncated)
+}
+
+/// Streams whose `/Length` is a reference (`/Length 12 0 R`, as writers that stream their
+/// output do) were cut at `endstream` less the line break before it; but a line break may be
+/// the data's own last byte. Where the referenced object holds a length that ends the data
+/// right before (space and) `endstream`, that length wins.
+fn resolve_indirect_lengths(data: &[u8], objects: &mut [Object]) {
+    let values: HashMap<u64, usize> = objects
+        .iter()
+        .filter(|o| o.stream.is_none())
+        .filter_map(|o| {
+            let value = skip_space(&data[o.dict.clone()]);
+            let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+            let number = std::str::from_utf8(&value[..digits]).ok()?.parse().ok()?;
+            Some((o.number, number))
+        })
+        .collect();
+    for object in objects.iter_mut() {
+        let Some(stream) = &object.stream else {
+            continue;
+        };
+        let dict = &data[object.dict.clone()];
+        let Some(at) = memmem::find(dict, b"/Length") else {
+            continue;
+        };
+        let Some(len) = reference_at(&dict[at + 7..]).and_then(|n| values.get(&n)) else {
+            continue;
+        };
+        let end = stream.start.saturating_add(*len);
+        if end <= data.len() && skip_space(&data[end..]).starts_with(b"endstream") {
+            object.stream = Some(stream.start..end);
+        }
+    }
 }
 
 /// The object number of `N G obj` when `obj` at `keyword` is preceded by two integers, each

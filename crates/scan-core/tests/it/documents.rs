@@ -338,3 +338,26 @@ async fn an_object_without_endobj_does_not_hide_the_objects_after_it() {
     let report = scan(&scanner(dir.path()), "hidden.pdf", pdf).await;
     assert_found(&report, "hidden.pdf/obj-2");
 }
+
+#[tokio::test]
+async fn an_indirect_length_keeps_a_line_break_that_is_data() {
+    let dir = tempfile::tempdir().unwrap();
+    // The stream's data ends in CR; only the LF before `endstream` is the separator, which the
+    // length in object 3 tells (cutting CR LF would lose a byte of data).
+    let mut data = eicar();
+    data.push(b'\r');
+    let mut pdf =
+        b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n2 0 obj\n<< /Length 3 0 R >>\nstream\n"
+            .to_vec();
+    pdf.extend_from_slice(&data);
+    pdf.extend_from_slice(
+        format!(
+            "\nendstream\nendobj\n3 0 obj\n{}\nendobj\n%%EOF\n",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    let report = scan(&scanner(dir.path()), "len.pdf", pdf).await;
+    assert_found(&report, "len.pdf/obj-2");
+    assert_eq!(report.bytes_expanded, data.len() as u64);
+}

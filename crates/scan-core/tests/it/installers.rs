@@ -450,3 +450,38 @@ async fn zip_and_cabinet_constants_in_program_code_are_not_carriers() {
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
     assert_eq!(report.objects, 1);
 }
+
+#[tokio::test]
+async fn disk_images_with_huge_files_or_looping_directories_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let image = iso(false, &[("SUB/A.TXT", b"hello")]);
+    // The directory records of the primary volume, found by their length-prefixed names (the
+    // path table holds the names too, but not prefixed so).
+    let record_of = |name: &[u8]| {
+        let mut prefixed = vec![name.len() as u8];
+        prefixed.extend_from_slice(name);
+        let at = image
+            .windows(prefixed.len())
+            .position(|w| w == prefixed)
+            .unwrap();
+        at - 32
+    };
+    // A.TXT declares 4 GiB: it lies past the end of the image.
+    let mut huge = image.clone();
+    let file = record_of(b"A.TXT;1");
+    huge[file + 10..file + 14].copy_from_slice(&u32::MAX.to_le_bytes());
+    let report = scan(&scanner, "huge.iso", huge).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Corrupt);
+    assert_eq!(report.bytes_expanded, 0);
+
+    // SUB points back at the root directory: walked once, not forever.
+    let mut looping = image.clone();
+    let root_extent = &image[0x8000 + 156 + 2..0x8000 + 156 + 6].to_vec();
+    let sub = record_of(b"SUB");
+    looping[sub + 2..sub + 6].copy_from_slice(root_extent);
+    let report = scan(&scanner, "loop.iso", looping).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert_eq!(report.objects, 1);
+}

@@ -99,9 +99,9 @@ write_signatures() {
 start() {
     # clamav-testfiles: ClamAV's own test carriers (clam.exe in mail, PDF, RTF, OLE...), which
     # the engines tests scan with a hash signature of clam.exe. cpio, mscompress, gcab,
-    # genisoimage, msitools and xz write the old-format archives, SZDD files, cabinets, disk
-    # images, MSI packages and raw LZMA streams of scan-core's tests.
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils
+    # genisoimage, msitools, xz and 7z write the old-format archives, SZDD files, cabinets,
+    # disk images, MSI packages, raw LZMA streams and PPMd 7z archives of scan-core's tests.
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full
     install_moto
     install_sdk
     stop >/dev/null 2>&1 || true

@@ -485,3 +485,32 @@ async fn disk_images_with_huge_files_or_looping_directories_stay_bounded() {
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
     assert_eq!(report.objects, 1);
 }
+
+/// A 7z archive of `files` written by p7zip with the given method options (`-m0=...`).
+fn p7zip(method: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let status = Command::new("7z")
+        .args(["a", "-bd", "-bso0", &format!("-m0={method}"), "out.7z"])
+        .args(files.iter().map(|(name, _)| name))
+        .current_dir(dir.path())
+        .status()
+        .expect("7z runs (scripts/services.sh installs p7zip-full)");
+    assert!(status.success());
+    std::fs::read(dir.path().join("out.7z")).unwrap()
+}
+
+#[tokio::test]
+async fn ppmd_7z_archives_are_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let files: &[(&str, &[u8])] = &[
+        ("readme.txt", b"hello hello hello"),
+        ("payload.exe", &eicar()),
+    ];
+    let report = scan(&scanner, "a.7z", p7zip("PPMd", files)).await;
+    assert_eq!(paths(&report), ["a.7z/payload.exe"], "{report:#?}");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

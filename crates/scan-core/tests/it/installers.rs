@@ -37,6 +37,25 @@ pub(crate) fn gnu_cpio(format: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     out.stdout
 }
 
+/// Writes `files` into a fresh folder, runs `program` there with `args`, and returns the file
+/// `output` it wrote. Every program used here is installed by scripts/services.sh.
+fn tool_output(files: &[(&str, &[u8])], program: &str, args: &[&str], output: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/services.sh installs it): {e}"));
+    assert!(status.success(), "{program} {args:?} failed");
+    std::fs::read(dir.path().join(output)).unwrap()
+}
+
 /// The binary cpio format in the other byte order: every 16-bit header word swapped.
 fn byte_swapped_binary_cpio(archive: &[u8]) -> Vec<u8> {
     let mut out = archive.to_vec();
@@ -143,17 +162,14 @@ async fn ms_compress_files_expand_to_the_file_they_hold() {
     assert_eq!(report.problems[0].reason, Reason::Unsupported);
 }
 
-/// `data` compressed to SZDD by mscompress.
+/// `data` compressed to SZDD by mscompress (which appends `_` to the name).
 pub(crate) fn szdd(data: &[u8]) -> Vec<u8> {
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("setup.exe"), data).unwrap();
-    let status = Command::new("mscompress")
-        .arg("setup.exe")
-        .current_dir(work.path())
-        .status()
-        .expect("mscompress runs (scripts/services.sh installs it)");
-    assert!(status.success());
-    std::fs::read(work.path().join("setup.exe_")).unwrap()
+    tool_output(
+        &[("setup.exe", data)],
+        "mscompress",
+        &["setup.exe"],
+        "setup.exe_",
+    )
 }
 
 fn lzss_literals(data: &[u8]) -> Vec<u8> {
@@ -176,23 +192,13 @@ fn kwaj(method: u16, body: &[u8]) -> Vec<u8> {
 
 /// A cabinet written by gcab, MSZIP-compressed when `compress`.
 pub(crate) fn gcab(compress: bool, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, data) in files {
-        std::fs::write(dir.path().join(name), data).unwrap();
-    }
-    let mut command = Command::new("gcab");
-    command.arg("-c").current_dir(dir.path());
+    let mut args = vec!["-c"];
     if compress {
-        command.arg("-z");
+        args.push("-z");
     }
-    command
-        .arg("out.cab")
-        .args(files.iter().map(|(name, _)| name));
-    let status = command
-        .status()
-        .expect("gcab runs (scripts/services.sh installs it)");
-    assert!(status.success());
-    std::fs::read(dir.path().join("out.cab")).unwrap()
+    args.push("out.cab");
+    args.extend(files.iter().map(|(name, _)| *name));
+    tool_output(files, "gcab", &args, "out.cab")
 }
 
 #[tokio::test]
@@ -287,25 +293,21 @@ pub(crate) fn lzma(data: &[u8]) -> Vec<u8> {
 
 /// A disk image written by genisoimage from `files`, with Joliet names when `joliet`.
 pub(crate) fn iso(joliet: bool, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    for (name, data) in files {
-        let path = root.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, data).unwrap();
-    }
-    let out = dir.path().join("out.iso");
-    let mut command = Command::new("genisoimage");
-    command.args(["-quiet", "-o"]).arg(&out);
+    let names: Vec<String> = files
+        .iter()
+        .map(|(name, _)| format!("root/{name}"))
+        .collect();
+    let rooted: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(files)
+        .map(|(name, (_, data))| (name.as_str(), *data))
+        .collect();
+    let mut args = vec!["-quiet", "-o", "out.iso"];
     if joliet {
-        command.arg("-J");
+        args.push("-J");
     }
-    let status = command
-        .arg(&root)
-        .status()
-        .expect("genisoimage runs (scripts/services.sh installs it)");
-    assert!(status.success());
-    std::fs::read(out).unwrap()
+    args.push("root");
+    tool_output(&rooted, "genisoimage", &args, "out.iso")
 }
 
 #[tokio::test]
@@ -488,18 +490,10 @@ async fn disk_images_with_huge_files_or_looping_directories_stay_bounded() {
 
 /// A 7z archive of `files` written by p7zip with the given method options (`-m0=...`).
 fn p7zip(method: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, data) in files {
-        std::fs::write(dir.path().join(name), data).unwrap();
-    }
-    let status = Command::new("7z")
-        .args(["a", "-bd", "-bso0", &format!("-m0={method}"), "out.7z"])
-        .args(files.iter().map(|(name, _)| name))
-        .current_dir(dir.path())
-        .status()
-        .expect("7z runs (scripts/services.sh installs p7zip-full)");
-    assert!(status.success());
-    std::fs::read(dir.path().join("out.7z")).unwrap()
+    let method = format!("-m0={method}");
+    let mut args = vec!["a", "-bd", "-bso0", method.as_str(), "out.7z"];
+    args.extend(files.iter().map(|(name, _)| *name));
+    tool_output(files, "7z", &args, "out.7z")
 }
 
 #[tokio::test]

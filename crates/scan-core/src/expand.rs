@@ -545,6 +545,90 @@ impl Members<'_, '_> {
     }
 }
 
+/// A file that lies at an offset in one decoded stream (a cabinet folder, a CHM's compressed
+/// section), cut from it by [`Members::cut`].
+#[derive(Debug, Clone)]
+pub(crate) struct Slice {
+    pub(crate) name: String,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+/// Reading through the same region of a stream twice (files that overlap, or listed out of
+/// order) restarts its decoding; past this many restarts the container is refused as a bomb.
+const MAX_RESTARTS: u32 = 16;
+
+impl Members<'_, '_> {
+    /// Yields `files` cut from the stream that `open` decodes (`what` names it in messages):
+    /// the stream is decoded once, in order of the files' offsets, so a container of many
+    /// small files costs one pass. Gaps and refused files are decoded (and counted) but not kept; a file
+    /// that starts before the end of the previous one restarts the decoding, at most
+    /// [`MAX_RESTARTS`] times.
+    pub(crate) fn cut<R: Read>(
+        &mut self,
+        what: &str,
+        open: &mut dyn FnMut() -> std::io::Result<(R, Consumed)>,
+        files: &mut [Slice],
+    ) {
+        if files.is_empty() {
+            return;
+        }
+        files.sort_by_key(|f| f.offset);
+        let (mut reader, mut consumed) = match open() {
+            Ok(opened) => opened,
+            Err(e) => return self.corrupt(what, e),
+        };
+        let mut position = 0u64;
+        let mut restarts = 0;
+        for file in files.iter() {
+            if self.stopped() {
+                return;
+            }
+            let child = self.child(&file.name);
+            if !self.admit(&child, Declared::size(file.size)) {
+                continue;
+            }
+            if file.offset < position {
+                restarts += 1;
+                if restarts > MAX_RESTARTS {
+                    let message =
+                        format!("files of the {what} overlap again and again, a bomb technique");
+                    return self.member_problem(&child, Reason::Corrupt, message);
+                }
+                (reader, consumed) = match open() {
+                    Ok(opened) => opened,
+                    Err(e) => return self.corrupt(what, e),
+                };
+                position = 0;
+            }
+            // Skipped bytes still cost decoding, so they count against the budget and time.
+            let gap = file.offset - position;
+            let mut skipped = Capped::new((&mut reader).take(gap), &self.walker.budget, None);
+            match std::io::copy(&mut skipped, &mut std::io::sink()) {
+                Ok(skipped) if skipped == gap => {}
+                Ok(_) => {
+                    let message = format!("the file starts past the end of the {what}'s data");
+                    self.member_problem(&child, Reason::Corrupt, message);
+                    continue;
+                }
+                Err(e) => {
+                    if !self.limit_in(&e) {
+                        let message = format!("damaged {what} data: {e}");
+                        self.member_problem(&child, Reason::Corrupt, message);
+                    }
+                    return;
+                }
+            }
+            let mut exact = Exact::new((&mut reader).take(file.size), file.size);
+            let taken = self.read(&child, &mut exact, Some(consumed.clone()));
+            position = file.offset + file.size;
+            if taken == Taken::Broken {
+                return;
+            }
+        }
+    }
+}
+
 fn spool_capped(
     reader: &mut dyn Read,
     consumed: Option<Consumed>,

@@ -38,6 +38,7 @@ const DOCUMENTS: &[(&str, &str)] = &[
     ("clam.exe.szdd", "clam.exe.szdd/clam.exe.szdd.expanded"),
     ("clam.cab", "clam.cab/clam.exe"),
     ("clam_IScab_ext.exe", "clam_IScab_ext.exe@115236"),
+    ("clam.chm", "clam.chm/clam.exe.txt"),
 ];
 
 #[tokio::test]

@@ -52,22 +52,7 @@ impl<R: Read> CabFolder<R> {
                 inflate: flate2::Decompress::new(false),
                 history: Vec::with_capacity(HISTORY),
             },
-            CabCompression::Lzx(bits) => {
-                use lzxd::WindowSize as W;
-                let window = match bits {
-                    15 => W::KB32,
-                    16 => W::KB64,
-                    17 => W::KB128,
-                    18 => W::KB256,
-                    19 => W::KB512,
-                    20 => W::MB1,
-                    21 => W::MB2,
-                    other => {
-                        return Err(invalid(&format!("LZX window of 2^{other} bytes")));
-                    }
-                };
-                Engine::Lzx(Box::new(lzxd::Lzxd::new(window)))
-            }
+            CabCompression::Lzx(bits) => Engine::Lzx(Box::new(lzxd::Lzxd::new(lzx_window(bits)?))),
         };
         Ok(CabFolder {
             input,
@@ -158,6 +143,21 @@ impl<R: Read> Read for CabFolder<R> {
         self.served += n;
         Ok(n)
     }
+}
+
+/// The LZX window of 2^`bits` bytes (15 to 21).
+pub(super) fn lzx_window(bits: u8) -> io::Result<lzxd::WindowSize> {
+    use lzxd::WindowSize as W;
+    Ok(match bits {
+        15 => W::KB32,
+        16 => W::KB64,
+        17 => W::KB128,
+        18 => W::KB256,
+        19 => W::KB512,
+        20 => W::MB1,
+        21 => W::MB2,
+        other => return Err(invalid(&format!("LZX window of 2^{other} bytes"))),
+    })
 }
 
 fn invalid(what: &str) -> io::Error {

@@ -5,10 +5,12 @@
 #![allow(clippy::disallowed_types)]
 
 mod cab;
+mod chm;
 mod filters;
 mod ovba;
 
 pub(crate) use cab::{CabCompression, CabFolder};
+pub(crate) use chm::{ChmLzx, ChmSection, FRAME as CHM_FRAME};
 
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -3,11 +3,11 @@
 //! unsupported), and its files are cut from it by offset, so a folder of many files costs one
 //! pass however many files it holds.
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 
 use super::Format;
 use crate::decompress::{CabCompression, CabFolder, Counting};
-use crate::expand::{Declared, Exact, Members, Taken};
+use crate::expand::{Members, Slice};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -16,10 +16,6 @@ pub(super) const FORMAT: Format = Format {
     identify: |data| data.starts_with(b"MSCF\0\0\0\0") && data.get(24..26) == Some(&[3, 1][..]),
     expand,
 };
-
-/// Reading through the same region of a folder twice (files that overlap, or listed out of
-/// order) restarts its decoding; past this many restarts the cabinet is refused as a bomb.
-const MAX_RESTARTS: u32 = 16;
 
 struct Folder {
     data_offset: usize,
@@ -47,12 +43,16 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
         Err(e) => return members.corrupt("cabinet", e),
     };
     for (index, folder) in folders.iter().enumerate() {
-        let mut in_folder: Vec<&File> = files
+        let in_folder: Vec<Slice> = files
             .iter()
             .filter(|f| usize::from(f.folder) == index)
+            .map(|f| Slice {
+                name: f.name.clone(),
+                offset: f.offset,
+                size: f.size,
+            })
             .collect();
-        in_folder.sort_by_key(|f| f.offset);
-        folder_files(members, data, &header, folder, &in_folder);
+        folder_files(members, data, &header, folder, in_folder);
         if members.stopped() {
             return;
         }
@@ -74,11 +74,8 @@ fn folder_files(
     data: &[u8],
     header: &Header,
     folder: &Folder,
-    files: &[&File],
+    mut files: Vec<Slice>,
 ) {
-    if files.is_empty() {
-        return;
-    }
     let compression = match &folder.compression {
         Ok(compression) => *compression,
         Err(message) => {
@@ -89,76 +86,13 @@ fn folder_files(
             return;
         }
     };
-    let open = || -> std::io::Result<_> {
+    let mut open = || -> std::io::Result<_> {
         let input = data.get(folder.data_offset..).unwrap_or(&[]);
         let (counting, consumed) = Counting::new(Cursor::new(input));
         let reader = CabFolder::new(counting, folder.blocks, header.data_reserve, compression)?;
         Ok((reader, consumed))
     };
-    let (mut reader, mut consumed) = match open() {
-        Ok(opened) => opened,
-        Err(e) => return members.corrupt("cabinet folder", e),
-    };
-    let mut position = 0u64;
-    let mut restarts = 0;
-    for file in files {
-        if members.stopped() {
-            return;
-        }
-        let child = members.child(&file.name);
-        if !members.admit(
-            &child,
-            Declared {
-                size: Some(file.size),
-                compressed: None,
-            },
-        ) {
-            continue;
-        }
-        if file.offset < position {
-            restarts += 1;
-            if restarts > MAX_RESTARTS {
-                members.member_problem(
-                    &child,
-                    Reason::Corrupt,
-                    "cabinet files overlap again and again, a bomb technique",
-                );
-                return;
-            }
-            (reader, consumed) = match open() {
-                Ok(opened) => opened,
-                Err(e) => return members.corrupt("cabinet folder", e),
-            };
-            position = 0;
-        }
-        // Skipped bytes (a gap, or data of a refused file) are decoded but not kept.
-        let gap = file.offset - position;
-        match std::io::copy(&mut (&mut reader).take(gap), &mut std::io::sink()) {
-            Ok(skipped) if skipped == gap => {}
-            Ok(_) => {
-                members.member_problem(
-                    &child,
-                    Reason::Corrupt,
-                    "the file starts past the end of its folder's data",
-                );
-                continue;
-            }
-            Err(e) => {
-                members.member_problem(
-                    &child,
-                    Reason::Corrupt,
-                    format!("damaged cabinet data: {e}"),
-                );
-                return;
-            }
-        }
-        let mut exact = Exact::new((&mut reader).take(file.size), file.size);
-        let taken = members.read(&child, &mut exact, Some(consumed.clone()));
-        position = file.offset + file.size;
-        if taken == Taken::Broken {
-            return;
-        }
-    }
+    members.cut("cabinet folder", &mut open, &mut files);
 }
 
 /// The cabinet header (CFHEADER) fields that matter.

@@ -7,6 +7,7 @@
 mod ar;
 mod binhex;
 mod cab;
+mod chm;
 mod cpio;
 mod datauri;
 pub(crate) mod embedded;
@@ -56,6 +57,7 @@ pub(crate) static FORMATS: &[Format] = &[
     ole::FORMAT,
     tnef::FORMAT,
     cab::FORMAT,
+    chm::FORMAT,
     mscompress::SZDD,
     mscompress::KWAJ,
     rtf::FORMAT,

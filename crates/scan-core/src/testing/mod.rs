@@ -7,7 +7,9 @@
 use std::io::{Cursor, Write};
 
 mod documents;
+mod installers;
 pub use documents::*;
+pub use installers::*;
 
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};

@@ -194,6 +194,13 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "z.cab",
             gcab(true, &[("a.txt", &b"abcabc".repeat(9000)), ("b.exe", &e)]),
         ),
+        (
+            "help.chm",
+            testing::chm(
+                &[("/#SYSTEM", b"system")],
+                &[("a.html", &b"<p>page</p>".repeat(4000)), ("b.exe", &e)],
+            ),
+        ),
     ]
 }
 

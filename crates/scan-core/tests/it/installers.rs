@@ -508,3 +508,69 @@ async fn ppmd_7z_archives_are_opened() {
     assert_eq!(paths(&report), ["a.7z/payload.exe"], "{report:#?}");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[tokio::test]
+async fn help_files_yield_stored_and_lzx_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // 40 KiB of pages first, so the payload sits in the second LZX frame, after a reset.
+    let page = b"<html><body>help page</body></html>\n".repeat(1200);
+    let chm = testing::chm(
+        &[("/#SYSTEM", b"system data"), ("/stored.exe", &eicar())],
+        &[("index.html", &page), ("tools/run.exe", &eicar())],
+    );
+    let report = scan(&scanner, "help.chm", chm.clone()).await;
+    assert_eq!(report.file_type, "chm");
+    assert_eq!(
+        paths(&report),
+        ["help.chm/stored.exe", "help.chm/tools/run.exe"],
+        "{report:#?}"
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.objects, 5);
+
+    // Cut inside the LZX content: the last frame is damaged, and the first entry reaching into
+    // it (the page) says so; the stored payload is still found.
+    let cut = scan(&scanner, "cut.chm", chm[..chm.len() - 30].to_vec()).await;
+    assert_eq!(paths(&cut), ["cut.chm/stored.exe"], "{cut:#?}");
+    let damaged: Vec<(&str, Reason)> = cut
+        .problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.reason.clone()))
+        .collect();
+    assert_eq!(damaged, [("cut.chm/index.html", Reason::Corrupt)]);
+
+    // The control data's signature damaged: the compressed section cannot be read.
+    let mut damaged = chm.clone();
+    let at = chm.windows(4).position(|w| w == b"LZXC").unwrap();
+    damaged[at] = b'X';
+    let report = scan(&scanner, "damaged.chm", damaged).await;
+    assert_eq!(
+        report.verdict,
+        Verdict::Infected,
+        "the stored payload is still found"
+    );
+    assert!(report.problems.iter().any(|p| p.reason == Reason::Corrupt));
+}
+
+#[tokio::test]
+async fn a_help_file_declaring_a_huge_entry_is_refused_from_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let chm = testing::chm(&[], &[("big.html", b"small really")]);
+    // The entry's record ends with section 1, offset 0 and length 12 (one byte each): widen
+    // the length to a five-byte ENCINT of 2^32 - 1, taking the room from the chunk's free space.
+    let name = b"/big.html";
+    let at = chm.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    assert_eq!(&chm[at..at + 3], &[1, 0, 12]);
+    let mut huge = chm[..at].to_vec();
+    huge.extend_from_slice(&[1, 0, 0x8F, 0xFF, 0xFF, 0xFF, 0x7F]);
+    huge.extend_from_slice(&chm[at + 3..]);
+    // The listing chunk keeps its size: drop four bytes of its free space (zeros at its end).
+    let pmgl = huge.windows(4).position(|w| w == b"PMGL").unwrap();
+    huge.drain(pmgl + 0x1000 - 4..pmgl + 0x1000);
+    let free = u32::from_le_bytes(huge[pmgl + 4..pmgl + 8].try_into().unwrap()) - 4;
+    huge[pmgl + 4..pmgl + 8].copy_from_slice(&free.to_le_bytes());
+    let report = scan(&scanner(dir.path()), "huge.chm", huge).await;
+    assert_limit(&report, Limit::MaxFileSize);
+    assert_eq!(report.bytes_expanded, 0);
+}

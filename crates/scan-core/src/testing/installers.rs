@@ -1,0 +1,149 @@
+//! Builders for installer and help-file carriers that no Debian tool writes, made by hand from
+//! their formats' descriptions.
+
+/// A CHM help file (ITSF version 3) with `stored` files in the uncompressed section and
+/// `compressed` files in the LZX section. The LZX stream is made of uncompressed blocks, one
+/// per 32 KiB frame, with the decoder reset at every frame, so the reset table and the frame
+/// alignment are exercised as a real help compiler lays them out.
+pub fn chm(stored: &[(&str, &[u8])], compressed: &[(&str, &[u8])]) -> Vec<u8> {
+    const FRAME: usize = 0x8000;
+    let section1: Vec<u8> = compressed
+        .iter()
+        .flat_map(|(_, d)| d.iter().copied())
+        .collect();
+    let mut lzx = Vec::new();
+    let mut frames = Vec::new();
+    for frame in section1.chunks(FRAME) {
+        frames.push(lzx.len() as u64);
+        // No E8 translation (1 bit), block type 3 (uncompressed), its 24-bit size, then
+        // padding to the 16-bit boundary, in 16-bit little-endian words read from the top.
+        let bits = (3u32 << 28) | ((frame.len() as u32) << 4);
+        lzx.extend_from_slice(&((bits >> 16) as u16).to_le_bytes());
+        lzx.extend_from_slice(&(bits as u16).to_le_bytes());
+        for _ in 0..3 {
+            lzx.extend_from_slice(&1u32.to_le_bytes()); // R0, R1, R2
+        }
+        lzx.extend_from_slice(frame);
+        if frame.len() % 2 == 1 {
+            lzx.push(0);
+        }
+    }
+    let mut control = Vec::new();
+    for word in [6u32, u32::from_le_bytes(*b"LZXC"), 2, 1, 2, 1, 0] {
+        control.extend_from_slice(&word.to_le_bytes());
+    }
+    let mut table = Vec::new();
+    for word in [2u32, frames.len() as u32, 8, 0x28] {
+        table.extend_from_slice(&word.to_le_bytes());
+    }
+    for value in [section1.len() as u64, lzx.len() as u64, FRAME as u64] {
+        table.extend_from_slice(&value.to_le_bytes());
+    }
+    for offset in &frames {
+        table.extend_from_slice(&offset.to_le_bytes());
+    }
+
+    // Section 0 holds the stored files, then the LZX section's own three entries.
+    let mut content = Vec::new();
+    let mut entries: Vec<(String, u64, u64, u64)> = Vec::new();
+    let reset_table = "::DataSpace/Storage/MSCompressed/Transform/\
+        {7FC28940-9D31-11D0-9B27-00A0C91E9C7C}/InstanceData/ResetTable";
+    let internal: [(&str, &[u8]); 3] = [
+        ("::DataSpace/Storage/MSCompressed/ControlData", &control),
+        (reset_table, &table),
+        ("::DataSpace/Storage/MSCompressed/Content", &lzx),
+    ];
+    for (name, data) in stored.iter().chain(internal.iter()) {
+        entries.push((name.to_string(), 0, content.len() as u64, data.len() as u64));
+        content.extend_from_slice(data);
+    }
+    let mut offset = 0u64;
+    for (name, data) in compressed {
+        entries.push((format!("/{name}"), 1, offset, data.len() as u64));
+        offset += data.len() as u64;
+    }
+    entries.push(("/".into(), 0, 0, 0));
+
+    const CHUNK: usize = 0x1000;
+    let mut listing = Vec::new();
+    for (name, section, offset, length) in &entries {
+        listing.extend(encint(name.len() as u64));
+        listing.extend_from_slice(name.as_bytes());
+        for value in [*section, *offset, *length] {
+            listing.extend(encint(value));
+        }
+    }
+    assert!(
+        listing.len() + 20 <= CHUNK,
+        "one listing chunk is enough for tests"
+    );
+    let mut chunk = b"PMGL".to_vec();
+    chunk.extend_from_slice(&((CHUNK - 20 - listing.len()) as u32).to_le_bytes());
+    chunk.extend_from_slice(&0u32.to_le_bytes());
+    chunk.extend_from_slice(&(-1i32).to_le_bytes());
+    chunk.extend_from_slice(&(-1i32).to_le_bytes());
+    chunk.extend_from_slice(&listing);
+    chunk.resize(CHUNK, 0);
+
+    let mut directory = b"ITSP".to_vec();
+    for word in [
+        1u32,
+        0x54,
+        0x0A,
+        CHUNK as u32,
+        2,
+        1,
+        u32::MAX,
+        0,
+        0,
+        u32::MAX,
+        1,
+        0x409,
+    ] {
+        directory.extend_from_slice(&word.to_le_bytes());
+    }
+    directory.extend_from_slice(&[0; 16]);
+    for word in [0x54u32, u32::MAX, u32::MAX, u32::MAX] {
+        directory.extend_from_slice(&word.to_le_bytes());
+    }
+    directory.extend_from_slice(&chunk);
+
+    let header_len = 0x60u64;
+    let section0_len = 0x18u64;
+    let dir_at = header_len + section0_len;
+    let content_at = dir_at + directory.len() as u64;
+    let mut out = b"ITSF".to_vec();
+    for word in [3u32, header_len as u32, 1, 0, 0x409] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    out.extend_from_slice(&[0; 32]);
+    for value in [
+        header_len,
+        section0_len,
+        dir_at,
+        directory.len() as u64,
+        content_at,
+    ] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.resize(header_len as usize, 0);
+    let mut section0 = vec![0xFE, 0x01, 0, 0, 0, 0, 0, 0];
+    section0.extend_from_slice(&(content_at + content.len() as u64).to_le_bytes());
+    section0.resize(section0_len as usize, 0);
+    out.extend_from_slice(&section0);
+    out.extend_from_slice(&directory);
+    out.extend_from_slice(&content);
+    out
+}
+
+/// A CHM variable-length integer: seven bits a byte, most significant first.
+fn encint(mut value: u64) -> Vec<u8> {
+    let mut bytes = vec![(value & 0x7F) as u8];
+    value >>= 7;
+    while value > 0 {
+        bytes.push((value & 0x7F) as u8 | 0x80);
+        value >>= 7;
+    }
+    bytes.reverse();
+    bytes
+}

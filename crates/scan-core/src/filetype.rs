@@ -56,7 +56,8 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
     } else if starts(b"MSCF\0\0\0\0") {
         // A cabinet of a version other than 1.3.
         "cab"
-    } else if starts(&[0x60, 0xEA]) && data.len() > 10 && data[10] == 0x02 {
+    } else if starts(&[0x60, 0xEA]) && data.get(10) == Some(&0x02) {
+        // An ARJ main header that does not hold together (its CRC fails).
         "arj"
     } else if starts(b"070707") {
         // An odc header that does not parse.

@@ -39,6 +39,7 @@ const DOCUMENTS: &[(&str, &str)] = &[
     ("clam.cab", "clam.cab/clam.exe"),
     ("clam_IScab_ext.exe", "clam_IScab_ext.exe@115236"),
     ("clam.chm", "clam.chm/clam.exe.txt"),
+    ("clam.arj", "clam.arj/clam.exe"),
 ];
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 #![allow(clippy::disallowed_types)]
 
+mod arj;
 mod cab;
 mod chm;
 mod filters;
@@ -232,6 +233,14 @@ pub(crate) enum Codec {
     /// A raw LZMA stream with its 13-byte header (the `.lzma` "alone" format), under the
     /// decoder memory limit.
     LzmaAlone,
+    /// An ARJ member: `method` 1 to 3 (LZ77 and Huffman) or 4 (fastest), which decode to
+    /// exactly `size` bytes.
+    Arj {
+        /// The member's method, 1 to 4.
+        method: u8,
+        /// Its original size; the stream does not mark its end.
+        size: u64,
+    },
 }
 
 /// A streaming decoder for `codec` over `input`.
@@ -269,6 +278,8 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
             (crate::expand::DECODER_MEMORY_LIMIT / 1024) as u32,
             None,
         )?),
+        Codec::Arj { method: 4, size } => Box::new(arj::ArjFastest::new(input, size)),
+        Codec::Arj { size, .. } => Box::new(arj::ArjLh::new(input, size)),
     })
 }
 

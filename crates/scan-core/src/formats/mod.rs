@@ -5,6 +5,7 @@
 //! executable, a zip appended to an image) are found by [`embedded`], which the walker asks.
 
 mod ar;
+mod arj;
 mod binhex;
 mod cab;
 mod chm;
@@ -51,6 +52,7 @@ pub(crate) static FORMATS: &[Format] = &[
     stream::ZSTD,
     stream::LZ4,
     ar::FORMAT,
+    arj::FORMAT,
     cpio::FORMAT,
     cpio::ODC,
     cpio::BINARY,

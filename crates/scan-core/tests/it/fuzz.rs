@@ -9,7 +9,7 @@ use std::time::Duration;
 use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Limits, Reason};
 
-use crate::installers::{gcab, gnu_cpio, iso, lzma, sfx, szdd};
+use crate::installers::{arj, gcab, gnu_cpio, iso, lzma, sfx, szdd};
 use crate::testutil::{scan, scanner_with};
 
 struct Rng(u64);
@@ -193,6 +193,14 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "z.cab",
             gcab(true, &[("a.txt", &b"abcabc".repeat(9000)), ("b.exe", &e)]),
+        ),
+        (
+            "a1.arj",
+            arj(1, &[("a.exe", &e), ("b.txt", &b"abcabc".repeat(900))]),
+        ),
+        (
+            "a4.arj",
+            arj(4, &[("a.exe", &e), ("b.txt", &b"abcabc".repeat(900))]),
         ),
         (
             "help.chm",

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use scan_core::testing::{self, eicar};
 use scan_core::{Limit, Reason, Verdict};
 
-use crate::testutil::{assert_limit, assert_stopped_early, paths, scan, scanner};
+use crate::testutil::{
+    Whole, assert_limit, assert_stopped_early, paths, scan, scanner, scanner_of,
+};
 
 /// Runs GNU cpio in output mode over files written to a temporary folder.
 pub(crate) fn gnu_cpio(format: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -39,7 +41,12 @@ pub(crate) fn gnu_cpio(format: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Writes `files` into a fresh folder, runs `program` there with `args`, and returns the file
 /// `output` it wrote. Every program used here is installed by scripts/services.sh.
-fn tool_output(files: &[(&str, &[u8])], program: &str, args: &[&str], output: &str) -> Vec<u8> {
+pub(crate) fn tool_output(
+    files: &[(&str, &[u8])],
+    program: &str,
+    args: &[&str],
+    output: &str,
+) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     for (name, data) in files {
         let path = dir.path().join(name);
@@ -573,4 +580,143 @@ async fn a_help_file_declaring_a_huge_entry_is_refused_from_its_directory() {
     let report = scan(&scanner(dir.path()), "huge.chm", huge).await;
     assert_limit(&report, Limit::MaxFileSize);
     assert_eq!(report.bytes_expanded, 0);
+}
+
+/// An ARJ archive of `files` written by the arj tool with method `-m<method>`.
+pub(crate) fn arj(method: u8, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let method = format!("-m{method}");
+    let mut args = vec!["a", "-y", method.as_str(), "out.arj"];
+    args.extend(files.iter().map(|(name, _)| *name));
+    tool_output(files, "arj", &args, "out.arj")
+}
+
+/// Text that repeats at every distance ARJ's windows reach, then noise, then the test file:
+/// literals, short and long matches, and a member past the first.
+fn arj_payload() -> Vec<u8> {
+    let mut payload = eicar();
+    let mut state = 0x2545_F491u32;
+    for i in 0..40_000u32 {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let word = ["setup ", "copies ", "files ", "to ", "the ", "folder "][(state % 6) as usize];
+        payload.extend_from_slice(word.as_bytes());
+        if i % 97 == 0 {
+            payload.extend_from_slice(&state.to_le_bytes());
+        }
+    }
+    payload
+}
+
+#[tokio::test]
+async fn arj_archives_of_every_method_are_decoded_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = arj_payload();
+    let exact = scanner_of(dir.path(), Whole::new(&payload, "Test.Whole"));
+    let files: &[(&str, &[u8])] = &[
+        ("docs/readme.txt", b"read me first"),
+        ("payload.exe", &payload),
+    ];
+    for method in 0..=4 {
+        let archive = arj(method, files);
+        if method > 0 {
+            assert!(
+                archive.len() < payload.len() / 2,
+                "method {method} compressed"
+            );
+        }
+        let report = scan(&exact, "a.arj", archive).await;
+        assert_eq!(report.file_type, "arj");
+        assert_eq!(
+            paths(&report),
+            ["a.arj/payload.exe"],
+            "method {method}: {report:#?}"
+        );
+        assert!(
+            report.problems.is_empty(),
+            "method {method}: {:?}",
+            report.problems
+        );
+        assert_eq!(report.objects, 3);
+    }
+}
+
+#[tokio::test]
+async fn arj_archives_that_cannot_be_read_are_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let archive = arj(1, &[("payload.exe", &arj_payload())]);
+
+    // Cut: damaged, and what was decoded before the cut (the test file) is still scanned.
+    let cut = scan(&scanner, "cut.arj", archive[..archive.len() / 2].to_vec()).await;
+    assert_eq!(cut.verdict, Verdict::Infected, "{cut:#?}");
+    assert!(cut.problems.iter().any(|p| p.reason == Reason::Corrupt));
+
+    // Garbled (encrypted) by the tool itself.
+    let garbled = tool_output(
+        &[("payload.exe", &eicar())],
+        "arj",
+        &["a", "-y", "-gsecret", "out.arj", "payload.exe"],
+        "out.arj",
+    );
+    let report = scan(&scanner, "g.arj", garbled).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Encrypted);
+
+    // A header byte changed: its CRC fails, and the archive is damaged, not skipped.
+    let mut damaged = archive.clone();
+    let second = damaged[4..]
+        .windows(2)
+        .position(|w| w == [0x60, 0xEA])
+        .unwrap()
+        + 4;
+    damaged[second + 10] ^= 0xFF;
+    let report = scan(&scanner, "d.arj", damaged).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Corrupt);
+
+    // A main header that fails its CRC is still recognised as an ARJ it cannot open.
+    let mut main = archive.clone();
+    main[12] ^= 0xFF;
+    let report = scan(&scanner, "m.arj", main).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+}
+
+#[tokio::test]
+async fn an_arj_member_declaring_4_gib_is_refused_from_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = arj(1, &[("zeros.bin", &vec![0u8; 1 << 20])]);
+    let second = archive[4..]
+        .windows(2)
+        .position(|w| w == [0x60, 0xEA])
+        .unwrap()
+        + 4;
+    let size = usize::from(u16::from_le_bytes([
+        archive[second + 2],
+        archive[second + 3],
+    ]));
+    let mut huge = archive.clone();
+    huge[second + 4 + 16..second + 4 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = crc32(&huge[second + 4..second + 4 + size]);
+    huge[second + 4 + size..second + 8 + size].copy_from_slice(&crc.to_le_bytes());
+    let report = scan(&scanner(dir.path()), "huge.arj", huge).await;
+    assert_limit(&report, Limit::MaxFileSize);
+    assert_eq!(report.bytes_expanded, 0);
+}
+
+/// CRC-32 (IEEE), as ARJ guards its headers.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }

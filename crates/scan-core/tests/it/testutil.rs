@@ -45,6 +45,57 @@ impl Engine for Needle {
     }
 }
 
+/// A real engine for tests that must see a member decoded byte for byte: reports `name` when
+/// an object's SHA-256 is that of `data`.
+pub(crate) struct Whole {
+    sha256: [u8; 32],
+    name: &'static str,
+}
+
+impl Whole {
+    pub(crate) fn new(data: &[u8], name: &'static str) -> Self {
+        use sha2::Digest;
+        Whole {
+            sha256: sha2::Sha256::digest(data).into(),
+            name,
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for Whole {
+    fn name(&self) -> &str {
+        "whole"
+    }
+
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(object.data).into();
+        Ok(if digest == self.sha256 {
+            vec![Finding::new(self.name)]
+        } else {
+            Vec::new()
+        })
+    }
+
+    async fn health(&self) -> Result<String, EngineError> {
+        Ok("ready".into())
+    }
+}
+
+/// A scanner with one engine, default limits, spooling into `spool_dir`.
+pub(crate) fn scanner_of(spool_dir: &std::path::Path, engine: impl Engine + 'static) -> Scanner {
+    Scanner::builder()
+        .engine(engine)
+        .spool(SpoolConfig {
+            memory_threshold: 64 * 1024,
+            temp_dir: Some(spool_dir.to_owned()),
+            max_input_size: None,
+        })
+        .build()
+        .expect("scanner")
+}
+
 /// A scanner with the EICAR needle engine, default limits, spooling into `spool_dir`.
 pub(crate) fn scanner(spool_dir: &std::path::Path) -> Scanner {
     scanner_with(spool_dir, Limits::default())

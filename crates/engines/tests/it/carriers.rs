@@ -40,6 +40,7 @@ const DOCUMENTS: &[(&str, &str)] = &[
     ("clam_IScab_ext.exe", "clam_IScab_ext.exe@115236"),
     ("clam.chm", "clam.chm/clam.exe.txt"),
     ("clam.arj", "clam.arj/clam.exe"),
+    ("clam.impl.zip", "clam.impl.zip/CLAM.EXE"),
 ];
 
 #[tokio::test]

@@ -79,6 +79,10 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             members.member_problem(&child, Reason::Encrypted, ENCRYPTED);
             continue;
         }
+        if let Some(message) = unsupported_method(method, size) {
+            members.member_problem(&child, Reason::Unsupported, message);
+            continue;
+        }
         if !members.admit(&child, Declared::packed(size, compressed_size)) {
             continue;
         }
@@ -117,6 +121,27 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
         };
         let stored = file.compression() == zip::CompressionMethod::Stored;
         members.read(&child, &mut file, (!stored).then(|| consumed.clone()));
+    }
+}
+
+/// The most a member of the legacy methods (shrink, reduce, implode) may declare: their
+/// decoders keep the whole output as their history, so memory grows with the member. The
+/// PKZIP 1.x archives that use them hold small files.
+const LEGACY_MAX_SIZE: u64 = 64 << 20;
+
+/// Why a member's method cannot be decoded here, if it cannot.
+#[allow(deprecated)]
+fn unsupported_method(method: zip::CompressionMethod, size: u64) -> Option<String> {
+    use zip::CompressionMethod as M;
+    match method {
+        M::Unsupported(id) => Some(format!(
+            "zip compression method {id} is not supported, so the member was not examined"
+        )),
+        M::Shrink | M::Reduce(_) | M::Implode if size > LEGACY_MAX_SIZE => Some(format!(
+            "a {method} member of {size} bytes is over the {} MiB this legacy method is decoded for, so it was not examined",
+            LEGACY_MAX_SIZE >> 20
+        )),
+        _ => None,
     }
 }
 

@@ -230,6 +230,14 @@ pub fn zip_raw_entry(name: &str, data: &[u8]) -> Vec<u8> {
     raw.finish()
 }
 
+/// A zip with one entry whose data is `data` as it is, labelled with compression `method`
+/// and an uncompressed `size` (for methods no writer here produces).
+pub fn zip_raw_method(name: &str, data: &[u8], size: u32, method: u16) -> Vec<u8> {
+    let mut raw = RawZip::default();
+    raw.add_file_with(name, data, 0, size, method);
+    raw.finish()
+}
+
 /// The overlapping-entry bomb: one deflated kernel of `kernel_size` zero bytes, listed `count`
 /// times in the central directory under different names. Expands `count * kernel_size` bytes
 /// from one kernel's worth of compressed data.

@@ -720,3 +720,28 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[tokio::test]
+async fn zip_methods_that_are_not_decoded_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // Method 97 (WavPack) has no decoder; an imploded member of 100 MiB is more than the
+    // legacy decoders, which hold their whole output, are given.
+    for (method, size, words) in [
+        (97u16, 1000u32, "method 97"),
+        (6, 100 << 20, "legacy method"),
+    ] {
+        let zip = testing::zip_raw_method("old.exe", &[0x55; 64], size, method);
+        let report = scan(&scanner, "old.zip", zip).await;
+        assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert_eq!(report.problems[0].reason, Reason::Unsupported);
+        assert_eq!(report.problems[0].path, "old.zip/old.exe");
+        assert!(
+            report.problems[0].message.contains(words),
+            "{}",
+            report.problems[0].message
+        );
+        assert_eq!(report.bytes_expanded, 0);
+    }
+}

@@ -41,6 +41,7 @@ const DOCUMENTS: &[(&str, &str)] = &[
     ("clam.chm", "clam.chm/clam.exe.txt"),
     ("clam.arj", "clam.arj/clam.exe"),
     ("clam.impl.zip", "clam.impl.zip/CLAM.EXE"),
+    ("clam-nsis.exe", "clam-nsis.exe@46080/block-1"),
 ];
 
 #[tokio::test]

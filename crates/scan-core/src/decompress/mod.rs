@@ -233,6 +233,9 @@ pub(crate) enum Codec {
     /// A raw LZMA stream with its 13-byte header (the `.lzma` "alone" format), under the
     /// decoder memory limit.
     LzmaAlone,
+    /// A raw LZMA stream with only its 5-byte properties (no size): NSIS installers' data,
+    /// ended by its end marker, under the decoder memory limit.
+    LzmaRaw,
     /// An ARJ member: `method` 1 to 3 (LZ77 and Huffman) or 4 (fastest), which decode to
     /// exactly `size` bytes.
     Arj {
@@ -278,9 +281,31 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
             (crate::expand::DECODER_MEMORY_LIMIT / 1024) as u32,
             None,
         )?),
+        Codec::LzmaRaw => lzma_raw(input)?,
         Codec::Arj { method: 4, size } => Box::new(arj::ArjFastest::new(input, size)),
         Codec::Arj { size, .. } => Box::new(arj::ArjLh::new(input, size)),
     })
+}
+
+/// A raw LZMA stream: a properties byte and a dictionary size, then the stream. The
+/// dictionary is checked against the memory limit before the decoder allocates it.
+fn lzma_raw<'a, R: Read + 'a>(mut input: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut header = [0u8; 5];
+    input.read_exact(&mut header)?;
+    let dict_size = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
+    if u64::from(dict_size) > crate::expand::DECODER_MEMORY_LIMIT {
+        return Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("an LZMA dictionary of {dict_size} bytes"),
+        ));
+    }
+    Ok(Box::new(lzma_rust2::LzmaReader::new_with_props(
+        input,
+        u64::MAX,
+        header[0],
+        dict_size,
+        None,
+    )?))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Carriers that start inside another file, the way self-extracting archives and installers
-//! carry them: archives in a Windows executable (its overlay, or a resource), and a zip
-//! appended to an image or any other file. Candidates are found by a bounded, linear search for
+//! carry them: archives in a Windows executable (its overlay, or a resource; an NSIS setup's
+//! data), and a zip appended to an image or any other file. Candidates are found by a bounded, linear search for
 //! magic numbers and kept only when the carrier's own identification accepts the data from
 //! there; each becomes a member named `<path>@<offset>`.
 
@@ -35,6 +35,17 @@ pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
         }
         found
             .extend(installshield_files(&data[image_end..]).map(|(at, len)| (at + image_end, len)));
+        // An NSIS setup's data: its first header, which holds the data's length.
+        for at in memmem::find_iter(&data[image_end..], super::nsis::SIGNATURE) {
+            let start = image_end + at;
+            let Some(header) = start.checked_sub(4).and_then(|s| data.get(s..s + 28)) else {
+                continue;
+            };
+            let len = u32::from_le_bytes([header[24], header[25], header[26], header[27]]) as usize;
+            if len >= 28 && found.len() < MAX_EMBEDDED {
+                found.push((start - 4, len.min(data.len() - (start - 4))));
+            }
+        }
         for at in memmem::find_iter(&data[image_end..], b"MZ").map(|at| at + image_end) {
             if found.len() >= MAX_EMBEDDED {
                 break;

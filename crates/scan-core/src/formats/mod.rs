@@ -15,6 +15,7 @@ pub(crate) mod embedded;
 mod iso;
 mod mime;
 mod mscompress;
+mod nsis;
 mod ole;
 mod pdf;
 mod rtf;
@@ -59,6 +60,7 @@ pub(crate) static FORMATS: &[Format] = &[
     ole::FORMAT,
     tnef::FORMAT,
     cab::FORMAT,
+    nsis::FORMAT,
     chm::FORMAT,
     mscompress::SZDD,
     mscompress::KWAJ,

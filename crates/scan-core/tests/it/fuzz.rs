@@ -9,7 +9,7 @@ use std::time::Duration;
 use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Limits, Reason};
 
-use crate::installers::{arj, gcab, gnu_cpio, iso, lzma, sfx, szdd};
+use crate::installers::{arj, gcab, gnu_cpio, iso, lzma, nsis, sfx, szdd};
 use crate::testutil::{scan, scanner_with};
 
 struct Rng(u64);
@@ -202,6 +202,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "a4.arj",
             arj(4, &[("a.exe", &e), ("b.txt", &b"abcabc".repeat(900))]),
         ),
+        ("lzma.nsis", nsis_data("lzma", &e)),
+        ("solid.nsis", nsis_data("/SOLID zlib", &e)),
         (
             "help.chm",
             testing::chm(
@@ -210,6 +212,20 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
     ]
+}
+
+/// The data block of an NSIS installer holding `payload`, without the executable stub, so
+/// every mutation lands in what the NSIS reader parses.
+fn nsis_data(compressor: &str, payload: &[u8]) -> Vec<u8> {
+    let setup = nsis(
+        compressor,
+        &[("a.exe", payload), ("b.txt", &b"abcabc".repeat(900))],
+    );
+    let at = setup
+        .windows(16)
+        .position(|w| w == b"\xEF\xBE\xAD\xDENullsoftInst")
+        .unwrap();
+    setup[at - 4..].to_vec()
 }
 
 #[tokio::test]

@@ -745,3 +745,60 @@ async fn zip_methods_that_are_not_decoded_are_named() {
         assert_eq!(report.bytes_expanded, 0);
     }
 }
+
+/// An NSIS installer of `files`, written by makensis with `compressor` (`lzma`, `/SOLID zlib`...).
+pub(crate) fn nsis(compressor: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut script =
+        format!("SetCompressor {compressor}\nOutFile \"setup.exe\"\nSection\nSetOutPath $TEMP\n");
+    for (name, _) in files {
+        script.push_str(&format!("File \"{name}\"\n"));
+    }
+    script.push_str("SectionEnd\n");
+    let mut all: Vec<(&str, &[u8])> = files.to_vec();
+    all.push(("setup.nsi", script.as_bytes()));
+    tool_output(&all, "makensis", &["-V1", "setup.nsi"], "setup.exe")
+}
+
+#[tokio::test]
+async fn nsis_installers_yield_their_files_in_every_compressor() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = arj_payload();
+    let exact = scanner_of(dir.path(), Whole::new(&payload, "Test.Whole"));
+    let files: &[(&str, &[u8])] = &[("readme.txt", b"read me first"), ("payload.exe", &payload)];
+    for compressor in ["lzma", "/SOLID lzma", "zlib", "/SOLID zlib"] {
+        let setup = nsis(compressor, files);
+        let data = setup
+            .windows(16)
+            .position(|w| w == b"\xEF\xBE\xAD\xDENullsoftInst")
+            .unwrap()
+            - 4;
+        let report = scan(&exact, "setup.exe", setup).await;
+        assert_eq!(
+            paths(&report),
+            [format!("setup.exe@{data}/block-2").as_str()],
+            "{compressor}: {report:#?}"
+        );
+        assert!(
+            report.problems.is_empty(),
+            "{compressor}: {:?}",
+            report.problems
+        );
+        // The executable, the installer data, its header and the two files.
+        assert_eq!(report.objects, 5, "{compressor}");
+    }
+    // NSIS's own bzip2 is recognised, not decoded.
+    let report = scan(&exact, "setup.exe", nsis("bzip2", files)).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.reason == Reason::Unsupported)
+    );
+
+    // Cut inside its data: damaged, never clean.
+    let setup = nsis("/SOLID lzma", files);
+    let report = scan(&exact, "cut.exe", setup[..setup.len() - 200].to_vec()).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(report.problems.iter().any(|p| p.reason == Reason::Corrupt));
+}

@@ -139,6 +139,9 @@ impl<'s> Walker<'s> {
     /// Carriers that start inside an object no format opens (an archive in an executable, a
     /// zip appended to an image): each is walked as `<path>@<offset>`.
     fn embedded(&mut self, path: &str, depth: u32, data: &[u8]) {
+        if let Some(message) = formats::embedded::unopened(data) {
+            self.problem(path, Reason::Unsupported, message.to_owned());
+        }
         let offsets = formats::embedded::find(data);
         if offsets.is_empty() {
             return;

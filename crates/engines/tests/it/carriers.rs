@@ -71,10 +71,27 @@ async fn clamav_test_carriers_are_found_by_a_hash_signature() {
             assert!(report.problems.is_empty(), "{file}: {:?}", report.problems);
         }
     }
-    // An InstallShield cabinet inside a setup program is recognised, not yet opened.
-    let setup = std::fs::read(dir.join("clam_IScab_int.exe")).unwrap();
-    let report = scan(&scanner, "clam_IScab_int.exe", setup).await;
-    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    // Setups whose payload is in a form not unpacked (InstallShield cabinets and encoded
+    // streams, AutoIt's encrypted scripts) are recognised and reported, never clean.
+    for file in [
+        "clam_IScab_int.exe",
+        "clam_ISmsi_ext.exe",
+        "clam_ISmsi_int.exe",
+        "clam.ea05.exe",
+        "clam.ea06.exe",
+    ] {
+        let setup = std::fs::read(dir.join(file)).unwrap();
+        let report = scan(&scanner, file, setup).await;
+        assert_eq!(report.verdict, Verdict::Unscannable, "{file}: {report:#?}");
+        assert!(
+            report
+                .problems
+                .iter()
+                .all(|p| p.reason == scan_core::Reason::Unsupported),
+            "{file}: {:?}",
+            report.problems
+        );
+    }
 }
 
 /// A payload no engine knows except through the test signatures below.

@@ -65,6 +65,34 @@ pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
     found
 }
 
+/// The signature AutoIt writes before a compiled script (`AU3!EA05`, `AU3!EA06`): the script
+/// and the files it installs follow, encrypted with AutoIt's own scheme.
+const AUTOIT: &[u8] = b"\xA3\x48\x4B\xBE\x98\x6C\x4A\xA9\x99\x4C\x53\x0A\x86\xD6\x48\x7DAU3!EA0";
+
+/// Why an executable's contents were not all examined, if it carries something recognised but
+/// not unpacked: a compiled
+/// AutoIt script, or InstallShield's own encoded setup streams at the head of its overlay. Its
+/// contents were not examined, so the executable must not be reported clean.
+pub(crate) fn unopened(data: &[u8]) -> Option<&'static str> {
+    let image_end = pe_image_end(data)?;
+    if memmem::find(data, AUTOIT).is_some() {
+        return Some(
+            "the AutoIt compiled script it carries is not unpacked (AutoIt encrypts the script and its files), so they were not examined",
+        );
+    }
+    let head = &data[image_end..data.len().min(image_end + 1024)];
+    let installshield = [&b"InstallShield\0"[..], b"ISSetupStream\0"];
+    if installshield
+        .iter()
+        .any(|m| memmem::find(head, m).is_some())
+    {
+        return Some(
+            "the InstallShield setup streams it carries are not decoded, so the files they hold were not examined",
+        );
+    }
+    None
+}
+
 /// The files an InstallShield setup appends to itself: entries of a file name, a path, a
 /// version and a decimal size, each NUL-terminated, then that many bytes of the file. Read
 /// while the entries hold together; the offsets and lengths of the files' data.

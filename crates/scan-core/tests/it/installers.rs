@@ -802,3 +802,31 @@ async fn nsis_installers_yield_their_files_in_every_compressor() {
     assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
     assert!(report.problems.iter().any(|p| p.reason == Reason::Corrupt));
 }
+
+#[tokio::test]
+async fn setups_whose_contents_are_encoded_are_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // A compiled AutoIt script: AutoIt's 16-byte signature, then `AU3!EA06` and the script.
+    let mut autoit = testing::pe();
+    autoit.extend_from_slice(
+        b"\xA3\x48\x4B\xBE\x98\x6C\x4A\xA9\x99\x4C\x53\x0A\x86\xD6\x48\x7DAU3!EA06",
+    );
+    autoit.extend_from_slice(&[0x5A; 400]);
+    // InstallShield's encoded streams, named at the head of the overlay.
+    let mut installshield = testing::pe();
+    installshield.extend_from_slice(b"InstallShield\0\x05\0\0\0");
+    installshield.extend_from_slice(&[0x33; 400]);
+    for (name, setup) in [("autoit.exe", autoit), ("installshield.exe", installshield)] {
+        let report = scan(&scanner, name, setup).await;
+        assert_eq!(report.verdict, Verdict::Unscannable, "{name}: {report:#?}");
+        assert_eq!(report.problems.len(), 1, "{name}");
+        assert_eq!(report.problems[0].reason, Reason::Unsupported, "{name}");
+        assert_eq!(report.problems[0].path, name);
+    }
+    // The InstallShield name inside the program's own image (a string in its code) is not a setup.
+    let mut program = testing::pe();
+    program[0x300..0x30E].copy_from_slice(b"InstallShield\0");
+    let report = scan(&scanner, "program.exe", program).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+}

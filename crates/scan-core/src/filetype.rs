@@ -70,6 +70,9 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
         "rpm"
     } else if starts(b"ISc(") {
         "InstallShield cabinet"
+    } else if starts(&[0x7A, 0x1A, 0x20, 0x10]) && at(8, &[0x19, 0x04, 0x00, 0x10]) {
+        // UID1 0x10201A7A: Symbian 9's SIS, a different format from the older one opened.
+        "sis (Symbian 9)"
     } else if starts(b"xar!") {
         "xar"
     } else if at(7, b"**ACE**") {

@@ -42,6 +42,7 @@ const DOCUMENTS: &[(&str, &str)] = &[
     ("clam.arj", "clam.arj/clam.exe"),
     ("clam.impl.zip", "clam.impl.zip/CLAM.EXE"),
     ("clam-nsis.exe", "clam-nsis.exe@46080/block-1"),
+    ("clam.sis", "clam.sis/clam.exe"),
 ];
 
 #[tokio::test]

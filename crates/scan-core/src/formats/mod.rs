@@ -20,6 +20,7 @@ mod ole;
 mod pdf;
 mod rtf;
 mod sevenz;
+mod sis;
 mod stream;
 mod tar;
 pub(crate) mod text;
@@ -60,6 +61,7 @@ pub(crate) static FORMATS: &[Format] = &[
     ole::FORMAT,
     tnef::FORMAT,
     cab::FORMAT,
+    sis::FORMAT,
     nsis::FORMAT,
     chm::FORMAT,
     mscompress::SZDD,

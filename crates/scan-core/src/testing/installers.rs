@@ -147,3 +147,76 @@ fn encint(mut value: u64) -> Vec<u8> {
     bytes.reverse();
     bytes
 }
+
+/// A Symbian installation file (SIS, EPOC release 6) installing `files` to `!:\<name>`, each
+/// deflated with zlib unless `stored`, one language.
+pub fn sis(files: &[(&str, &[u8])], stored: bool) -> Vec<u8> {
+    use std::io::Write;
+    let names: Vec<Vec<u8>> = files
+        .iter()
+        .map(|(name, _)| {
+            format!("!:\\{name}")
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect()
+        })
+        .collect();
+    let bodies: Vec<Vec<u8>> = files
+        .iter()
+        .map(|(_, data)| {
+            if stored {
+                return data.to_vec();
+            }
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+            z.write_all(data).unwrap();
+            z.finish().unwrap()
+        })
+        .collect();
+    const HEADER: usize = 0x64;
+    let languages_at = HEADER;
+    let records_at = languages_at + 2;
+    let record_len = 4 * 12;
+    let mut strings_at = records_at + record_len * files.len();
+    let mut header = vec![0u8; HEADER];
+    for (at, word) in [(0, 0x1000_0001u32), (4, 0x1000_3A12), (8, 0x1000_0419)] {
+        header[at..at + 4].copy_from_slice(&word.to_le_bytes());
+    }
+    header[18..20].copy_from_slice(&1u16.to_le_bytes());
+    header[20..22].copy_from_slice(&(files.len() as u16).to_le_bytes());
+    header[32..36].copy_from_slice(&200u32.to_le_bytes());
+    let options: u16 = if stored { 0x0001 | 0x0008 } else { 0x0001 };
+    header[36..38].copy_from_slice(&options.to_le_bytes());
+    header[48..52].copy_from_slice(&(languages_at as u32).to_le_bytes());
+    header[52..56].copy_from_slice(&(records_at as u32).to_le_bytes());
+    let mut out = header;
+    out.extend_from_slice(&1u16.to_le_bytes()); // English
+    let mut strings = Vec::new();
+    let mut data_at = strings_at + names.iter().map(Vec::len).sum::<usize>();
+    for ((name, body), (_, original)) in names.iter().zip(&bodies).zip(files) {
+        let words = [
+            0u32, // a simple file record
+            0,    // a standard file
+            0,    // no details
+            0,    // no source name
+            0,
+            name.len() as u32,
+            strings_at as u32,
+            body.len() as u32,
+            data_at as u32,
+            original.len() as u32,
+            0, // no MIME type
+            0,
+        ];
+        for word in words {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        strings.extend_from_slice(name);
+        strings_at += name.len();
+        data_at += body.len();
+    }
+    out.extend_from_slice(&strings);
+    for body in &bodies {
+        out.extend_from_slice(body);
+    }
+    out
+}

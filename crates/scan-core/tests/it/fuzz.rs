@@ -203,6 +203,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             arj(4, &[("a.exe", &e), ("b.txt", &b"abcabc".repeat(900))]),
         ),
         ("lzma.nsis", nsis_data("lzma", &e)),
+        (
+            "app.sis",
+            testing::sis(&[("a.exe", &e), ("b.txt", b"hello")], false),
+        ),
         ("solid.nsis", nsis_data("/SOLID zlib", &e)),
         (
             "help.chm",

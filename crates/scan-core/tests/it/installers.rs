@@ -830,3 +830,33 @@ async fn setups_whose_contents_are_encoded_are_not_clean() {
     let report = scan(&scanner, "program.exe", program).await;
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
 }
+
+#[tokio::test]
+async fn symbian_installers_yield_their_files_by_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = arj_payload();
+    let exact = scanner_of(dir.path(), Whole::new(&payload, "Test.Whole"));
+    let files: &[(&str, &[u8])] = &[("readme.txt", b"read me"), ("sys\\bin\\app.exe", &payload)];
+    for stored in [false, true] {
+        let report = scan(&exact, "app.sis", testing::sis(files, stored)).await;
+        assert_eq!(report.file_type, "sis");
+        assert_eq!(
+            paths(&report),
+            ["app.sis/sys/bin/app.exe"],
+            "stored {stored}: {report:#?}"
+        );
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.objects, 3);
+    }
+    let sis = testing::sis(files, false);
+    let cut = scan(&exact, "cut.sis", sis[..sis.len() - 100].to_vec()).await;
+    assert_eq!(cut.verdict, Verdict::Unscannable, "{cut:#?}");
+    assert!(cut.problems.iter().all(|p| p.reason == Reason::Corrupt));
+
+    // The second record's original length (its tenth word) says 4 GiB: refused from the record.
+    let mut huge = sis.clone();
+    let word = 0x66 + 48 + 4 * 9;
+    huge[word..word + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let report = scan(&scanner(dir.path()), "huge.sis", huge).await;
+    assert_limit(&report, Limit::MaxFileSize);
+}

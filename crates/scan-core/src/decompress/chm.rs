@@ -8,6 +8,9 @@ use std::io::{self, Read};
 /// Uncompressed bytes in one LZX frame.
 pub(crate) const FRAME: u64 = 0x8000;
 
+/// The most compressed input one frame may take: its output stored, with room for headers.
+const MAX_FRAME_INPUT: u64 = 2 * FRAME;
+
 /// What the section's control data and reset table say about its LZX stream.
 #[derive(Debug, Clone)]
 pub(crate) struct ChmSection {
@@ -72,14 +75,24 @@ impl<R: Read> ChmLzx<R> {
         let at = offsets[self.frame];
         match offsets.get(self.frame + 1) {
             Some(&next) => {
-                self.block.resize((next - at) as usize, 0);
-                self.input.read_exact(&mut self.block)?;
+                // A frame never takes more room than its output plus block headers; a table
+                // that says otherwise is damaged (and must not size a buffer).
+                let len = next - at;
+                if len > MAX_FRAME_INPUT {
+                    return Err(invalid(&format!(
+                        "frame {} claims {len} compressed bytes",
+                        self.frame
+                    )));
+                }
+                (&mut self.input).take(len).read_to_end(&mut self.block)?;
+                if self.block.len() as u64 != len {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
             }
-            // The last frame runs to the end of the content, which is at most one frame of
-            // compressed data plus LZX's worst-case growth.
+            // The last frame runs to the end of the content.
             None => {
                 (&mut self.input)
-                    .take(2 * FRAME)
+                    .take(MAX_FRAME_INPUT)
                     .read_to_end(&mut self.block)?;
             }
         }

@@ -23,6 +23,9 @@ pub(super) const FORMAT: Format = Format {
     expand,
 };
 
+/// The largest script header probed when telling the two layouts apart.
+const MAX_PROBED_HEADER: usize = 16 << 20;
+
 /// How the installer's data is compressed, judged from its first bytes the way NSIS's own
 /// readers do: LZMA starts with its properties byte (always 0x5D from NSIS) and a dictionary
 /// size, NSIS's bzip2 with `1`, and anything else is zlib's raw deflate.
@@ -80,6 +83,11 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
 /// Whether the data is a series of blocks: the first one, the script's header, is stored or
 /// decodes to exactly the length the first header gives.
 fn non_solid_header(body: &[u8], header_len: usize) -> bool {
+    // The probe decodes outside the caps, so only a header of a plausible size is tried
+    // (NSIS headers are kilobytes); a larger claim is left to the solid reader's caps.
+    if header_len > MAX_PROBED_HEADER {
+        return false;
+    }
     let Some((compressed, block, _)) = block_at(body, 0) else {
         return false;
     };

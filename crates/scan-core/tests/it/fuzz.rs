@@ -1,7 +1,8 @@
 //! Bounded mutation fuzzing of every carrier parser, run by the test command: a valid sample of
 //! each format is mutated (bytes flipped, cut, spliced, sizes overwritten, format keywords
 //! inserted) and scanned. A decoder panic becomes a `Failed` problem ("internal error") in the
-//! report, so the assertion is that none appears; a hang or a stack overflow fails the run.
+//! report, so the assertion is that none appears; a hang, a stack overflow or an allocation
+//! failure fails the run, and the input that did it is left in the temp dir.
 //! `VERDICT_FUZZ_ITERATIONS` raises the count for a longer local run.
 
 use std::time::Duration;
@@ -249,13 +250,15 @@ async fn mutated_carriers_never_panic_a_decoder() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut scanned = 0;
     for (name, seed) in seeds() {
+        // Each input is written before it is scanned, so one that aborts the process (an
+        // allocation failure is not a panic) is kept too.
+        let kept = std::env::temp_dir().join(format!("verdict-fuzz-{name}"));
         for _ in 0..iterations {
             let input = mutate(&seed, &mut rng);
-            let report = scan(&scanner, name, input.clone()).await;
+            std::fs::write(&kept, &input).unwrap();
+            let report = scan(&scanner, name, input).await;
             let panicked = report.problems.iter().any(|p| p.reason == Reason::Failed);
             if panicked {
-                let kept = std::env::temp_dir().join(format!("verdict-fuzz-{name}"));
-                std::fs::write(&kept, &input).unwrap();
                 panic!(
                     "{name}: a decoder failed on a mutated input (kept in {}): {:?}",
                     kept.display(),
@@ -264,6 +267,7 @@ async fn mutated_carriers_never_panic_a_decoder() {
             }
             scanned += 1;
         }
+        std::fs::remove_file(&kept).unwrap();
     }
     assert_eq!(scanned, iterations * seeds().len());
 }

@@ -54,8 +54,12 @@ pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
                 found.push((at, len));
             }
         }
-    } else if let Some(at) = appended_zip(data) {
-        found.push((at, data.len() - at));
+    } else {
+        found = embedded_executables(data);
+        // A zip after an executable found here is that executable's overlay, walked with it.
+        if let Some(at) = appended_zip(data).filter(|&at| found.first().is_none_or(|e| e.0 > at)) {
+            found.push((at, data.len() - at));
+        }
     }
     // One carrier per offset: the first found, whose length is the most exact (an installer's
     // own entry beats a length guessed from a header).
@@ -175,6 +179,30 @@ fn carrier_at(data: &[u8], at: usize) -> Option<usize> {
         return (byte_order && matches!(sector_shift, 9 | 12)).then_some(rest.len());
     }
     None
+}
+
+/// Windows executables inside other data (a dropper's payload in an image, a document stream
+/// or any blob): each `MZ` whose `e_lfanew` points at a `PE\0\0` signature and whose section
+/// table holds together. Each candidate costs a few reads, so the search stays linear however
+/// many `MZ`s hostile data holds. An executable's overlay is whatever follows its image, so
+/// each one runs to the next one found, or to the end: together they never take more than the
+/// data itself.
+fn embedded_executables(data: &[u8]) -> Vec<(usize, usize)> {
+    let starts: Vec<usize> = memmem::find_iter(data.get(1..).unwrap_or(&[]), b"MZ")
+        .map(|at| at + 1)
+        .filter(|&start| pe_image_end(&data[start..]).is_some())
+        .take(MAX_EMBEDDED)
+        .collect();
+    let ends = starts
+        .iter()
+        .skip(1)
+        .copied()
+        .chain(std::iter::once(data.len()));
+    starts
+        .iter()
+        .zip(ends)
+        .map(|(&start, end)| (start, end - start))
+        .collect()
 }
 
 /// Where a zip appended to other data starts: its end-of-central-directory record says how

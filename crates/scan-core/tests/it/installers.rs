@@ -860,3 +860,40 @@ async fn symbian_installers_yield_their_files_by_destination() {
     let report = scan(&scanner(dir.path()), "huge.sis", huge).await;
     assert_limit(&report, Limit::MaxFileSize);
 }
+
+#[tokio::test]
+async fn executables_inside_other_data_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // An executable whose overlay holds a zip with the test file, inside an image and inside
+    // a blob of noise.
+    let dropper = sfx(&testing::zip(&[("payload.exe", &eicar())]));
+    let mut noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let start = noise.len() / 2;
+    noise.splice(start..start, dropper.iter().copied());
+    let mut image = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0".to_vec();
+    image.extend_from_slice(&[0x41; 3000]);
+    let image_start = image.len();
+    image.extend_from_slice(&dropper);
+    for (name, data, at) in [
+        ("blob.bin", noise, start),
+        ("photo.jpg", image, image_start),
+    ] {
+        let report = scan(&scanner, name, data).await;
+        assert_eq!(
+            paths(&report),
+            [format!("{name}@{at}@1024/payload.exe").as_str()],
+            "{report:#?}"
+        );
+    }
+    // `MZ` in data, with or without a pointer that leads nowhere, is just data.
+    let mut decoy = vec![0x20u8; 4096];
+    decoy[100..102].copy_from_slice(b"MZ");
+    decoy[1000..1002].copy_from_slice(b"MZ");
+    decoy[1000 + 0x3C..1000 + 0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    let report = scan(&scanner, "decoy.bin", decoy).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert_eq!(report.objects, 1);
+}

@@ -6,7 +6,10 @@ know). Deterministic for a given seed.
 With KIND "documents", the corpus is PDFs (deflated text streams, an attached zip) and e-mails
 (text and HTML bodies, base64 zip and PDF attachments), a few carrying a payload inside.
 
-usage: make_corpus.py DIR [SIZE_MB] [mixed|documents]   -> prints the number of files that carry a payload
+With KIND "installers", the corpus is disk images, cabinets, NSIS setups and ARJ archives of
+text and random files, written by genisoimage, gcab, makensis and arj.
+
+usage: make_corpus.py DIR [SIZE_MB] [mixed|documents|installers]   -> prints the number of files that carry a payload
 """
 import io
 import os
@@ -124,6 +127,54 @@ if kind == "documents":
         else:
             archive = zip_bytes([(f"part{j}.txt", text(rng.randint(50_000, 300_000))) for j in range(3)])
             put(f"mail/mail{i}.eml", mail_bytes([("archive.zip", archive), ("report.pdf", pdf_bytes([text(100_000)]))]))
+        i += 1
+    print(infected)
+    sys.exit(0)
+
+if kind == "installers":
+    import shutil
+    import subprocess
+    import tempfile
+
+    def tool(files, cmd, output):
+        """Runs a Debian tool (installed by scripts/services.sh) over `files` written to a folder."""
+        folder = tempfile.mkdtemp()
+        try:
+            for name, data in files:
+                path = os.path.join(folder, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+            subprocess.run(cmd, cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(os.path.join(folder, output), "rb") as f:
+                return f.read()
+        finally:
+            shutil.rmtree(folder)
+
+    def iso(files):
+        return tool([("root/" + n, d) for n, d in files], ["genisoimage", "-quiet", "-J", "-o", "out.iso", "root"], "out.iso")
+
+    def cab(files):
+        return tool(files, ["gcab", "-c", "-z", "out.cab"] + [n for n, _ in files], "out.cab")
+
+    def arj(files):
+        return tool(files, ["arj", "a", "-y", "-m1", "out.arj"] + [n for n, _ in files], "out.arj")
+
+    def nsis(files):
+        script = "SetCompressor /SOLID lzma\nOutFile setup.exe\nSection\nSetOutPath $TEMP\n"
+        script += "".join(f'File "{n}"\n' for n, _ in files) + "SectionEnd\n"
+        return tool(files + [("setup.nsi", script.encode())], ["makensis", "-V1", "setup.nsi"], "setup.exe")
+
+    put("images/infected.iso", iso([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    put("cab/infected.cab", cab([("eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    put("setup/infected.exe", nsis([("tool.bin", PAYLOAD + random_bytes(1000)), ("readme.txt", text(5000))])); infected += 1
+    put("arj/infected.arj", arj([("eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    i = 0
+    while written < budget:
+        files = [(f"f{j}.txt", text(rng.randint(50_000, 1 << 20))) for j in range(rng.randint(2, 6))]
+        files.append(("data.bin", random_bytes(rng.randint(1, 4) << 20)))
+        maker = (iso, cab, nsis, arj)[i % 4]
+        put(f"{maker.__name__}/setup{i}.{maker.__name__}", maker(files))
         i += 1
     print(infected)
     sys.exit(0)

@@ -897,3 +897,27 @@ async fn executables_inside_other_data_are_found() {
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
     assert_eq!(report.objects, 1);
 }
+
+#[tokio::test]
+async fn udf_only_images_are_recognised_and_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    // UDF's volume recognition sequence: BEA01, NSR02 and TEA01 in the sectors after 32 KiB.
+    let mut image = vec![0u8; 0xA000];
+    for (sector, id) in [(0x8000, b"BEA01"), (0x8800, b"NSR02"), (0x9000, b"TEA01")] {
+        image[sector + 1..sector + 6].copy_from_slice(id);
+    }
+    let report = scan(&scanner(dir.path()), "disc.iso", image.clone()).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+    assert!(report.problems[0].message.contains("udf"));
+    // A UDF bridge image (genisoimage -udf) also has ISO 9660, whose files are read.
+    let bridge = tool_output(
+        &[("root/payload.exe", &eicar())],
+        "genisoimage",
+        &["-quiet", "-udf", "-o", "out.iso", "root"],
+        "out.iso",
+    );
+    let report = scan(&scanner(dir.path()), "bridge.iso", bridge).await;
+    assert_eq!(paths(&report), ["bridge.iso/PAYLOAD.EXE"], "{report:#?}");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -143,12 +143,16 @@ impl<'s> Walker<'s> {
             self.problem(path, Reason::Unsupported, message.to_owned());
         }
         let offsets = formats::embedded::find(data);
-        if offsets.is_empty() {
+        let upx = formats::upx::packed(data);
+        if offsets.is_empty() && upx.is_none() {
             return;
         }
         let Some(mut members) = self.members(path, depth) else {
             return;
         };
+        if let Some(packed) = upx {
+            formats::upx::unpack(&mut members, data, packed);
+        }
         for (offset, len) in offsets {
             if members.stopped() {
                 return;

@@ -177,3 +177,28 @@ async fn yara_and_hash_signatures_both_see_the_decoded_payload() {
         assert_eq!(found, [(expected, "hashes"), (expected, "yara")], "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_upx_packed_executable_is_unpacked_for_the_engines() {
+    let dir = PathBuf::from(service("VERDICT_TEST_CLAMAV_TESTFILES"));
+    let packed = std::fs::read(dir.join("clam-upx.exe")).unwrap();
+    // A sentence of the test program that UPX's compression hides in the packed file.
+    let sentence = "This is a ClamAV test file with the embedded clam.exe";
+    assert!(
+        !packed
+            .windows(sentence.len())
+            .any(|w| w == sentence.as_bytes())
+    );
+    let yara = YaraEngine::builder()
+        .add_source(
+            "test.yar",
+            &format!("rule Test_Unpacked {{ strings: $m = \"{sentence}\" condition: $m }}"),
+        )
+        .build()
+        .unwrap();
+    let scanner = scanner(vec![Arc::new(yara) as Arc<dyn Engine>]);
+    let report = scan(&scanner, "clam-upx.exe", packed).await;
+    let paths: Vec<&str> = report.detections.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(paths, ["clam-upx.exe/upx-unpacked"], "{report:#?}");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -8,6 +8,7 @@ mod arj;
 mod cab;
 mod chm;
 mod filters;
+mod nrv;
 mod ovba;
 
 pub(crate) use cab::{CabCompression, CabFolder};
@@ -236,6 +237,11 @@ pub(crate) enum Codec {
     /// A raw LZMA stream with only its 5-byte properties (no size): NSIS installers' data,
     /// ended by its end marker, under the decoder memory limit.
     LzmaRaw,
+    /// UPX's NRV2B (LE32) stream of a packed executable, which decodes to `size` bytes.
+    Nrv2b {
+        /// The unpacked size; it also bounds the decoder's history.
+        size: usize,
+    },
     /// An ARJ member: `method` 1 to 3 (LZ77 and Huffman) or 4 (fastest), which decode to
     /// exactly `size` bytes.
     Arj {
@@ -282,6 +288,7 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
             None,
         )?),
         Codec::LzmaRaw => lzma_raw(input)?,
+        Codec::Nrv2b { size } => Box::new(nrv::Nrv2b::new(input, size)),
         Codec::Arj { method: 4, size } => Box::new(arj::ArjFastest::new(input, size)),
         Codec::Arj { size, .. } => Box::new(arj::ArjLh::new(input, size)),
     })

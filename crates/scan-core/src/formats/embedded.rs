@@ -20,44 +20,20 @@ const MAX_EMBEDDED: usize = 64;
 pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
     if let Some(image_end) = pe_image_end(data) {
-        // An executable: archives anywhere in it (the overlay after its last section, or a
-        // resource), and executables in its overlay, which installers append behind a small
-        // header of their own (InstallShield: name, path, version and size as strings).
-        for magic in MAGICS {
-            for at in memmem::find_iter(&data[1..], magic).map(|at| at + 1) {
-                if found.len() >= MAX_EMBEDDED {
-                    break;
-                }
-                if let Some(len) = carrier_at(data, at) {
-                    found.push((at, len));
-                }
-            }
-        }
-        found
-            .extend(installshield_files(&data[image_end..]).map(|(at, len)| (at + image_end, len)));
-        // An NSIS setup's data: its first header, which holds the data's length.
-        for at in memmem::find_iter(&data[image_end..], super::nsis::SIGNATURE) {
-            let start = image_end + at;
-            let Some(header) = start.checked_sub(4).and_then(|s| data.get(s..s + 28)) else {
-                continue;
-            };
-            let len = u32::from_le_bytes([header[24], header[25], header[26], header[27]]) as usize;
-            if len >= 28 && found.len() < MAX_EMBEDDED {
-                found.push((start - 4, len.min(data.len() - (start - 4))));
-            }
-        }
-        for at in memmem::find_iter(&data[image_end..], b"MZ").map(|at| at + image_end) {
-            if found.len() >= MAX_EMBEDDED {
-                break;
-            }
-            if let Some(len) = pe_image_end(&data[at..]).filter(|_| at > 0) {
-                found.push((at, len));
-            }
-        }
+        executable_contents(data, 0, image_end, data.len(), &mut found);
     } else {
-        found = embedded_executables(data);
-        // A zip after an executable found here is that executable's overlay, walked with it.
-        if let Some(at) = appended_zip(data).filter(|&at| found.first().is_none_or(|e| e.0 > at)) {
+        // Executables inside other data, each taken at its image's length (so a hash of the
+        // executable matches), with what it carries looked for up to the next one.
+        let executables = embedded_executables(data);
+        let ends = executables.iter().skip(1).map(|e| e.0).chain([data.len()]);
+        for (&(start, len), end) in executables.iter().zip(ends) {
+            found.push((start, len));
+            executable_contents(data, start, start + len, end, &mut found);
+        }
+        // A zip after an executable found here is that executable's overlay, found above.
+        if let Some(at) =
+            appended_zip(data).filter(|&at| executables.first().is_none_or(|e| e.0 > at))
+        {
             found.push((at, data.len() - at));
         }
     }
@@ -67,6 +43,53 @@ pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
     found.dedup_by_key(|(at, _)| *at);
     found.truncate(MAX_EMBEDDED);
     found
+}
+
+/// What the executable at `start` of `data` carries, up to `end`: archives anywhere in it (the
+/// overlay after its image, which ends at `image_end`, or a resource), and in its overlay the
+/// files installers append behind a small header of their own (InstallShield: name, path,
+/// version and size as strings), an NSIS setup's data, and other executables.
+fn executable_contents(
+    data: &[u8],
+    start: usize,
+    image_end: usize,
+    end: usize,
+    found: &mut Vec<(usize, usize)>,
+) {
+    let region = &data[..end];
+    // The next executable may start inside this one's image (one PE inside another's).
+    let image_end = image_end.min(end);
+    for magic in MAGICS {
+        for at in memmem::find_iter(&region[start + 1..], magic).map(|at| at + start + 1) {
+            if found.len() >= MAX_EMBEDDED {
+                break;
+            }
+            if let Some(len) = carrier_at(region, at) {
+                found.push((at, len));
+            }
+        }
+    }
+    let overlay = &region[image_end..];
+    found.extend(installshield_files(overlay).map(|(at, len)| (at + image_end, len)));
+    // An NSIS setup's data: its first header, which holds the data's length.
+    for at in memmem::find_iter(overlay, super::nsis::SIGNATURE) {
+        let first = image_end + at;
+        let Some(header) = first.checked_sub(4).and_then(|s| region.get(s..s + 28)) else {
+            continue;
+        };
+        let len = u32::from_le_bytes([header[24], header[25], header[26], header[27]]) as usize;
+        if len >= 28 && found.len() < MAX_EMBEDDED {
+            found.push((first - 4, len.min(end - (first - 4))));
+        }
+    }
+    for at in memmem::find_iter(overlay, b"MZ").map(|at| at + image_end) {
+        if found.len() >= MAX_EMBEDDED {
+            break;
+        }
+        if let Some(len) = pe_image_end(&region[at..]).filter(|_| at > 0) {
+            found.push((at, len));
+        }
+    }
 }
 
 /// The signature AutoIt writes before a compiled script (`AU3!EA05`, `AU3!EA06`): the script
@@ -183,25 +206,13 @@ fn carrier_at(data: &[u8], at: usize) -> Option<usize> {
 
 /// Windows executables inside other data (a dropper's payload in an image, a document stream
 /// or any blob): each `MZ` whose `e_lfanew` points at a `PE\0\0` signature and whose section
-/// table holds together. Each candidate costs a few reads, so the search stays linear however
-/// many `MZ`s hostile data holds. An executable's overlay is whatever follows its image, so
-/// each one runs to the next one found, or to the end: together they never take more than the
-/// data itself.
+/// table holds together, with its image's length. Each candidate costs a few reads, so the
+/// search stays linear however many `MZ`s hostile data holds.
 fn embedded_executables(data: &[u8]) -> Vec<(usize, usize)> {
-    let starts: Vec<usize> = memmem::find_iter(data.get(1..).unwrap_or(&[]), b"MZ")
+    memmem::find_iter(data.get(1..).unwrap_or(&[]), b"MZ")
         .map(|at| at + 1)
-        .filter(|&start| pe_image_end(&data[start..]).is_some())
+        .filter_map(|start| Some((start, pe_image_end(&data[start..])?)))
         .take(MAX_EMBEDDED)
-        .collect();
-    let ends = starts
-        .iter()
-        .skip(1)
-        .copied()
-        .chain(std::iter::once(data.len()));
-    starts
-        .iter()
-        .zip(ends)
-        .map(|(&start, end)| (start, end - start))
         .collect()
 }
 

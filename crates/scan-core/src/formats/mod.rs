@@ -25,6 +25,7 @@ mod stream;
 mod tar;
 pub(crate) mod text;
 mod tnef;
+pub(crate) mod upx;
 mod zip;
 
 use crate::expand::Members;

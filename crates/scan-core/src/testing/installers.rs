@@ -220,3 +220,81 @@ pub fn sis(files: &[(&str, &[u8])], stored: bool) -> Vec<u8> {
     }
     out
 }
+
+/// An executable packed the way UPX packs one: `UPX0` and `UPX1` sections, UPX's pack header
+/// at the end of the headers, then `image` as an NRV2B (LE32) stream. The stream is written
+/// with literals only (each a flag bit and its byte) and the end marker, which is all a
+/// decoder needs to reproduce the image.
+pub fn upx(image: &[u8]) -> Vec<u8> {
+    let stream = nrv2b_literals(image);
+    let mut out = super::pe();
+    out.truncate(0x3E0);
+    let section = 0x98 + 0xE0;
+    out[0x86..0x88].copy_from_slice(&2u16.to_le_bytes());
+    out[section..section + 8].copy_from_slice(b"UPX0\0\0\0\0");
+    out[section + 16..section + 24].copy_from_slice(&[0; 8]);
+    let second = section + 40;
+    out[second..second + 8].copy_from_slice(b"UPX1\0\0\0\0");
+    out[second + 16..second + 20].copy_from_slice(&(stream.len() as u32).to_le_bytes());
+    out[second + 20..second + 24].copy_from_slice(&0x400u32.to_le_bytes());
+    let mut header = b"UPX!".to_vec();
+    header.extend_from_slice(&[13, 9, 2, 8]); // version, win32/pe, NRV2B_LE32, level
+    header.extend_from_slice(&[0; 8]); // checksums
+    header.extend_from_slice(&(image.len() as u32).to_le_bytes());
+    header.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+    header.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&stream);
+    out
+}
+
+/// `data` as NRV2B LE32 literals and the end marker: flag bits go into 32-bit little-endian
+/// words, each placed where the decoder will want its next word, between the bytes.
+fn nrv2b_literals(data: &[u8]) -> Vec<u8> {
+    struct Writer {
+        out: Vec<u8>,
+        word_at: usize,
+        word: u32,
+        used: u32,
+    }
+    impl Writer {
+        fn bit(&mut self, bit: u32) {
+            if self.used == 32 {
+                self.flush();
+                self.word_at = self.out.len();
+                self.out.extend_from_slice(&[0; 4]);
+                self.used = 0;
+            }
+            self.word |= bit << (31 - self.used);
+            self.used += 1;
+        }
+        fn flush(&mut self) {
+            if let Some(slot) = self.out.get_mut(self.word_at..self.word_at + 4) {
+                slot.copy_from_slice(&self.word.to_le_bytes());
+            }
+            self.word = 0;
+        }
+    }
+    let mut w = Writer {
+        out: Vec::new(),
+        word_at: 0,
+        word: 0,
+        used: 32,
+    };
+    for &byte in data {
+        w.bit(1);
+        w.out.push(byte);
+    }
+    w.bit(0);
+    // The end: an offset code of 0x1000002 (its bits after the leading one, each followed by
+    // a stop bit), then the byte 0xFF.
+    let code = 0x100_0002u32;
+    let bits = 32 - code.leading_zeros();
+    for i in (0..bits - 1).rev() {
+        w.bit((code >> i) & 1);
+        w.bit(u32::from(i == 0));
+    }
+    w.out.push(0xFF);
+    w.flush();
+    w.out
+}

@@ -210,6 +210,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("solid.nsis", nsis_data("/SOLID zlib", &e)),
         (
+            "packed.exe",
+            testing::upx(&[e.clone(), vec![0x90; 3000]].concat()),
+        ),
+        (
+            "blob.bin",
+            [
+                vec![7u8; 300],
+                sfx(&testing::zip(&[("a.exe", &e)])),
+                vec![9u8; 300],
+            ]
+            .concat(),
+        ),
+        (
             "help.chm",
             testing::chm(
                 &[("/#SYSTEM", b"system")],

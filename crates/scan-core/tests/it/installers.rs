@@ -882,12 +882,22 @@ async fn executables_inside_other_data_are_found() {
         ("photo.jpg", image, image_start),
     ] {
         let report = scan(&scanner, name, data).await;
+        // The executable (its image) and, in what follows it, the zip its overlay carries.
         assert_eq!(
             paths(&report),
-            [format!("{name}@{at}@1024/payload.exe").as_str()],
+            [format!("{name}@{}/payload.exe", at + 1024).as_str()],
             "{report:#?}"
         );
+        assert_eq!(report.objects, 4, "{name}");
     }
+    // An executable in other data is taken at its image's length, so its hash is its own.
+    let program = testing::pe();
+    let mut blob = vec![0x11u8; 5000];
+    blob.extend_from_slice(&program);
+    blob.extend_from_slice(&[0x22; 5000]);
+    let exact = scanner_of(dir.path(), Whole::new(&program, "Test.Whole"));
+    let report = scan(&exact, "blob.bin", blob).await;
+    assert_eq!(paths(&report), ["blob.bin@5000"], "{report:#?}");
     // `MZ` in data, with or without a pointer that leads nowhere, is just data.
     let mut decoy = vec![0x20u8; 4096];
     decoy[100..102].copy_from_slice(b"MZ");
@@ -920,4 +930,29 @@ async fn udf_only_images_are_recognised_and_not_clean() {
     let report = scan(&scanner(dir.path()), "bridge.iso", bridge).await;
     assert_eq!(paths(&report), ["bridge.iso/PAYLOAD.EXE"], "{report:#?}");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn upx_packed_executables_are_unpacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let mut image = eicar();
+    image.extend_from_slice(&[0x90; 5000]);
+    let packed = testing::upx(&image);
+    // The flag words between the literals break the test file up in the packed executable.
+    assert!(!packed.windows(image.len()).any(|w| w == image));
+    let report = scan(&scanner, "packed.exe", packed.clone()).await;
+    assert_eq!(paths(&report), ["packed.exe/upx-unpacked"], "{report:#?}");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // The stream cut short: damaged, never clean.
+    let cut = scan(&scanner, "cut.exe", packed[..packed.len() - 100].to_vec()).await;
+    assert_eq!(cut.verdict, Verdict::Unscannable, "{cut:#?}");
+    // A header declaring more than the stream holds: the decoder stops at the stream's end.
+    let mut wrong = packed.clone();
+    let header = packed.windows(4).position(|w| w == b"UPX!").unwrap();
+    wrong[header + 16..header + 20].copy_from_slice(&10u32.to_le_bytes());
+    let report = scan(&scanner, "wrong.exe", wrong).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Corrupt);
 }

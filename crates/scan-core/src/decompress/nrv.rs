@@ -13,6 +13,8 @@ pub(super) struct Nrv2b<R> {
     served: usize,
     size: usize,
     last_offset: usize,
+    /// A match being copied: its offset and the bytes left of it.
+    copying: (usize, usize),
     done: bool,
 }
 
@@ -26,6 +28,7 @@ impl<R: Read> Nrv2b<R> {
             served: 0,
             size,
             last_offset: 1,
+            copying: (0, 0),
             done: false,
         }
     }
@@ -60,11 +63,14 @@ impl<R: Read> Nrv2b<R> {
         }
     }
 
-    /// Decodes literals and one match (or the end), at most up to the declared size.
+    /// Decodes literals and the next match (or the end), leaving the match to be copied.
     fn step(&mut self) -> io::Result<()> {
         while self.bit()? == 1 {
+            if self.out.len() >= self.size {
+                return Err(past_size());
+            }
             let literal = self.byte()?;
-            self.push(literal)?;
+            self.out.push(literal);
         }
         let code = self.gamma(1)?;
         let offset = if code == 2 {
@@ -88,26 +94,43 @@ impl<R: Read> Nrv2b<R> {
         if offset > self.out.len() {
             return Err(invalid("a match reaches before the start of the data"));
         }
-        for _ in 0..length {
-            let byte = self.out[self.out.len() - offset];
-            self.push(byte)?;
+        if length > self.size - self.out.len() {
+            return Err(past_size());
         }
+        self.copying = (offset, length);
         Ok(())
     }
 
-    fn push(&mut self, byte: u8) -> io::Result<()> {
-        if self.out.len() >= self.size {
-            return Err(invalid("the data decodes past its declared size"));
+    /// Copies up to `most` bytes of the match in progress.
+    fn copy(&mut self, most: usize) {
+        let (offset, left) = self.copying;
+        let mut n = left.min(most);
+        self.copying.1 -= n;
+        // Runs of at most `offset` bytes do not overlap what they read.
+        while n > 0 {
+            let run = n.min(offset);
+            let from = self.out.len() - offset;
+            self.out.extend_from_within(from..from + run);
+            n -= run;
         }
-        self.out.push(byte);
-        Ok(())
     }
+}
+
+fn past_size() -> io::Error {
+    invalid("the data decodes past its declared size")
 }
 
 impl<R: Read> Read for Nrv2b<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.served == self.out.len() && !self.done && !buf.is_empty() {
-            self.step()?;
+        // At most one buffer of new output per call, so the caps see a long match as it grows.
+        while self.served == self.out.len() && !buf.is_empty() {
+            if self.copying.1 > 0 {
+                self.copy(buf.len());
+            } else if self.done {
+                break;
+            } else {
+                self.step()?;
+            }
         }
         let n = buf.len().min(self.out.len() - self.served);
         buf[..n].copy_from_slice(&self.out[self.served..self.served + n]);

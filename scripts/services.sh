@@ -99,10 +99,10 @@ write_signatures() {
 start() {
     # clamav-testfiles: ClamAV's own test carriers (clam.exe in mail, PDF, RTF, OLE...), which
     # the engines tests scan with a hash signature of clam.exe. cpio, mscompress, gcab,
-    # genisoimage, msitools, xz, 7z, arj and makensis write the old-format archives, SZDD files,
+    # genisoimage, msitools, xz, 7z, arj, makensis and zip write the old-format archives, SZDD files,
     # cabinets, disk images, MSI packages, raw LZMA streams, PPMd 7z archives, ARJ archives and
     # NSIS installers of scan-core's tests.
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip
     install_moto
     install_sdk
     stop >/dev/null 2>&1 || true

@@ -13,6 +13,8 @@ const MAGICS: &[&[u8]] = &[
     b"MSCF\0\0\0\0",
     b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1",
 ];
+/// At most this many zip end records are kept while looking for zips in one executable.
+const MAX_END_RECORDS: usize = 1 << 16;
 /// At most this many embedded carriers are taken from one object.
 const MAX_EMBEDDED: usize = 64;
 
@@ -59,12 +61,23 @@ fn executable_contents(
     let region = &data[..end];
     // The next executable may start inside this one's image (one PE inside another's).
     let image_end = image_end.min(end);
+    // Zip end records, found once: every local header is checked against the few after it.
+    let eocds: Vec<usize> = memmem::find_iter(region, b"PK\x05\x06")
+        .take(MAX_END_RECORDS)
+        .collect();
     for magic in MAGICS {
         for at in memmem::find_iter(&region[start + 1..], magic).map(|at| at + start + 1) {
             if found.len() >= MAX_EMBEDDED {
                 break;
             }
-            if let Some(len) = carrier_at(region, at) {
+            // Inside a carrier already taken (a zip's own entries): walked with it.
+            if found
+                .iter()
+                .any(|&(from, len)| (from..from + len).contains(&at))
+            {
+                continue;
+            }
+            if let Some(len) = carrier_at(region, at, &eocds) {
                 found.push((at, len));
             }
         }
@@ -155,7 +168,7 @@ fn installshield_files(overlay: &[u8]) -> impl Iterator<Item = (usize, usize)> +
 /// relative to the zip, or to the file for self-extractors that adjust them); a cabinet its
 /// version 1.3 and a size inside the data; a 7z its version and header offsets; an OLE file
 /// its byte-order mark and a sector size.
-fn carrier_at(data: &[u8], at: usize) -> Option<usize> {
+fn carrier_at(data: &[u8], at: usize, eocds: &[usize]) -> Option<usize> {
     let rest = &data[at..];
     let u16_at = |b: &[u8], i: usize| {
         b.get(i..i + 2)
@@ -166,8 +179,11 @@ fn carrier_at(data: &[u8], at: usize) -> Option<usize> {
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
     };
     if rest.starts_with(b"PK\x03\x04") {
-        return memmem::find_iter(rest, b"PK\x05\x06")
+        let after = eocds.partition_point(|&eocd| eocd <= at);
+        return eocds[after..]
+            .iter()
             .take(8)
+            .map(|&eocd| eocd - at)
             .find_map(|eocd| {
                 let cd_size = u32_at(rest, eocd + 12)?;
                 let cd_offset = u32_at(rest, eocd + 16)?;

@@ -1,7 +1,7 @@
 //! Zip archives (and everything built on them: docx, xlsx, jar, apk...): members read through
 //! the zip crate, with overlapping entries refused and inconsistent headers reported.
 
-use std::io::{Cursor, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use zip::ZipArchive;
 use zip::result::ZipError;
@@ -27,7 +27,12 @@ fn identify(data: &[u8]) -> bool {
 const ENCRYPTED: &str = "the member is encrypted, so it could not be examined";
 
 fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
-    let (counting, consumed) = Counting::new(Cursor::new(data));
+    let shift = offsets_shift(data);
+    let (counting, consumed) = Counting::new(Shifted {
+        data,
+        shift,
+        position: 0,
+    });
     let mut archive = match ZipArchive::new(counting) {
         Ok(archive) => archive,
         Err(e) => return zip_error(members, None, &e),
@@ -142,6 +147,70 @@ fn unsupported_method(method: zip::CompressionMethod, size: u64) -> Option<Strin
             LEGACY_MAX_SIZE >> 20
         )),
         _ => None,
+    }
+}
+
+/// How far a zip's offsets point past where its parts are: zero for an ordinary zip; for a
+/// self-extractor whose offsets were adjusted to the whole file (`zip -A`, the SFX builders),
+/// the size of the executable it was cut from. Read from the end record and the central
+/// directory it must lead to.
+fn offsets_shift(data: &[u8]) -> u64 {
+    const EOCD: usize = 22;
+    let tail = data.len().saturating_sub((64 << 10) + EOCD);
+    let Some(eocd) = memchr::memmem::rfind(&data[tail..], b"PK\x05\x06").map(|at| tail + at) else {
+        return 0;
+    };
+    let Some(record) = data.get(eocd..eocd + EOCD) else {
+        return 0;
+    };
+    let cd_size = u32::from_le_bytes([record[12], record[13], record[14], record[15]]) as usize;
+    let cd_offset = u32::from_le_bytes([record[16], record[17], record[18], record[19]]) as usize;
+    match eocd.checked_sub(cd_size) {
+        Some(cd) if cd_offset > cd && data[cd..].starts_with(b"PK\x01\x02") => {
+            (cd_offset - cd) as u64
+        }
+        _ => 0,
+    }
+}
+
+/// A zip's bytes as its offsets expect them: `shift` bytes of nothing, then the zip.
+struct Shifted<'d> {
+    data: &'d [u8],
+    shift: u64,
+    position: u64,
+}
+
+impl Read for Shifted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = if self.position < self.shift {
+            let n = buf
+                .len()
+                .min(usize::try_from(self.shift - self.position).unwrap_or(usize::MAX));
+            buf[..n].fill(0);
+            n
+        } else {
+            let at = usize::try_from(self.position - self.shift).unwrap_or(usize::MAX);
+            let rest = self.data.get(at..).unwrap_or(&[]);
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            n
+        };
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Shifted<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let end = self.shift + self.data.len() as u64;
+        let target = match to {
+            SeekFrom::Start(at) => Some(at),
+            SeekFrom::End(delta) => end.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        self.position = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.position)
     }
 }
 

@@ -325,3 +325,25 @@ async fn text_made_of_parser_markers_is_read_once() {
     // limit ends it, not the time.
     assert_limit(&report, Limit::MaxFiles);
 }
+
+#[tokio::test]
+async fn a_flood_of_embedded_candidates_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // 20,000 valid executables one after another in a blob: at most 64 are taken.
+    let blob: Vec<u8> = std::iter::once(vec![0u8; 16])
+        .chain(std::iter::repeat_n(testing::pe(), 20_000))
+        .flatten()
+        .collect();
+    let report = scan(&scanner, "blob.bin", blob).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{:?}", report.problems);
+    assert_eq!(report.objects, 1 + 64);
+    // An executable whose overlay is a million zip signatures and `MZ`s that lead nowhere.
+    let mut setup = testing::pe();
+    for _ in 0..500_000 {
+        setup.extend_from_slice(b"PK\x03\x04MZ");
+    }
+    let report = scan(&scanner, "setup.exe", setup).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{:?}", report.problems);
+    assert_eq!(report.objects, 1);
+}

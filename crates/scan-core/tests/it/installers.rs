@@ -956,3 +956,35 @@ async fn upx_packed_executables_are_unpacked() {
     assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
     assert_eq!(report.problems[0].reason, Reason::Corrupt);
 }
+
+#[tokio::test]
+async fn a_self_extractor_with_adjusted_offsets_is_one_zip() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // `zip -A` adjusts a zip's offsets to the file, as self-extractors have them: every local
+    // header then looks like the start of a zip, but only the first is one.
+    let mut sfx = testing::pe();
+    sfx.extend_from_slice(&testing::zip(&[
+        ("a.txt", &b"first ".repeat(100)),
+        ("b.txt", &b"second ".repeat(100)),
+        ("payload.exe", &eicar()),
+    ]));
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("setup.exe");
+    std::fs::write(&path, &sfx).unwrap();
+    let status = Command::new("zip")
+        .args(["-q", "-A"])
+        .arg(&path)
+        .status()
+        .expect("zip runs (scripts/services.sh installs it)");
+    assert!(status.success());
+    let adjusted = std::fs::read(&path).unwrap();
+    assert_ne!(adjusted, sfx, "zip -A changed the offsets");
+    let report = scan(&scanner, "setup.exe", adjusted).await;
+    assert_eq!(
+        paths(&report),
+        ["setup.exe@1024/payload.exe"],
+        "{report:#?}"
+    );
+    assert_eq!(report.objects, 5);
+}

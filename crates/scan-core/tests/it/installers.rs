@@ -890,6 +890,19 @@ async fn executables_inside_other_data_are_found() {
         );
         assert_eq!(report.objects, 4, "{name}");
     }
+    // Text is spared the search only when both its ends read as text: an executable appended
+    // to 20 KiB of prose, or put before it, is still found.
+    let prose = b"words of an ordinary letter, line after line.\n".repeat(440);
+    for (name, data) in [
+        ("appended.txt", [prose.clone(), dropper.clone()].concat()),
+        (
+            "prefixed.txt",
+            [b"x".to_vec(), dropper.clone(), prose.clone()].concat(),
+        ),
+    ] {
+        let report = scan(&scanner, name, data).await;
+        assert_eq!(report.verdict, Verdict::Infected, "{name}: {report:#?}");
+    }
     // An executable in other data is taken at its image's length, so its hash is its own.
     let program = testing::pe();
     let mut blob = vec![0x11u8; 5000];

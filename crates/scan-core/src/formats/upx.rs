@@ -2,10 +2,10 @@
 //! pack header (`UPX!`, at the end of the executable's headers) describes. A stream packed
 //! with NRV2B, the method UPX picks for Windows executables unless told otherwise, is unpacked
 //! and scanned as `upx-unpacked` (the image before UPX's call filter is undone, so strings and
-//! embedded files read as they were). Other methods (NRV2D, NRV2E, LZMA) leave the executable
-//! scanned as it is, as any other packer does.
+//! embedded files read as they were). Other methods (NRV2D, NRV2E, LZMA), and streams that do
+//! not decode, leave the executable scanned as it is, as any other packer does.
 
-use std::io::Cursor;
+use std::io::{self, Cursor, Read};
 
 use super::embedded::pe_image_end;
 use crate::decompress::{Codec, Counting, stream_decoder};
@@ -54,20 +54,34 @@ pub(crate) fn packed(data: &[u8]) -> Option<Packed> {
         })
 }
 
-/// Unpacks the stream as the member `upx-unpacked`.
+/// Unpacks the stream as the member `upx-unpacked`. A stream that does not decode (a packer
+/// stacked on UPX, which encrypts it, or a cut file) leaves the executable scanned as packed,
+/// as other packers are: unpacking is an extra view of an executable, not a carrier that
+/// holds files, so a failure hides nothing that was visible before.
 pub(crate) fn unpack(members: &mut Members<'_, '_>, data: &[u8], packed: Packed) {
-    // A cut executable is decoded as far as it goes, and reported damaged there.
     let end = packed
         .start
         .saturating_add(packed.compressed)
         .min(data.len());
     let input = &data[packed.start.min(end)..end];
-    let (counting, consumed) = Counting::new(Cursor::new(input));
-    let declared = Declared::packed(packed.size as u64, packed.compressed as u64);
-    match stream_decoder(Codec::Nrv2b { size: packed.size }, counting) {
-        Ok(mut reader) => {
-            members.member("upx-unpacked", declared, &mut reader, Some(consumed));
-        }
-        Err(e) => members.corrupt("UPX-packed executable", e),
+    let (counting, _) = Counting::new(Cursor::new(input));
+    // Bounded by the declared size, which is at most `MAX_UNPACKED`.
+    let mut image = Vec::new();
+    let decoded = stream_decoder(Codec::Nrv2b { size: packed.size }, counting)
+        .and_then(|mut reader| reader.read_to_end(&mut image));
+    if let Err(e) = decoded.and_then(|_| {
+        (image.len() == packed.size)
+            .then_some(())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "the stream ends early"))
+    }) {
+        tracing::debug!(path = members.path(), error = %e, "UPX stream not unpacked; scanned as packed");
+        return;
+    }
+    let child = members.child("upx-unpacked");
+    if members.admit(
+        &child,
+        Declared::packed(packed.size as u64, packed.compressed as u64),
+    ) {
+        members.read(&child, &mut image.as_slice(), None);
     }
 }

@@ -4,9 +4,10 @@
 //! multicast and other special ranges are refused. The check runs on the *resolved* addresses
 //! (through the client's resolver, so the address checked is the address connected to), on IP
 //! literals, and again on every redirect. An allow-list opens specific ranges (tests use it for
-//! loopback). Size and time are bounded.
+//! loopback). Proxy environment variables are ignored, since a proxy would resolve the names
+//! itself. Size and time are bounded.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,6 +147,9 @@ impl Fetcher {
             })
         };
         let client = reqwest::Client::builder()
+            // A proxy resolves names itself, out of the guard's sight: proxy variables
+            // (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) would carry any fetch past it.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: Arc::clone(&policy),
             }))
@@ -329,37 +333,91 @@ pub fn check_ip(ip: IpAddr, policy: &FetchPolicy) -> Result<(), String> {
     }
 }
 
-fn non_public_range(ip: IpAddr) -> Option<&'static str> {
-    const RANGES: &[(&str, &str)] = &[
-        ("0.0.0.0/8", "\"this network\""),
-        ("10.0.0.0/8", "private"),
-        ("100.64.0.0/10", "shared (carrier-grade NAT)"),
-        ("127.0.0.0/8", "loopback"),
-        ("169.254.0.0/16", "link-local (cloud metadata)"),
-        ("172.16.0.0/12", "private"),
-        ("192.0.0.0/24", "IETF protocol"),
-        ("192.0.2.0/24", "documentation"),
-        ("192.168.0.0/16", "private"),
-        ("198.18.0.0/15", "benchmarking"),
-        ("198.51.100.0/24", "documentation"),
-        ("203.0.113.0/24", "documentation"),
-        ("224.0.0.0/4", "multicast"),
-        ("240.0.0.0/4", "reserved"),
-        ("::/128", "unspecified"),
-        ("::1/128", "loopback"),
-        ("64:ff9b::/96", "NAT64"),
-        ("100::/64", "discard"),
-        ("2001:db8::/32", "documentation"),
-        ("fc00::/7", "unique local (private)"),
-        ("fe80::/10", "link-local"),
-        ("ff00::/8", "multicast"),
-    ];
-    RANGES.iter().find_map(|(net, name)| {
-        net.parse::<IpNet>()
-            .ok()
-            .filter(|net| net.contains(&ip))
-            .map(|_| *name)
-    })
+/// What a special-purpose range means for fetching: refused outright, or an IPv6 form that
+/// carries an IPv4 address (at this bit offset), which is checked in its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    Refused,
+    EmbedsIpv4 { at_bit: u8 },
+}
+
+/// Every range of the IANA IPv4 and IPv6 special-purpose address registries that is not
+/// globally reachable, plus multicast and the deprecated site-local and 6to4-relay ranges; and
+/// the IPv6 forms that embed an IPv4 address, whose embedded address is checked instead (so
+/// `2002:7f00:1::` is refused as 127.0.0.1). IPv4-mapped addresses (`::ffff:a.b.c.d`) are
+/// checked as IPv4 before this table. The few globally reachable anycast entries inside these
+/// blocks (192.0.0.9, 2001:1::1...) are refused with them: nothing serves files there.
+const SPECIAL_RANGES: &[(&str, Special, &str)] = &[
+    ("0.0.0.0/8", Special::Refused, "\"this network\""),
+    ("10.0.0.0/8", Special::Refused, "private"),
+    (
+        "100.64.0.0/10",
+        Special::Refused,
+        "shared (carrier-grade NAT)",
+    ),
+    ("127.0.0.0/8", Special::Refused, "loopback"),
+    (
+        "169.254.0.0/16",
+        Special::Refused,
+        "link-local (cloud metadata)",
+    ),
+    ("172.16.0.0/12", Special::Refused, "private"),
+    ("192.0.0.0/24", Special::Refused, "IETF protocol assignment"),
+    ("192.0.2.0/24", Special::Refused, "documentation"),
+    (
+        "192.88.99.0/24",
+        Special::Refused,
+        "deprecated 6to4 relay anycast",
+    ),
+    ("192.168.0.0/16", Special::Refused, "private"),
+    ("198.18.0.0/15", Special::Refused, "benchmarking"),
+    ("198.51.100.0/24", Special::Refused, "documentation"),
+    ("203.0.113.0/24", Special::Refused, "documentation"),
+    ("224.0.0.0/4", Special::Refused, "multicast"),
+    ("240.0.0.0/4", Special::Refused, "reserved"),
+    (
+        "::/96",
+        Special::Refused,
+        "IPv4-compatible, unspecified or loopback",
+    ),
+    (
+        "::ffff:0:0:0/96",
+        Special::Refused,
+        "IPv4-translated (SIIT)",
+    ),
+    ("64:ff9b::/96", Special::EmbedsIpv4 { at_bit: 96 }, "NAT64"),
+    ("64:ff9b:1::/48", Special::Refused, "local-use NAT64"),
+    ("100::/64", Special::Refused, "discard-only"),
+    ("100:0:0:1::/64", Special::Refused, "dummy prefix"),
+    (
+        "2001::/23",
+        Special::Refused,
+        "IETF protocol assignment (Teredo among them)",
+    ),
+    ("2001:db8::/32", Special::Refused, "documentation"),
+    ("2002::/16", Special::EmbedsIpv4 { at_bit: 16 }, "6to4"),
+    ("3fff::/20", Special::Refused, "documentation"),
+    ("5f00::/16", Special::Refused, "segment routing (SRv6 SID)"),
+    ("fc00::/7", Special::Refused, "unique local (private)"),
+    ("fe80::/10", Special::Refused, "link-local"),
+    ("fec0::/10", Special::Refused, "site-local"),
+    ("ff00::/8", Special::Refused, "multicast"),
+];
+
+/// Why `ip` is not a public address, if it is not.
+fn non_public_range(ip: IpAddr) -> Option<String> {
+    let (net, special, name) = SPECIAL_RANGES
+        .iter()
+        .find(|(net, _, _)| net.parse::<IpNet>().is_ok_and(|net| net.contains(&ip)))?;
+    match (special, ip) {
+        (Special::Refused, _) => Some((*name).to_owned()),
+        (Special::EmbedsIpv4 { at_bit }, IpAddr::V6(v6)) => {
+            let embedded = Ipv4Addr::from((u128::from(v6) >> (96 - u32::from(*at_bit))) as u32);
+            non_public_range(IpAddr::V4(embedded))
+                .map(|range| format!("{name} ({net}) form of {embedded}, a {range}"))
+        }
+        (Special::EmbedsIpv4 { .. }, IpAddr::V4(_)) => None,
+    }
 }
 
 /// Resolves names and keeps only addresses the policy allows, so the connection can only go
@@ -455,6 +513,53 @@ mod tests {
         };
         assert!(check_ip("127.0.0.1".parse().unwrap(), &open).is_ok());
         assert!(check_ip("169.254.169.254".parse().unwrap(), &open).is_err());
+    }
+
+    #[test]
+    fn every_special_range_is_refused_row_by_row() {
+        let policy = FetchPolicy::default();
+        for (net, special, name) in SPECIAL_RANGES {
+            let net: IpNet = net.parse().unwrap();
+            match special {
+                Special::Refused => {
+                    for ip in [net.network(), net.broadcast()] {
+                        let err = check_ip(ip, &policy).expect_err(&format!("{ip} in {net}"));
+                        assert!(err.contains(name), "{ip}: {err}");
+                    }
+                }
+                Special::EmbedsIpv4 { at_bit } => {
+                    let IpAddr::V6(prefix) = net.network() else {
+                        panic!("{net} embeds IPv4 but is not IPv6");
+                    };
+                    let with = |v4: Ipv4Addr| {
+                        let shift = 96 - u32::from(*at_bit);
+                        IpAddr::V6(
+                            (u128::from(prefix) | (u128::from(u32::from(v4)) << shift)).into(),
+                        )
+                    };
+                    for inner in ["127.0.0.1", "10.0.0.1", "169.254.169.254"] {
+                        let ip = with(inner.parse().unwrap());
+                        let err = check_ip(ip, &policy).expect_err(&format!("{ip}"));
+                        assert!(err.contains(inner), "{ip}: {err}");
+                    }
+                    let public = with("93.184.216.34".parse().unwrap());
+                    assert!(check_ip(public, &policy).is_ok(), "{public}");
+                }
+            }
+        }
+        // The forms an outside attack used, literally.
+        for ip in [
+            "fec0::1",
+            "2002:7f00:1::",
+            "64:ff9b:1::7f00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "::127.0.0.1",
+            "::ffff:0:7f00:1",
+            "192.88.99.1",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(check_ip(ip.parse().unwrap(), &policy).is_err(), "{ip}");
+        }
     }
 
     #[test]

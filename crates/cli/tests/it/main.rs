@@ -347,3 +347,49 @@ async fn storage_client(endpoint: &str) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
+
+#[test]
+fn proxy_variables_do_not_carry_a_fetch_past_the_guard() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A "proxy" that would fetch anything it is asked for: here it answers with the test file.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let body = testing::zip(&[("eicar.com", &eicar())]);
+    std::thread::spawn(move || {
+        for mut stream in proxy.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    let proxy_url = format!("http://{proxy_addr}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verdict"));
+    for variable in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(variable, &proxy_url);
+    }
+    command.env_remove("NO_PROXY").env_remove("no_proxy");
+    let out = command
+        .args(["scan", "http://localhost:9/files/sample.zip"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stdout(&out).contains("loopback"), "{}", stdout(&out));
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the proxy was asked");
+}

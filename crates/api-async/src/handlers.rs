@@ -105,6 +105,9 @@ fn headers(fields: &Map<String, Value>, name: &str) -> Result<BTreeMap<String, S
             HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
                 ApiError::BadRequest(format!("{name}: {key:?} is not a valid header name"))
             })?;
+            if let Some(reason) = storage::fetch::reserved_header(key) {
+                return Err(ApiError::BadRequest(format!("{name}: {reason}")));
+            }
             HeaderValue::from_str(value).map_err(|_| {
                 ApiError::BadRequest(format!(
                     "{name}.{key}: the value is not a valid header value"

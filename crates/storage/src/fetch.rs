@@ -183,6 +183,7 @@ impl Fetcher {
         headers: &[(String, String)],
     ) -> Result<Download, FetchError> {
         let parsed = self.allowed(url)?;
+        check_headers(url, headers)?;
         let mut request = self.client.get(parsed);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
@@ -230,6 +231,7 @@ impl Fetcher {
         timeout: Duration,
     ) -> Result<u16, FetchError> {
         let parsed = self.allowed(url)?;
+        check_headers(url, headers)?;
         let mut request = self.client.post(parsed).timeout(timeout);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
@@ -284,6 +286,44 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// Headers a caller may not set on a fetch or a callback: the target (`Host`), the framing
+/// (`Content-Length`, `Transfer-Encoding`, `TE`, `Trailer`, `Expect`) and the hop-by-hop ones
+/// (`Connection`, `Keep-Alive`, `Upgrade`, `Proxy-*`). The client sets what it needs of them;
+/// a caller's copy would misroute the request or break its framing.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "expect",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Why a caller may not set the header `name`, if it may not (see [`RESERVED_HEADERS`]).
+pub fn reserved_header(name: &str) -> Option<String> {
+    RESERVED_HEADERS
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+        .then(|| format!("{name} is set by the client itself (routing, framing or a hop-by-hop header) and may not be given"))
+}
+
+/// Refuses a request whose caller headers include a reserved one.
+fn check_headers(url: &str, headers: &[(String, String)]) -> Result<(), FetchError> {
+    match headers.iter().find_map(|(name, _)| reserved_header(name)) {
+        Some(reason) => Err(FetchError::Refused {
+            url: url.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The last path segment of `url` (`report.pdf` of `https://host/a/report.pdf?x=1`), to name
@@ -560,6 +600,46 @@ mod tests {
         ] {
             assert!(check_ip(ip.parse().unwrap(), &policy).is_err(), "{ip}");
         }
+    }
+
+    #[test]
+    fn routing_framing_and_hop_by_hop_headers_are_reserved() {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "TE",
+            "Upgrade",
+            "Proxy-Authorization",
+            "Expect",
+            "Keep-Alive",
+            "Trailer",
+        ] {
+            let reason = reserved_header(name).expect(name);
+            assert!(reason.starts_with(name), "{reason}");
+        }
+        for name in [
+            "Authorization",
+            "X-Api-Key",
+            "Cookie",
+            "User-Agent",
+            "Accept",
+        ] {
+            assert_eq!(reserved_header(name), None, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fetch_with_a_reserved_header_is_refused_before_it_is_sent() {
+        let fetcher = Fetcher::new(FetchPolicy::default()).unwrap();
+        let headers = [("Host".to_owned(), "internal.example".to_owned())];
+        // The address is public, so only the header can be the reason; nothing is sent.
+        let Err(err) = fetcher.get("http://93.184.216.34/x", &headers).await else {
+            panic!("fetched with a Host header");
+        };
+        assert!(matches!(err, FetchError::Refused { .. }), "{err}");
+        assert!(err.to_string().contains("Host"), "{err}");
     }
 
     #[test]

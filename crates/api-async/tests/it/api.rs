@@ -271,6 +271,21 @@ async fn invalid_submissions_are_400_with_the_field_named() {
         ),
         (
             "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "trace_id": "t", "download_headers": {"Host": "internal.example"}}),
+            "download_headers: Host is set by the client",
+        ),
+        (
+            "/api/v1/scan/async/download",
+            json!({"download_url": "https://example.com/a", "callback_url": "https://example.com/cb", "callback_headers": {"Transfer-Encoding": "chunked"}}),
+            "callback_headers: Transfer-Encoding is set by the client",
+        ),
+        (
+            "/api/v1/scan/sync/download",
+            json!({"download_url": "https://example.com/a", "download_headers": {"connection": "close"}}),
+            "download_headers: connection is set by the client",
+        ),
+        (
+            "/api/v1/scan/async/download",
             json!({"download_url": "https://example.com/a", "callback_url": "gopher://example.com/cb"}),
             "callback_url must be an http or https URL",
         ),

@@ -7,7 +7,8 @@ With KIND "documents", the corpus is PDFs (deflated text streams, an attached zi
 (text and HTML bodies, base64 zip and PDF attachments), a few carrying a payload inside.
 
 With KIND "installers", the corpus is disk images, cabinets, NSIS setups and ARJ archives of
-text and random files, written by genisoimage, gcab, makensis and arj.
+text files and program files (slices of this machine's /usr/bin), written by genisoimage, gcab,
+makensis and arj.
 
 usage: make_corpus.py DIR [SIZE_MB] [mixed|documents|installers]   -> prints the number of files that carry a payload
 """
@@ -165,6 +166,21 @@ if kind == "installers":
         script += "".join(f'File "{n}"\n' for n, _ in files) + "SectionEnd\n"
         return tool(files + [("setup.nsi", script.encode())], ["makensis", "-V1", "setup.nsi"], "setup.exe")
 
+    # What installers carry: programs. This machine's own executables stand in for them (the
+    # same bytes on every run here), read in one sorted order; random bytes where there are none.
+    programs = b""
+    for name in sorted(os.listdir("/usr/bin")):
+        path = os.path.join("/usr/bin", name)
+        if os.path.isfile(path) and not os.path.islink(path) and len(programs) < 64 << 20:
+            with open(path, "rb") as f:
+                programs += f.read()
+
+    def program_bytes(n):
+        if len(programs) < n:
+            return random_bytes(n)
+        start = rng.randrange(len(programs) - n + 1)
+        return programs[start:start + n]
+
     put("images/infected.iso", iso([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
     put("cab/infected.cab", cab([("eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
     put("setup/infected.exe", nsis([("tool.bin", PAYLOAD + random_bytes(1000)), ("readme.txt", text(5000))])); infected += 1
@@ -172,7 +188,7 @@ if kind == "installers":
     i = 0
     while written < budget:
         files = [(f"f{j}.txt", text(rng.randint(50_000, 1 << 20))) for j in range(rng.randint(2, 6))]
-        files.append(("data.bin", random_bytes(rng.randint(1, 4) << 20)))
+        files.append(("program.bin", program_bytes(rng.randint(1, 4) << 20)))
         maker = (iso, cab, nsis, arj)[i % 4]
         put(f"{maker.__name__}/setup{i}.{maker.__name__}", maker(files))
         i += 1

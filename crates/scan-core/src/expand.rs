@@ -568,9 +568,9 @@ const MAX_RESTARTS: u32 = 16;
 impl Members<'_, '_> {
     /// Yields `files` cut from the stream that `open` decodes (`what` names it in messages):
     /// the stream is decoded once, in order of the files' offsets, so a container of many
-    /// small files costs one pass. Gaps and refused files are decoded (and counted) but not kept; a file
-    /// that starts before the end of the previous one restarts the decoding, at most
-    /// [`MAX_RESTARTS`] times.
+    /// small files costs one pass. Gaps and refused files are decoded (and counted) but not
+    /// kept; a file that starts before the end of the previous one restarts the decoding, at
+    /// most [`MAX_RESTARTS`] times.
     pub(crate) fn cut<R: Read>(
         &mut self,
         what: &str,

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use scan_core::testing::{self, eicar};
 
@@ -232,13 +234,17 @@ fn clamd_joins_the_embedded_engines_from_the_command_line() {
     assert_eq!(engines, ["clamd", "yara"], "{report}");
 }
 
-/// Serves `body` to every connection on a loopback port, for URL scans.
-fn serve_once_per_connection(body: Vec<u8>) -> String {
+/// Serves `body` to every connection on a loopback port, for URL scans (or as a proxy would,
+/// whatever it is asked): its address, and how many connections it has had.
+fn serve_to_every_connection(body: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&connections);
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
             let head = format!(
@@ -249,6 +255,12 @@ fn serve_once_per_connection(body: Vec<u8>) -> String {
             let _ = stream.write_all(&body);
         }
     });
+    (addr, connections)
+}
+
+/// A URL on a loopback server that serves `body`.
+fn serve_once_per_connection(body: Vec<u8>) -> String {
+    let (addr, _) = serve_to_every_connection(body);
     format!("http://{addr}/files/sample.zip")
 }
 
@@ -350,29 +362,9 @@ async fn storage_client(endpoint: &str) -> aws_sdk_s3::Client {
 
 #[test]
 fn proxy_variables_do_not_carry_a_fetch_past_the_guard() {
-    use std::io::{Read, Write};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     // A "proxy" that would fetch anything it is asked for: here it answers with the test file.
-    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy_addr = proxy.local_addr().unwrap();
-    let asked = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&asked);
-    let body = testing::zip(&[("eicar.com", &eicar())]);
-    std::thread::spawn(move || {
-        for mut stream in proxy.incoming().flatten() {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-        }
-    });
-    let proxy_url = format!("http://{proxy_addr}");
+    let (proxy, asked) = serve_to_every_connection(testing::zip(&[("eicar.com", &eicar())]));
+    let proxy_url = format!("http://{proxy}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_verdict"));
     for variable in [
         "HTTP_PROXY",

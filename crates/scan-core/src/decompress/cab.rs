@@ -138,10 +138,7 @@ impl<R: Read> Read for CabFolder<R> {
                 return Ok(0);
             }
         }
-        let n = buf.len().min(self.out.len() - self.served);
-        buf[..n].copy_from_slice(&self.out[self.served..self.served + n]);
-        self.served += n;
-        Ok(n)
+        Ok(super::serve(&self.out, &mut self.served, buf))
     }
 }
 

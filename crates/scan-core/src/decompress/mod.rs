@@ -201,6 +201,15 @@ impl<R: Read> Read for Capped<'_, R> {
     }
 }
 
+/// Copies what `buf` can take of the decoded bytes in `out` not yet read (from `served` on),
+/// for the decoders that decode a block, a frame or a chunk at a time.
+fn serve(out: &[u8], served: &mut usize, buf: &mut [u8]) -> usize {
+    let n = buf.len().min(out.len() - *served);
+    buf[..n].copy_from_slice(&out[*served..*served + n]);
+    *served += n;
+    n
+}
+
 /// A compression format whose decoder lives here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Codec {

@@ -1,8 +1,9 @@
-//! Carriers that start inside another file, the way self-extracting archives and installers
-//! carry them: archives in a Windows executable (its overlay, or a resource; an NSIS setup's
-//! data), and a zip appended to an image or any other file. Candidates are found by a bounded, linear search for
-//! magic numbers and kept only when the carrier's own identification accepts the data from
-//! there; each becomes a member named `<path>@<offset>`.
+//! Carriers that start inside another file, the way self-extracting archives, installers and
+//! droppers carry them: archives in a Windows executable (its overlay, or a resource; an NSIS
+//! setup's data), Windows executables inside any other data, and a zip appended to an image or
+//! any other file. Candidates are found by a bounded, linear search for magic numbers and kept
+//! only when the carrier's own identification accepts the data from there; each becomes a
+//! member named `<path>@<offset>`.
 
 use memchr::memmem;
 

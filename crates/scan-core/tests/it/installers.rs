@@ -612,7 +612,7 @@ fn arj_payload() -> Vec<u8> {
 async fn arj_archives_of_every_method_are_decoded_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let payload = arj_payload();
-    let exact = scanner_of(dir.path(), Whole::new(&payload, "Test.Whole"));
+    let exact = scanner_of(dir.path(), Whole::of(&payload, "Test.Whole"));
     let files: &[(&str, &[u8])] = &[
         ("docs/readme.txt", b"read me first"),
         ("payload.exe", &payload),
@@ -763,7 +763,7 @@ pub(crate) fn nsis(compressor: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
 async fn nsis_installers_yield_their_files_in_every_compressor() {
     let dir = tempfile::tempdir().unwrap();
     let payload = arj_payload();
-    let exact = scanner_of(dir.path(), Whole::new(&payload, "Test.Whole"));
+    let exact = scanner_of(dir.path(), Whole::of(&payload, "Test.Whole"));
     let files: &[(&str, &[u8])] = &[("readme.txt", b"read me first"), ("payload.exe", &payload)];
     for compressor in ["lzma", "/SOLID lzma", "zlib", "/SOLID zlib"] {
         let setup = nsis(compressor, files);
@@ -835,7 +835,7 @@ async fn setups_whose_contents_are_encoded_are_not_clean() {
 async fn symbian_installers_yield_their_files_by_destination() {
     let dir = tempfile::tempdir().unwrap();
     let payload = arj_payload();
-    let exact = scanner_of(dir.path(), Whole::new(&payload, "Test.Whole"));
+    let exact = scanner_of(dir.path(), Whole::of(&payload, "Test.Whole"));
     let files: &[(&str, &[u8])] = &[("readme.txt", b"read me"), ("sys\\bin\\app.exe", &payload)];
     for stored in [false, true] {
         let report = scan(&exact, "app.sis", testing::sis(files, stored)).await;
@@ -908,7 +908,7 @@ async fn executables_inside_other_data_are_found() {
     let mut blob = vec![0x11u8; 5000];
     blob.extend_from_slice(&program);
     blob.extend_from_slice(&[0x22; 5000]);
-    let exact = scanner_of(dir.path(), Whole::new(&program, "Test.Whole"));
+    let exact = scanner_of(dir.path(), Whole::of(&program, "Test.Whole"));
     let report = scan(&exact, "blob.bin", blob).await;
     assert_eq!(paths(&report), ["blob.bin@5000"], "{report:#?}");
     // `MZ` in data, with or without a pointer that leads nowhere, is just data.

@@ -1,4 +1,5 @@
-//! Shared helpers: a byte-string engine and scanners configured for tests.
+//! Shared helpers: engines that match byte strings or whole objects, and scanners configured
+//! for tests.
 
 use std::sync::Arc;
 
@@ -9,101 +10,74 @@ use scan_core::{
     SpoolConfig, Verdict,
 };
 
-/// A real engine for tests: reports `name` when an object starts with `needle` (anchored, like
-/// the EICAR definition, so containers that store members uncompressed do not match too).
-pub(crate) struct Needle {
-    pub(crate) needle: Vec<u8>,
-    pub(crate) name: &'static str,
+/// A real engine for tests: reports `name` for every object `matches` accepts.
+pub(crate) struct Matching<F> {
+    engine: &'static str,
+    finding: &'static str,
+    matches: F,
 }
+
+#[async_trait]
+impl<F: Fn(&[u8]) -> bool + Send + Sync> Engine for Matching<F> {
+    fn name(&self) -> &str {
+        self.engine
+    }
+
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+        Ok(if (self.matches)(object.data) {
+            vec![Finding::new(self.finding)]
+        } else {
+            Vec::new()
+        })
+    }
+
+    async fn health(&self) -> Result<String, EngineError> {
+        Ok("ready".into())
+    }
+}
+
+/// Objects that start with a byte string (anchored, like the EICAR definition, so containers
+/// that store members uncompressed do not match too).
+pub(crate) struct Needle;
 
 impl Needle {
-    pub(crate) fn eicar() -> Self {
-        Needle {
-            needle: eicar(),
-            name: "EICAR-Test",
+    pub(crate) fn eicar() -> Matching<impl Fn(&[u8]) -> bool + Send + Sync + use<>> {
+        let needle = eicar();
+        Matching {
+            engine: "needle",
+            finding: "EICAR-Test",
+            matches: move |data: &[u8]| data.starts_with(&needle),
         }
     }
 }
 
-#[async_trait]
-impl Engine for Needle {
-    fn name(&self) -> &str {
-        "needle"
-    }
-
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
-        let found = object.data.starts_with(&self.needle);
-        Ok(if found {
-            vec![Finding::new(self.name)]
-        } else {
-            Vec::new()
-        })
-    }
-
-    async fn health(&self) -> Result<String, EngineError> {
-        Ok("ready".into())
-    }
-}
-
-/// A real engine for tests that must see a member decoded byte for byte: reports `name` when
-/// an object's SHA-256 is that of `data`.
-pub(crate) struct Whole {
-    sha256: [u8; 32],
-    name: &'static str,
-}
+/// Objects that are `data` byte for byte (by SHA-256), for tests that must see a member
+/// decoded exactly.
+pub(crate) struct Whole;
 
 impl Whole {
-    pub(crate) fn new(data: &[u8], name: &'static str) -> Self {
+    pub(crate) fn of(
+        data: &[u8],
+        name: &'static str,
+    ) -> Matching<impl Fn(&[u8]) -> bool + Send + Sync + use<>> {
         use sha2::Digest;
-        Whole {
-            sha256: sha2::Sha256::digest(data).into(),
-            name,
+        let digest: [u8; 32] = sha2::Sha256::digest(data).into();
+        Matching {
+            engine: "whole",
+            finding: name,
+            matches: move |data: &[u8]| <[u8; 32]>::from(sha2::Sha256::digest(data)) == digest,
         }
     }
 }
 
-#[async_trait]
-impl Engine for Whole {
-    fn name(&self) -> &str {
-        "whole"
-    }
-
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
-        use sha2::Digest;
-        let digest: [u8; 32] = sha2::Sha256::digest(object.data).into();
-        Ok(if digest == self.sha256 {
-            vec![Finding::new(self.name)]
-        } else {
-            Vec::new()
-        })
-    }
-
-    async fn health(&self) -> Result<String, EngineError> {
-        Ok("ready".into())
-    }
-}
-
-/// A scanner with one engine, default limits, spooling into `spool_dir`.
-pub(crate) fn scanner_of(spool_dir: &std::path::Path, engine: impl Engine + 'static) -> Scanner {
+/// A scanner with one engine and `limits`, spooling into `spool_dir`.
+fn scanner_of_with(
+    spool_dir: &std::path::Path,
+    engine: impl Engine + 'static,
+    limits: Limits,
+) -> Scanner {
     Scanner::builder()
         .engine(engine)
-        .spool(SpoolConfig {
-            memory_threshold: 64 * 1024,
-            temp_dir: Some(spool_dir.to_owned()),
-            max_input_size: None,
-        })
-        .build()
-        .expect("scanner")
-}
-
-/// A scanner with the EICAR needle engine, default limits, spooling into `spool_dir`.
-pub(crate) fn scanner(spool_dir: &std::path::Path) -> Scanner {
-    scanner_with(spool_dir, Limits::default())
-}
-
-pub(crate) fn scanner_with(spool_dir: &std::path::Path, limits: Limits) -> Scanner {
-    Scanner::builder()
-        .engine(Needle::eicar())
         .limits(limits)
         .spool(SpoolConfig {
             // Small, so tests exercise the file-backed path too.
@@ -113,6 +87,21 @@ pub(crate) fn scanner_with(spool_dir: &std::path::Path, limits: Limits) -> Scann
         })
         .build()
         .expect("scanner")
+}
+
+/// A scanner with one engine, default limits, spooling into `spool_dir`.
+pub(crate) fn scanner_of(spool_dir: &std::path::Path, engine: impl Engine + 'static) -> Scanner {
+    scanner_of_with(spool_dir, engine, Limits::default())
+}
+
+/// A scanner with the EICAR needle engine, default limits, spooling into `spool_dir`.
+pub(crate) fn scanner(spool_dir: &std::path::Path) -> Scanner {
+    scanner_with(spool_dir, Limits::default())
+}
+
+/// A scanner with the EICAR needle engine and `limits`.
+pub(crate) fn scanner_with(spool_dir: &std::path::Path, limits: Limits) -> Scanner {
+    scanner_of_with(spool_dir, Needle::eicar(), limits)
 }
 
 pub(crate) async fn scan(scanner: &Scanner, name: &str, bytes: Vec<u8>) -> Report {

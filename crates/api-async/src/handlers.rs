@@ -391,8 +391,22 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiEr
 /// `POST /api/v1/scan/sync/binary`: the raw body is the file.
 pub(crate) async fn sync_binary(
     State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    // A body announced as larger than the limit is answered before a byte of it is read (and
+    // before it takes a scan slot).
+    let declared = request_headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    if let Err(InputError::TooLarge { limit }) =
+        state.scanner.spool_config().check_declared(declared)
+    {
+        return Err(ApiError::TooLarge(format!(
+            "the body is larger than the limit of {limit} bytes"
+        )));
+    }
     let _slot = state.sync_slot()?;
     let idle = state.settings.upload_idle_timeout;
     // Each chunk must arrive within `idle`; a stall ends the stream with TimedOut.

@@ -120,6 +120,12 @@ pub(crate) async fn scan(
     State(state): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Json<ScanResponse>, ApiError> {
+    // A body announced as larger than the limit is answered before a byte of it is read (and
+    // before it takes a scan slot).
+    let spool = state.scanner.spool_config().clone();
+    spool
+        .check_declared(declared_length(request.headers()))
+        .map_err(input_error)?;
     let _permit = Arc::clone(&state.scans)
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy)?;
@@ -128,7 +134,6 @@ pub(crate) async fn scan(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let spool = state.scanner.spool_config().clone();
     let (name, input, upload_to) = if content_type.to_ascii_lowercase().starts_with("multipart/") {
         read_multipart(content_type, request, &spool, state.upload_idle_timeout).await?
     } else {
@@ -143,6 +148,14 @@ pub(crate) async fn scan(
         (name, input, upload_to)
     };
     answer(&state, &name, input, upload_to).await.map(Json)
+}
+
+/// The body's length as its `Content-Length` announces it.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -66,6 +66,16 @@ impl SpoolSettings {
 }
 
 impl SpoolConfig {
+    /// Refuses an input whose declared length (an HTTP `Content-Length`, an object's size) is
+    /// already over [`SpoolConfig::max_input_size`], so it is turned away before a byte of it
+    /// is read.
+    pub fn check_declared(&self, length: Option<u64>) -> Result<(), InputError> {
+        match (length, self.max_input_size) {
+            (Some(length), Some(limit)) if length > limit => Err(InputError::TooLarge { limit }),
+            _ => Ok(()),
+        }
+    }
+
     fn temp_file(&self) -> io::Result<File> {
         match &self.temp_dir {
             Some(dir) => tempfile::tempfile_in(dir),

@@ -574,3 +574,26 @@ async fn the_openapi_document_lists_every_endpoint_and_the_result_fields() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_body_announced_over_the_limit_is_413_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(|c| c.max_body_bytes = Some(1 << 20)).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The head alone: the server must not wait for 2 MiB that the limit refuses anyway (the
+    // idle timeout is the default minute, so waiting would fail the read below).
+    let head = format!(
+        "POST /api/v1/scan/sync/binary HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {}\r\n\r\n",
+        2 << 20
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("the server should answer from the head")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("limit of 1048576 bytes"), "{answer}");
+}

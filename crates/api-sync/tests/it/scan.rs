@@ -383,3 +383,31 @@ async fn an_upload_that_stalls_gets_408_and_frees_its_slot() {
     assert_eq!(body["result"], "Clean");
     assert_eq!(std::fs::read_dir(server.spool_dir()).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn an_upload_announced_over_the_limit_is_413_before_it_is_sent() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start_with(|c| c.max_body_bytes = Some(1 << 20)).await;
+    let token = server.token().await;
+    // The head alone, for both body kinds: the server must not wait for 2 MiB that the limit
+    // refuses anyway (the idle timeout is the default minute, so waiting fails the read).
+    for content_type in [
+        "application/octet-stream",
+        "multipart/form-data; boundary=b",
+    ] {
+        let mut socket = server
+            .start_raw_upload(&token, content_type, 2 << 20, "")
+            .await;
+        let mut answer = vec![0u8; 4096];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut answer))
+                .await
+                .expect("the server should answer from the head")
+                .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "{content_type}: {answer}"
+        );
+    }
+}

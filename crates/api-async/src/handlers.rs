@@ -194,9 +194,14 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
         None
     } else {
         let trace = job.spec.trace_id.as_deref().unwrap_or_default();
+        let Some(base) = state.base_url(request_headers) else {
+            return ApiError::BadRequest(
+                "the Host header is not a host name with an optional port, so no result address can be given; set public_url or send a valid Host".to_owned(),
+            )
+            .into_response();
+        };
         let location = format!(
-            "{}/api/v1/scan/async/result?trace_id={}",
-            state.base_url(request_headers),
+            "{base}/api/v1/scan/async/result?trace_id={}",
             url::form_urlencoded::byte_serialize(trace.as_bytes()).collect::<String>()
         );
         match HeaderValue::from_str(&location) {

@@ -185,16 +185,20 @@ impl AppState {
         report
     }
 
-    /// Where clients reach us: the configured public URL, or `http://<Host>`.
-    pub(crate) fn base_url(&self, headers: &HeaderMap) -> String {
+    /// Where clients reach us: the configured public URL, or `http://<Host>` when the `Host`
+    /// header is a plain host and optional port (anything else, such as
+    /// `evil.example/phish?` or `user@host`, would put another address in `Location`: `None`).
+    pub(crate) fn base_url(&self, headers: &HeaderMap) -> Option<String> {
         if let Some(url) = &self.settings.public_url {
-            return url.clone();
+            return Some(url.clone());
         }
         let host = headers
             .get(axum::http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
-        format!("http://{host}")
+        let authority: axum::http::uri::Authority = host.parse().ok()?;
+        (authority.as_str() == host && !host.contains('@') && !authority.host().is_empty())
+            .then(|| format!("http://{host}"))
     }
 }
 

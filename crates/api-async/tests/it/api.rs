@@ -597,3 +597,45 @@ async fn a_body_announced_over_the_limit_is_413_before_it_is_sent() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("limit of 1048576 bytes"), "{answer}");
 }
+
+#[tokio::test]
+async fn only_a_plain_host_header_becomes_the_base_of_location() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start().await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let submit = |host: &'static str, trace: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let body = format!(
+                r#"{{"download_url": "https://example.com/a.zip", "trace_id": "{trace}"}}"#
+            );
+            let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let request = format!(
+                "POST /api/v1/scan/async/download HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            socket.read_to_string(&mut answer).await.unwrap();
+            answer
+        }
+    };
+    for (host, trace) in [
+        ("evil.example/phish?", "a"),
+        ("user@evil.example", "b"),
+        ("evil.example#x", "c"),
+    ] {
+        let answer = submit(host, trace).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("location:"),
+            "{host}: {answer}"
+        );
+    }
+    let answer = submit("scan.internal:8090", "d").await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(
+        answer.contains("location: http://scan.internal:8090/api/v1/scan/async/result?trace_id=d"),
+        "{answer}"
+    );
+}

@@ -628,6 +628,10 @@ async fn only_a_plain_host_header_becomes_the_base_of_location() {
         let answer = submit(host, trace).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
         assert!(
+            answer.contains("the Host header is not a host name"),
+            "{host}: {answer}"
+        );
+        assert!(
             !answer.to_ascii_lowercase().contains("location:"),
             "{host}: {answer}"
         );

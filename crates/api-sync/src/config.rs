@@ -25,6 +25,11 @@ pub struct Config {
     pub max_body_bytes: Option<u64>,
     /// Scans running at once; more are answered 503.
     pub max_concurrent_scans: usize,
+    /// Password checks running at once (each argon2 check takes about 19 MiB); 0 means one per
+    /// core. A login that cannot start one within `login_wait_ms` is answered 503.
+    pub max_concurrent_logins: usize,
+    /// How long a login waits for a password check to be free, in milliseconds.
+    pub login_wait_ms: u64,
     /// An upload that sends nothing for this many seconds is ended with 408, so a client that
     /// stalls cannot hold a scan slot forever.
     pub upload_idle_timeout_secs: u64,
@@ -50,6 +55,8 @@ impl Default for Config {
             token: TokenConfig::default(),
             max_body_bytes: Some(8 << 30),
             max_concurrent_scans: 32,
+            max_concurrent_logins: 0,
+            login_wait_ms: 2000,
             upload_idle_timeout_secs: 60,
             tag_existing: false,
             limits: Limits::default(),

@@ -51,13 +51,23 @@ pub(crate) async fn token(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    // The throttle above runs first, so a throttled guess never reaches the hash.
+    let permit = tokio::time::timeout(
+        state.login_wait,
+        Arc::clone(&state.password_checks).acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::Busy)?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let checker = Arc::clone(&state);
     let user = login.username.clone();
     // argon2 is deliberately slow CPU work: keep it off the reactor.
-    let valid =
-        tokio::task::spawn_blocking(move || checker.users.current().verify(&user, &login.password))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let valid = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        checker.users.current().verify(&user, &login.password)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !valid {
         state.throttle.failed(client.ip());
         tracing::info!(client = %client.ip(), "failed login");

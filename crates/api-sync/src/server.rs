@@ -38,6 +38,11 @@ pub struct AppState {
     pub throttle: Throttle,
     /// Bounds scans at once.
     pub scans: Arc<Semaphore>,
+    /// Bounds password checks at once: argon2's memory is the cost of a login, so parallel
+    /// wrong guesses cannot grow the process without bound.
+    pub password_checks: Arc<Semaphore>,
+    /// How long a login waits for a password check.
+    pub login_wait: Duration,
     /// Metrics.
     pub metrics: Metrics,
     /// Tag scanned existing objects.
@@ -74,6 +79,11 @@ impl AppState {
             tokens: Tokens::new(&key, Duration::from_secs(config.token.ttl_secs)),
             throttle: Throttle::default(),
             scans: Arc::new(Semaphore::new(config.max_concurrent_scans.max(1))),
+            password_checks: Arc::new(Semaphore::new(match config.max_concurrent_logins {
+                0 => std::thread::available_parallelism().map_or(2, usize::from),
+                n => n,
+            })),
+            login_wait: Duration::from_millis(config.login_wait_ms),
             metrics: Metrics::default(),
             tag_existing: config.tag_existing,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),

@@ -164,3 +164,43 @@ async fn users_added_while_running_can_log_in() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn password_checks_past_the_limit_are_503_not_queued_without_bound() {
+    // One argon2 check at a time and no waiting: guesses sent together find it taken.
+    let server = Server::start_with(|c| {
+        c.max_concurrent_logins = 1;
+        c.login_wait_ms = 0;
+    })
+    .await;
+    let guesses = (0..6).map(|i| {
+        server
+            .client
+            .post(server.url("/api/Token"))
+            .json(&serde_json::json!({ "username": USER, "password": format!("guess {i}") }))
+            .send()
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let mut busy = 0;
+    for answer in answers {
+        let answer = answer.unwrap();
+        match answer.status().as_u16() {
+            401 => {}
+            503 => {
+                busy += 1;
+                assert_eq!(answer.headers()["retry-after"], "1");
+            }
+            other => panic!("a guess got {other}"),
+        }
+    }
+    assert!(busy >= 1, "six guesses at once all got a password check");
+    // The check is free again afterwards: the right password still logs in.
+    let response = server
+        .client
+        .post(server.url("/api/Token"))
+        .json(&serde_json::json!({ "username": USER, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -64,7 +64,13 @@ pub(crate) async fn token(
     // argon2 is deliberately slow CPU work: keep it off the reactor.
     let valid = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        checker.users.current().verify(&user, &login.password)
+        let mut memory = checker.check_memory.take();
+        let valid = checker
+            .users
+            .current()
+            .verify_in(&user, &login.password, &mut memory);
+        checker.check_memory.give(memory);
+        valid
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;

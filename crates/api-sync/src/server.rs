@@ -43,6 +43,8 @@ pub struct AppState {
     pub password_checks: Arc<Semaphore>,
     /// How long a login waits for a password check.
     pub login_wait: Duration,
+    /// argon2's working memory, one set per password check that may run.
+    pub check_memory: crate::users::CheckMemory,
     /// Metrics.
     pub metrics: Metrics,
     /// Tag scanned existing objects.
@@ -84,6 +86,7 @@ impl AppState {
                 n => n,
             })),
             login_wait: Duration::from_millis(config.login_wait_ms),
+            check_memory: crate::users::CheckMemory::default(),
             metrics: Metrics::default(),
             tag_existing: config.tag_existing,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// The users file could not be read or written, or an entry is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -90,17 +90,65 @@ impl Users {
 
     /// Whether `name` exists and `password` is right. Takes the same time for unknown names.
     pub fn verify(&self, name: &str, password: &str) -> bool {
+        self.verify_in(name, password, &mut Vec::new())
+    }
+
+    /// [`Users::verify`] with argon2's working memory in `memory` (grown to what the hash's
+    /// parameters need, and kept by the caller for the next check).
+    pub fn verify_in(&self, name: &str, password: &str, memory: &mut Vec<Block>) -> bool {
         let (hash, known) = match self.hashes.get(name) {
             Some(hash) => (hash.as_str(), true),
             None => (self.decoy.as_str(), false),
         };
-        let Ok(parsed) = PasswordHash::new(hash) else {
-            return false;
-        };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        matches && known
+        check(hash, password, memory).unwrap_or(false) && known
+    }
+}
+
+/// Whether `password` matches the argon2 PHC string `hash`, computed in `memory`.
+fn check(hash: &str, password: &str, memory: &mut Vec<Block>) -> Option<bool> {
+    let parsed = PasswordHash::new(hash).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = parsed
+        .version
+        .map_or(Some(Version::default()), |v| Version::try_from(v).ok())?;
+    let expected = parsed.hash?;
+    let mut salt = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
+        .ok()?;
+    // `Output`'s comparison takes the same time wherever the bytes differ.
+    Some(password_hash::Output::new(&out).ok()? == expected)
+}
+
+/// Working memory for password checks, kept between them. Each argon2 check needs about
+/// 19 MiB; allocated afresh, that much is kept by the allocator on each thread that ran a
+/// check, so a burst of logins would leave the process hundreds of MiB larger. A check
+/// borrows one set of blocks and gives it back; there are as many sets as checks may run.
+#[derive(Debug, Default)]
+pub struct CheckMemory {
+    free: std::sync::Mutex<Vec<Vec<Block>>>,
+}
+
+impl CheckMemory {
+    /// A set of blocks to check a password in (empty the first time; it grows on first use).
+    pub fn take(&self) -> Vec<Block> {
+        self.free
+            .lock()
+            .map(|mut free| free.pop().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Gives a set back for the next check.
+    pub fn give(&self, blocks: Vec<Block>) {
+        if let Ok(mut free) = self.free.lock() {
+            free.push(blocks);
+        }
     }
 }
 
@@ -217,5 +265,35 @@ mod tests {
                 .contains("new-secret")
         );
         assert!(add_user(&path, "bad name", "x").is_err());
+    }
+
+    #[test]
+    fn checks_reuse_their_memory_and_agree_with_the_reference_verifier() {
+        use argon2::PasswordVerifier;
+        let hash = hash_password("right one").unwrap();
+        let parsed = PasswordHash::new(&hash).unwrap();
+        let memory = CheckMemory::default();
+        let mut blocks = memory.take();
+        for (password, right) in [
+            ("right one", true),
+            ("wrong one", false),
+            ("right one", true),
+        ] {
+            assert_eq!(
+                check(&hash, password, &mut blocks),
+                Some(right),
+                "{password}"
+            );
+            let reference = Argon2::default().verify_password(password.as_bytes(), &parsed);
+            assert_eq!(reference.is_ok(), right, "{password}");
+        }
+        let needed = Params::try_from(&parsed).unwrap().block_count();
+        assert_eq!(blocks.len(), needed);
+        let address = blocks.as_ptr();
+        memory.give(blocks);
+        // The same set comes back for the next check, already grown.
+        let again = memory.take();
+        assert_eq!((again.as_ptr(), again.len()), (address, needed));
+        assert_eq!(check("not a hash", "x", &mut Vec::new()), None);
     }
 }

@@ -43,6 +43,29 @@ const DOCUMENTS: &[(&str, &str)] = &[
     ("clam.impl.zip", "clam.impl.zip/CLAM.EXE"),
     ("clam-nsis.exe", "clam-nsis.exe@46080/block-1"),
     ("clam.sis", "clam.sis/clam.exe"),
+    // Archives and compressed files.
+    ("clam.exe", "clam.exe"),
+    ("clam.7z", "clam.7z/clam.exe"),
+    ("clam.zip", "clam.zip/clam.exe"),
+    ("clam.bz2.zip", "clam.bz2.zip/clam.exe"),
+    ("clam.d64.zip", "clam.d64.zip/clam.exe"),
+    ("clam.exe.bz2", "clam.exe.bz2/clam.exe"),
+    ("clam.tar.gz", "clam.tar.gz/clam.tar/clam.exe"),
+    ("clam.newc.cpio", "clam.newc.cpio/clam.exe"),
+];
+
+/// Executables of ClamAV's test set packed by packers that are not unpacked (exotic ones, and
+/// yoda's crypter over UPX): scanned as they are, which finds nothing here, and never taken
+/// for damaged or unscannable.
+const PACKED: &[&str] = &[
+    "clam-aspack.exe",
+    "clam-fsg.exe",
+    "clam-mew.exe",
+    "clam-pespin.exe",
+    "clam-petite.exe",
+    "clam-upack.exe",
+    "clam-wwpack.exe",
+    "clam-yc.exe",
 ];
 
 #[tokio::test]
@@ -72,6 +95,21 @@ async fn clamav_test_carriers_are_found_by_a_hash_signature() {
             assert!(report.problems.is_empty(), "{file}: {:?}", report.problems);
         }
     }
+    for file in PACKED {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let report = scan(&scanner, file, bytes).await;
+        assert_eq!(report.verdict, Verdict::Clean, "{file}: {report:#?}");
+    }
+    // Seventeen levels of tar.gz: found, and the level past the depth limit is reported.
+    let nested = std::fs::read(dir.join("clam_cache_emax.tgz")).unwrap();
+    let report = scan(&scanner, "clam_cache_emax.tgz", nested).await;
+    assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
+    assert!(
+        report
+            .limits_hit()
+            .contains(&scan_core::Limit::MaxRecursion),
+        "{report:#?}"
+    );
     // Setups whose payload is in a form not unpacked (InstallShield cabinets and encoded
     // streams, AutoIt's encrypted scripts) are recognised and reported, never clean.
     for file in [

@@ -158,10 +158,17 @@ async fn require_token(
                 "the Authorization header must be Bearer <accessToken>".to_owned(),
             )
         })?;
-    let claims = state
-        .tokens
-        .verify(token.trim())
-        .map_err(|e| ApiError::Unauthorized(format!("invalid or expired token: {e}")))?;
+    // One answer for every way a token is wrong; the reason goes to the log only, so the
+    // parser's words never reach the caller.
+    let refused = |why: &str| {
+        tracing::info!(reason = why, "token refused");
+        ApiError::Unauthorized("invalid or expired token".to_owned())
+    };
+    let claims = state.tokens.verify(token.trim()).map_err(|e| refused(&e))?;
+    // A user removed from the users file since the token was issued is logged out.
+    if !state.users.current().contains(&claims.sub) {
+        return Err(refused("the token's user no longer exists"));
+    }
     tracing::debug!(user = %claims.sub, "authenticated");
     Ok(next.run(request).await)
 }

@@ -88,6 +88,12 @@ impl Users {
         self.hashes.is_empty()
     }
 
+    /// Whether a user of this name exists (a token names its user; one removed since the token
+    /// was issued is refused).
+    pub fn contains(&self, name: &str) -> bool {
+        self.hashes.contains_key(name)
+    }
+
     /// Whether `name` exists and `password` is right. Takes the same time for unknown names.
     pub fn verify(&self, name: &str, password: &str) -> bool {
         self.verify_in(name, password, &mut Vec::new())

@@ -1,5 +1,6 @@
 //! `LocalStore`: a directory as the root of buckets (one folder each). Keys can never leave it:
-//! `..`, absolute paths, NUL bytes and symbolic links anywhere on the way are refused.
+//! `..`, absolute paths, NUL bytes and symbolic links anywhere on the way are refused, and so are
+//! names of the form of the scan-tags file kept beside each object.
 
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
@@ -15,6 +16,9 @@ use crate::{ByteReader, ObjectInfo, ObjectRef, ObjectStore, StorageError};
 pub struct LocalStore {
     root: PathBuf,
 }
+
+/// The end of the name of the file beside each object that holds its scan tags.
+const TAGS_SUFFIX: &str = ".tags.json";
 
 impl LocalStore {
     /// A store rooted at `root` (created if missing).
@@ -49,6 +53,14 @@ impl LocalStore {
         if parts == 0 || key.contains('\0') || key.ends_with('/') {
             return Err(StorageError::InvalidName(format!(
                 "key {key:?} is not a file name"
+            )));
+        }
+        // `.<name>.tags.json` beside a file holds its scan tags: an object of that name would
+        // overwrite another object's tags.
+        let file_name = path.file_name().map(|n| n.to_string_lossy());
+        if file_name.is_some_and(|n| n.starts_with('.') && n.ends_with(TAGS_SUFFIX)) {
+            return Err(StorageError::InvalidName(format!(
+                "key {key:?} has the form of a scan-tags file (.NAME{TAGS_SUFFIX}), which this store keeps beside each object"
             )));
         }
         // A link anywhere between the bucket and the file could point outside the root.
@@ -92,13 +104,14 @@ impl LocalStore {
         }
     }
 
+    /// Where `bucket`/`key`'s scan tags are kept: `.<file name>.tags.json` beside it.
     fn tags_path(&self, bucket: &str, key: &str) -> Result<PathBuf, StorageError> {
         let file = self.path(bucket, key)?;
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(file.with_file_name(format!(".{name}.tags.json")))
+        Ok(file.with_file_name(format!(".{name}{TAGS_SUFFIX}")))
     }
 }
 
@@ -222,6 +235,8 @@ mod tests {
             "link/file",
             "",
             "dir/",
+            ".y.txt.tags.json",
+            "x/.report.pdf.tags.json",
         ] {
             let err = store.path("bucket", key).unwrap_err();
             assert!(matches!(err, StorageError::InvalidName(_)), "{key}: {err}");

@@ -1,7 +1,10 @@
 //! Verdict's storage: [`ObjectStore`] over S3 ([`S3Store`]) and a local directory
-//! ([`LocalStore`], the embedded default), and [`fetch`]: guarded HTTP(S) downloads for URL scans.
+//! ([`LocalStore`], the embedded default), [`fetch`]: guarded HTTP(S)
+//! downloads for URL scans; and, with the feature `edge`, the servers' shared HTTP edge.
 
 mod config;
+#[cfg(feature = "edge")]
+pub mod edge;
 pub mod fetch;
 mod local;
 mod s3;

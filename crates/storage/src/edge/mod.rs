@@ -1,0 +1,170 @@
+//! The servers' edge (feature `edge`): what `verdict-sync` and `verdict-async` both need between
+//! the socket and their handlers, written once: the listener with its limits ([`serve`]), request
+//! bodies that may not stall ([`body`]), the JSON error body ([`error_response`]), logging that
+//! cannot be forged by what callers send ([`init_logging`]), the shutdown signal, and the
+//! in-flight gauge that cannot leak ([`InFlight`]).
+//!
+//! It lives in the storage crate because that is the one crate below both servers that already
+//! speaks HTTP (the guarded fetch); scan-core stays free of service concerns, and neither server
+//! depends on the other.
+
+pub mod body;
+mod listen;
+mod log;
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Deserialize;
+
+pub use listen::serve;
+pub use log::{init_logging, shutdown_signal};
+
+/// The `[http]` section of both servers' configuration: limits on connections and requests.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Seconds a client has to send a request's headers, counted from when the connection is
+    /// ready for a request: on a new connection and between requests on a kept-alive one, so it
+    /// is also the keep-alive idle timeout.
+    pub header_timeout_secs: u64,
+    /// Open connections at most; past it, new connections wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), bytes; larger heads get 431.
+    pub max_header_bytes: usize,
+    /// On shutdown, seconds in-flight requests get to finish before their connections close.
+    pub drain_secs: u64,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>`; when unset it is open
+    /// (like `/health`), for a scraper on a trusted network.
+    pub metrics_token: Option<String>,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            header_timeout_secs: 10,
+            max_connections: 512,
+            max_header_bytes: 64 * 1024,
+            drain_secs: 30,
+            metrics_token: None,
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// The header timeout as a duration (at least one second).
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.max(1))
+    }
+
+    /// Whether a `/metrics` request with these headers may read the metrics.
+    pub fn metrics_allowed(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(expected) = &self.metrics_token else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
+        given.is_some_and(|given| constant_time_eq(given.trim().as_bytes(), expected.as_bytes()))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The error body both APIs answer with: `{"error": message, "status": code}`, with
+/// `Retry-After` on 503 and 429 and `WWW-Authenticate: Bearer` on 401. The message must be fit
+/// for the caller: the cause of a 5xx belongs in the log, not here.
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    let mut response = (
+        status,
+        Json(serde_json::json!({ "error": message, "status": status.as_u16() })),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if matches!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Counts one unit of work in a gauge for as long as it lives, so a request whose client goes
+/// away (its future dropped mid-scan) still leaves the gauge right.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl InFlight {
+    /// Increments `gauge` until the guard is dropped.
+    pub fn enter(gauge: &Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_token_is_checked_exactly() {
+        let open = EdgeConfig::default();
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(open.metrics_allowed(&headers), "no token configured: open");
+        let closed = EdgeConfig {
+            metrics_token: Some("s3cret-token".to_owned()),
+            ..EdgeConfig::default()
+        };
+        assert!(!closed.metrics_allowed(&headers));
+        for (given, allowed) in [
+            ("Bearer s3cret-token", true),
+            ("bearer s3cret-token", true),
+            ("Bearer s3cret-toke", false),
+            ("Bearer s3cret-token2", false),
+            ("Basic s3cret-token", false),
+        ] {
+            headers.insert(header::AUTHORIZATION, given.parse().unwrap());
+            assert_eq!(closed.metrics_allowed(&headers), allowed, "{given}");
+        }
+    }
+
+    #[test]
+    fn the_gauge_comes_back_down_when_the_guard_is_dropped() {
+        let gauge = Gauge::default();
+        let first = InFlight::enter(&gauge);
+        let second = InFlight::enter(&gauge);
+        assert_eq!(gauge.get(), 2);
+        drop(first);
+        assert_eq!(gauge.get(), 1);
+        drop(second);
+        assert_eq!(gauge.get(), 0);
+    }
+
+    #[test]
+    fn error_bodies_carry_their_headers() {
+        let busy = error_response(StatusCode::SERVICE_UNAVAILABLE, "busy");
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let refused = error_response(StatusCode::UNAUTHORIZED, "no");
+        assert_eq!(refused.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert!(!refused.headers().contains_key(header::RETRY_AFTER));
+    }
+}

@@ -9,6 +9,7 @@ use scan_core::Limits;
 use scan_core::SpoolSettings;
 use serde::Deserialize;
 use storage::StorageConfig;
+use storage::edge::EdgeConfig;
 use storage::fetch::FetchSettings;
 
 /// The whole configuration file.
@@ -45,6 +46,8 @@ pub struct Config {
     pub fetch: FetchSettings,
     /// Engines; the embedded YARA engine when empty.
     pub engines: Vec<EngineConfig>,
+    /// Connection limits, timeouts, and the metrics token.
+    pub http: EdgeConfig,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             fetch: FetchSettings::default(),
             engines: Vec::new(),
+            http: EdgeConfig::default(),
         }
     }
 }

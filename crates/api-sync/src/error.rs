@@ -1,7 +1,6 @@
 //! One error type for every handler: a stable JSON body (`{"error": ..., "status": ...}`), the
 //! real cause of a 5xx in the log and a generic sentence for the client.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -29,6 +28,9 @@ pub enum ApiError {
     /// Too many scans at once.
     #[error("the server is busy; retry shortly")]
     Busy,
+    /// Too many failed logins: the next attempt may run after this long.
+    #[error("too many failed logins; retry in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     /// A service behind us (storage, the URL's server) failed.
     #[error("{0}")]
     BadGateway(String),
@@ -47,6 +49,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -63,17 +66,28 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": message, "status": status.as_u16() })),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        let mut response = storage::edge::error_response(status, &message);
+        if let ApiError::Throttled(wait) = self {
+            let secs = wait.as_secs().max(1).to_string();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&secs) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
         }
         response
+    }
+}
+
+impl From<storage::edge::body::BodyError> for ApiError {
+    fn from(err: storage::edge::body::BodyError) -> Self {
+        use storage::edge::body::BodyError as B;
+        match err {
+            e @ B::Stalled(_) => ApiError::Timeout(e.to_string()),
+            e @ B::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            e @ B::Spool(_) => ApiError::Internal(e.to_string()),
+            e => ApiError::BadRequest(e.to_string()),
+        }
     }
 }
 

@@ -10,12 +10,11 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use futures::{Stream, StreamExt};
-use scan_core::{
-    InputBuilder, InputError, Report, ScanInput, SpoolConfig, SyncScanResponse, Verdict,
-};
+use scan_core::{InputError, Report, ScanInput, SpoolConfig, SyncScanResponse, Verdict};
 use serde::{Deserialize, Serialize};
 use storage::ObjectRef;
+use storage::edge::InFlight;
+use storage::edge::body::{self, Form};
 use storage::fetch::FetchError;
 
 use crate::error::ApiError;
@@ -23,6 +22,8 @@ use crate::server::AppState;
 
 /// Text fields (`uploadTo`, `composite`, `url`) are small; anything longer is refused.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
+/// The multipart preamble and each part's head must end within this many bytes.
+const MAX_PART_HEAD: usize = 16 * 1024;
 
 #[derive(Deserialize)]
 struct Login {
@@ -47,7 +48,10 @@ pub(crate) async fn token(
             "the body must be JSON {{\"username\": ..., \"password\": ...}}: {e}"
         ))
     })?;
-    let delay = state.throttle.delay(client.ip());
+    let delay = state
+        .throttle
+        .reserve(client.ip(), &login.username)
+        .map_err(|refused| ApiError::Throttled(refused.0))?;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -75,13 +79,13 @@ pub(crate) async fn token(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !valid {
-        state.throttle.failed(client.ip());
-        tracing::info!(client = %client.ip(), "failed login");
+        state.throttle.failed(client.ip(), &login.username);
+        tracing::info!(client = %client.ip(), user = ?login.username, "failed login");
         return Err(ApiError::Unauthorized(
             "wrong username or password".to_owned(),
         ));
     }
-    state.throttle.succeeded(client.ip());
+    state.throttle.succeeded(&login.username);
     let token = state
         .tokens
         .issue(&login.username)
@@ -151,16 +155,11 @@ pub(crate) async fn scan(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let (name, input, upload_to) = if content_type.to_ascii_lowercase().starts_with("multipart/") {
-        read_multipart(content_type, request, &spool, state.upload_idle_timeout).await?
+        read_multipart(content_type, request, &spool).await?
     } else {
         let name = header_text(&headers, "file-name").unwrap_or_else(|| "upload".to_owned());
         let upload_to = header_text(&headers, "upload-to");
-        let input = spool_stream(
-            request.into_body().into_data_stream(),
-            spool,
-            state.upload_idle_timeout,
-        )
-        .await?;
+        let input = body::spool(request.into_body().into_data_stream(), spool).await?;
         (name, input, upload_to)
     };
     answer(&state, &name, input, upload_to).await.map(Json)
@@ -187,31 +186,18 @@ async fn read_multipart(
     content_type: &str,
     request: Request,
     spool: &SpoolConfig,
-    idle: std::time::Duration,
 ) -> Result<(String, ScanInput, Option<String>), ApiError> {
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart/form-data header: {e}")))?;
-    let mut multipart = multer::Multipart::new(request.into_body().into_data_stream(), boundary);
+    let boundary = Form::boundary(content_type)?;
+    let mut form = Form::new(request.into_body(), boundary, MAX_PART_HEAD);
     let mut file: Option<(String, ScanInput, bool)> = None;
     let mut upload_to = None;
-    loop {
-        let next = tokio::time::timeout(idle, multipart.next_field())
-            .await
-            .map_err(|_| stalled(idle))?;
-        let field = match next {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => {
-                return Err(ApiError::BadRequest(format!(
-                    "malformed multipart body: {e}"
-                )));
-            }
-        };
+    while let Some(field) = form.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         let file_name = field.file_name().map(str::to_owned);
         let is_documents = name.eq_ignore_ascii_case("documents");
         if name.eq_ignore_ascii_case("uploadTo") {
-            upload_to = Some(read_text(field).await?).filter(|t| !t.trim().is_empty());
+            upload_to = Some(body::read_text(field, MAX_TEXT_FIELD).await?)
+                .filter(|t| !t.trim().is_empty());
         } else if is_documents || file_name.is_some() {
             // `documents` wins over any other file part; otherwise the first file part counts.
             let wanted = match &file {
@@ -219,130 +205,23 @@ async fn read_multipart(
                 Some((_, _, had_documents)) => is_documents && !had_documents,
             };
             if wanted {
-                let input = spool_stream(field, spool.clone(), idle).await?;
+                let input = body::spool(field, spool.clone()).await?;
                 let shown = file_name
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| name.clone());
                 file = Some((shown, input, is_documents));
             } else {
-                drain(field).await?;
+                body::drain(field).await?;
             }
         } else {
             // `composite` and unknown text fields: accepted and ignored.
-            read_text(field).await?;
+            body::read_text(field, MAX_TEXT_FIELD).await?;
         }
     }
     let (name, input, _) = file.ok_or_else(|| {
         ApiError::BadRequest("no file in the request: send it as a multipart part named \"documents\" (or any part with a filename)".to_owned())
     })?;
     Ok((name, input, upload_to))
-}
-
-async fn read_text(mut field: multer::Field<'_>) -> Result<String, ApiError> {
-    let mut text = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
-    {
-        if text.len() + chunk.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::BadRequest(format!(
-                "a text field is longer than {MAX_TEXT_FIELD} bytes"
-            )));
-        }
-        text.extend_from_slice(&chunk);
-    }
-    String::from_utf8(text)
-        .map_err(|_| ApiError::BadRequest("a text field is not UTF-8".to_owned()))
-}
-
-async fn drain(mut field: multer::Field<'_>) -> Result<(), ApiError> {
-    while field
-        .chunk()
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
-        .is_some()
-    {}
-    Ok(())
-}
-
-/// Feeds a body stream to the spool on a blocking thread as it arrives: chunks are batched (to
-/// wake that thread less often) and handed over without copying. A stream that breaks (client
-/// gone, malformed body) is an error, never a short file that gets scanned.
-async fn spool_stream<S, E>(
-    mut stream: S,
-    config: SpoolConfig,
-    idle: std::time::Duration,
-) -> Result<ScanInput, ApiError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    const BATCH_BYTES: usize = 256 * 1024;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(8);
-    let spooler = tokio::task::spawn_blocking(move || {
-        let mut input = InputBuilder::new(&config);
-        while let Some(batch) = rx.blocking_recv() {
-            for chunk in batch {
-                input.push(chunk)?;
-            }
-        }
-        input.finish()
-    });
-    let mut batch = Vec::new();
-    let mut batched = 0;
-    let mut broken = None;
-    let mut stalled_for = None;
-    loop {
-        let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
-            stalled_for = Some(idle);
-            break;
-        };
-        let Some(item) = next else { break };
-        match item {
-            Ok(chunk) => {
-                batched += chunk.len();
-                batch.push(chunk);
-                if batched >= BATCH_BYTES {
-                    batched = 0;
-                    // A closed channel means the spool stopped early (too large, disk): its
-                    // result says why.
-                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            Err(e) => {
-                broken = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    if broken.is_none() && stalled_for.is_none() && !batch.is_empty() {
-        let _ = tx.send(batch).await;
-    }
-    drop(tx);
-    if let Some(idle) = stalled_for {
-        // The spool sees the closed channel as an end; that partial input is dropped here.
-        let _ = spooler.await;
-        return Err(stalled(idle));
-    }
-    let spooled = spooler
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Some(why) = broken {
-        return Err(ApiError::BadRequest(format!(
-            "the file did not arrive whole: {why}"
-        )));
-    }
-    spooled.map_err(input_error)
-}
-
-fn stalled(idle: std::time::Duration) -> ApiError {
-    ApiError::Timeout(format!(
-        "the upload sent nothing for {} s and was stopped",
-        idle.as_secs()
-    ))
 }
 
 fn input_error(err: InputError) -> ApiError {
@@ -405,9 +284,8 @@ async fn answer(
 }
 
 async fn scan_recorded(state: &AppState, name: &str, input: Arc<ScanInput>) -> Report {
-    state.metrics.scans.in_flight.inc();
+    let _counted = InFlight::enter(&state.metrics.scans.in_flight);
     let report = state.scanner.scan_input(name, input).await;
-    state.metrics.scans.in_flight.dec();
     state.metrics.scans.record(&report);
     report
 }
@@ -530,8 +408,8 @@ pub(crate) async fn scan_url(
     Ok(Json(answer(&state, &name, input, None).await?))
 }
 
-async fn url_from_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
-    let text = std::str::from_utf8(body)
+async fn url_from_body(headers: &HeaderMap, raw: &Bytes) -> Result<String, ApiError> {
+    let text = std::str::from_utf8(raw)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?;
     let trimmed = text.trim_start();
     let url = if trimmed.starts_with('{') {
@@ -547,7 +425,7 @@ async fn url_from_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiE
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let boundary = multer::parse_boundary(content_type).ok().or_else(|| {
+        let boundary = Form::boundary(content_type).ok().or_else(|| {
             // The body itself says its boundary: its first line is `--<boundary>`.
             trimmed
                 .lines()
@@ -560,20 +438,13 @@ async fn url_from_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiE
                 "send the URL as a multipart field \"url\" or JSON {\"url\": ...}".to_owned(),
             )
         })?;
-        let stream = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(
-            body.clone(),
-        )));
-        let mut multipart = multer::Multipart::new(stream, boundary);
+        let mut form = Form::new(axum::body::Body::from(raw.clone()), boundary, MAX_PART_HEAD);
         let mut url = None;
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
-        {
+        while let Some(field) = form.next_field().await? {
             if field.name() == Some("url") {
-                url = Some(read_text(field).await?);
+                url = Some(body::read_text(field, MAX_TEXT_FIELD).await?);
             } else {
-                drain(field).await?;
+                body::drain(field).await?;
             }
         }
         url
@@ -600,11 +471,19 @@ pub(crate) async fn health() -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
+pub(crate) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if !state.http.metrics_allowed(&headers) {
+        return Err(ApiError::Unauthorized(
+            "the metrics need Authorization: Bearer <metrics token>".to_owned(),
+        ));
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }
 
 /// `GET /openapi.json`: the OpenAPI 3 document of this API.

@@ -1,7 +1,6 @@
 //! The server as a library: [`AppState::from_config`], [`router`], and [`serve`] with a shutdown
 //! signal. Paths are matched case-insensitively (clients use `/api/Scan` and `/api/scan`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use scan_core::Scanner;
 use storage::ObjectStore;
+use storage::edge::EdgeConfig;
 use storage::fetch::Fetcher;
 use tokio::sync::Semaphore;
 
@@ -51,6 +51,8 @@ pub struct AppState {
     pub tag_existing: bool,
     /// How long an upload may stall.
     pub upload_idle_timeout: Duration,
+    /// The listener's limits and the metrics token.
+    pub http: EdgeConfig,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             metrics: Metrics::default(),
             tag_existing: config.tag_existing,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
+            http: config.http.clone(),
         }))
     }
 }
@@ -176,11 +179,10 @@ async fn require_token(
 /// The router with paths lower-cased before routing, ready to serve.
 pub fn app(
     state: Arc<AppState>,
-) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
-    impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
-    + Clone,
-    SocketAddr,
-> {
+) -> impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
     use tower::Layer;
     let lowercase = tower::util::MapRequestLayer::new(|mut request: Request| {
         let path = request.uri().path();
@@ -196,19 +198,18 @@ pub fn app(
         }
         request
     });
-    axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(
-        lowercase.layer(router(state)),
-    )
+    lowercase.layer(router(state))
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+/// (for up to `http.drain_secs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "verdict-sync listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let http = state.http.clone();
+    let idle = state.upload_idle_timeout;
+    storage::edge::serve(listener, app(state), &http, idle, shutdown).await
 }

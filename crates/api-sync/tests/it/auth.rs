@@ -220,3 +220,63 @@ async fn a_removed_users_token_stops_working() {
     assert_eq!(response.status(), 401);
     assert_eq!(json(response).await["error"], "invalid or expired token");
 }
+
+#[tokio::test]
+async fn failed_logins_are_counted_per_address_even_across_another_users_success() {
+    let server = Server::start().await;
+    api_sync::users::add_user(
+        &server.dir.path().join("users"),
+        "bob",
+        "bob's long password",
+    )
+    .unwrap();
+    let login = |user: String, password: &'static str| {
+        server
+            .client
+            .post(server.url("/api/Token"))
+            .json(&serde_json::json!({ "username": user, "password": password }))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(login(USER.to_owned(), "wrong").await.unwrap().status(), 401);
+    }
+    // Bob's login from the same address (re-read users file: retry until it is seen).
+    let mut bob = 0;
+    for _ in 0..100 {
+        bob = login("bob".to_owned(), "bob's long password")
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if bob == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(bob, 200);
+    // 30 guesses at once, each at a different name: the address's count still applies, so they
+    // queue behind each other and those whose turn is too far off are refused without a check.
+    let guesses = (0..30).map(|i| login(format!("user-{i}"), "guess"));
+    let answers = futures::future::join_all(guesses).await;
+    let mut refused = 0;
+    for answer in answers {
+        let answer = answer.unwrap();
+        match answer.status().as_u16() {
+            401 => {}
+            429 => {
+                refused += 1;
+                let wait: u64 = answer.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(wait >= 1);
+            }
+            other => panic!("a guess got {other}"),
+        }
+    }
+    assert!(
+        refused >= 5,
+        "only {refused} of 30 parallel guesses were refused"
+    );
+}

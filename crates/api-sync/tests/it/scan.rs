@@ -385,6 +385,77 @@ async fn an_upload_that_stalls_gets_408_and_frees_its_slot() {
 }
 
 #[tokio::test]
+async fn a_stall_inside_a_text_part_or_a_second_file_gets_408_and_frees_the_slot() {
+    let server = Server::start_with(|c| {
+        c.upload_idle_timeout_secs = 1;
+        c.max_concurrent_scans = 1;
+    })
+    .await;
+    let token = server.token().await;
+    let content_type = "multipart/form-data; boundary=XYZ";
+    for first in [
+        // Stalls inside `composite`, before any file.
+        "--XYZ\r\nContent-Disposition: form-data; name=\"composite\"\r\n\r\nNO",
+        // A whole file, then a stall inside a second file part that is only drained.
+        "--XYZ\r\nContent-Disposition: form-data; name=\"documents\"; filename=\"a.txt\"\r\n\r\nfine\r\n--XYZ\r\nContent-Disposition: form-data; name=\"other\"; filename=\"b.txt\"\r\n\r\nsome",
+    ] {
+        let mut stalled = server
+            .start_raw_upload(&token, content_type, 1_000_000, first)
+            .await;
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stalled.read(&mut answer),
+        )
+        .await
+        .expect("the server answers a stalled multipart body")
+        .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let body = json(
+        server
+            .scan(&token, "next.txt", b"fine".to_vec(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(body["result"], "Clean", "the one slot is free again");
+}
+
+#[tokio::test]
+async fn a_multipart_body_that_never_shows_its_boundary_is_400_after_a_few_kib() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start().await;
+    let token = server.token().await;
+    let mut socket = server
+        .start_raw_upload(&token, "multipart/form-data; boundary=XYZ", 256 << 20, "")
+        .await;
+    let junk = vec![b'j'; 16 * 1024];
+    let mut sent = 0usize;
+    let mut answer = Vec::new();
+    while sent < 16 << 20 {
+        if socket.write_all(&junk).await.is_err() {
+            break;
+        }
+        sent += junk.len();
+        let mut buf = [0u8; 2048];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_millis(5), socket.read(&mut buf)).await
+        {
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "after {sent} bytes: {answer}"
+    );
+    assert!(answer.contains("multipart"), "{answer}");
+    assert!(sent <= 1 << 20, "answered only after {sent} bytes of junk");
+}
+
+#[tokio::test]
 async fn an_upload_announced_over_the_limit_is_413_before_it_is_sent() {
     use tokio::io::AsyncReadExt;
     let server = Server::start_with(|c| c.max_body_bytes = Some(1 << 20)).await;

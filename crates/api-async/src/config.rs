@@ -8,6 +8,7 @@ use engines::EngineConfig;
 use scan_core::{Limits, SpoolSettings};
 use serde::Deserialize;
 use storage::StorageConfig;
+use storage::edge::EdgeConfig;
 use storage::fetch::FetchSettings;
 
 /// The whole configuration file.
@@ -60,6 +61,12 @@ pub struct Config {
     pub fetch: FetchSettings,
     /// Engines; the embedded YARA engine when empty.
     pub engines: Vec<EngineConfig>,
+    /// Connection limits, timeouts, and the metrics token.
+    pub http: EdgeConfig,
+    /// Trace ids belong to the API key that submitted them: another key polls 404 and may reuse
+    /// the same id for its own job. Set this when several keys (one per client service, say)
+    /// must poll each other's results; then every key shares one space of trace ids.
+    pub shared_trace_ids: bool,
 }
 
 impl Default for Config {
@@ -86,6 +93,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             fetch: FetchSettings::default(),
             engines: Vec::new(),
+            http: EdgeConfig::default(),
+            shared_trace_ids: false,
         }
     }
 }

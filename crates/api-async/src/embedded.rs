@@ -147,7 +147,7 @@ impl EmbeddedStore {
                 state.next_seq = seq + 1;
                 match serde_json::from_slice::<Job>(json.value()) {
                     Ok(job) => {
-                        if let Some(trace) = &job.spec.trace_id {
+                        if let Some(trace) = &job.spec.result_key() {
                             state.traces.insert(trace.clone(), job.id.clone());
                         }
                         state.ids.insert(job.id.clone(), seq);
@@ -156,7 +156,7 @@ impl EmbeddedStore {
                             seq,
                             Entry {
                                 id: job.id,
-                                trace_id: job.spec.trace_id,
+                                trace_id: job.spec.result_key(),
                                 attempts: job.attempts,
                             },
                         );
@@ -307,7 +307,7 @@ impl JobQueue for EmbeddedStore {
             if state.jobs.len() + state.committing >= self.shared.max_jobs {
                 return Ok(Pushed::Full);
             }
-            if let Some(trace) = &job.spec.trace_id {
+            if let Some(trace) = &job.spec.result_key() {
                 if state.traces.contains_key(trace) {
                     return Ok(Pushed::TraceIdPending);
                 }
@@ -321,7 +321,7 @@ impl JobQueue for EmbeddedStore {
             .write(Op::Push {
                 seq,
                 json,
-                forget_result: job.spec.trace_id.clone(),
+                forget_result: job.spec.result_key(),
             })
             .await;
         let mut state = self.state()?;
@@ -334,7 +334,7 @@ impl JobQueue for EmbeddedStore {
                     seq,
                     Entry {
                         id: job.id.clone(),
-                        trace_id: job.spec.trace_id.clone(),
+                        trace_id: job.spec.result_key(),
                         attempts: job.attempts,
                     },
                 );
@@ -343,7 +343,7 @@ impl JobQueue for EmbeddedStore {
                 Ok(Pushed::Queued)
             }
             Err(e) => {
-                if let Some(trace) = &job.spec.trace_id {
+                if let Some(trace) = &job.spec.result_key() {
                     state.traces.remove(trace);
                 }
                 Err(e)
@@ -563,6 +563,7 @@ mod tests {
                 callback_headers: Default::default(),
                 trace_id: Some(format!("trace-{id}")),
                 custom_data: None,
+                owner: None,
             },
             attempts: 0,
             receipt: String::new(),

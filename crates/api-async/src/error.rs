@@ -1,8 +1,7 @@
 //! One error type for every handler: a stable JSON body (`{"error": ..., "status": ...}`), the
 //! real cause of a 5xx in the log and a generic sentence for the client.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 /// What went wrong with a request.
@@ -59,22 +58,19 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": message, "status": status.as_u16() })),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
+        storage::edge::error_response(status, &message)
+    }
+}
+
+impl From<storage::edge::body::BodyError> for ApiError {
+    fn from(err: storage::edge::body::BodyError) -> Self {
+        use storage::edge::body::BodyError as B;
+        match err {
+            e @ B::Stalled(_) => ApiError::Timeout(e.to_string()),
+            e @ B::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            e @ B::Spool(_) => ApiError::Internal(e.to_string()),
+            e => ApiError::BadRequest(e.to_string()),
         }
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-        }
-        response
     }
 }
 

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use scan_core::{InputError, ScanInput};
+use scan_core::InputError;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use storage::edge::body::{self, BodyError};
 
 use crate::error::ApiError;
 use crate::job::{Job, JobSpec, Source};
-use crate::server::AppState;
+use crate::server::{AppState, Caller};
 use crate::store::Pushed;
 
 /// Largest `custom_data`, bytes of UTF-8.
@@ -34,7 +34,11 @@ fn buffered(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
                 crate::server::MAX_JSON_BODY / 1024
             ))
         } else {
-            ApiError::BadRequest(format!("the body could not be read: {rejection}"))
+            // A stalled body is the client's timeout (408), not a malformed request.
+            match BodyError::from_cause(&rejection) {
+                stalled @ BodyError::Stalled(_) => ApiError::from(stalled),
+                _ => ApiError::BadRequest(format!("the body could not be read: {rejection}")),
+            }
         }
     })
 }
@@ -176,11 +180,18 @@ fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiE
         callback_headers,
         trace_id,
         custom_data,
+        owner: None,
     })
 }
 
 /// Queues the job and answers 204 (callback) or 201 with `Location` (polling).
-async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) -> Response {
+async fn submit(
+    state: &AppState,
+    caller: Caller,
+    request_headers: &HeaderMap,
+    mut spec: JobSpec,
+) -> Response {
+    spec.owner = caller.scope;
     let mut id = [0u8; 16];
     rand::fill(&mut id[..]);
     let job = Job {
@@ -246,6 +257,7 @@ async fn submit(state: &AppState, request_headers: &HeaderMap, spec: JobSpec) ->
 /// `POST /api/v1/scan/async/download`.
 pub(crate) async fn async_download(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -255,7 +267,7 @@ pub(crate) async fn async_download(
         delivery(&fields, Source::Url { url, headers })
     });
     match spec {
-        Ok(spec) => submit(&state, &request_headers, spec).await,
+        Ok(spec) => submit(&state, caller, &request_headers, spec).await,
         Err(e) => e.into_response(),
     }
 }
@@ -265,6 +277,7 @@ pub(crate) async fn async_download(
 /// `POST /api/v1/scan/async/s3`.
 pub(crate) async fn async_s3(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -282,7 +295,7 @@ pub(crate) async fn async_s3(
         )
     });
     match spec {
-        Ok(spec) => submit(&state, &request_headers, spec).await,
+        Ok(spec) => submit(&state, caller, &request_headers, spec).await,
         Err(e) => e.into_response(),
     }
 }
@@ -301,6 +314,7 @@ pub(crate) struct ResultQuery {
 /// `GET /api/v1/scan/async/result?trace_id=ID`.
 pub(crate) async fn async_result(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<ResultQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let trace_id = query.trace_id.filter(|t| !t.is_empty()).ok_or_else(|| {
@@ -308,7 +322,7 @@ pub(crate) async fn async_result(
     })?;
     state
         .results
-        .get(&trace_id)
+        .get(&crate::job::scoped(caller.scope.as_deref(), &trace_id))
         .await?
         .map(Json)
         .ok_or_else(|| {
@@ -413,34 +427,11 @@ pub(crate) async fn sync_binary(
         )));
     }
     let _slot = state.sync_slot()?;
-    let idle = state.settings.upload_idle_timeout;
-    // Each chunk must arrive within `idle`; a stall ends the stream with TimedOut.
-    let stream = futures::stream::unfold(Some(body.into_data_stream()), move |stream| async move {
-        let mut stream = stream?;
-        match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(chunk)) => Some((chunk.map_err(std::io::Error::other), Some(stream))),
-            Ok(None) => None,
-            Err(_) => Some((Err(std::io::ErrorKind::TimedOut.into()), None)),
-        }
-    });
-    let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
-    let input = ScanInput::from_async_reader(reader, state.scanner.spool_config())
-        .await
-        .map_err(|e| match e {
-            InputError::TooLarge { limit } => ApiError::TooLarge(format!(
-                "the body is larger than the limit of {limit} bytes"
-            )),
-            InputError::Read(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                ApiError::Timeout(format!(
-                    "the body sent nothing for {} s and was stopped",
-                    idle.as_secs()
-                ))
-            }
-            InputError::Read(e) => {
-                ApiError::BadRequest(format!("the body did not arrive whole: {e}"))
-            }
-            other => ApiError::Internal(other.to_string()),
-        })?;
+    let input = body::spool(
+        body.into_data_stream(),
+        state.scanner.spool_config().clone(),
+    )
+    .await?;
     let report = state.scan("binary", input).await;
     serde_json::to_value(report.to_async_result())
         .map(Json)
@@ -449,12 +440,20 @@ pub(crate) async fn sync_binary(
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 /// `GET /metrics`: Prometheus text; no key needed (like /health).
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub(crate) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if !state.settings.http.metrics_allowed(&request_headers) {
+        return Err(ApiError::Unauthorized(
+            "the metrics need Authorization: Bearer <metrics token>".to_owned(),
+        ));
+    }
     let pending = state.queue.pending().await.ok();
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(pending),
-    )
+    ))
 }
 
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running, with pending_jobs"), (status = 503, description = "The queue does not answer", body = crate::openapi::Problem)))]

@@ -41,6 +41,27 @@ pub struct JobSpec {
     pub trace_id: Option<String>,
     /// Passed through untouched.
     pub custom_data: Option<String>,
+    /// The id of the API key that submitted the job (never the key), which scopes its trace id:
+    /// another key neither sees its result nor replaces it. `None` when trace ids are shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl JobSpec {
+    /// What the queue reserves and the result is stored under: the trace id, within its
+    /// owner's scope.
+    pub fn result_key(&self) -> Option<String> {
+        let trace = self.trace_id.as_deref()?;
+        Some(scoped(self.owner.as_deref(), trace))
+    }
+}
+
+/// `trace` within `owner`'s scope (`owner:trace`), or `trace` itself when ids are shared.
+pub(crate) fn scoped(owner: Option<&str>, trace: &str) -> String {
+    match owner {
+        Some(owner) => format!("{owner}:{trace}"),
+        None => trace.to_owned(),
+    }
 }
 
 /// A queued job.

@@ -223,7 +223,8 @@ impl RedisStore {
 impl JobQueue for RedisStore {
     async fn push(&self, job: &Job) -> Result<Pushed, StoreError> {
         let json = serde_json::to_string(job).map_err(backend)?;
-        let trace = job.spec.trace_id.as_deref().unwrap_or("");
+        let result_key = job.spec.result_key();
+        let trace = result_key.as_deref().unwrap_or("");
         let mut conn = self.conn.clone();
         let outcome: i64 = self
             .push
@@ -234,11 +235,7 @@ impl JobQueue for RedisStore {
             .arg(json)
             .arg(self.max_jobs)
             .arg(TRACE_RESERVATION.as_millis() as u64)
-            .arg(if job.spec.trace_id.is_some() {
-                "1"
-            } else {
-                "0"
-            })
+            .arg(if result_key.is_some() { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
@@ -316,7 +313,8 @@ impl JobQueue for RedisStore {
     }
 
     async fn complete(&self, job: &Job) -> Result<(), StoreError> {
-        let trace = job.spec.trace_id.as_deref().unwrap_or("");
+        let result_key = job.spec.result_key();
+        let trace = result_key.as_deref().unwrap_or("");
         let mut conn = self.conn.clone();
         let _: i64 = self
             .complete

@@ -18,6 +18,9 @@ use subtle::ConstantTimeEq;
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     keys: Vec<Vec<u8>>,
+    /// Each key's id, in the same order: the first 16 hex digits of its SHA-256. Stored with
+    /// jobs in place of the key, which never leaves memory.
+    ids: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -39,8 +42,15 @@ impl ApiKeys {
             .map(str::trim)
             .filter(|k| !k.is_empty() && !k.starts_with('#'))
             .map(|k| k.as_bytes().to_vec())
+            .collect::<Vec<_>>();
+        let ids = keys
+            .iter()
+            .map(|key| {
+                use sha2::Digest;
+                hex::encode(&Sha256::digest(key)[..8])
+            })
             .collect();
-        ApiKeys { keys }
+        ApiKeys { keys, ids }
     }
 
     /// How many keys are configured.
@@ -55,26 +65,38 @@ impl ApiKeys {
 
     /// Whether an `Authorization` header value is `Bearer <one of the keys>`.
     pub fn allows(&self, authorization: Option<&str>) -> bool {
+        self.bearer_id(authorization).is_some()
+    }
+
+    /// The id of the key in an `Authorization: Bearer <key>` header value, if it is one.
+    pub fn bearer_id(&self, authorization: Option<&str>) -> Option<&str> {
         authorization
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
-            .is_some_and(|key| self.allows_key(key))
+            .and_then(|key| self.id_of(key))
     }
 
-    /// Whether `presented` is one of the keys. Every configured key is compared, in constant
-    /// time, so timing does not tell how close a guess was.
+    /// Whether `presented` is one of the keys.
     pub fn allows_key(&self, presented: &str) -> bool {
+        self.id_of(presented).is_some()
+    }
+
+    /// The id of `presented` if it is one of the keys. Every configured key is compared, in
+    /// constant time, so timing does not tell how close a guess was.
+    pub fn id_of(&self, presented: &str) -> Option<&str> {
         let presented = presented.trim().as_bytes();
         if presented.is_empty() {
-            return false;
+            return None;
         }
-        let mut allowed = subtle::Choice::from(0);
-        for key in &self.keys {
-            allowed |= key.as_slice().ct_eq(presented);
+        let mut found = None;
+        for (key, id) in self.keys.iter().zip(&self.ids) {
+            if bool::from(key.as_slice().ct_eq(presented)) {
+                found = Some(id.as_str());
+            }
         }
-        bool::from(allowed)
+        found
     }
 }
 

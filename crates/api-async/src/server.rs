@@ -13,6 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use scan_core::Scanner;
 use storage::ObjectStore;
+use storage::edge::EdgeConfig;
 use storage::fetch::Fetcher;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -48,8 +49,12 @@ pub struct Settings {
     pub download_backoff: Duration,
     /// Base of `Location` headers, when configured.
     pub public_url: Option<String>,
-    /// How long a sync upload may stall.
+    /// How long a request body may stall.
     pub upload_idle_timeout: Duration,
+    /// The listener's limits and the metrics token.
+    pub http: EdgeConfig,
+    /// Whether every key sees (and may replace) every trace id.
+    pub shared_trace_ids: bool,
 }
 
 /// Everything requests and workers share.
@@ -153,6 +158,8 @@ impl AppState {
                     .as_ref()
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
+                http: config.http.clone(),
+                shared_trace_ids: config.shared_trace_ids,
             },
             metrics: Metrics::default(),
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
@@ -178,9 +185,8 @@ impl AppState {
 
     /// Scans `input` as `name`, counted in the metrics.
     pub(crate) async fn scan(&self, name: &str, input: scan_core::ScanInput) -> scan_core::Report {
-        self.metrics.scans.in_flight.inc();
+        let _counted = storage::edge::InFlight::enter(&self.metrics.scans.in_flight);
         let report = self.scanner.scan_input(name, Arc::new(input)).await;
-        self.metrics.scans.in_flight.dec();
         self.metrics.scans.record(&report);
         report
     }
@@ -300,16 +306,29 @@ async fn require_key(
 ) -> Result<Response, ApiError> {
     let headers = request.headers();
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let allowed = state
+    let id = state
         .keys
-        .allows(text(axum::http::header::AUTHORIZATION.as_str()))
-        || text("x-api-key").is_some_and(|key| state.keys.allows_key(key));
-    if !allowed {
+        .bearer_id(text(axum::http::header::AUTHORIZATION.as_str()))
+        .or_else(|| text("x-api-key").and_then(|key| state.keys.id_of(key)))
+        .map(str::to_owned);
+    let Some(id) = id else {
         return Err(ApiError::Unauthorized(
             "missing or unknown API key; send Authorization: Bearer <api key>".to_owned(),
         ));
-    }
+    };
+    let mut request = request;
+    // With shared trace ids every key acts in one scope.
+    request.extensions_mut().insert(Caller {
+        scope: (!state.settings.shared_trace_ids).then_some(id),
+    });
     Ok(next.run(request).await)
+}
+
+/// Who is calling, as the key middleware found it: the scope of the caller's trace ids.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The key's id; `None` when trace ids are shared by all keys.
+    pub(crate) scope: Option<String>,
 }
 
 /// Serves HTTP on `listener` and runs the workers until `shutdown` resolves; then stops
@@ -334,9 +353,9 @@ pub async fn run(
             stop.cancel();
         }
     };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(signal)
-        .await;
+    let http = state.settings.http.clone();
+    let idle = state.settings.upload_idle_timeout;
+    let served = storage::edge::serve(listener, router(state), &http, idle, signal).await;
     stop.cancel();
     if let Some(workers) = workers {
         let _ = workers.await;

@@ -197,7 +197,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         }
     };
 
-    if let Some(trace_id) = &job.spec.trace_id
+    if let Some(trace_id) = &job.spec.result_key()
         && let Err(e) = state
             .results
             .put(trace_id, &result, state.settings.result_ttl)

@@ -643,3 +643,110 @@ async fn only_a_plain_host_header_becomes_the_base_of_location() {
         "{answer}"
     );
 }
+
+async fn poll_as(server: &Server, key: &str, trace_id: &str) -> reqwest::Response {
+    server
+        .client
+        .get(server.url(&format!("/api/v1/scan/async/result?trace_id={trace_id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn submit_as(server: &Server, key: &str, url: &str, trace_id: &str) -> reqwest::Response {
+    server
+        .client
+        .post(server.url("/api/v1/scan/async/download"))
+        .bearer_auth(key)
+        .json(&json!({"download_url": url, "trace_id": trace_id}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_trace_id_belongs_to_the_key_that_submitted_it() {
+    let peer = Peer::start().await;
+    let infected = peer.file("eicar.com", eicar());
+    let clean = peer.file("clean.txt", b"just text".to_vec());
+    let server = Server::start().await;
+    assert_eq!(
+        submit_as(&server, KEY, &infected, "shared-name")
+            .await
+            .status(),
+        201
+    );
+    let mine = server.result("shared-name", Duration::from_secs(20)).await;
+    assert_eq!(mine["status"], "infected");
+    // Another key neither reads the result nor replaces it: its own job under the same name is
+    // its own.
+    assert_eq!(
+        poll_as(&server, OTHER_KEY, "shared-name").await.status(),
+        404
+    );
+    assert_eq!(
+        submit_as(&server, OTHER_KEY, &clean, "shared-name")
+            .await
+            .status(),
+        201
+    );
+    let mut theirs = Value::Null;
+    for _ in 0..400 {
+        let response = poll_as(&server, OTHER_KEY, "shared-name").await;
+        if response.status() == 200 {
+            theirs = response.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(theirs["status"], "clean");
+    let still_mine: Value = poll_as(&server, KEY, "shared-name")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        still_mine["status"], "infected",
+        "the first key's result was not replaced"
+    );
+}
+
+#[tokio::test]
+async fn shared_trace_ids_are_one_space_for_every_key() {
+    let peer = Peer::start().await;
+    let infected = peer.file("eicar.com", eicar());
+    let server = Server::start_with(|c| c.shared_trace_ids = true).await;
+    assert_eq!(
+        submit_as(&server, KEY, &infected, "team-id").await.status(),
+        201
+    );
+    server.result("team-id", Duration::from_secs(20)).await;
+    let seen: Value = poll_as(&server, OTHER_KEY, "team-id")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["status"], "infected");
+}
+
+#[tokio::test]
+async fn metrics_need_the_metrics_token_when_one_is_set() {
+    let server = Server::start_with(|c| c.http.metrics_token = Some("scrape-token-1".into())).await;
+    let metrics = |token: Option<&'static str>| {
+        let mut request = server.client.get(server.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(metrics(None).await.unwrap().status(), 401);
+    assert_eq!(
+        metrics(Some(KEY)).await.unwrap().status(),
+        401,
+        "an API key is not the metrics token"
+    );
+    let allowed = metrics(Some("scrape-token-1")).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert!(allowed.text().await.unwrap().contains("verdict_scans"));
+}

@@ -456,6 +456,10 @@ async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
                     callback_headers: Default::default(),
                     trace_id: Some("poison".into()),
                     custom_data: None,
+                    // Submitted through the API with the test key, it would carry that key's id.
+                    owner: api_async::ApiKeys::new(Some(crate::testutil::KEY), None)
+                        .id_of(crate::testutil::KEY)
+                        .map(str::to_owned),
                 },
                 attempts: 0,
                 receipt: String::new(),

@@ -19,6 +19,7 @@ fn job(id: &str) -> Job {
             callback_headers: Default::default(),
             trace_id: Some(id.to_owned()),
             custom_data: None,
+            owner: None,
         },
         attempts: 0,
         receipt: String::new(),

@@ -87,7 +87,7 @@ pub(crate) async fn deliver(
                 started.elapsed().as_secs_f64()
             ));
         }
-        tracing::info!(url, attempt, error = %failure, retry_in_ms = backoff.as_millis() as u64, "callback failed; will retry");
+        tracing::info!(url = ?url, attempt, error = %failure, retry_in_ms = backoff.as_millis() as u64, "callback failed; will retry");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(policy.max_backoff);
     }

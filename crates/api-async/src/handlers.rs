@@ -245,7 +245,7 @@ async fn submit(
                 .into_response();
         }
     }
-    tracing::info!(job = job.id, trace_id = job.spec.trace_id, "job queued");
+    tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, "job queued");
     match location {
         Some(location) => (StatusCode::CREATED, [(header::LOCATION, location)]).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),

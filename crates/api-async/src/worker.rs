@@ -186,12 +186,12 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
                 let started = Instant::now();
                 let report = state.scan(&name, input).await;
                 scan_time = started.elapsed().as_secs_f64();
-                tracing::info!(job = job.id, trace_id = job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
+                tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
                 serde_json::to_value(report.to_async_result())
                     .unwrap_or_else(|e| json!({"status": "no", "reason": e.to_string()}))
             }
             Err(why) => {
-                tracing::warn!(job = job.id, trace_id = job.spec.trace_id, url = download_url, error = %why, "not scanned");
+                tracing::warn!(job = job.id, trace_id = ?job.spec.trace_id, url = ?download_url, error = %why, "not scanned");
                 json!({"status": "no", "reason": why})
             }
         }
@@ -254,7 +254,7 @@ async fn deliver(state: &AppState, job: &Job, callback: Callback) {
         }
         Err(why) => {
             state.metrics.callback(false);
-            tracing::error!(job = job.id, trace_id = job.spec.trace_id, url = callback.url, error = %why, "callback not delivered");
+            tracing::error!(job = job.id, trace_id = ?job.spec.trace_id, url = ?callback.url, error = %why, "callback not delivered");
         }
     }
     complete(state, job).await;

@@ -270,7 +270,7 @@ async fn answer(
                     response.stored = Some(true);
                 }
                 Err(e) => {
-                    tracing::warn!(bucket, key, error = %e, "storing a clean upload failed");
+                    tracing::warn!(bucket = ?bucket, key = ?key, error = %e, "storing a clean upload failed");
                     response.stored = Some(false);
                     response.upload_error = Some(e.to_string());
                 }
@@ -360,7 +360,7 @@ pub(crate) async fn scan_existing(
         .await
         .map_err(upstream_input_error)?;
     let report = scan_recorded(&state, &object.key, Arc::new(input)).await;
-    tracing::info!(bucket = object.bucket, key = object.key, uploaded_by = ?request.uploaded_by, verdict = %report.verdict, "scanned existing object");
+    tracing::info!(bucket = ?object.bucket, key = ?object.key, uploaded_by = ?request.uploaded_by, verdict = %report.verdict, "scanned existing object");
     let mut response = ScanResponse::from(&report);
     if state.tag_existing {
         let result = match report.verdict {

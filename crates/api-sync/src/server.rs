@@ -172,7 +172,7 @@ async fn require_token(
     if !state.users.current().contains(&claims.sub) {
         return Err(refused("the token's user no longer exists"));
     }
-    tracing::debug!(user = %claims.sub, "authenticated");
+    tracing::debug!(user = ?claims.sub, "authenticated");
     Ok(next.run(request).await)
 }
 

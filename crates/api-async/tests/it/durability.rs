@@ -171,3 +171,38 @@ async fn on_redis_a_second_instance_finishes_every_job_of_one_killed_mid_run() {
     assert!(log.contains("taking over jobs"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[tokio::test]
+async fn caller_strings_cannot_forge_log_lines_or_send_terminal_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let config = format!(
+        "{}[queue]\ntype = \"embedded\"\npath = \"{}\"\n",
+        process_toml(dir.path()),
+        dir.path().join("queue.redb").display()
+    );
+    let process = Process::start(dir.path(), "logs", &config).await;
+    let client = reqwest::Client::new();
+    let forged = "\n2026-12-01T00:00:00Z ERROR forged admin login\u{1b}[2J";
+    let trace = format!("t{forged}");
+    let status = submit(
+        &client,
+        &process.base,
+        json!({"download_url": format!("http://127.0.0.1:9/x?q={forged}"), "trace_id": trace}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    wait_for_result(&client, &process.base, &trace, Duration::from_secs(20)).await;
+    let log = std::fs::read(dir.path().join("logs.log")).unwrap();
+    assert!(!log.contains(&0x1b), "an escape byte reached the log");
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-12-01T00:00:00Z ERROR forged")),
+        "{log}"
+    );
+    assert!(
+        log.contains("\\n2026-12-01T00:00:00Z ERROR forged admin login\\x1b[2J"),
+        "{log}"
+    );
+}

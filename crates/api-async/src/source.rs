@@ -25,8 +25,11 @@ impl Failure {
             FetchError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
             _ => false,
         };
+        if matches!(err, FetchError::Refused { .. }) {
+            tracing::info!(error = %err, "download refused");
+        }
         Failure {
-            message: err.to_string(),
+            message: err.public_message(),
             transient,
         }
     }
@@ -37,8 +40,11 @@ impl Failure {
                 err,
                 StorageError::AccessDenied(_) | StorageError::InvalidName(_)
             );
+        if matches!(err, StorageError::Backend(_)) {
+            tracing::warn!(error = %err, "reading an object failed");
+        }
         Failure {
-            message: err.to_string(),
+            message: err.public_message(),
             transient: !permanent,
         }
     }
@@ -47,7 +53,7 @@ impl Failure {
         let transient = !matches!(err, InputError::TooLarge { .. });
         let message = match &err {
             InputError::Read(e) => match e.get_ref().and_then(|i| i.downcast_ref::<FetchError>()) {
-                Some(fetch) => fetch.to_string(),
+                Some(fetch) => fetch.public_message(),
                 None => format!("the download broke off: {e}"),
             },
             _ => err.to_string(),

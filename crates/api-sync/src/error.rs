@@ -100,7 +100,10 @@ impl From<storage::StorageError> for ApiError {
             }
             e @ S::AccessDenied(_) => ApiError::Forbidden(e.to_string()),
             e @ S::InvalidName(_) => ApiError::BadRequest(e.to_string()),
-            e => ApiError::BadGateway(e.to_string()),
+            e => {
+                tracing::warn!(error = %e, "storage failed");
+                ApiError::BadGateway(e.public_message())
+            }
         }
     }
 }

@@ -272,7 +272,7 @@ async fn answer(
                 Err(e) => {
                     tracing::warn!(bucket = ?bucket, key = ?key, error = %e, "storing a clean upload failed");
                     response.stored = Some(false);
-                    response.upload_error = Some(e.to_string());
+                    response.upload_error = Some(e.public_message());
                 }
             }
         } else {
@@ -375,7 +375,7 @@ pub(crate) async fn scan_existing(
         ];
         if let Err(e) = state.store.tag(&object, &tags).await {
             tracing::warn!(error = %e, "tagging failed");
-            response.tag_error = Some(e.to_string());
+            response.tag_error = Some(e.public_message());
         }
     }
     Ok(Json(response))
@@ -457,7 +457,10 @@ async fn url_from_body(headers: &HeaderMap, raw: &Bytes) -> Result<String, ApiEr
 fn fetch_error(err: FetchError) -> ApiError {
     match err {
         e @ FetchError::InvalidUrl(_) => ApiError::BadRequest(e.to_string()),
-        e @ FetchError::Refused { .. } => ApiError::Forbidden(e.to_string()),
+        e @ FetchError::Refused { .. } => {
+            tracing::info!(error = %e, "URL refused");
+            ApiError::Forbidden(e.public_message())
+        }
         e @ FetchError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
         e => ApiError::BadGateway(e.to_string()),
     }

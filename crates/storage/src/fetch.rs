@@ -114,6 +114,20 @@ pub enum FetchError {
     },
 }
 
+impl FetchError {
+    /// What a server may tell its caller: the error itself, except that a refusal does not say
+    /// what the name resolved to or which rule matched (that would map the server's network
+    /// for the caller); log the error itself for the operator.
+    pub fn public_message(&self) -> String {
+        match self {
+            FetchError::Refused { url, .. } => format!(
+                "refused to fetch {url}: its destination is not allowed (not a public address, or outside the ranges this server may reach)"
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Downloads URLs under a [`FetchPolicy`].
 #[derive(Debug, Clone)]
 pub struct Fetcher {

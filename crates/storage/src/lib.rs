@@ -92,6 +92,18 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// What a server may tell its caller: the error itself, except that a failure of the
+    /// backend (whose text may hold paths, OS errors or endpoints) becomes one stable sentence;
+    /// log the error itself for the operator.
+    pub fn public_message(&self) -> String {
+        match self {
+            StorageError::Backend(_) => {
+                "the storage backend failed; the cause is in the server log".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the object (or its bucket or version) does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(
@@ -101,6 +113,20 @@ impl StorageError {
                 | StorageError::NoSuchVersion { .. }
         )
     }
+}
+
+/// S3's limit on a key, bytes; the local store keeps the same one.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Refuses keys longer than S3 allows, before any request or file system call is made.
+pub(crate) fn check_key_length(key: &str) -> Result<(), StorageError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StorageError::InvalidName(format!(
+            "the key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+            key.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Where objects are read from and stored.

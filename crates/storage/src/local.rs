@@ -6,6 +6,9 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+/// Longest file name most file systems take (ext4, XFS, btrfs), bytes.
+const MAX_NAME_BYTES: usize = 255;
+
 use async_trait::async_trait;
 use scan_core::ScanInput;
 
@@ -33,11 +36,18 @@ impl LocalStore {
     /// The file for `bucket`/`key`, after checking that neither can escape the root.
     fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, StorageError> {
         let bucket_dir = self.bucket_dir(bucket)?;
+        crate::check_key_length(key)?;
         let key_path = Path::new(key);
         let mut path = bucket_dir.clone();
         let mut parts = 0;
         for component in key_path.components() {
             match component {
+                Component::Normal(part) if part.len() > MAX_NAME_BYTES => {
+                    return Err(StorageError::InvalidName(format!(
+                        "a part of the key between slashes is {} bytes long; this store allows {MAX_NAME_BYTES}",
+                        part.len()
+                    )));
+                }
                 Component::Normal(part) => {
                     path.push(part);
                     parts += 1;
@@ -206,8 +216,9 @@ impl ObjectStore for LocalStore {
             .map_err(|e| not_found_or(e, object))
     }
 
+    /// `local://bucket/key`: the object's name, not where the server keeps it on disk.
     fn url(&self, bucket: &str, key: &str) -> String {
-        format!("file://{}/{bucket}/{key}", self.root.display())
+        format!("local://{bucket}/{key}")
     }
 }
 

@@ -206,6 +206,7 @@ where
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn get(&self, object: &ObjectRef) -> Result<(ObjectInfo, ByteReader), StorageError> {
+        crate::check_key_length(&object.key)?;
         let out = self
             .client
             .get_object()
@@ -229,6 +230,7 @@ impl ObjectStore for S3Store {
         key: &str,
         data: Arc<ScanInput>,
     ) -> Result<ObjectInfo, StorageError> {
+        crate::check_key_length(key)?;
         let bytes = data.data().as_slice();
         let version = if bytes.len() >= PART_SIZE {
             self.put_multipart(bucket, key, bytes).await?
@@ -252,6 +254,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, object: &ObjectRef) -> Result<ObjectInfo, StorageError> {
+        crate::check_key_length(&object.key)?;
         let out = self
             .client
             .head_object()
@@ -269,6 +272,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn tag(&self, object: &ObjectRef, tags: &[(String, String)]) -> Result<(), StorageError> {
+        crate::check_key_length(&object.key)?;
         let tag_set = tags
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())

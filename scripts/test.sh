@@ -18,3 +18,8 @@ scripts/services.sh start
 
 log "cargo test"
 cargo test --locked
+
+# cargo test built both servers' binaries for its integration tests; fuzz their schemas.
+log "schema fuzzing both APIs"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+scripts/schema_fuzz.sh "$TARGET_DIR/debug"

@@ -309,8 +309,8 @@ pub(crate) struct ResultQuery {
     params(("trace_id" = String, Query, description = "The id given when submitting")),
     responses(
         (status = 200, description = "The verdict", body = scan_core::AsyncScanResult),
-        (status = 400, description = "No trace_id", body = crate::openapi::Problem),
-        (status = 404, description = "Not finished, unknown, or expired", body = crate::openapi::Problem)))]
+        (status = 400, description = "No trace_id", body = storage::edge::openapi::ErrorBody),
+        (status = 404, description = "Not finished, unknown, or expired", body = storage::edge::openapi::ErrorBody)))]
 /// `GET /api/v1/scan/async/result?trace_id=ID`.
 pub(crate) async fn async_result(
     State(state): State<Arc<AppState>>,
@@ -333,7 +333,7 @@ pub(crate) async fn async_result(
 }
 
 #[utoipa::path(get, path = "/api/v1/test", tag = "operations", security(("bearer" = []), ("api_key" = [])),
-    responses((status = 204, description = "The key is valid"), (status = 401, description = "It is not", body = crate::openapi::Problem)))]
+    responses((status = 204, description = "The key is valid"), (status = 401, description = "It is not", body = storage::edge::openapi::ErrorBody)))]
 /// `GET /api/v1/test`: 204 for a valid key (the middleware refused the rest).
 pub(crate) async fn test() -> StatusCode {
     StatusCode::NO_CONTENT
@@ -343,8 +343,8 @@ pub(crate) async fn test() -> StatusCode {
     request_body = crate::openapi::SyncDownloadRequest,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the download failed)", body = scan_core::AsyncScanResult),
-        (status = 400, description = "A field is missing or invalid", body = crate::openapi::Problem),
-        (status = 503, description = "Too many scans at once", body = crate::openapi::Problem)))]
+        (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/download`: fetch and scan in the request.
 pub(crate) async fn sync_download(
     State(state): State<Arc<AppState>>,
@@ -360,8 +360,8 @@ pub(crate) async fn sync_download(
     request_body = crate::openapi::SyncS3Request,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = scan_core::AsyncScanResult),
-        (status = 400, description = "A field is missing or invalid", body = crate::openapi::Problem),
-        (status = 503, description = "Too many scans at once", body = crate::openapi::Problem)))]
+        (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/s3` (the original product has it beside the two the contract names):
 /// `{bucket, key, version?}`, scanned in the request.
 pub(crate) async fn sync_s3(
@@ -401,12 +401,12 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiEr
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/sync/binary", tag = "sync", security(("bearer" = []), ("api_key" = [])),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file. An empty body is an empty file: it is scanned like any other and answered 200 (clean, size 0)."),
     responses(
         (status = 200, description = "The verdict", body = scan_core::AsyncScanResult),
-        (status = 408, description = "The body stalled", body = crate::openapi::Problem),
-        (status = 413, description = "The body is over max_body_bytes", body = crate::openapi::Problem),
-        (status = 503, description = "Too many scans at once", body = crate::openapi::Problem)))]
+        (status = 408, description = "The body stalled", body = storage::edge::openapi::ErrorBody),
+        (status = 413, description = "The body is over max_body_bytes", body = storage::edge::openapi::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/binary`: the raw body is the file.
 pub(crate) async fn sync_binary(
     State(state): State<Arc<AppState>>,
@@ -456,7 +456,7 @@ pub(crate) async fn metrics(
     ))
 }
 
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running, with pending_jobs"), (status = 503, description = "The queue does not answer", body = crate::openapi::Problem)))]
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running, with pending_jobs"), (status = 503, description = "The queue does not answer", body = storage::edge::openapi::ErrorBody)))]
 /// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     match state.queue.pending().await {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use storage::edge::openapi::ErrorBody;
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 /// Where the verdict of a queued job goes, shared by both async endpoints.
@@ -13,7 +14,8 @@ pub(crate) struct Delivery {
     callback_url: Option<String>,
     /// Headers for the callback (`Content-Type` and `Content-Length` are always ours).
     callback_headers: Option<BTreeMap<String, String>>,
-    /// The caller's id for the job (at most 256 bytes).
+    /// The caller's id for the job (at most 256 bytes), scoped to the API key that submits it.
+    #[schema(min_length = 1, max_length = 256)]
     trace_id: Option<String>,
     /// Passed through untouched; at most 16 KB.
     custom_data: Option<String>,
@@ -51,16 +53,16 @@ pub(crate) enum Submitted {
     CalledBack,
     /// A field is missing or invalid.
     #[response(status = 400)]
-    Invalid(Problem),
+    Invalid(ErrorBody),
     /// No or unknown API key.
     #[response(status = 401)]
-    Unauthorized(Problem),
+    Unauthorized(ErrorBody),
     /// `trace_id` belongs to a job still pending.
     #[response(status = 409)]
-    Pending(Problem),
+    Pending(ErrorBody),
     /// The queue is full or unreachable; retry.
     #[response(status = 503)]
-    Unavailable(Problem),
+    Unavailable(ErrorBody),
 }
 
 /// `POST /api/v1/scan/sync/download` body.
@@ -68,6 +70,7 @@ pub(crate) enum Submitted {
 #[allow(dead_code)]
 pub(crate) struct SyncDownloadRequest {
     /// http(s) URL to GET and scan.
+    #[schema(min_length = 1)]
     download_url: String,
     /// Headers for that GET.
     download_headers: Option<BTreeMap<String, String>>,
@@ -77,20 +80,12 @@ pub(crate) struct SyncDownloadRequest {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct SyncS3Request {
+    #[schema(min_length = 1)]
     bucket: String,
+    #[schema(min_length = 1, max_length = 1024)]
     key: String,
     /// The object version; the latest when absent.
     version: Option<String>,
-}
-
-/// Every error answer: `{"error": "...", "status": 400}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct Problem {
-    /// What went wrong, for a person.
-    error: String,
-    /// The HTTP status again.
-    status: u16,
 }
 
 /// Both ways to present an API key: `Authorization: Bearer <key>` and `x-api-key: <key>`.
@@ -110,6 +105,8 @@ impl Modify for ApiKeyAuth {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
+        storage::edge::openapi::document_unauthorized(openapi);
+        storage::edge::openapi::empty_body_allowed(openapi, "/api/v1/scan/sync/binary");
     }
 }
 
@@ -134,7 +131,7 @@ impl Modify for ApiKeyAuth {
         SyncDownloadRequest,
         SyncS3Request,
         Delivery,
-        Problem,
+        ErrorBody,
         scan_core::AsyncScanResult,
         scan_core::EngineSummary
     )),

@@ -37,7 +37,9 @@ struct Login {
     responses(
         (status = 200, description = "A bearer token", body = crate::openapi::TokenResponse),
         (status = 400, description = "Not JSON", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Wrong username or password", body = crate::openapi::ErrorBody)))]
+        (status = 401, description = "Wrong username or password", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed logins from this address or for this user; retry after Retry-After seconds", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Too many password checks at once; retry shortly", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -127,11 +129,12 @@ impl From<&Report> for ScanResponse {
 
 #[utoipa::path(post, path = "/api/Scan", tag = "scan", security(("bearer" = [])),
     request_body(content = crate::openapi::ScanForm, content_type = "multipart/form-data",
-        description = "Or a raw application/octet-stream body with optional File-Name and Upload-To headers"),
+        description = "Or a raw application/octet-stream body with optional File-Name and Upload-To headers. An empty raw body is an empty file: it is scanned like any other and answered 200 (Clean, size 0); a multipart body without a file part is 400."),
     responses(
         (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
         (status = 400, description = "No file part or a malformed body", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 408, description = "The body stalled", body = crate::openapi::ErrorBody),
         (status = 413, description = "Over the body limit", body = crate::openapi::ErrorBody),
         (status = 503, description = "Too many scans at once", body = crate::openapi::ErrorBody)))]
 /// `POST /api/Scan`: multipart (`documents` or the first part with a filename, optional

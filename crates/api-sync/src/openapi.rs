@@ -2,6 +2,7 @@
 //! annotations and the wire types (utoipa).
 
 use serde::Serialize;
+pub(crate) use storage::edge::openapi::ErrorBody;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// `POST /api/Token` body.
@@ -62,7 +63,9 @@ pub(crate) struct ScanResult {
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)]
 pub(crate) struct ExistingRequest {
+    #[schema(min_length = 1)]
     container: String,
+    #[schema(min_length = 1, max_length = 1024)]
     object_path: String,
     version_id: Option<String>,
     uploaded_by: Option<String>,
@@ -72,17 +75,8 @@ pub(crate) struct ExistingRequest {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct UrlRequest {
+    #[schema(min_length = 1)]
     url: String,
-}
-
-/// Every error answer.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ErrorBody {
-    /// What went wrong, for a person.
-    error: String,
-    /// The HTTP status again.
-    status: u16,
 }
 
 struct BearerAuth;
@@ -100,6 +94,8 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        storage::edge::openapi::document_unauthorized(openapi);
+        storage::edge::openapi::empty_body_allowed(openapi, "/api/Scan");
     }
 }
 

@@ -316,6 +316,27 @@ async fn health_and_openapi_need_no_token() {
             "{path} missing from the OpenAPI document"
         );
     }
+    for path in ["/api/Scan", "/api/Scan/Existing", "/api/Scan/URL"] {
+        assert!(
+            doc["paths"][path]["post"]["responses"]["401"].is_object(),
+            "{path}: 401"
+        );
+    }
+    assert!(doc["paths"]["/metrics"]["get"]["responses"]["401"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["ExistingRequest"]["properties"]["container"]["minLength"],
+        1
+    );
+    assert_eq!(
+        schemas["ExistingRequest"]["properties"]["objectPath"]["minLength"],
+        1
+    );
+    assert_eq!(schemas["UrlRequest"]["properties"]["url"]["minLength"], 1);
+    assert_eq!(
+        doc["paths"]["/api/Scan"]["post"]["requestBody"]["required"],
+        false
+    );
     let verdict = &doc["components"]["schemas"]["SyncScanResponse"]["properties"];
     for field in [
         "dateScanned",

@@ -22,12 +22,12 @@ pub(crate) enum ApiError {
     /// The body is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
-    /// The client stopped sending in the middle of the body.
-    #[error("{0}")]
-    Timeout(String),
     /// Too much at once (queue full, scans busy) or the queue is unreachable; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// The request body could not be read (stalled, too large, malformed).
+    #[error(transparent)]
+    Body(#[from] storage::edge::body::BodyError),
     /// A bug or an unexpected failure; the message is logged, not shown.
     #[error("{0}")]
     Internal(String),
@@ -41,8 +41,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Body(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,27 +50,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            ApiError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
-                "internal error; the cause is in the server log".to_owned()
-            }
-            other => other.to_string(),
-        };
-        storage::edge::error_response(status, &message)
-    }
-}
-
-impl From<storage::edge::body::BodyError> for ApiError {
-    fn from(err: storage::edge::body::BodyError) -> Self {
-        use storage::edge::body::BodyError as B;
-        match err {
-            e @ B::Stalled(_) => ApiError::Timeout(e.to_string()),
-            e @ B::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-            e @ B::Spool(_) => ApiError::Internal(e.to_string()),
-            e => ApiError::BadRequest(e.to_string()),
-        }
+        storage::edge::error_response(self.status(), &self.to_string())
     }
 }
 

@@ -22,9 +22,6 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
-    /// The client stopped sending in the middle of a request.
-    #[error("{0}")]
-    Timeout(String),
     /// Too many scans at once.
     #[error("the server is busy; retry shortly")]
     Busy,
@@ -34,6 +31,9 @@ pub enum ApiError {
     /// A service behind us (storage, the URL's server) failed.
     #[error("{0}")]
     BadGateway(String),
+    /// The request body could not be read (stalled, too large, malformed).
+    #[error(transparent)]
+    Body(#[from] storage::edge::body::BodyError),
     /// A bug or an unexpected failure; the message is logged, not shown.
     #[error("{0}")]
     Internal(String),
@@ -47,10 +47,10 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Body(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,15 +58,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            ApiError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
-                "internal error; the cause is in the server log".to_owned()
-            }
-            other => other.to_string(),
-        };
-        let mut response = storage::edge::error_response(status, &message);
+        let mut response = storage::edge::error_response(self.status(), &self.to_string());
         if let ApiError::Throttled(wait) = self {
             let secs = wait.as_secs().max(1).to_string();
             if let Ok(value) = axum::http::HeaderValue::from_str(&secs) {
@@ -76,18 +68,6 @@ impl IntoResponse for ApiError {
             }
         }
         response
-    }
-}
-
-impl From<storage::edge::body::BodyError> for ApiError {
-    fn from(err: storage::edge::body::BodyError) -> Self {
-        use storage::edge::body::BodyError as B;
-        match err {
-            e @ B::Stalled(_) => ApiError::Timeout(e.to_string()),
-            e @ B::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-            e @ B::Spool(_) => ApiError::Internal(e.to_string()),
-            e => ApiError::BadRequest(e.to_string()),
-        }
     }
 }
 

@@ -67,6 +67,17 @@ pub enum BodyError {
 }
 
 impl BodyError {
+    /// The HTTP status this failure is answered with.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            BodyError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
     /// Classifies a failure of a body stream by what is in its chain of causes: a stall, a
     /// multipart head past its bound, or else a broken body.
     pub fn from_cause(err: &(dyn std::error::Error + 'static)) -> Self {

@@ -82,9 +82,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The error body both APIs answer with: `{"error": message, "status": code}`, with
-/// `Retry-After` on 503 and 429 and `WWW-Authenticate: Bearer` on 401. The message must be fit
-/// for the caller: the cause of a 5xx belongs in the log, not here.
+/// `Retry-After` on 503 and 429 and `WWW-Authenticate: Bearer` on 401. For a 500 the message is
+/// the cause, which goes to the log; the caller gets one generic sentence.
 pub fn error_response(status: StatusCode, message: &str) -> Response {
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %message, "internal error");
+        "internal error; the cause is in the server log"
+    } else {
+        message
+    };
     let mut response = (
         status,
         Json(serde_json::json!({ "error": message, "status": status.as_u16() })),

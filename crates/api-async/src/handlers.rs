@@ -426,7 +426,15 @@ pub(crate) async fn sync_binary(
             "the body is larger than the limit of {limit} bytes"
         )));
     }
-    let _slot = state.sync_slot()?;
+    let _slot = match state.sync_slot() {
+        Ok(slot) => slot,
+        Err(busy) => {
+            if declared.is_some_and(|n: u64| n <= body::DISCARD_MAX as u64) {
+                body::discard_small(body).await;
+            }
+            return Err(busy);
+        }
+    };
     let input = body::spool(
         body.into_data_stream(),
         state.scanner.spool_config().clone(),

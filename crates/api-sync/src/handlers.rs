@@ -149,9 +149,12 @@ pub(crate) async fn scan(
     spool
         .check_declared(declared_length(request.headers()))
         .map_err(input_error)?;
-    let _permit = Arc::clone(&state.scans)
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy)?;
+    let Ok(_permit) = Arc::clone(&state.scans).try_acquire_owned() else {
+        if declared_length(request.headers()).is_some_and(|n| n <= body::DISCARD_MAX as u64) {
+            body::discard_small(request.into_body()).await;
+        }
+        return Err(ApiError::Busy);
+    };
     let headers = request.headers().clone();
     let content_type = headers
         .get(header::CONTENT_TYPE)

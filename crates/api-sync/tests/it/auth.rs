@@ -280,3 +280,30 @@ async fn failed_logins_are_counted_per_address_even_across_another_users_success
         "only {refused} of 30 parallel guesses were refused"
     );
 }
+
+#[tokio::test]
+async fn every_401_names_the_bearer_scheme_as_the_async_server_does() {
+    let server = Server::start_with(|c| c.http.metrics_token = Some("scrape-token-1".into())).await;
+    for (method, path) in [
+        ("POST", "/api/Scan"),
+        ("POST", "/api/Scan/URL"),
+        ("GET", "/metrics"),
+    ] {
+        let response = server
+            .client
+            .request(method.parse().unwrap(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{path}");
+    }
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .bearer_auth("scrape-token-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+}

@@ -364,6 +364,23 @@ async fn more_scans_than_allowed_get_503() {
     let response = server.scan(&token, "b.txt", b"x".to_vec(), None).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
+    // A client that writes its whole (small) request before reading gets the 503 and keeps its
+    // connection: the refused body is read and dropped, not left to break the pipe.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = vec![b'z'; 200 * 1024];
+    for _ in 0..2 {
+        let head = format!(
+            "POST /api/Scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&body).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = socket.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    }
     drop(slow);
 }
 

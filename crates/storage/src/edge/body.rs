@@ -249,6 +249,24 @@ pub async fn drain(mut field: multer::Field<'_>) -> Result<(), BodyError> {
     Ok(())
 }
 
+/// Bodies at most this long are read and dropped before an early refusal (503), so the client
+/// reads the answer on a connection that stays open; longer ones are cut off with it.
+pub const DISCARD_MAX: usize = 256 * 1024;
+
+/// Reads and drops what is left of `body` when it is small (at most [`DISCARD_MAX`] bytes, and
+/// within the idle timeout): a client that sends its whole request before reading the answer
+/// (most do, for small bodies) then gets the answer instead of a broken pipe.
+pub async fn discard_small(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > DISCARD_MAX {
+            break;
+        }
+    }
+}
+
 /// Feeds a body stream to the spool on a blocking thread as it arrives: chunks are batched (to
 /// wake that thread less often) and handed over without copying. A stream that breaks (client
 /// gone, stalled, malformed) is an error, never a short file that gets scanned.

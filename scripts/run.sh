@@ -46,12 +46,8 @@ case "${1:-serve}" in
         if [ "${1:-}" = user ]; then
             exec "$bin/verdict-sync" "$@"
         fi
-        if [ ! -s "$VERDICT_USERS_FILE" ]; then
-            echo "No users yet. Add one (the password is prompted for) with:"
-            echo "    scripts/run.sh user add NAME"
-            echo "Starting anyway; logins fail until a user exists (the server picks the file up by itself)."
-        fi
-        exec "$bin/verdict-sync" serve "$@"
+        # --init: on the first start, the user `admin` with a random password, printed once.
+        exec "$bin/verdict-sync" --init serve "$@"
         ;;
     async)
         shift

@@ -17,6 +17,10 @@ struct Cli {
     /// Configuration file (TOML); also VERDICT_CONFIG.
     #[arg(long, short, env = "VERDICT_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// On a first start (no users yet), create the user `admin` with a random password and
+    /// print the password once.
+    #[arg(long, global = true)]
+    init: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -51,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            if cli.init {
+                first_start(&config)?;
+            }
             let state = AppState::from_config(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
@@ -75,4 +82,23 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Makes the first user when there is none, and shows its password this once.
+fn first_start(config: &Config) -> anyhow::Result<()> {
+    let file = &config.users_file;
+    let Some(password) = users::init_admin(file)
+        .with_context(|| format!("creating the first user in {}", file.display()))?
+    else {
+        return Ok(());
+    };
+    let name = users::FIRST_USER;
+    eprintln!(
+        "\nFirst start: created the user `{name}` with the password\n\n    {password}\n\n\
+         It is shown only this once; {} keeps only its hash. Log in at http://{}/ (or\n\
+         POST /api/Token). Change it with `verdict-sync user add {name}` (scripts/run.sh user add {name}).\n",
+        file.display(),
+        config.listen
+    );
+    Ok(())
 }

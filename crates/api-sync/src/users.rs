@@ -249,9 +249,64 @@ pub fn add_user(path: &Path, name: &str, password: &str) -> Result<(), UsersErro
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// The first user's name, made by [`init_admin`].
+pub const FIRST_USER: &str = "admin";
+
+/// On a first start: when `path` holds no users, adds [`FIRST_USER`] with a random password and
+/// returns that password (to be shown once; only its hash is stored). When users exist, changes
+/// nothing and returns `None`.
+pub fn init_admin(path: &Path) -> Result<Option<String>, UsersError> {
+    let users = match Users::load(path) {
+        Ok(users) => users,
+        Err(UsersError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Users::default()
+        }
+        Err(e) => return Err(e),
+    };
+    if !users.is_empty() {
+        return Ok(None);
+    }
+    // 18 random bytes, 24 characters of URL-safe base64-like text: 144 bits.
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789-_";
+    let password: String = (0..24)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect();
+    add_user(path, FIRST_USER, &password)?;
+    Ok(Some(password))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_start_makes_one_admin_and_later_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let password = init_admin(&path)
+            .unwrap()
+            .expect("a password for the new admin");
+        assert!(password.len() >= 20);
+        let users = Users::load(&path).unwrap();
+        assert_eq!(users.len(), 1);
+        assert!(users.verify(FIRST_USER, &password));
+        assert!(
+            !std::fs::read_to_string(&path).unwrap().contains(&password),
+            "only the hash is stored"
+        );
+        assert_eq!(
+            init_admin(&path).unwrap(),
+            None,
+            "users exist: nothing made"
+        );
+        assert_eq!(Users::load(&path).unwrap().len(), 1);
+        let other = dir.path().join("other");
+        assert_ne!(
+            init_admin(&other).unwrap().unwrap(),
+            password,
+            "random each time"
+        );
+    }
 
     #[test]
     fn add_then_verify() {

@@ -307,3 +307,81 @@ async fn every_401_names_the_bearer_scheme_as_the_async_server_does() {
         .unwrap();
     assert_eq!(metrics.status(), 200);
 }
+
+/// Starts the real binary with `--init` and returns it with everything it wrote to stderr up to
+/// the moment it listens.
+async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let config = dir.join("sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nusers_file = \"{}\"\n[token]\nsecret = \"{SECRET}\"\n[storage]\ntype = \"local\"\nroot = \"{}\"\n",
+            dir.join("users").display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_verdict-sync"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--init")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let text = tokio::task::spawn_blocking(move || {
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("verdict-sync listening") {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    (child, text)
+}
+
+#[tokio::test]
+async fn the_first_start_prints_a_working_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (mut first, said) = start_binary(dir.path(), port).await;
+    let password = said
+        .lines()
+        .skip_while(|l| !l.contains("created the user `admin`"))
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.contains("created the user"))
+        .unwrap_or_else(|| panic!("no password shown: {said}"))
+        .to_owned();
+    let login = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/Token"))
+        .json(&serde_json::json!({ "username": "admin", "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, said_again) = start_binary(dir.path(), port).await;
+    assert!(!said_again.contains("created the user"), "{said_again}");
+    assert!(
+        !said_again.contains(&password),
+        "the password is never shown again"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let users = std::fs::read_to_string(dir.path().join("users")).unwrap();
+    assert_eq!(users.lines().count(), 1);
+    assert!(!users.contains(&password));
+}

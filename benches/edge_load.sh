@@ -2,7 +2,8 @@
 # The servers' edge under the hardening issue's load, against release builds on loopback with
 # the embedded engines: for each of verdict-sync and verdict-async, (a) one 2 GiB upload,
 # streamed, and (b) 64 clients sending 200 small scans each (half EICAR, half clean). Every
-# answer must be the right verdict or a 503; reports each server's peak RSS (VmHWM) after both.
+# answer must be the right verdict or a 503; reports each server's peak anonymous RSS (sampled)
+# and its VmHWM after both.
 #
 #   benches/edge_load.sh            [CLIENTS=64 PER_CLIENT=200 BIG_MIB=2048]
 set -euo pipefail
@@ -66,6 +67,25 @@ for port in "$sync_port" "$async_port"; do
         sleep 0.1
     done
 done
+# Peak anonymous memory (heap, stacks) of each server, sampled every 50 ms: VmHWM alone also
+# counts the pages of spool files the scanner maps, which are page cache, not the process's own.
+python3 - "$sync_pid" "$async_pid" "$work/anon-peak" <<'PY' &
+import sys, time
+pids, out = sys.argv[1:3], sys.argv[3]
+peak = {p: 0 for p in pids}
+while True:
+    try:
+        for p in pids:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("RssAnon:"):
+                    peak[p] = max(peak[p], int(line.split()[1]))
+    except FileNotFoundError:
+        break
+    with open(out, "w") as f:
+        f.write(" ".join(str(peak[p]) for p in pids))
+    time.sleep(0.05)
+PY
+pids+=($!)
 token=$(curl -fs "http://127.0.0.1:$sync_port/api/Token" -H 'Content-Type: application/json' \
     -d '{"username":"bench","password":"edge load password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
 
@@ -145,7 +165,10 @@ for name, port, make in (("sync", sync_port, sync_request), ("async", async_port
         sys.exit(1)
 PY
 
+sleep 0.2
+read -r sync_anon async_anon < "$work/anon-peak" || true  # no final newline
 for which in sync async; do
     pid=$([ $which = sync ] && echo "$sync_pid" || echo "$async_pid")
-    echo "$which: peak RSS $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/$pid/status)"
+    anon=$([ $which = sync ] && echo "$sync_anon" || echo "$async_anon")
+    echo "$which: peak anonymous RSS $((anon / 1024)) MiB; VmHWM $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/$pid/status) (with the mapped spool file's page cache)"
 done

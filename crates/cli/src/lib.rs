@@ -41,6 +41,12 @@ pub struct ScanArgs {
     /// Files or folders to scan, `s3://bucket/prefix` (every object under it), or http(s) URLs.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// A configuration file of verdict-sync or verdict-async (TOML): its `engines`, `limits`,
+    /// `spool`, `fetch` and `[storage]` S3 settings are used, so engines and rules are set up once
+    /// for all three; its server settings are ignored. Flags add to it (`--rules`, `--clamd`...)
+    /// or override it (limits, `--temp-dir`, `--s3-endpoint`).
+    #[arg(long, short = 'c', value_name = "FILE", env = "VERDICT_CONFIG")]
+    pub config: Option<PathBuf>,
     /// S3-compatible endpoint for s3:// targets (path-style); AWS itself when omitted.
     /// Credentials and region come from the standard AWS chain.
     #[arg(long, value_name = "URL")]
@@ -186,11 +192,39 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<Summa
     }
 }
 
+/// What `verdict scan` takes from a server's configuration file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct FileConfig {
+    engines: Vec<engines::EngineConfig>,
+    limits: Limits,
+    spool: scan_core::SpoolSettings,
+    fetch: storage::fetch::FetchSettings,
+    storage: storage::StorageConfig,
+}
+
+impl FileConfig {
+    fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+    }
+}
+
 async fn scan(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Summary> {
-    let mut configs = vec![engines::EngineConfig::Yara {
-        rules: args.rules.clone(),
-        max_object_size: None,
-    }];
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    // A file's engines replace the default (the embedded YARA engine), as in the servers;
+    // `--rules` adds a YARA engine of its own.
+    let mut configs = file.engines.clone();
+    if configs.is_empty() || !args.rules.is_empty() {
+        configs.push(engines::EngineConfig::Yara {
+            rules: args.rules.clone(),
+            max_object_size: None,
+        });
+    }
     if !args.hashes.is_empty() {
         configs.push(engines::EngineConfig::Hashes {
             files: args.hashes.clone(),
@@ -214,19 +248,24 @@ async fn scan(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<Su
         }));
     }
     let all_engines = engines::build_engines(&configs)?;
+    let mut spool = if args.config.is_some() {
+        file.spool.config(None)
+    } else {
+        SpoolConfig::default()
+    };
+    if let Some(dir) = &args.temp_dir {
+        spool.temp_dir = Some(dir.clone());
+    }
     let mut builder = Scanner::builder()
-        .limits(args.limits.apply(Limits::default())?)
-        .spool(SpoolConfig {
-            temp_dir: args.temp_dir.clone(),
-            ..SpoolConfig::default()
-        });
+        .limits(args.limits.apply(file.limits.clone())?)
+        .spool(spool);
     for engine in all_engines {
         builder = builder.shared_engine(engine);
     }
     let scanner = builder.build()?;
 
     let started = Instant::now();
-    let remote = Remote::new(&args).await?;
+    let remote = Remote::new(&args, &file).await?;
     let (files, walk_errors) = collect_targets(&args.paths, &remote).await;
     let any_folder = args
         .paths
@@ -317,35 +356,37 @@ struct Remote {
 }
 
 impl Remote {
-    async fn new(args: &ScanArgs) -> anyhow::Result<Self> {
+    async fn new(args: &ScanArgs, file: &FileConfig) -> anyhow::Result<Self> {
         let wants = |prefix: &[&str]| {
             args.paths
                 .iter()
                 .any(|p| prefix.iter().any(|x| p.to_string_lossy().starts_with(x)))
         };
         let s3 = if wants(&["s3://"]) {
-            let config = storage::S3Config {
-                region: None,
-                endpoint: args.s3_endpoint.clone(),
-                path_style: args.s3_endpoint.is_some(),
+            let config = match (&args.s3_endpoint, &file.storage) {
+                (None, storage::StorageConfig::S3(from_file)) => from_file.clone(),
+                (endpoint, _) => storage::S3Config {
+                    region: None,
+                    endpoint: endpoint.clone(),
+                    path_style: endpoint.is_some(),
+                },
             };
             Some(storage::S3Store::new(&config).await)
         } else {
             None
         };
         let fetcher = if wants(&["http://", "https://"]) {
-            let allow = args
-                .allow_fetch
-                .iter()
-                .map(|cidr| {
-                    cidr.parse()
-                        .with_context(|| format!("--allow-fetch {cidr:?} is not a CIDR range"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let policy = storage::fetch::FetchPolicy {
-                allow,
-                ..Default::default()
+            let mut policy = if args.config.is_some() {
+                file.fetch.policy()
+            } else {
+                storage::fetch::FetchPolicy::default()
             };
+            for cidr in &args.allow_fetch {
+                policy.allow.push(
+                    cidr.parse()
+                        .with_context(|| format!("--allow-fetch {cidr:?} is not a CIDR range"))?,
+                );
+            }
             Some(storage::fetch::Fetcher::new(policy)?)
         } else {
             None

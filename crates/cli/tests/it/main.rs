@@ -234,6 +234,121 @@ fn clamd_joins_the_embedded_engines_from_the_command_line() {
     assert_eq!(engines, ["clamd", "yara"], "{report}");
 }
 
+/// Each file's verdict and detections (engine, name, path), from `--json` output.
+fn verdicts(out: &Output) -> Vec<(String, String, Vec<String>)> {
+    let mut all: Vec<_> = stdout(out)
+        .lines()
+        .map(|line| {
+            let report: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut found: Vec<String> = report["detections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| format!("{} {} {}", d["engine"], d["name"], d["path"]))
+                .collect();
+            found.sort();
+            (
+                report["name"].as_str().unwrap().to_owned(),
+                report["verdict"].to_string(),
+                found,
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn a_servers_config_file_gives_the_same_verdicts_as_the_flags() {
+    let socket = std::env::var("VERDICT_TEST_CLAMD_SOCKET")
+        .expect("VERDICT_TEST_CLAMD_SOCKET: run through scripts/test.sh, which starts clamd");
+    let dir = tempfile::tempdir().unwrap();
+    let payload = b"another harmless payload made by the test suite".to_vec();
+    let md5 = {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(&payload))
+    };
+    let hdb = write(
+        dir.path(),
+        "sigs/test.hdb",
+        format!("{md5}:{}:Test.Payload.MD5\n", payload.len()).as_bytes(),
+    );
+    let rules = dir.path().join("rules");
+    write(
+        &rules,
+        "words.yar",
+        b"rule Suspicious_Word { strings: $a = \"suspicious-marker\" condition: $a }",
+    );
+    let samples = dir.path().join("samples");
+    write(&samples, "payload.bin", &payload);
+    write(&samples, "note.txt", b"a suspicious-marker in here");
+    write(&samples, "clean.txt", b"nothing to see");
+    write(
+        &samples,
+        "eicar.zip",
+        &testing::zip(&[("eicar.com", &eicar())]),
+    );
+    let deep = testing::zip(&[(
+        "a.zip",
+        &testing::zip(&[("b.zip", &testing::zip(&[("c.txt", b"deep")]))]),
+    )]);
+    write(&samples, "deep.zip", &deep);
+    // A verdict-sync configuration file, server settings and all.
+    let config = write(
+        dir.path(),
+        "verdict.toml",
+        format!(
+            "listen = \"127.0.0.1:9\"\nusers_file = \"/nonexistent/users\"\nmax_concurrent_scans = 4\n[token]\nsecret = \"not used by the command\"\n[limits]\nmax_depth = 2\n[[engines]]\ntype = \"yara\"\nrules = [\"{}\"]\n[[engines]]\ntype = \"hashes\"\nfiles = [\"{hdb}\"]\n[[engines]]\ntype = \"clamd\"\naddress = \"{socket}\"\n",
+            rules.display()
+        )
+        .as_bytes(),
+    );
+    let target = samples.display().to_string();
+    let by_flags = verdict(&[
+        "scan",
+        "--json",
+        "--rules",
+        &rules.display().to_string(),
+        "--hashes",
+        &hdb,
+        "--clamd",
+        &socket,
+        "--max-depth",
+        "2",
+        &target,
+    ]);
+    let by_file = verdict(&["scan", "--json", "--config", &config, &target]);
+    assert_eq!(
+        by_file.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&by_file.stderr)
+    );
+    assert_eq!(verdicts(&by_file), verdicts(&by_flags));
+    let seen = verdicts(&by_file);
+    let engines_seen: std::collections::BTreeSet<String> = seen
+        .iter()
+        .flat_map(|(_, _, found)| {
+            found
+                .iter()
+                .map(|f| f.split(' ').next().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        engines_seen.into_iter().collect::<Vec<_>>(),
+        ["\"clamd\"", "\"hashes\"", "\"yara\""],
+        "{seen:?}"
+    );
+    let deep = seen
+        .iter()
+        .find(|(name, _, _)| name.ends_with("deep.zip"))
+        .unwrap();
+    assert_ne!(
+        deep.1, "\"clean\"",
+        "the depth limit of the file applies: {deep:?}"
+    );
+}
+
 /// Serves `body` to every connection on a loopback port, for URL scans (or as a proxy would,
 /// whatever it is asked): its address, and how many connections it has had.
 fn serve_to_every_connection(body: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {

@@ -21,6 +21,8 @@ STATE="${VERDICT_SERVICES_DIR:-$PWD/target/test-services}"
 MOTO_VENV="${VERDICT_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/moto-5.2.5}"
 # The original product's own Python SDK, which verdict-async's compatibility test drives.
 SDK_VENV="${VERDICT_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/attachmentav-sdk-0.5.0}"
+# Selenium, which drives Debian's headless Chromium through chromedriver for the page's tests.
+BROWSER_VENV="${VERDICT_BROWSER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/selenium-4.38.0}"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -81,6 +83,14 @@ install_sdk() {
     "$SDK_VENV/bin/pip" install -q "attachmentav-virus-malware-scan-sdk==0.5.0"
 }
 
+install_browser() {
+    apt_install chromium chromium-driver
+    [ -x "$BROWSER_VENV/bin/python" ] && "$BROWSER_VENV/bin/python" -c 'import selenium' 2>/dev/null && return 0
+    log "installing Selenium (the web page's browser tests) into $BROWSER_VENV"
+    python3 -m venv "$BROWSER_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$BROWSER_VENV"; }
+    "$BROWSER_VENV/bin/pip" install -q "selenium==4.38.0"
+}
+
 write_signatures() {
     local db=$1
     mkdir -p "$db"
@@ -105,6 +115,7 @@ start() {
     apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip
     install_moto
     install_sdk
+    install_browser
     stop >/dev/null 2>&1 || true
     mkdir -p "$STATE/tmp" "$STATE/db"
     chmod 755 "$STATE" "$STATE/tmp"
@@ -185,6 +196,7 @@ export VERDICT_TEST_ICAP_URL=icap://127.0.0.1:$icap_port/avscan
 export VERDICT_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 export VERDICT_TEST_SDK_PYTHON=$SDK_VENV/bin/python
+export VERDICT_TEST_BROWSER_PYTHON=$BROWSER_VENV/bin/python
 export VERDICT_TEST_CLAMAV_TESTFILES=/usr/share/clamav-testfiles
 export AWS_ACCESS_KEY_ID=verdict-test
 export AWS_SECRET_ACCESS_KEY=verdict-test

@@ -473,6 +473,71 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// `GET /`: a status page for people, needing no key and showing nothing secret: the queue,
+/// what this instance finished in the last hour, its workers, and its engines' health.
+pub(crate) async fn status_page(State(state): State<Arc<AppState>>) -> Response {
+    let queue = match state.queue.pending().await {
+        Ok(pending) => format!("{pending} jobs waiting or running"),
+        Err(e) => {
+            tracing::warn!(error = %e, "the queue does not answer");
+            "the queue does not answer".to_owned()
+        }
+    };
+    let mut engines = String::new();
+    for engine in state.scanner.engines() {
+        let health = tokio::time::timeout(std::time::Duration::from_secs(3), engine.health()).await;
+        let (class, said) = match health {
+            Ok(Ok(version)) => ("ok", format!("ok: {version}")),
+            Ok(Err(e)) => ("bad", format!("failing: {e}")),
+            Err(_) => ("bad", "no answer within 3 s".to_owned()),
+        };
+        engines.push_str(&format!(
+            "<tr><td>{}</td><td class=\"{class}\">{}</td></tr>",
+            escape_html(engine.name()),
+            escape_html(&said)
+        ));
+    }
+    let finished = state.metrics.last_hour.totals();
+    let count = |status: &str| finished.get(status).copied().unwrap_or(0);
+    let page = format!(
+        include_str!("../assets/status.html"),
+        queue = escape_html(&queue),
+        clean = count("clean"),
+        infected = count("infected"),
+        no = count("no"),
+        workers = state.settings.workers,
+        engines = engines,
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `GET /openapi.json`: the OpenAPI 3 document of this API.
 pub(crate) async fn openapi() -> impl IntoResponse {
     use utoipa::OpenApi;

@@ -27,6 +27,51 @@ pub(crate) struct Metrics {
     finished: Family<Status, Counter>,
     callbacks: Family<Outcome, Counter>,
     queue_depth: Gauge,
+    /// Jobs finished in the last hour, by status, for the status page.
+    pub(crate) last_hour: LastHour,
+}
+
+/// Counts of finished jobs per minute over the last hour, by status (this instance's only).
+#[derive(Debug, Default)]
+pub(crate) struct LastHour {
+    /// (minute since the epoch, status) -> count; at most 60 minutes are kept.
+    minutes: std::sync::Mutex<std::collections::BTreeMap<(u64, String), u64>>,
+}
+
+impl LastHour {
+    fn minute_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            / 60
+    }
+
+    fn record(&self, status: &str) {
+        self.record_at(Self::minute_now(), status);
+    }
+
+    fn record_at(&self, minute: u64, status: &str) {
+        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        minutes.retain(|(m, _), _| m + 60 > minute);
+        *minutes.entry((minute, status.to_owned())).or_default() += 1;
+    }
+
+    /// Status -> jobs finished in the 60 minutes up to now.
+    pub(crate) fn totals(&self) -> std::collections::BTreeMap<String, u64> {
+        self.totals_at(Self::minute_now())
+    }
+
+    fn totals_at(&self, minute: u64) -> std::collections::BTreeMap<String, u64> {
+        let minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut totals = std::collections::BTreeMap::new();
+        for ((m, status), count) in minutes.iter() {
+            if m + 60 > minute {
+                *totals.entry(status.clone()).or_default() += count;
+            }
+        }
+        totals
+    }
 }
 
 impl Default for Metrics {
@@ -64,6 +109,7 @@ impl Default for Metrics {
             finished,
             callbacks,
             queue_depth,
+            last_hour: LastHour::default(),
         }
     }
 }
@@ -81,6 +127,7 @@ impl Metrics {
                 status: status.to_owned(),
             })
             .inc();
+        self.last_hour.record(status);
     }
 
     /// A callback was delivered, or given up on.
@@ -95,5 +142,29 @@ impl Metrics {
             self.queue_depth.set(pending as i64);
         }
         scan_core::metrics::render(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_hour_forgets_older_minutes() {
+        let hour = LastHour::default();
+        hour.record_at(1000, "clean");
+        hour.record_at(1000, "clean");
+        hour.record_at(1030, "infected");
+        hour.record_at(1059, "no");
+        let totals = hour.totals_at(1059);
+        assert_eq!(totals["clean"], 2);
+        assert_eq!(totals["infected"], 1);
+        assert_eq!(totals["no"], 1);
+        let later = hour.totals_at(1060);
+        assert!(
+            !later.contains_key("clean"),
+            "minute 1000 is over an hour before 1060"
+        );
+        assert_eq!(later["infected"], 1);
     }
 }

@@ -292,6 +292,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             require_key,
         ));
     Router::new()
+        .route("/", get(handlers::status_page))
         .route("/health", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))

@@ -113,6 +113,32 @@ pub(crate) struct ScanResponse {
     upload_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tag_error: Option<String>,
+    /// Additive detail beyond the contract's fields, which the web page draws its tree from:
+    /// each detection with the engine that made it, each part not examined with why.
+    detections: Vec<FoundAt>,
+    problems: Vec<NotExamined>,
+    objects_scanned: u64,
+    timings: SpentSeconds,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FoundAt {
+    path: String,
+    name: String,
+    engine: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct NotExamined {
+    path: String,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SpentSeconds {
+    read_seconds: f64,
+    scan_seconds: f64,
 }
 
 impl From<&Report> for ScanResponse {
@@ -123,6 +149,28 @@ impl From<&Report> for ScanResponse {
             stored: None,
             upload_error: None,
             tag_error: None,
+            detections: report
+                .detections
+                .iter()
+                .map(|d| FoundAt {
+                    path: d.path.clone(),
+                    name: d.name.clone(),
+                    engine: d.engine.clone(),
+                })
+                .collect(),
+            problems: report
+                .problems
+                .iter()
+                .map(|p| NotExamined {
+                    path: p.path.clone(),
+                    message: p.message.clone(),
+                })
+                .collect(),
+            objects_scanned: report.objects,
+            timings: SpentSeconds {
+                read_seconds: report.timings.read_seconds,
+                scan_seconds: report.timings.scan_seconds,
+            },
         }
     }
 }
@@ -493,6 +541,43 @@ pub(crate) async fn metrics(
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     ))
+}
+
+/// The page's files, compiled into the binary: no CDN, nothing fetched at run time.
+const PAGE: &str = include_str!("../assets/index.html");
+const PAGE_SCRIPT: &str = include_str!("../assets/app.js");
+const PAGE_STYLE: &str = include_str!("../assets/app.css");
+
+/// Headers every page file carries: only this origin's own scripts and styles, never framed.
+fn page_file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
+/// `GET /`: the page to log in and drop files on.
+pub(crate) async fn page() -> impl IntoResponse {
+    page_file("text/html; charset=utf-8", PAGE)
+}
+
+/// `GET /assets/app.js`.
+pub(crate) async fn page_script() -> impl IntoResponse {
+    page_file("text/javascript; charset=utf-8", PAGE_SCRIPT)
+}
+
+/// `GET /assets/app.css`.
+pub(crate) async fn page_style() -> impl IntoResponse {
+    page_file("text/css; charset=utf-8", PAGE_STYLE)
 }
 
 /// `GET /openapi.json`: the OpenAPI 3 document of this API.

@@ -133,6 +133,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             require_token,
         ));
     Router::new()
+        .route("/", get(handlers::page))
+        .route("/assets/app.js", get(handlers::page_script))
+        .route("/assets/app.css", get(handlers::page_style))
         .route("/api/token", post(handlers::token))
         .route("/health", get(handlers::health))
         .route("/metrics", get(handlers::metrics))

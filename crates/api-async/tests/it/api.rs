@@ -781,3 +781,41 @@ async fn metrics_need_the_metrics_token_when_one_is_set() {
     assert_eq!(allowed.status(), 200);
     assert!(allowed.text().await.unwrap().contains("verdict_scans"));
 }
+
+#[tokio::test]
+async fn the_status_page_shows_the_queue_last_hours_jobs_workers_and_engines_without_a_key() {
+    let peer = Peer::start().await;
+    let infected = peer.file("eicar.com", eicar());
+    let server = Server::start().await;
+    assert_eq!(
+        submit_as(&server, KEY, &infected, "for-the-page")
+            .await
+            .status(),
+        201
+    );
+    server.result("for-the-page", Duration::from_secs(20)).await;
+    let page = server.client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "no key needed");
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("0 jobs waiting or running"), "{html}");
+    // One infected job in the last hour, shown in the table's second row, second cell.
+    let finished = html.split("<table id=\"finished\">").nth(1).unwrap();
+    let counts: Vec<&str> = finished
+        .split("<td>")
+        .skip(1)
+        .map(|cell| cell.split("</td>").next().unwrap())
+        .collect();
+    assert_eq!(counts[..3], ["0", "1", "0"], "{finished}");
+    assert!(html.contains("<td>yara</td><td class=\"ok\">ok"), "{html}");
+    assert!(html.contains("id=\"workers\""), "{html}");
+    assert!(
+        !html.contains(KEY) && !html.contains("callback-secret"),
+        "nothing secret on it"
+    );
+}

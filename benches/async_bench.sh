@@ -18,8 +18,7 @@ jobs=${1:-2000}
 concurrency=${2:-32}
 workers=${VERDICT_BENCH_WORKERS:-32}
 
-log "building (release)"
-cargo build --release --locked -p verdict-api-async -p verdict-examples --example async_load --quiet
+build_release
 target="${CARGO_TARGET_DIR:-target}/release"
 
 work=$(mktemp -d)

@@ -19,8 +19,7 @@ scripts/services.sh start
 STATE="${VERDICT_SERVICES_DIR:-$PWD/target/test-services}"
 . "$STATE/env"
 
-log "building verdict (release)"
-cargo build --release --locked -p verdict-cli --quiet
+build_release
 verdict="${CARGO_TARGET_DIR:-target}/release/verdict"
 
 work=$(mktemp -d)

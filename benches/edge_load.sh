@@ -13,8 +13,7 @@ CLIENTS=${CLIENTS:-64}
 PER_CLIENT=${PER_CLIENT:-200}
 BIG_MIB=${BIG_MIB:-2048}
 
-log "building (release)"
-cargo build --release --locked -p verdict-api-sync -p verdict-api-async --quiet
+build_release
 target="${CARGO_TARGET_DIR:-target}/release"
 
 work=$(mktemp -d)

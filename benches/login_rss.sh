@@ -4,10 +4,11 @@
 #   benches/login_rss.sh [PATH_TO_VERDICT_SYNC]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 if [ $# -ge 1 ]; then
     bin=$(realpath "$1")
 else
-    cargo build --release --locked -p verdict-api-sync --quiet
+    build_release
     bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/verdict-sync")
 fi
 dir=$(mktemp -d); cd "$dir"

@@ -10,9 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 apt_install python3
 
-log "building (release)"
-cargo build --release --locked -p verdict-api-sync -p verdict-cli -p verdict-examples --example sync_load --quiet
-cargo build --release --locked -p verdict-api-sync -p verdict-cli --quiet
+build_release
 target="${CARGO_TARGET_DIR:-target}/release"
 
 work=$(mktemp -d)

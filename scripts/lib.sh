@@ -22,3 +22,11 @@ apt_install() {
 }
 
 log() { echo "==> $*"; }
+
+# Every release build of the scripts and benchmarks is this one command, so they all share one
+# set of artifacts: building a different subset of packages would unify features differently
+# and recompile most of the tree. Cargo's own progress bar shows while it builds.
+build_release() {
+    log "building (release; the first time takes a few minutes, later runs reuse it)"
+    cargo build --release --locked --bins --examples
+}

@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh >/dev/null
 . scripts/lib.sh
 
-log "building (release)"
-cargo build --release --locked -p verdict-cli -p verdict-api-sync -p verdict-api-async --quiet
+build_release
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 case "${1:-serve}" in

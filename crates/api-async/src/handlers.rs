@@ -483,20 +483,7 @@ pub(crate) async fn status_page(State(state): State<Arc<AppState>>) -> Response 
             "the queue does not answer".to_owned()
         }
     };
-    let mut engines = String::new();
-    for engine in state.scanner.engines() {
-        let health = tokio::time::timeout(std::time::Duration::from_secs(3), engine.health()).await;
-        let (class, said) = match health {
-            Ok(Ok(version)) => ("ok", format!("ok: {version}")),
-            Ok(Err(e)) => ("bad", format!("failing: {e}")),
-            Err(_) => ("bad", "no answer within 3 s".to_owned()),
-        };
-        engines.push_str(&format!(
-            "<tr><td>{}</td><td class=\"{class}\">{}</td></tr>",
-            escape_html(engine.name()),
-            escape_html(&said)
-        ));
-    }
+    let engines = engine_rows(&state).await;
     let finished = state.metrics.last_hour.totals();
     let count = |status: &str| finished.get(status).copied().unwrap_or(0);
     let page = format!(
@@ -521,6 +508,37 @@ pub(crate) async fn status_page(State(state): State<Arc<AppState>>) -> Response 
         page,
     )
         .into_response()
+}
+
+/// The engines' health as table rows, checked at most every 10 s however often the page is
+/// loaded (it needs no key, so it must not let anyone make us call clamd or ICAP at will).
+async fn engine_rows(state: &AppState) -> String {
+    let mut cached = state.engine_health.lock().await;
+    if let Some((at, rows)) = cached.as_ref()
+        && at.elapsed() < std::time::Duration::from_secs(10)
+    {
+        return rows.clone();
+    }
+    let mut rows = String::new();
+    for engine in state.scanner.engines() {
+        let health = tokio::time::timeout(std::time::Duration::from_secs(3), engine.health()).await;
+        let (class, said) = match health {
+            Ok(Ok(version)) => ("ok", format!("ok: {version}")),
+            Ok(Err(e)) => {
+                // Addresses and the engine's own words are for the operator, not a public page.
+                tracing::warn!(engine = engine.name(), error = %e, "engine health check failed");
+                ("bad", "failing (the cause is in the server log)".to_owned())
+            }
+            Err(_) => ("bad", "no answer within 3 s".to_owned()),
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td class=\"{class}\">{}</td></tr>",
+            escape_html(engine.name()),
+            escape_html(&said)
+        ));
+    }
+    *cached = Some((std::time::Instant::now(), rows.clone()));
+    rows
 }
 
 fn escape_html(text: &str) -> String {

@@ -77,6 +77,8 @@ pub struct AppState {
     pub settings: Settings,
     pub(crate) metrics: Metrics,
     sync_scans: Arc<Semaphore>,
+    /// The status page's engine rows and when they were checked.
+    pub(crate) engine_health: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl AppState {
@@ -163,6 +165,7 @@ impl AppState {
             },
             metrics: Metrics::default(),
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
+            engine_health: tokio::sync::Mutex::new(None),
         }))
     }
 

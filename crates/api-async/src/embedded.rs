@@ -564,6 +564,7 @@ mod tests {
                 trace_id: Some(format!("trace-{id}")),
                 custom_data: None,
                 owner: None,
+                tag_object: false,
             },
             attempts: 0,
             receipt: String::new(),

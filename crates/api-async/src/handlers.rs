@@ -181,6 +181,7 @@ fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiE
         trace_id,
         custom_data,
         owner: None,
+        tag_object: false,
     })
 }
 
@@ -471,6 +472,69 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
         Ok(pending) => Json(json!({"status": "ok", "pending_jobs": pending})).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+#[utoipa::path(post, path = "/api/v1/events/s3", tag = "events", security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Object, description = "An S3 event notification: AWS's records, or the same records as MinIO, Ceph and Garage post them"),
+    responses(
+        (status = 200, description = "Every created object is queued as a job; the answer counts them", body = crate::openapi::EventsQueued),
+        (status = 400, description = "Not an S3 event notification", body = storage::edge::openapi::ErrorBody),
+        (status = 503, description = "The queue is full or unreachable; send the notification again", body = storage::edge::openapi::ErrorBody)))]
+/// `POST /api/v1/events/s3`: a bucket's event webhook. Each `ObjectCreated:*` object becomes a
+/// job that scans it and tags it with the outcome; the answer comes once every job is durably
+/// queued, so a sender that sees an error sends again (an object may then be scanned twice,
+/// never not at all).
+pub(crate) async fn s3_events(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = buffered(body)?;
+    let notification =
+        crate::events::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut queued = 0;
+    for object in notification.created {
+        let mut id = [0u8; 16];
+        rand::fill(&mut id[..]);
+        let job = Job {
+            id: hex::encode(id),
+            spec: JobSpec {
+                source: Source::S3 {
+                    bucket: object.bucket,
+                    key: object.key,
+                    version: object.version,
+                },
+                callback_url: None,
+                callback_headers: BTreeMap::new(),
+                trace_id: None,
+                custom_data: None,
+                owner: caller.scope.clone(),
+                tag_object: true,
+            },
+            attempts: 0,
+            receipt: String::new(),
+        };
+        match state.queue.push(&job).await? {
+            Pushed::Queued => {
+                state.metrics.submitted("queued");
+                queued += 1;
+            }
+            Pushed::Full | Pushed::TraceIdPending => {
+                state.metrics.submitted("full");
+                return Err(ApiError::Unavailable(format!(
+                    "the job queue is full after {queued} of this notification's objects; send it again shortly"
+                )));
+            }
+        }
+    }
+    tracing::info!(
+        queued,
+        other_events = notification.other_events,
+        "bucket events queued"
+    );
+    Ok(Json(
+        json!({"queued": queued, "ignored": notification.other_events}),
+    ))
 }
 
 /// `GET /`: a status page for people, needing no key and showing nothing secret: the queue,

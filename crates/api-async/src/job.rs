@@ -45,6 +45,9 @@ pub struct JobSpec {
     /// another key neither sees its result nor replaces it. `None` when trace ids are shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Tag the S3 object with the outcome once it is scanned (jobs from bucket events).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tag_object: bool,
 }
 
 impl JobSpec {

@@ -1,12 +1,14 @@
 //! `verdict-async` (contract section 2): submit a URL or an S3 object, get the verdict by signed
 //! callback or by polling; synchronous siblings scan in the request. Jobs and results live in an
 //! embedded durable store ([`EmbeddedStore`], one process) or in Redis ([`RedisStore`], any
-//! number of instances), behind the [`JobQueue`] and [`ResultStore`] traits.
+//! number of instances), behind the [`JobQueue`] and [`ResultStore`] traits. Bucket event
+//! webhooks ([`events`]) become jobs that scan and tag each new object.
 
 mod callback;
 pub mod config;
 mod embedded;
 mod error;
+pub mod events;
 mod handlers;
 mod job;
 mod metrics;

@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     submitted: Family<Outcome, Counter>,
     finished: Family<Status, Counter>,
     callbacks: Family<Outcome, Counter>,
+    actions: Family<Outcome, Counter>,
     queue_depth: Gauge,
     /// Jobs finished in the last hour, by status, for the status page.
     pub(crate) last_hour: LastHour,
@@ -81,6 +82,12 @@ impl Default for Metrics {
         let submitted = Family::<Outcome, Counter>::default();
         let finished = Family::<Status, Counter>::default();
         let callbacks = Family::<Outcome, Counter>::default();
+        let actions = Family::<Outcome, Counter>::default();
+        registry.register(
+            "object_actions",
+            "Actions on scanned objects (tagging after bucket events) by outcome (done, failed)",
+            actions.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "jobs_submitted",
@@ -108,6 +115,7 @@ impl Default for Metrics {
             submitted,
             finished,
             callbacks,
+            actions,
             queue_depth,
             last_hour: LastHour::default(),
         }
@@ -134,6 +142,12 @@ impl Metrics {
     pub(crate) fn callback(&self, delivered: bool) {
         let outcome = if delivered { "delivered" } else { "failed" };
         self.callbacks.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// An action on a scanned object was done, or failed.
+    pub(crate) fn action(&self, done: bool) {
+        let outcome = if done { "done" } else { "failed" };
+        self.actions.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// The Prometheus text exposition, with the queue depth as of now.

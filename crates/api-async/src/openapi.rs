@@ -88,6 +88,16 @@ pub(crate) struct SyncS3Request {
     version: Option<String>,
 }
 
+/// `POST /api/v1/events/s3` answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct EventsQueued {
+    /// Created objects queued as jobs.
+    queued: u64,
+    /// Records of other events (removals...), which need no scan.
+    ignored: u64,
+}
+
 /// Both ways to present an API key: `Authorization: Bearer <key>` and `x-api-key: <key>`.
 struct ApiKeyAuth;
 
@@ -122,6 +132,7 @@ impl Modify for ApiKeyAuth {
         crate::handlers::sync_download,
         crate::handlers::sync_s3,
         crate::handlers::sync_binary,
+        crate::handlers::s3_events,
         crate::handlers::health,
         crate::handlers::metrics,
     ),
@@ -131,6 +142,7 @@ impl Modify for ApiKeyAuth {
         SyncDownloadRequest,
         SyncS3Request,
         Delivery,
+        EventsQueued,
         ErrorBody,
         scan_core::AsyncScanResult,
         scan_core::EngineSummary

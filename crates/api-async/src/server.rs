@@ -283,6 +283,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/scan/sync/download", post(handlers::sync_download))
         .route("/api/v1/scan/sync/s3", post(handlers::sync_s3))
         .route("/api/v1/test", get(handlers::test))
+        .route("/api/v1/events/s3", post(handlers::s3_events))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         // The binary body is streamed to the spool, which enforces max_body_bytes itself.
         .merge(

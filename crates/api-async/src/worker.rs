@@ -167,6 +167,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     let (name, download_url) = sources.describe(&job.spec.source);
     let mut download_time = 0.0;
     let mut scan_time = 0.0;
+    let mut verdict = None;
     let result: Value = if job.attempts > state.settings.max_attempts {
         tracing::error!(
             job = job.id,
@@ -186,6 +187,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
                 let started = Instant::now();
                 let report = state.scan(&name, input).await;
                 scan_time = started.elapsed().as_secs_f64();
+                verdict = Some(report.verdict);
                 tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
                 serde_json::to_value(report.to_async_result())
                     .unwrap_or_else(|e| json!({"status": "no", "reason": e.to_string()}))
@@ -210,6 +212,9 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         return None;
     }
 
+    if job.spec.tag_object {
+        tag_object(state, job, verdict).await;
+    }
     state
         .metrics
         .finished(result["status"].as_str().unwrap_or("no"));
@@ -233,6 +238,35 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         url: url.clone(),
         body: bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
     })
+}
+
+/// Tags a bucket event's object with the outcome (merged into its tags). A failure is logged and
+/// counted; the verdict is not lost with it, since an object without `scan-result` is visibly
+/// unscanned to whoever reads its tags.
+async fn tag_object(state: &AppState, job: &Job, verdict: Option<scan_core::Verdict>) {
+    let crate::job::Source::S3 {
+        bucket,
+        key,
+        version,
+    } = &job.spec.source
+    else {
+        return;
+    };
+    let object = storage::ObjectRef {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        version: version.clone(),
+    };
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    match storage::tag_outcome(state.objects.as_ref(), &object, verdict, &date).await {
+        Ok(()) => state.metrics.action(true),
+        Err(e) => {
+            state.metrics.action(false);
+            tracing::error!(job = job.id, bucket = ?bucket, key = ?key, error = %e, "tagging the scanned object failed");
+        }
+    }
 }
 
 /// Delivers a job's callback (with retries, for a bounded time), then completes the job either

@@ -417,17 +417,10 @@ pub(crate) async fn scan_existing(
     tracing::info!(bucket = ?object.bucket, key = ?object.key, uploaded_by = ?request.uploaded_by, verdict = %report.verdict, "scanned existing object");
     let mut response = ScanResponse::from(&report);
     if state.tag_existing {
-        let result = match report.verdict {
-            Verdict::Clean => "clean",
-            Verdict::Infected => "infected",
-            Verdict::Unscannable | Verdict::Error => "error",
-        };
         let date = response.verdict.date_scanned.clone();
-        let tags = [
-            ("scan-result".to_owned(), result.to_owned()),
-            ("scan-date".to_owned(), date),
-        ];
-        if let Err(e) = state.store.tag(&object, &tags).await {
+        if let Err(e) =
+            storage::tag_outcome(state.store.as_ref(), &object, Some(report.verdict), &date).await
+        {
             tracing::warn!(error = %e, "tagging failed");
             response.tag_error = Some(e.public_message());
         }

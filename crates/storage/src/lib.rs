@@ -115,6 +115,58 @@ impl StorageError {
     }
 }
 
+/// S3's limit on tags per object.
+pub const MAX_TAGS: usize = 10;
+
+/// `existing` with `ours` set over it: keys of ours replace the same keys, others stay, so a
+/// scan never wipes tags somebody else put on the object. Refused (as an invalid name, naming
+/// the keys) when the result would pass S3's limit of [`MAX_TAGS`].
+pub fn merge_tags(
+    existing: &[(String, String)],
+    ours: &[(String, String)],
+) -> Result<Vec<(String, String)>, StorageError> {
+    let mut merged: Vec<(String, String)> = existing
+        .iter()
+        .filter(|(key, _)| !ours.iter().any(|(k, _)| k == key))
+        .cloned()
+        .collect();
+    merged.extend(ours.iter().cloned());
+    if merged.len() > MAX_TAGS {
+        let theirs: Vec<&str> = existing.iter().map(|(k, _)| k.as_str()).collect();
+        return Err(StorageError::InvalidName(format!(
+            "the object already has {} tags ({}); with the scan's {} it would pass S3's limit of {MAX_TAGS}",
+            existing.len(),
+            theirs.join(", "),
+            ours.len()
+        )));
+    }
+    Ok(merged)
+}
+
+/// Tags `object` with a scan's outcome, merged into the tags it already has: `scan-result`
+/// (`clean`, `infected`, `unscannable` or `error`; `error` too when it could not be read) and
+/// `scan-date` (RFC 3339, UTC).
+pub async fn tag_outcome(
+    store: &dyn ObjectStore,
+    object: &ObjectRef,
+    verdict: Option<scan_core::Verdict>,
+    date: &str,
+) -> Result<(), StorageError> {
+    use scan_core::Verdict;
+    let result = match verdict {
+        Some(Verdict::Clean) => "clean",
+        Some(Verdict::Infected) => "infected",
+        Some(Verdict::Unscannable) => "unscannable",
+        Some(Verdict::Error) | None => "error",
+    };
+    let ours = [
+        ("scan-result".to_owned(), result.to_owned()),
+        ("scan-date".to_owned(), date.to_owned()),
+    ];
+    let existing = store.tags(object).await?;
+    store.tag(object, &merge_tags(&existing, &ours)?).await
+}
+
 /// S3's limit on a key, bytes; the local store keeps the same one.
 pub const MAX_KEY_BYTES: usize = 1024;
 
@@ -150,6 +202,39 @@ pub trait ObjectStore: Send + Sync {
     /// Replaces the object's tags.
     async fn tag(&self, object: &ObjectRef, tags: &[(String, String)]) -> Result<(), StorageError>;
 
+    /// The object's tags.
+    async fn tags(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError>;
+
     /// A human-readable address such as `s3://bucket/key`.
     fn url(&self, bucket: &str, key: &str) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn merging_keeps_other_tags_replaces_ours_and_stops_at_ten() {
+        let existing = pairs(&[("owner", "team-a"), ("scan-result", "clean")]);
+        let ours = pairs(&[("scan-result", "infected"), ("scan-date", "2026-12-01")]);
+        let merged = merge_tags(&existing, &ours).unwrap();
+        assert_eq!(
+            merged,
+            pairs(&[
+                ("owner", "team-a"),
+                ("scan-result", "infected"),
+                ("scan-date", "2026-12-01")
+            ])
+        );
+        let nine: Vec<(String, String)> =
+            (0..9).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let err = merge_tags(&nine, &ours).unwrap_err();
+        assert!(err.to_string().contains("limit of 10"), "{err}");
+    }
 }

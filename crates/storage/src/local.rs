@@ -216,6 +216,22 @@ impl ObjectStore for LocalStore {
             .map_err(|e| not_found_or(e, object))
     }
 
+    async fn tags(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError> {
+        self.head(object).await?;
+        let path = self.tags_path(&object.bucket, &object.key)?;
+        let text = match tokio::fs::read(&path).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(not_found_or(e, object)),
+        };
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&text)
+            .map_err(|e| StorageError::Backend(format!("{}: {e}", path.display())))?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+            .collect())
+    }
+
     /// `local://bucket/key`: the object's name, not where the server keeps it on disk.
     fn url(&self, bucket: &str, key: &str) -> String {
         format!("local://{bucket}/{key}")

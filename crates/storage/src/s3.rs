@@ -294,6 +294,24 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn tags(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError> {
+        crate::check_key_length(&object.key)?;
+        let answer = self
+            .client
+            .get_object_tagging()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version.clone())
+            .send()
+            .await
+            .map_err(|e| map_error(e, &object.bucket, &object.key, object.version.as_deref()))?;
+        Ok(answer
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
+    }
+
     fn url(&self, bucket: &str, key: &str) -> String {
         format!("s3://{bucket}/{key}")
     }

@@ -460,6 +460,7 @@ async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
                     owner: api_async::ApiKeys::new(Some(crate::testutil::KEY), None)
                         .id_of(crate::testutil::KEY)
                         .map(str::to_owned),
+                    tag_object: false,
                 },
                 attempts: 0,
                 receipt: String::new(),
@@ -521,5 +522,120 @@ async fn a_bomb_and_an_encrypted_archive_are_never_clean() {
             .to_lowercase()
             .contains("encrypt"),
         "{locked}"
+    );
+}
+
+#[tokio::test]
+async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_tags() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT")
+        .expect("VERDICT_TEST_S3_ENDPOINT: run the tests through scripts/test.sh");
+    let s3config = storage::S3Config {
+        endpoint: Some(endpoint),
+        path_style: true,
+        region: None,
+    };
+    let client = storage::S3Store::new(&s3config).await.client().clone();
+    let bucket = format!(
+        "events-{}",
+        &namespace().replace('-', "").to_lowercase()[12..]
+    );
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    for (key, body) in [
+        ("in/a b.txt", b"plain text".to_vec()),
+        ("in/eicar.com", eicar()),
+    ] {
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .tagging("owner=team-a")
+            .send()
+            .await
+            .unwrap();
+    }
+    let server =
+        Server::start_with(|c| c.storage = storage::StorageConfig::S3(s3config.clone())).await;
+    // MinIO's webhook shape (one record) and AWS's (URL-encoded key, with a removal beside it).
+    let minio = json!({"EventName": "s3:ObjectCreated:Put", "Key": format!("{bucket}/in/eicar.com"),
+        "Records": [{"eventVersion": "2.0", "eventSource": "minio:s3", "eventName": "s3:ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": "in%2Feicar.com", "size": 68, "versionId": ""}}}]});
+    let aws = json!({"Records": [
+        {"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": "in/a+b.txt", "size": 10}}},
+        {"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": "in/old.txt"}}}]});
+    for (body, queued, ignored) in [(minio, 1, 0), (aws, 1, 1)] {
+        let response = server.post("/api/v1/events/s3", &body).await;
+        assert_eq!(response.status(), 200);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            (answer["queued"].as_u64(), answer["ignored"].as_u64()),
+            (Some(queued), Some(ignored))
+        );
+    }
+    let bad = server
+        .post("/api/v1/events/s3", &json!({"hello": "world"}))
+        .await;
+    assert_eq!(bad.status(), 400);
+    let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket});
+    assert_eq!(
+        server.post("/api/v1/events/s3", &test_event).await.status(),
+        200
+    );
+
+    let tags_of = |key: &'static str| {
+        let client = client.clone();
+        let bucket = bucket.clone();
+        async move {
+            let answer = client
+                .get_object_tagging()
+                .bucket(&bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            answer
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        let eicar_tags = tags_of("in/eicar.com").await;
+        let text_tags = tags_of("in/a b.txt").await;
+        if eicar_tags.contains_key("scan-result") && text_tags.contains_key("scan-result") {
+            assert_eq!(eicar_tags["scan-result"], "infected");
+            assert_eq!(text_tags["scan-result"], "clean");
+            for tags in [&eicar_tags, &text_tags] {
+                assert_eq!(
+                    tags["owner"], "team-a",
+                    "the object's own tag is kept: {tags:?}"
+                );
+                assert!(tags["scan-date"].starts_with("20"), "{tags:?}");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not tagged: {eicar_tags:?} {text_tags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("verdict_object_actions_total{outcome=\"done\"} 2"),
+        "{metrics}"
     );
 }

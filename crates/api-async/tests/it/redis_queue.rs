@@ -20,6 +20,7 @@ fn job(id: &str) -> Job {
             trace_id: Some(id.to_owned()),
             custom_data: None,
             owner: None,
+            tag_object: false,
         },
         attempts: 0,
         receipt: String::new(),

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 STATE="${VERDICT_SERVICES_DIR:-$PWD/target/test-services}"
 # moto lives in a venv outside the checkout, so a fresh clone does not reinstall it.
-MOTO_VENV="${VERDICT_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/moto-5.2.5}"
+MOTO_VENV="${VERDICT_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/moto-5.2.5-s3-sqs}"
 # The original product's own Python SDK, which verdict-async's compatibility test drives.
 SDK_VENV="${VERDICT_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/attachmentav-sdk-0.5.0}"
 # Selenium, which drives Debian's headless Chromium through chromedriver for the page's tests.
@@ -71,9 +71,9 @@ http_ok() {
 
 install_moto() {
     [ -x "$MOTO_VENV/bin/moto_server" ] && return 0
-    log "installing moto (S3-compatible test server) into $MOTO_VENV"
+    log "installing moto (S3- and SQS-compatible test server) into $MOTO_VENV"
     python3 -m venv "$MOTO_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$MOTO_VENV"; }
-    "$MOTO_VENV/bin/pip" install -q "moto[s3]==5.2.5" flask flask-cors
+    "$MOTO_VENV/bin/pip" install -q "moto[s3,sqs]==5.2.5" flask flask-cors
 }
 
 install_sdk() {

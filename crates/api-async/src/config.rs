@@ -67,6 +67,16 @@ pub struct Config {
     /// the same id for its own job. Set this when several keys (one per client service, say)
     /// must poll each other's results; then every key shares one space of trace ids.
     pub shared_trace_ids: bool,
+    /// Bucket events to consume.
+    pub events: EventsConfig,
+}
+
+/// The `[events]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// S3 notifications delivered to SQS queues.
+    pub sqs: crate::sqs::SqsConfig,
 }
 
 impl Default for Config {
@@ -95,6 +105,7 @@ impl Default for Config {
             engines: Vec::new(),
             http: EdgeConfig::default(),
             shared_trace_ids: false,
+            events: EventsConfig::default(),
         }
     }
 }

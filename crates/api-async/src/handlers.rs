@@ -492,8 +492,26 @@ pub(crate) async fn s3_events(
     let body = buffered(body)?;
     let notification =
         crate::events::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let queued = queue_created(&state, caller.scope.clone(), notification.created).await?;
+    tracing::info!(
+        queued,
+        other_events = notification.other_events,
+        "bucket events queued"
+    );
+    Ok(Json(
+        json!({"queued": queued, "ignored": notification.other_events}),
+    ))
+}
+
+/// Queues a job for each created object (scan, then tag it), in order; the count, or the
+/// failure that stopped it (jobs before it stay queued).
+pub(crate) async fn queue_created(
+    state: &AppState,
+    owner: Option<String>,
+    created: Vec<crate::events::CreatedObject>,
+) -> Result<usize, ApiError> {
     let mut queued = 0;
-    for object in notification.created {
+    for object in created {
         let mut id = [0u8; 16];
         rand::fill(&mut id[..]);
         let job = Job {
@@ -508,7 +526,7 @@ pub(crate) async fn s3_events(
                 callback_headers: BTreeMap::new(),
                 trace_id: None,
                 custom_data: None,
-                owner: caller.scope.clone(),
+                owner: owner.clone(),
                 tag_object: true,
             },
             attempts: 0,
@@ -527,14 +545,7 @@ pub(crate) async fn s3_events(
             }
         }
     }
-    tracing::info!(
-        queued,
-        other_events = notification.other_events,
-        "bucket events queued"
-    );
-    Ok(Json(
-        json!({"queued": queued, "ignored": notification.other_events}),
-    ))
+    Ok(queued)
 }
 
 /// `GET /`: a status page for people, needing no key and showing nothing secret: the queue,

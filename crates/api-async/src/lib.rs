@@ -17,6 +17,7 @@ mod redis_store;
 mod security;
 mod server;
 mod source;
+pub mod sqs;
 mod store;
 mod worker;
 

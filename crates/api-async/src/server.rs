@@ -55,6 +55,8 @@ pub struct Settings {
     pub http: EdgeConfig,
     /// Whether every key sees (and may replace) every trace id.
     pub shared_trace_ids: bool,
+    /// SQS queues of bucket events to consume.
+    pub sqs: crate::sqs::SqsConfig,
 }
 
 /// Everything requests and workers share.
@@ -162,6 +164,7 @@ impl AppState {
                 upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
                 http: config.http.clone(),
                 shared_trace_ids: config.shared_trace_ids,
+                sqs: config.events.sqs.clone(),
             },
             metrics: Metrics::default(),
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
@@ -346,6 +349,13 @@ pub async fn run(
     let stop = CancellationToken::new();
     let workers = (state.settings.workers > 0)
         .then(|| tokio::spawn(worker::run(Arc::clone(&state), stop.clone())));
+    let events = (!state.settings.sqs.queue_urls.is_empty()).then(|| {
+        tokio::spawn(crate::sqs::run(
+            Arc::clone(&state),
+            state.settings.sqs.clone(),
+            stop.clone(),
+        ))
+    });
     tracing::info!(
         address = %listener.local_addr()?,
         workers = state.settings.workers,
@@ -364,6 +374,9 @@ pub async fn run(
     stop.cancel();
     if let Some(workers) = workers {
         let _ = workers.await;
+    }
+    if let Some(events) = events {
+        let _ = events.await;
     }
     served
 }

@@ -639,3 +639,138 @@ async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_ta
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_messages_deleted() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT")
+        .expect("VERDICT_TEST_S3_ENDPOINT: run the tests through scripts/test.sh");
+    let s3config = storage::S3Config {
+        endpoint: Some(endpoint.clone()),
+        path_style: true,
+        region: None,
+    };
+    let s3 = storage::S3Store::new(&s3config).await.client().clone();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&shared)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let name = format!("sqs-{}", &namespace().replace('-', "").to_lowercase()[12..]);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    s3.create_bucket().bucket(&name).send().await.unwrap();
+    // The standard set-up: the bucket notifies the queue of every created object; moto then
+    // delivers real S3 event JSON (a test event first) to the queue itself.
+    s3.put_bucket_notification_configuration()
+        .bucket(&name)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .queue_configurations(
+                    aws_sdk_s3::types::QueueConfiguration::builder()
+                        .queue_arn(arn)
+                        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let server = Server::start_with(|c| {
+        c.storage = storage::StorageConfig::S3(s3config.clone());
+        c.events.sqs = api_async::sqs::SqsConfig {
+            queue_urls: vec![queue_url.clone()],
+            endpoint: Some(endpoint.clone()),
+            wait_secs: 1,
+            ..Default::default()
+        };
+    })
+    .await;
+    for (key, body) in [
+        ("in/a b.txt", b"plain text".to_vec()),
+        ("in/eicar.com", eicar()),
+    ] {
+        s3.put_object()
+            .bucket(&name)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + WITHIN;
+    let result_of = |key: &'static str| {
+        let s3 = s3.clone();
+        let name = name.clone();
+        async move {
+            let tags = s3
+                .get_object_tagging()
+                .bucket(&name)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            tags.tag_set()
+                .iter()
+                .find(|t| t.key() == "scan-result")
+                .map(|t| t.value().to_owned())
+        }
+    };
+    loop {
+        let (text, eicar) = (
+            result_of("in/a b.txt").await,
+            result_of("in/eicar.com").await,
+        );
+        if text.is_some() && eicar.is_some() {
+            assert_eq!(text.as_deref(), Some("clean"));
+            assert_eq!(eicar.as_deref(), Some("infected"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not tagged: {text:?} {eicar:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every message (the test event and both records) was handled and deleted.
+    let left = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    let attributes = left.attributes().unwrap();
+    for attribute in [
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ] {
+        assert_eq!(attributes[&attribute], "0", "{attribute:?}");
+    }
+    server.stop().await;
+}

@@ -1,0 +1,145 @@
+//! Bucket events from SQS: the standard S3 -> SQS notification set-up. Messages are long-polled
+//! several at a time; each `ObjectCreated:*` record becomes a job on the durable queue, and the
+//! message is deleted only after all of its jobs are queued. A message whose jobs could not be
+//! queued is left alone: SQS shows it again after its visibility timeout, and the queue's own
+//! redrive policy moves one that keeps failing to its dead-letter queue. A message that is not
+//! an S3 notification at all (a poison message) is logged and deleted, so it never loops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::AppState;
+
+/// The `[events.sqs]` section: which queues to consume and how.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsConfig {
+    /// Queue URLs to consume; none: SQS is not used.
+    pub queue_urls: Vec<String>,
+    /// An SQS-compatible endpoint (tests, or a local stand-in); AWS when unset.
+    pub endpoint: Option<String>,
+    /// Region; the standard chain when unset.
+    pub region: Option<String>,
+    /// Long-poll wait, seconds (at most 20).
+    pub wait_secs: u64,
+    /// Messages per receive (1 to 10).
+    pub batch: u32,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            queue_urls: Vec::new(),
+            endpoint: None,
+            region: None,
+            wait_secs: 20,
+            batch: 10,
+        }
+    }
+}
+
+/// Consumes every configured queue until `stop`.
+pub(crate) async fn run(state: Arc<AppState>, config: SqsConfig, stop: CancellationToken) {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    let mut builder = aws_sdk_sqs::config::Builder::from(&shared);
+    if let Some(endpoint) = &config.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    let client = aws_sdk_sqs::Client::from_conf(builder.build());
+    let consumers: Vec<_> = config
+        .queue_urls
+        .iter()
+        .map(|url| {
+            tokio::spawn(consume(
+                Arc::clone(&state),
+                client.clone(),
+                url.clone(),
+                config.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    for consumer in consumers {
+        let _ = consumer.await;
+    }
+}
+
+async fn consume(
+    state: Arc<AppState>,
+    client: aws_sdk_sqs::Client,
+    url: String,
+    config: SqsConfig,
+    stop: CancellationToken,
+) {
+    tracing::info!(queue = %url, "consuming bucket events from SQS");
+    let mut backoff = Duration::from_millis(500);
+    while !stop.is_cancelled() {
+        let receive = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(config.batch.clamp(1, 10) as i32)
+            .wait_time_seconds(config.wait_secs.min(20) as i32)
+            .send();
+        let received = tokio::select! {
+            received = receive => received,
+            () = stop.cancelled() => break,
+        };
+        let messages = match received {
+            Ok(answer) => {
+                backoff = Duration::from_millis(500);
+                answer.messages.unwrap_or_default()
+            }
+            Err(e) => {
+                tracing::warn!(queue = %url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receiving from SQS failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {},
+                    () = stop.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        for message in messages {
+            let body = message.body().unwrap_or_default();
+            let delete = match crate::events::parse(body.as_bytes()) {
+                Ok(notification) => {
+                    match crate::handlers::queue_created(&state, None, notification.created).await {
+                        Ok(queued) => {
+                            tracing::info!(queue = %url, queued, "bucket events queued");
+                            true
+                        }
+                        Err(e) => {
+                            // Left for SQS to show again (and, past its redrive count, to the
+                            // dead-letter queue).
+                            tracing::warn!(queue = %url, error = %e, "a message's jobs were not all queued; it stays in SQS");
+                            false
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(queue = %url, error = %e, body = ?body.chars().take(200).collect::<String>(), "dropping a message that is not an S3 notification");
+                    true
+                }
+            };
+            if delete
+                && let Some(receipt) = message.receipt_handle()
+                && let Err(e) = client
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+            {
+                // The message comes back and its objects are queued again: at least once.
+                tracing::warn!(queue = %url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting a handled message failed");
+            }
+        }
+    }
+}

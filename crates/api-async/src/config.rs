@@ -69,6 +69,71 @@ pub struct Config {
     pub shared_trace_ids: bool,
     /// Bucket events to consume.
     pub events: EventsConfig,
+    /// What happens to a bucket event's object after its scan.
+    pub actions: ActionsConfig,
+}
+
+/// What to do with an object once a bucket event's scan has decided.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Tag it with `scan-result` and `scan-date` (merged into its tags).
+    #[default]
+    Tag,
+    /// Tag it and move it to the quarantine bucket (copy, then delete the original version).
+    Move,
+    /// Delete it.
+    Delete,
+    /// Leave it as it is.
+    None,
+}
+
+/// The `[actions]` section: the action for each outcome of a bucket event's scan.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// For a clean object: `tag` or `none`.
+    pub clean: Action,
+    /// For an infected object.
+    pub infected: Action,
+    /// For an object not fully examined (unscannable, error, unreadable).
+    pub not_clean: Action,
+    /// Where `move` puts objects.
+    pub quarantine_bucket: Option<String>,
+    /// Prefix before the original key in the quarantine bucket.
+    pub quarantine_prefix: String,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        ActionsConfig {
+            clean: Action::Tag,
+            infected: Action::Tag,
+            not_clean: Action::Tag,
+            quarantine_bucket: None,
+            quarantine_prefix: String::new(),
+        }
+    }
+}
+
+impl ActionsConfig {
+    /// Refuses a policy that could not be carried out or would remove clean files.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.clean, Action::Tag | Action::None),
+            "actions.clean must be \"tag\" or \"none\": clean objects are never moved or deleted"
+        );
+        let moves = self.infected == Action::Move || self.not_clean == Action::Move;
+        anyhow::ensure!(
+            !moves
+                || self
+                    .quarantine_bucket
+                    .as_deref()
+                    .is_some_and(|b| !b.is_empty()),
+            "actions: \"move\" needs actions.quarantine_bucket"
+        );
+        Ok(())
+    }
 }
 
 /// The `[events]` section.
@@ -106,6 +171,7 @@ impl Default for Config {
             http: EdgeConfig::default(),
             shared_trace_ids: false,
             events: EventsConfig::default(),
+            actions: ActionsConfig::default(),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Settings {
     pub shared_trace_ids: bool,
     /// SQS queues of bucket events to consume.
     pub sqs: crate::sqs::SqsConfig,
+    /// What happens to a bucket event's object after its scan.
+    pub actions: crate::config::ActionsConfig,
 }
 
 /// Everything requests and workers share.
@@ -94,6 +96,7 @@ impl AppState {
             ),
             None => None,
         };
+        config.actions.check()?;
         let keys = ApiKeys::new(config.api_keys.as_deref(), keys_file.as_deref());
         anyhow::ensure!(
             !keys.is_empty(),
@@ -165,6 +168,7 @@ impl AppState {
                 http: config.http.clone(),
                 shared_trace_ids: config.shared_trace_ids,
                 sqs: config.events.sqs.clone(),
+                actions: config.actions.clone(),
             },
             metrics: Metrics::default(),
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),

@@ -213,7 +213,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     }
 
     if job.spec.tag_object {
-        tag_object(state, job, verdict).await;
+        act_on_object(state, job, verdict).await;
     }
     state
         .metrics
@@ -240,10 +240,11 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     })
 }
 
-/// Tags a bucket event's object with the outcome (merged into its tags). A failure is logged and
-/// counted; the verdict is not lost with it, since an object without `scan-result` is visibly
-/// unscanned to whoever reads its tags.
-async fn tag_object(state: &AppState, job: &Job, verdict: Option<scan_core::Verdict>) {
+/// Carries out the `[actions]` policy on a bucket event's object: tag, move to quarantine,
+/// delete, or nothing, by outcome. A failure is logged and counted (`object_actions{outcome=
+/// "failed"}`); the object then keeps no `scan-result` tag, so it stays visibly unscanned.
+async fn act_on_object(state: &AppState, job: &Job, verdict: Option<scan_core::Verdict>) {
+    use crate::config::Action;
     let crate::job::Source::S3 {
         bucket,
         key,
@@ -257,14 +258,39 @@ async fn tag_object(state: &AppState, job: &Job, verdict: Option<scan_core::Verd
         key: key.clone(),
         version: version.clone(),
     };
+    let policy = &state.settings.actions;
+    let action = match verdict {
+        Some(scan_core::Verdict::Clean) => policy.clean,
+        Some(scan_core::Verdict::Infected) => policy.infected,
+        _ => policy.not_clean,
+    };
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    match storage::tag_outcome(state.objects.as_ref(), &object, verdict, &date).await {
+    // An object that could not be read at all (a storage failure, a job given up) was never
+    // judged: it is tagged `error` at most, never moved or deleted on a guess.
+    let action = match (verdict, action) {
+        (None, Action::Move | Action::Delete) => Action::Tag,
+        (_, action) => action,
+    };
+    let store = state.objects.as_ref();
+    let done = match action {
+        Action::None => return,
+        Action::Tag => storage::tag_outcome(store, &object, verdict, &date).await,
+        Action::Delete => store.delete(&object).await,
+        Action::Move => {
+            let to_bucket = policy.quarantine_bucket.as_deref().unwrap_or_default();
+            let tags = storage::outcome_tags(verdict, &date);
+            storage::quarantine(store, &object, to_bucket, &policy.quarantine_prefix, &tags)
+                .await
+                .map(|to| tracing::info!(job = job.id, from = ?key, to = ?to.key, bucket = ?to.bucket, "moved to quarantine"))
+        }
+    };
+    match done {
         Ok(()) => state.metrics.action(true),
         Err(e) => {
             state.metrics.action(false);
-            tracing::error!(job = job.id, bucket = ?bucket, key = ?key, error = %e, "tagging the scanned object failed");
+            tracing::error!(job = job.id, bucket = ?bucket, key = ?key, action = ?action, error = %e, "acting on the scanned object failed");
         }
     }
 }

@@ -152,6 +152,36 @@ pub async fn tag_outcome(
     verdict: Option<scan_core::Verdict>,
     date: &str,
 ) -> Result<(), StorageError> {
+    let ours = outcome_tags(verdict, date);
+    let existing = store.tags(object).await?;
+    store.tag(object, &merge_tags(&existing, &ours)?).await
+}
+
+/// Moves `object` to `to_bucket` under `to_prefix` (same key below it): copied with its
+/// content, metadata and tags, plus `quarantined-from` (`bucket/key`), then the original version
+/// deleted. The copy is made first, so a failure leaves the original where it was.
+pub async fn quarantine(
+    store: &dyn ObjectStore,
+    object: &ObjectRef,
+    to_bucket: &str,
+    to_prefix: &str,
+    outcome_tags: &[(String, String)],
+) -> Result<ObjectRef, StorageError> {
+    let mut ours = outcome_tags.to_vec();
+    ours.push((
+        "quarantined-from".to_owned(),
+        format!("{}/{}", object.bucket, object.key),
+    ));
+    let tags = merge_tags(&store.tags(object).await?, &ours)?;
+    let to = ObjectRef::new(to_bucket, format!("{to_prefix}{}", object.key));
+    store.copy(object, &to, &tags).await?;
+    store.delete(object).await?;
+    Ok(to)
+}
+
+/// The tags a scan's outcome sets: `scan-result` (`clean`, `infected`, `unscannable` or
+/// `error`; `error` too when it could not be read) and `scan-date`.
+pub fn outcome_tags(verdict: Option<scan_core::Verdict>, date: &str) -> Vec<(String, String)> {
     use scan_core::Verdict;
     let result = match verdict {
         Some(Verdict::Clean) => "clean",
@@ -159,12 +189,10 @@ pub async fn tag_outcome(
         Some(Verdict::Unscannable) => "unscannable",
         Some(Verdict::Error) | None => "error",
     };
-    let ours = [
+    vec![
         ("scan-result".to_owned(), result.to_owned()),
         ("scan-date".to_owned(), date.to_owned()),
-    ];
-    let existing = store.tags(object).await?;
-    store.tag(object, &merge_tags(&existing, &ours)?).await
+    ]
 }
 
 /// S3's limit on a key, bytes; the local store keeps the same one.
@@ -204,6 +232,17 @@ pub trait ObjectStore: Send + Sync {
 
     /// The object's tags.
     async fn tags(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError>;
+
+    /// Copies the object (its bytes, content type and metadata) to `to`, which gets `tags`.
+    async fn copy(
+        &self,
+        from: &ObjectRef,
+        to: &ObjectRef,
+        tags: &[(String, String)],
+    ) -> Result<(), StorageError>;
+
+    /// Deletes the object (the given version, on a versioned bucket).
+    async fn delete(&self, object: &ObjectRef) -> Result<(), StorageError>;
 
     /// A human-readable address such as `s3://bucket/key`.
     fn url(&self, bucket: &str, key: &str) -> String;

@@ -232,6 +232,44 @@ impl ObjectStore for LocalStore {
             .collect())
     }
 
+    async fn copy(
+        &self,
+        from: &ObjectRef,
+        to: &ObjectRef,
+        tags: &[(String, String)],
+    ) -> Result<(), StorageError> {
+        Self::no_versions(from)?;
+        let source = self.path(&from.bucket, &from.key)?;
+        let target = self.path(&to.bucket, &to.key)?;
+        let object = from.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let dir = target.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::fs::copy(&source, tmp.path())?;
+            tmp.persist(&target).map_err(|e| e.error)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))?
+        .map_err(|e| not_found_or(e, &object))?;
+        self.tag(to, tags).await
+    }
+
+    async fn delete(&self, object: &ObjectRef) -> Result<(), StorageError> {
+        Self::no_versions(object)?;
+        let path = self.path(&object.bucket, &object.key)?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(|e| not_found_or(e, object))?;
+        let tags = self.tags_path(&object.bucket, &object.key)?;
+        match tokio::fs::remove_file(&tags).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::Backend(format!("{}: {e}", tags.display()))),
+        }
+    }
+
     /// `local://bucket/key`: the object's name, not where the server keeps it on disk.
     fn url(&self, bucket: &str, key: &str) -> String {
         format!("local://{bucket}/{key}")
@@ -243,6 +281,49 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     use super::*;
+
+    #[tokio::test]
+    async fn quarantine_moves_the_file_with_merged_tags_and_removes_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf()).unwrap();
+        for bucket in ["in", "held"] {
+            std::fs::create_dir_all(dir.path().join(bucket)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("in/a")).unwrap();
+        std::fs::write(dir.path().join("in/a/bad.bin"), b"payload").unwrap();
+        let object = ObjectRef::new("in", "a/bad.bin");
+        store
+            .tag(&object, &[("owner".into(), "team-a".into())])
+            .await
+            .unwrap();
+        let outcome =
+            crate::outcome_tags(Some(scan_core::Verdict::Infected), "2026-12-01T00:00:00Z");
+        let to = crate::quarantine(&store, &object, "held", "q/", &outcome)
+            .await
+            .unwrap();
+        assert_eq!(
+            (to.bucket.as_str(), to.key.as_str()),
+            ("held", "q/a/bad.bin")
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("held/q/a/bad.bin")).unwrap(),
+            b"payload"
+        );
+        assert!(!dir.path().join("in/a/bad.bin").exists());
+        assert!(
+            !dir.path().join("in/a/.bad.bin.tags.json").exists(),
+            "its tags went with it"
+        );
+        let tags: std::collections::BTreeMap<_, _> =
+            store.tags(&to).await.unwrap().into_iter().collect();
+        assert_eq!(tags["owner"], "team-a");
+        assert_eq!(tags["scan-result"], "infected");
+        assert_eq!(tags["quarantined-from"], "in/a/bad.bin");
+        assert!(matches!(
+            store.delete(&object).await,
+            Err(StorageError::NoSuchKey { .. })
+        ));
+    }
 
     #[tokio::test]
     async fn keys_cannot_escape_the_root() {

@@ -216,19 +216,8 @@ async fn downloads_are_retried_when_they_may_pass_and_a_404_is_final() {
 #[tokio::test]
 async fn s3_jobs_scan_the_latest_object_or_the_version_asked_for() {
     use aws_sdk_s3::primitives::ByteStream;
-    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
-        panic!("VERDICT_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh, which starts the S3 server")
-    });
-    let s3config = storage::S3Config {
-        endpoint: Some(endpoint.clone()),
-        path_style: true,
-        region: None,
-    };
-    let client = storage::S3Store::new(&s3config).await.client().clone();
-    let bucket = format!(
-        "async-{}",
-        &namespace().replace('-', "").to_lowercase()[12..]
-    );
+    let (_, s3config, client, suffix) = test_s3().await;
+    let bucket = format!("async-{suffix}");
     client.create_bucket().bucket(&bucket).send().await.unwrap();
     client
         .put_bucket_versioning()
@@ -528,18 +517,8 @@ async fn a_bomb_and_an_encrypted_archive_are_never_clean() {
 #[tokio::test]
 async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_tags() {
     use aws_sdk_s3::primitives::ByteStream;
-    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT")
-        .expect("VERDICT_TEST_S3_ENDPOINT: run the tests through scripts/test.sh");
-    let s3config = storage::S3Config {
-        endpoint: Some(endpoint),
-        path_style: true,
-        region: None,
-    };
-    let client = storage::S3Store::new(&s3config).await.client().clone();
-    let bucket = format!(
-        "events-{}",
-        &namespace().replace('-', "").to_lowercase()[12..]
-    );
+    let (_, s3config, client, suffix) = test_s3().await;
+    let bucket = format!("events-{suffix}");
     client.create_bucket().bucket(&bucket).send().await.unwrap();
     for (key, body) in [
         ("in/a b.txt", b"plain text".to_vec()),
@@ -643,14 +622,7 @@ async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_ta
 #[tokio::test]
 async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_messages_deleted() {
     use aws_sdk_s3::primitives::ByteStream;
-    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT")
-        .expect("VERDICT_TEST_S3_ENDPOINT: run the tests through scripts/test.sh");
-    let s3config = storage::S3Config {
-        endpoint: Some(endpoint.clone()),
-        path_style: true,
-        region: None,
-    };
-    let s3 = storage::S3Store::new(&s3config).await.client().clone();
+    let (endpoint, s3config, s3, suffix) = test_s3().await;
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
@@ -659,7 +631,7 @@ async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_
             .endpoint_url(&endpoint)
             .build(),
     );
-    let name = format!("sqs-{}", &namespace().replace('-', "").to_lowercase()[12..]);
+    let name = format!("sqs-{suffix}");
     let queue_url = sqs
         .create_queue()
         .queue_name(&name)
@@ -773,4 +745,138 @@ async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_
         assert_eq!(attributes[&attribute], "0", "{attribute:?}");
     }
     server.stop().await;
+}
+
+#[tokio::test]
+async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_unscannable_ones() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let (_, s3config, client, suffix) = test_s3().await;
+    let (bucket, quarantine) = (format!("act-{suffix}"), format!("qua-{suffix}"));
+    for b in [&bucket, &quarantine] {
+        client.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let locked = scan_core::testing::zip_encrypted(&[("secret.txt", b"hidden")], "pw");
+    for (key, body) in [
+        ("in/fine.txt", b"plain text".to_vec()),
+        ("in/eicar.com", eicar()),
+        ("in/locked.zip", locked),
+    ] {
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .content_type("application/x-test")
+            .body(ByteStream::from(body))
+            .tagging("owner=team-a")
+            .send()
+            .await
+            .unwrap();
+    }
+    let server = Server::start_with(|c| {
+        c.storage = storage::StorageConfig::S3(s3config.clone());
+        c.actions = api_async::config::ActionsConfig {
+            infected: api_async::config::Action::Move,
+            not_clean: api_async::config::Action::Delete,
+            quarantine_bucket: Some(quarantine.clone()),
+            quarantine_prefix: "held/".to_owned(),
+            ..Default::default()
+        };
+    })
+    .await;
+    let records: Vec<serde_json::Value> = ["in/fine.txt", "in/eicar.com", "in/locked.zip"]
+        .iter()
+        .map(|key| json!({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}))
+        .collect();
+    let response = server
+        .post("/api/v1/events/s3", &json!({"Records": records}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let exists = |b: String, k: &'static str| {
+        let client = client.clone();
+        async move { client.head_object().bucket(b).key(k).send().await.is_ok() }
+    };
+    let deadline = std::time::Instant::now() + WITHIN;
+    while exists(bucket.clone(), "in/eicar.com").await
+        || exists(bucket.clone(), "in/locked.zip").await
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the infected and the unscannable objects are still in place"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Infected: moved, with its content type, its own tag, the verdict and where it came from.
+    let held = client
+        .head_object()
+        .bucket(&quarantine)
+        .key("held/in/eicar.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.content_type(), Some("application/x-test"));
+    let tags: std::collections::BTreeMap<String, String> = client
+        .get_object_tagging()
+        .bucket(&quarantine)
+        .key("held/in/eicar.com")
+        .send()
+        .await
+        .unwrap()
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    assert_eq!(tags["scan-result"], "infected");
+    assert_eq!(tags["owner"], "team-a");
+    assert_eq!(tags["quarantined-from"], format!("{bucket}/in/eicar.com"));
+    // Unscannable (encrypted): deleted, not quarantined. Clean: tagged, in place.
+    assert!(!exists(quarantine.clone(), "held/in/locked.zip").await);
+    let fine = client
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key("in/fine.txt")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        fine.tag_set()
+            .iter()
+            .any(|t| t.key() == "scan-result" && t.value() == "clean")
+    );
+}
+
+#[test]
+fn an_actions_policy_that_cannot_be_carried_out_is_refused_at_start() {
+    use api_async::config::{Action, ActionsConfig};
+    let no_bucket = ActionsConfig {
+        infected: Action::Move,
+        ..Default::default()
+    };
+    assert!(
+        no_bucket
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("quarantine_bucket")
+    );
+    let deletes_clean = ActionsConfig {
+        clean: Action::Delete,
+        ..Default::default()
+    };
+    assert!(deletes_clean.check().is_err());
+    assert!(ActionsConfig::default().check().is_ok());
+}
+
+/// The test S3 server (moto, started by scripts/services.sh): its address, the storage settings
+/// for a server, a client, and a suffix that makes this test's bucket names its own.
+async fn test_s3() -> (String, storage::S3Config, aws_sdk_s3::Client, String) {
+    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT")
+        .expect("VERDICT_TEST_S3_ENDPOINT: run the tests through scripts/test.sh, which starts the S3 server");
+    let config = storage::S3Config {
+        endpoint: Some(endpoint.clone()),
+        path_style: true,
+        region: None,
+    };
+    let client = storage::S3Store::new(&config).await.client().clone();
+    let suffix = namespace().replace('-', "").to_lowercase()[12..].to_owned();
+    (endpoint, config, client, suffix)
 }

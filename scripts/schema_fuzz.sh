@@ -98,6 +98,8 @@ fuzz() {
         --no-color \
         || { echo "--- $name log:"; tail -50 "$WORK/$name.log"; return 1; }
 }
+# schemathesis keeps a cache in the folder it runs in: the scratch folder, not the checkout.
+cd "$WORK"
 status=0
 fuzz sync http://127.0.0.1:18080 "$TOKEN" || status=1
 fuzz async http://127.0.0.1:18090 schema-fuzz-key || status=1

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-BIN_DIR=${1:?usage: scripts/schema_fuzz.sh BIN_DIR}
+BIN_DIR=$(realpath "${1:?usage: scripts/schema_fuzz.sh BIN_DIR}")
 ST_VENV="${VERDICT_SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/schemathesis-4.32.5}"
 EXAMPLES=${VERDICT_FUZZ_EXAMPLES:-25}
 

@@ -71,6 +71,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// What happens to a bucket event's object after its scan.
     pub actions: ActionsConfig,
+    /// Bucket events' objects to skip.
+    pub filters: FiltersConfig,
 }
 
 /// What to do with an object once a bucket event's scan has decided.
@@ -136,6 +138,68 @@ impl ActionsConfig {
     }
 }
 
+/// The `[filters]` section: bucket events' objects to skip, decided before any byte is
+/// downloaded. A skipped object is counted (`jobs_finished{status="skipped"}`) and logged; it
+/// is never scanned, never reported clean and never tagged.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FiltersConfig {
+    /// Keys starting with any of these.
+    pub skip_prefixes: Vec<String>,
+    /// Keys ending with any of these (case-insensitive), e.g. `.log`.
+    pub skip_suffixes: Vec<String>,
+    /// Objects smaller than this many bytes.
+    pub min_size: Option<u64>,
+    /// Objects larger than this many bytes.
+    pub max_size: Option<u64>,
+    /// Objects carrying any of these tags: `key=value`, or `key` for any value.
+    pub skip_tagged: Vec<String>,
+}
+
+impl FiltersConfig {
+    /// Why `key` is skipped by its name alone, if it is.
+    pub fn by_name(&self, key: &str) -> Option<String> {
+        if let Some(prefix) = self
+            .skip_prefixes
+            .iter()
+            .find(|p| key.starts_with(p.as_str()))
+        {
+            return Some(format!("its key starts with {prefix:?}"));
+        }
+        let lower = key.to_lowercase();
+        self.skip_suffixes
+            .iter()
+            .find(|s| lower.ends_with(&s.to_lowercase()))
+            .map(|suffix| format!("its key ends with {suffix:?}"))
+    }
+
+    /// Whether the size or tags need to be looked up.
+    pub fn needs_head(&self) -> bool {
+        self.min_size.is_some() || self.max_size.is_some() || !self.skip_tagged.is_empty()
+    }
+
+    /// Why an object of `size` bytes with `tags` is skipped, if it is.
+    pub fn by_head(&self, size: u64, tags: &[(String, String)]) -> Option<String> {
+        if let Some(min) = self.min_size.filter(|min| size < *min) {
+            return Some(format!("it is {size} bytes, under min_size {min}"));
+        }
+        if let Some(max) = self.max_size.filter(|max| size > *max) {
+            return Some(format!("it is {size} bytes, over max_size {max}"));
+        }
+        self.skip_tagged
+            .iter()
+            .find(|rule| {
+                let (key, value) = match rule.split_once('=') {
+                    Some((k, v)) => (k, Some(v)),
+                    None => (rule.as_str(), None),
+                };
+                tags.iter()
+                    .any(|(k, v)| k == key && value.is_none_or(|value| v == value))
+            })
+            .map(|rule| format!("it is tagged {rule}"))
+    }
+}
+
 /// The `[events]` section.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -172,6 +236,7 @@ impl Default for Config {
             shared_trace_ids: false,
             events: EventsConfig::default(),
             actions: ActionsConfig::default(),
+            filters: FiltersConfig::default(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct Settings {
     pub sqs: crate::sqs::SqsConfig,
     /// What happens to a bucket event's object after its scan.
     pub actions: crate::config::ActionsConfig,
+    /// Bucket events' objects to skip.
+    pub filters: crate::config::FiltersConfig,
 }
 
 /// Everything requests and workers share.
@@ -169,6 +171,7 @@ impl AppState {
                 shared_trace_ids: config.shared_trace_ids,
                 sqs: config.events.sqs.clone(),
                 actions: config.actions.clone(),
+                filters: config.filters.clone(),
             },
             metrics: Metrics::default(),
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),

@@ -168,6 +168,14 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     let mut download_time = 0.0;
     let mut scan_time = 0.0;
     let mut verdict = None;
+    if job.spec.tag_object
+        && let Some(why) = skipped(state, job).await
+    {
+        tracing::info!(job = job.id, object = ?download_url, reason = %why, "skipped by the filters");
+        state.metrics.finished("skipped");
+        complete(state, job).await;
+        return None;
+    }
     let result: Value = if job.attempts > state.settings.max_attempts {
         tracing::error!(
             job = job.id,
@@ -238,6 +246,39 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         url: url.clone(),
         body: bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
     })
+}
+
+/// Why the `[filters]` skip a bucket event's object, if they do: by its key, then (only when a
+/// rule needs them) by its size and tags. An object whose size or tags cannot be read is not
+/// skipped: the scan then reports why it could not be read.
+async fn skipped(state: &AppState, job: &Job) -> Option<String> {
+    let crate::job::Source::S3 {
+        bucket,
+        key,
+        version,
+    } = &job.spec.source
+    else {
+        return None;
+    };
+    let filters = &state.settings.filters;
+    if let Some(why) = filters.by_name(key) {
+        return Some(why);
+    }
+    if !filters.needs_head() {
+        return None;
+    }
+    let object = storage::ObjectRef {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        version: version.clone(),
+    };
+    let info = state.objects.head(&object).await.ok()?;
+    let tags = if filters.skip_tagged.is_empty() {
+        Vec::new()
+    } else {
+        state.objects.tags(&object).await.ok()?
+    };
+    filters.by_head(info.size, &tags)
 }
 
 /// Carries out the `[actions]` policy on a bucket event's object: tag, move to quarantine,

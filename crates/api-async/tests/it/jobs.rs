@@ -880,3 +880,122 @@ async fn test_s3() -> (String, storage::S3Config, aws_sdk_s3::Client, String) {
     let suffix = namespace().replace('-', "").to_lowercase()[12..].to_owned();
     (endpoint, config, client, suffix)
 }
+
+#[test]
+fn filters_skip_by_prefix_suffix_size_and_tag() {
+    let filters = api_async::config::FiltersConfig {
+        skip_prefixes: vec!["logs/".into()],
+        skip_suffixes: vec![".TMP".into()],
+        min_size: Some(1),
+        max_size: Some(1000),
+        skip_tagged: vec!["scan-fingerprint=abc".into(), "legal-hold".into()],
+    };
+    assert!(filters.by_name("logs/today.txt").is_some());
+    assert!(
+        filters.by_name("in/upload.tmp").is_some(),
+        "suffixes ignore case"
+    );
+    assert_eq!(filters.by_name("in/upload.pdf"), None);
+    assert!(filters.needs_head());
+    let tag = |k: &str, v: &str| vec![(k.to_owned(), v.to_owned())];
+    assert!(filters.by_head(0, &[]).unwrap().contains("min_size"));
+    assert!(filters.by_head(1001, &[]).unwrap().contains("max_size"));
+    assert!(
+        filters
+            .by_head(10, &tag("scan-fingerprint", "abc"))
+            .is_some()
+    );
+    assert_eq!(filters.by_head(10, &tag("scan-fingerprint", "other")), None);
+    assert!(
+        filters
+            .by_head(10, &tag("legal-hold", "anything"))
+            .is_some()
+    );
+    assert_eq!(filters.by_head(10, &[]), None);
+    assert!(!api_async::config::FiltersConfig::default().needs_head());
+}
+
+#[tokio::test]
+async fn objects_the_filters_skip_are_counted_and_never_scanned_or_tagged() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let (_, s3config, client, suffix) = test_s3().await;
+    let bucket = format!("skip-{suffix}");
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    for (key, body) in [
+        ("logs/eicar.com", eicar()),
+        ("in/big.bin", vec![b'x'; 4096]),
+        ("in/eicar.com", eicar()),
+    ] {
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+    }
+    let server = Server::start_with(|c| {
+        c.storage = storage::StorageConfig::S3(s3config.clone());
+        c.filters = api_async::config::FiltersConfig {
+            skip_prefixes: vec!["logs/".into()],
+            max_size: Some(1024),
+            ..Default::default()
+        };
+    })
+    .await;
+    let records: Vec<serde_json::Value> = ["logs/eicar.com", "in/big.bin", "in/eicar.com"]
+        .iter()
+        .map(|key| json!({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}))
+        .collect();
+    let response = server
+        .post("/api/v1/events/s3", &json!({"Records": records}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        let metrics = server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("verdict_jobs_finished_total{status=\"skipped\"} 2")
+            && metrics.contains("verdict_jobs_finished_total{status=\"infected\"} 1")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for key in ["logs/eicar.com", "in/big.bin"] {
+        let tags = client
+            .get_object_tagging()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            tags.tag_set().is_empty(),
+            "{key} was tagged: {:?}",
+            tags.tag_set()
+        );
+    }
+    let scanned = client
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key("in/eicar.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        scanned
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == "scan-result" && t.value() == "infected")
+    );
+}

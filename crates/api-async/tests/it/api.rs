@@ -126,15 +126,7 @@ async fn a_polled_job_is_201_with_location_then_404_until_done_then_200() {
     assert_eq!(result["size"], eicar().len());
 
     // Both jobs show in the metrics, which need no key.
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for line in [
         "verdict_jobs_submitted_total{outcome=\"queued\"} 2",
         "verdict_jobs_finished_total{status=\"infected\"} 1",

@@ -516,24 +516,19 @@ async fn a_bomb_and_an_encrypted_archive_are_never_clean() {
 
 #[tokio::test]
 async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_tags() {
-    use aws_sdk_s3::primitives::ByteStream;
     let (_, s3config, client, suffix) = test_s3().await;
     let bucket = format!("events-{suffix}");
     client.create_bucket().bucket(&bucket).send().await.unwrap();
-    for (key, body) in [
-        ("in/a b.txt", b"plain text".to_vec()),
-        ("in/eicar.com", eicar()),
-    ] {
-        client
-            .put_object()
-            .bucket(&bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .tagging("owner=team-a")
-            .send()
-            .await
-            .unwrap();
-    }
+    put_all(
+        &client,
+        &bucket,
+        vec![
+            ("in/a b.txt", b"plain text".to_vec()),
+            ("in/eicar.com", eicar()),
+        ],
+        Some("owner=team-a"),
+    )
+    .await;
     let server =
         Server::start_with(|c| c.storage = storage::StorageConfig::S3(s3config.clone())).await;
     // MinIO's webhook shape (one record) and AWS's (URL-encoded key, with a removal beside it).
@@ -604,15 +599,7 @@ async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_ta
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("verdict_object_actions_total{outcome=\"done\"} 2"),
         "{metrics}"
@@ -621,7 +608,6 @@ async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_ta
 
 #[tokio::test]
 async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_messages_deleted() {
-    use aws_sdk_s3::primitives::ByteStream;
     let (endpoint, s3config, s3, suffix) = test_s3().await;
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
@@ -680,18 +666,16 @@ async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_
         };
     })
     .await;
-    for (key, body) in [
-        ("in/a b.txt", b"plain text".to_vec()),
-        ("in/eicar.com", eicar()),
-    ] {
-        s3.put_object()
-            .bucket(&name)
-            .key(key)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap();
-    }
+    put_all(
+        &s3,
+        &name,
+        vec![
+            ("in/a b.txt", b"plain text".to_vec()),
+            ("in/eicar.com", eicar()),
+        ],
+        None,
+    )
+    .await;
     let deadline = std::time::Instant::now() + WITHIN;
     let result_of = |key: &'static str| {
         let s3 = s3.clone();
@@ -749,29 +733,23 @@ async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_
 
 #[tokio::test]
 async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_unscannable_ones() {
-    use aws_sdk_s3::primitives::ByteStream;
     let (_, s3config, client, suffix) = test_s3().await;
     let (bucket, quarantine) = (format!("act-{suffix}"), format!("qua-{suffix}"));
     for b in [&bucket, &quarantine] {
         client.create_bucket().bucket(b).send().await.unwrap();
     }
     let locked = scan_core::testing::zip_encrypted(&[("secret.txt", b"hidden")], "pw");
-    for (key, body) in [
-        ("in/fine.txt", b"plain text".to_vec()),
-        ("in/eicar.com", eicar()),
-        ("in/locked.zip", locked),
-    ] {
-        client
-            .put_object()
-            .bucket(&bucket)
-            .key(key)
-            .content_type("application/x-test")
-            .body(ByteStream::from(body))
-            .tagging("owner=team-a")
-            .send()
-            .await
-            .unwrap();
-    }
+    put_all(
+        &client,
+        &bucket,
+        vec![
+            ("in/fine.txt", b"plain text".to_vec()),
+            ("in/eicar.com", eicar()),
+            ("in/locked.zip", locked),
+        ],
+        Some("owner=team-a"),
+    )
+    .await;
     let server = Server::start_with(|c| {
         c.storage = storage::StorageConfig::S3(s3config.clone());
         c.actions = api_async::config::ActionsConfig {
@@ -783,14 +761,12 @@ async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_uns
         };
     })
     .await;
-    let records: Vec<serde_json::Value> = ["in/fine.txt", "in/eicar.com", "in/locked.zip"]
-        .iter()
-        .map(|key| json!({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}))
-        .collect();
-    let response = server
-        .post("/api/v1/events/s3", &json!({"Records": records}))
-        .await;
-    assert_eq!(response.status(), 200);
+    notify_created(
+        &server,
+        &bucket,
+        &["in/fine.txt", "in/eicar.com", "in/locked.zip"],
+    )
+    .await;
     let exists = |b: String, k: &'static str| {
         let client = client.clone();
         async move { client.head_object().bucket(b).key(k).send().await.is_ok() }
@@ -917,24 +893,20 @@ fn filters_skip_by_prefix_suffix_size_and_tag() {
 
 #[tokio::test]
 async fn objects_the_filters_skip_are_counted_and_never_scanned_or_tagged() {
-    use aws_sdk_s3::primitives::ByteStream;
     let (_, s3config, client, suffix) = test_s3().await;
     let bucket = format!("skip-{suffix}");
     client.create_bucket().bucket(&bucket).send().await.unwrap();
-    for (key, body) in [
-        ("logs/eicar.com", eicar()),
-        ("in/big.bin", vec![b'x'; 4096]),
-        ("in/eicar.com", eicar()),
-    ] {
-        client
-            .put_object()
-            .bucket(&bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap();
-    }
+    put_all(
+        &client,
+        &bucket,
+        vec![
+            ("logs/eicar.com", eicar()),
+            ("in/big.bin", vec![b'x'; 4096]),
+            ("in/eicar.com", eicar()),
+        ],
+        None,
+    )
+    .await;
     let server = Server::start_with(|c| {
         c.storage = storage::StorageConfig::S3(s3config.clone());
         c.filters = api_async::config::FiltersConfig {
@@ -944,25 +916,15 @@ async fn objects_the_filters_skip_are_counted_and_never_scanned_or_tagged() {
         };
     })
     .await;
-    let records: Vec<serde_json::Value> = ["logs/eicar.com", "in/big.bin", "in/eicar.com"]
-        .iter()
-        .map(|key| json!({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}))
-        .collect();
-    let response = server
-        .post("/api/v1/events/s3", &json!({"Records": records}))
-        .await;
-    assert_eq!(response.status(), 200);
+    notify_created(
+        &server,
+        &bucket,
+        &["logs/eicar.com", "in/big.bin", "in/eicar.com"],
+    )
+    .await;
     let deadline = std::time::Instant::now() + WITHIN;
     loop {
-        let metrics = server
-            .client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = server.metrics().await;
         if metrics.contains("verdict_jobs_finished_total{status=\"skipped\"} 2")
             && metrics.contains("verdict_jobs_finished_total{status=\"infected\"} 1")
         {
@@ -998,4 +960,37 @@ async fn objects_the_filters_skip_are_counted_and_never_scanned_or_tagged() {
             .iter()
             .any(|t| t.key() == "scan-result" && t.value() == "infected")
     );
+}
+
+/// Puts each `(key, bytes)` into `bucket` (content type `application/x-test`, with `tagging`).
+async fn put_all(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    objects: Vec<(&str, Vec<u8>)>,
+    tagging: Option<&str>,
+) {
+    for (key, body) in objects {
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/x-test")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .set_tagging(tagging.map(str::to_owned))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Posts an AWS-shaped notification of `keys` created in `bucket` to the webhook.
+async fn notify_created(server: &Server, bucket: &str, keys: &[&str]) {
+    let records: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|key| json!({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}))
+        .collect();
+    let response = server
+        .post("/api/v1/events/s3", &json!({"Records": records}))
+        .await;
+    assert_eq!(response.status(), 200);
 }

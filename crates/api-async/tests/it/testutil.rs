@@ -314,6 +314,13 @@ impl Server {
             .unwrap()
     }
 
+    /// `GET /metrics` (no token configured), as text.
+    pub(crate) async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
     pub(crate) async fn pending_jobs(&self) -> u64 {
         self.get_json("/health").await["pending_jobs"]
             .as_u64()

@@ -67,6 +67,10 @@ pub struct Config {
     /// the same id for its own job. Set this when several keys (one per client service, say)
     /// must poll each other's results; then every key shares one space of trace ids.
     pub shared_trace_ids: bool,
+    /// Objects a bulk scan lists per page (at most 1,000, S3's own page size). Each page's
+    /// jobs are queued before the next page is listed, so the listing keeps about one page
+    /// ahead of the workers.
+    pub bulk_page_size: usize,
     /// Bucket events to consume.
     pub events: EventsConfig,
     /// What happens to a bucket event's object after its scan.
@@ -104,6 +108,67 @@ pub struct ActionsConfig {
     pub quarantine_bucket: Option<String>,
     /// Prefix before the original key in the quarantine bucket.
     pub quarantine_prefix: String,
+    /// Policies for particular buckets and prefixes, over the ones above: the rule with the
+    /// longest matching prefix in the object's bucket wins, and what it leaves out comes from
+    /// above.
+    pub rules: Vec<ActionRule>,
+}
+
+/// One `[[actions.rules]]` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRule {
+    /// The bucket it applies to.
+    pub bucket: String,
+    /// Only keys starting with this (all keys when empty).
+    #[serde(default)]
+    pub prefix: String,
+    /// For a clean object.
+    pub clean: Option<Action>,
+    /// For an infected object.
+    pub infected: Option<Action>,
+    /// For an object not fully examined.
+    pub not_clean: Option<Action>,
+    /// Where `move` puts objects.
+    pub quarantine_bucket: Option<String>,
+    /// Prefix before the original key in the quarantine bucket.
+    pub quarantine_prefix: Option<String>,
+}
+
+/// The actions that apply to one object, resolved from `[actions]` and its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// For a clean object.
+    pub clean: Action,
+    /// For an infected object.
+    pub infected: Action,
+    /// For an object not fully examined.
+    pub not_clean: Action,
+    /// Where `move` puts objects.
+    pub quarantine_bucket: Option<String>,
+    /// Prefix before the original key in the quarantine bucket.
+    pub quarantine_prefix: String,
+}
+
+impl Policy {
+    /// Refuses a policy that could not be carried out or would remove clean files; `scope`
+    /// names where it comes from.
+    fn check(&self, scope: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.clean, Action::Tag | Action::None),
+            "{scope}: clean must be \"tag\" or \"none\": clean objects are never moved or deleted"
+        );
+        let moves = self.infected == Action::Move || self.not_clean == Action::Move;
+        anyhow::ensure!(
+            !moves
+                || self
+                    .quarantine_bucket
+                    .as_deref()
+                    .is_some_and(|b| !b.is_empty()),
+            "{scope}: \"move\" needs quarantine_bucket"
+        );
+        Ok(())
+    }
 }
 
 impl Default for ActionsConfig {
@@ -114,27 +179,62 @@ impl Default for ActionsConfig {
             not_clean: Action::Tag,
             quarantine_bucket: None,
             quarantine_prefix: String::new(),
+            rules: Vec::new(),
         }
     }
 }
 
 impl ActionsConfig {
-    /// Refuses a policy that could not be carried out or would remove clean files.
+    /// Refuses a policy, or a rule's, that could not be carried out or would remove clean
+    /// files.
     pub fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            matches!(self.clean, Action::Tag | Action::None),
-            "actions.clean must be \"tag\" or \"none\": clean objects are never moved or deleted"
-        );
-        let moves = self.infected == Action::Move || self.not_clean == Action::Move;
-        anyhow::ensure!(
-            !moves
-                || self
-                    .quarantine_bucket
-                    .as_deref()
-                    .is_some_and(|b| !b.is_empty()),
-            "actions: \"move\" needs actions.quarantine_bucket"
-        );
+        self.base().check("actions")?;
+        for rule in &self.rules {
+            anyhow::ensure!(
+                !rule.bucket.is_empty(),
+                "actions.rules: every rule needs a bucket"
+            );
+            self.with(rule).check(&format!(
+                "actions.rules (bucket {:?}, prefix {:?})",
+                rule.bucket, rule.prefix
+            ))?;
+        }
         Ok(())
+    }
+
+    /// The policy for `bucket`/`key`.
+    pub fn policy_for(&self, bucket: &str, key: &str) -> Policy {
+        self.rules
+            .iter()
+            .filter(|rule| rule.bucket == bucket && key.starts_with(&rule.prefix))
+            .max_by_key(|rule| rule.prefix.len())
+            .map_or_else(|| self.base(), |rule| self.with(rule))
+    }
+
+    fn base(&self) -> Policy {
+        Policy {
+            clean: self.clean,
+            infected: self.infected,
+            not_clean: self.not_clean,
+            quarantine_bucket: self.quarantine_bucket.clone(),
+            quarantine_prefix: self.quarantine_prefix.clone(),
+        }
+    }
+
+    fn with(&self, rule: &ActionRule) -> Policy {
+        Policy {
+            clean: rule.clean.unwrap_or(self.clean),
+            infected: rule.infected.unwrap_or(self.infected),
+            not_clean: rule.not_clean.unwrap_or(self.not_clean),
+            quarantine_bucket: rule
+                .quarantine_bucket
+                .clone()
+                .or_else(|| self.quarantine_bucket.clone()),
+            quarantine_prefix: rule
+                .quarantine_prefix
+                .clone()
+                .unwrap_or_else(|| self.quarantine_prefix.clone()),
+        }
     }
 }
 
@@ -154,6 +254,10 @@ pub struct FiltersConfig {
     pub max_size: Option<u64>,
     /// Objects carrying any of these tags: `key=value`, or `key` for any value.
     pub skip_tagged: Vec<String>,
+    /// Objects already tagged with a `scan-result` by the same engines and rules (their
+    /// `scan-engines` tag is this instance's fingerprint), so a rescan of a bucket only scans
+    /// what is new or was scanned by other rules.
+    pub skip_already_scanned: bool,
 }
 
 impl FiltersConfig {
@@ -175,17 +279,29 @@ impl FiltersConfig {
 
     /// Whether the size or tags need to be looked up.
     pub fn needs_head(&self) -> bool {
-        self.min_size.is_some() || self.max_size.is_some() || !self.skip_tagged.is_empty()
+        self.min_size.is_some()
+            || self.max_size.is_some()
+            || !self.skip_tagged.is_empty()
+            || self.skip_already_scanned
     }
 
     /// Why an object of `size` bytes with `tags` is skipped, if it is.
     pub fn by_head(&self, size: u64, tags: &[(String, String)]) -> Option<String> {
+        self.by_size(size).or_else(|| self.by_tags(tags))
+    }
+
+    /// Why an object of `size` bytes is skipped, if it is.
+    pub fn by_size(&self, size: u64) -> Option<String> {
         if let Some(min) = self.min_size.filter(|min| size < *min) {
             return Some(format!("it is {size} bytes, under min_size {min}"));
         }
-        if let Some(max) = self.max_size.filter(|max| size > *max) {
-            return Some(format!("it is {size} bytes, over max_size {max}"));
-        }
+        self.max_size
+            .filter(|max| size > *max)
+            .map(|max| format!("it is {size} bytes, over max_size {max}"))
+    }
+
+    /// Why an object with `tags` is skipped, if it is.
+    pub fn by_tags(&self, tags: &[(String, String)]) -> Option<String> {
         self.skip_tagged
             .iter()
             .find(|rule| {
@@ -204,8 +320,21 @@ impl FiltersConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
+    /// Only events for these buckets are scanned (all when empty); the rest are counted as
+    /// ignored.
+    pub buckets: Vec<String>,
+    /// Only events for keys starting with one of these are scanned (all when empty).
+    pub prefixes: Vec<String>,
     /// S3 notifications delivered to SQS queues.
     pub sqs: crate::sqs::SqsConfig,
+}
+
+impl EventsConfig {
+    /// Whether an event for `bucket`/`key` is for us.
+    pub fn wants(&self, bucket: &str, key: &str) -> bool {
+        (self.buckets.is_empty() || self.buckets.iter().any(|b| b == bucket))
+            && (self.prefixes.is_empty() || self.prefixes.iter().any(|p| key.starts_with(p)))
+    }
 }
 
 impl Default for Config {
@@ -234,6 +363,7 @@ impl Default for Config {
             engines: Vec::new(),
             http: EdgeConfig::default(),
             shared_trace_ids: false,
+            bulk_page_size: 1000,
             events: EventsConfig::default(),
             actions: ActionsConfig::default(),
             filters: FiltersConfig::default(),
@@ -387,6 +517,86 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_matching_rule_decides_and_fills_in_from_the_section() {
+        let actions: ActionsConfig = toml::from_str(
+            r#"
+            infected = "tag"
+            quarantine_bucket = "q"
+            [[rules]]
+            bucket = "uploads"
+            infected = "delete"
+            [[rules]]
+            bucket = "uploads"
+            prefix = "keep/"
+            infected = "move"
+            quarantine_prefix = "kept/"
+            "#,
+        )
+        .unwrap();
+        actions.check().unwrap();
+        assert_eq!(
+            actions.policy_for("uploads", "a.bin").infected,
+            Action::Delete
+        );
+        let kept = actions.policy_for("uploads", "keep/a.bin");
+        assert_eq!(kept.infected, Action::Move);
+        assert_eq!(kept.quarantine_bucket.as_deref(), Some("q"));
+        assert_eq!(kept.quarantine_prefix, "kept/");
+        assert_eq!(
+            kept.clean,
+            Action::Tag,
+            "left out of the rule: from the section"
+        );
+        assert_eq!(
+            actions.policy_for("other", "keep/a.bin").infected,
+            Action::Tag
+        );
+
+        let bad: ActionsConfig = toml::from_str(
+            r#"
+            [[rules]]
+            bucket = "uploads"
+            clean = "delete"
+            "#,
+        )
+        .unwrap();
+        let err = bad.check().unwrap_err().to_string();
+        assert!(
+            err.contains("uploads") && err.contains("never moved or deleted"),
+            "{err}"
+        );
+        let no_quarantine: ActionsConfig = toml::from_str(
+            r#"
+            [[rules]]
+            bucket = "uploads"
+            infected = "move"
+            "#,
+        )
+        .unwrap();
+        assert!(
+            no_quarantine
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("quarantine_bucket")
+        );
+    }
+
+    #[test]
+    fn events_can_be_narrowed_to_buckets_and_prefixes() {
+        let all = EventsConfig::default();
+        assert!(all.wants("any", "thing"));
+        let narrow = EventsConfig {
+            buckets: vec!["uploads".into()],
+            prefixes: vec!["in/".into(), "new/".into()],
+            ..EventsConfig::default()
+        };
+        assert!(narrow.wants("uploads", "new/a"));
+        assert!(!narrow.wants("uploads", "old/a"));
+        assert!(!narrow.wants("logs", "in/a"));
+    }
 
     #[test]
     fn a_file_and_the_environment_combine_and_unknown_keys_are_refused() {

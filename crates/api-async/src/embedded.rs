@@ -33,6 +33,11 @@ const RESULTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("resul
 /// (expiry, trace id): results in the order they expire, so sweeping never scans live ones.
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("result_expiry");
 
+/// Bulk scan id -> (scan JSON, progress JSON).
+const BULKS: TableDefinition<&str, (&[u8], &[u8])> = TableDefinition::new("bulk_scans");
+/// (bulk scan id, key) -> outcome: each object's outcome, recorded once.
+const BULK_OBJECTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("bulk_objects");
+
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 4096;
 /// How often expired results are swept, and most results removed per sweep.
@@ -85,11 +90,26 @@ enum Op {
         expires: u64,
         json: Vec<u8>,
     },
+    BulkCreate {
+        id: String,
+        json: Vec<u8>,
+    },
+    BulkAdvance {
+        id: String,
+        advance: crate::bulk::Advance,
+    },
+    BulkRecord {
+        id: String,
+        key: String,
+        outcome: crate::bulk::Outcome,
+        bytes: u64,
+    },
 }
 
 struct Request {
     op: Op,
-    done: oneshot::Sender<Result<(), String>>,
+    /// Whether the operation took effect (for the conditional ones), once committed.
+    done: oneshot::Sender<Result<bool, String>>,
 }
 
 struct Shared {
@@ -135,6 +155,8 @@ impl EmbeddedStore {
         txn.open_table(JOBS).map_err(backend)?;
         txn.open_table(RESULTS).map_err(backend)?;
         txn.open_table(EXPIRY).map_err(backend)?;
+        txn.open_table(BULKS).map_err(backend)?;
+        txn.open_table(BULK_OBJECTS).map_err(backend)?;
         txn.commit().map_err(backend)?;
 
         let mut state = State::default();
@@ -205,6 +227,11 @@ impl EmbeddedStore {
 
     /// Hands `op` to the writer and waits until it is committed.
     async fn write(&self, op: Op) -> Result<(), StoreError> {
+        self.write_if(op).await.map(|_| ())
+    }
+
+    /// Hands `op` to the writer; once committed, whether it took effect.
+    async fn write_if(&self, op: Op) -> Result<bool, StoreError> {
         let (done, committed) = oneshot::channel();
         {
             let writes = self
@@ -479,19 +506,28 @@ fn write_loop(db: &Database, requests: &std_mpsc::Receiver<Request>) {
             tracing::error!(error = %e, operations = batch.len(), "committing to the job store failed");
             e.to_string()
         });
-        for request in batch {
-            let _ = request.done.send(outcome.clone());
+        for (i, request) in batch.into_iter().enumerate() {
+            let answer = match &outcome {
+                Ok(effects) => Ok(effects.get(i).copied().unwrap_or(true)),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = request.done.send(answer);
         }
     }
 }
 
-fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<(), StoreError> {
+/// Commits `batch` in one transaction; for each operation, whether it took effect.
+fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<Vec<bool>, StoreError> {
     let txn = db.begin_write().map_err(backend)?;
+    let mut effects = Vec::with_capacity(batch.len());
     {
         let mut jobs = txn.open_table(JOBS).map_err(backend)?;
         let mut results = txn.open_table(RESULTS).map_err(backend)?;
         let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+        let mut bulks = txn.open_table(BULKS).map_err(backend)?;
+        let mut bulk_objects = txn.open_table(BULK_OBJECTS).map_err(backend)?;
         for request in batch {
+            let mut effect = true;
             match &request.op {
                 Op::Push {
                     seq,
@@ -518,7 +554,58 @@ fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<(), StoreErro
                         .insert((*expires, trace_id.as_str()), ())
                         .map_err(backend)?;
                 }
+                Op::BulkCreate { id, json } => {
+                    let progress =
+                        serde_json::to_vec(&crate::bulk::Progress::default()).map_err(backend)?;
+                    bulks
+                        .insert(id.as_str(), (json.as_slice(), progress.as_slice()))
+                        .map_err(backend)?;
+                }
+                Op::BulkAdvance { id, advance } => {
+                    effect = change_progress(&mut bulks, id, |progress| {
+                        if progress.pages != advance.page {
+                            return false;
+                        }
+                        progress.pages += 1;
+                        progress.after.clone_from(&advance.after);
+                        progress.listed += advance.listed;
+                        progress.queued += advance.queued;
+                        progress.listing_done = advance.last;
+                        true
+                    })?;
+                }
+                Op::BulkRecord {
+                    id,
+                    key,
+                    outcome,
+                    bytes,
+                } => {
+                    let known = bulk_objects
+                        .get((id.as_str(), key.as_str()))
+                        .map_err(backend)?
+                        .is_some();
+                    effect = !known
+                        && change_progress(&mut bulks, id, |progress| {
+                            use crate::bulk::Outcome;
+                            let counter = match outcome {
+                                Outcome::Clean => &mut progress.clean,
+                                Outcome::Infected => &mut progress.infected,
+                                Outcome::NotClean => &mut progress.not_clean,
+                                Outcome::Skipped => &mut progress.skipped,
+                                Outcome::Failed => &mut progress.failed,
+                            };
+                            *counter += 1;
+                            progress.bytes += bytes;
+                            true
+                        })?;
+                    if effect {
+                        bulk_objects
+                            .insert((id.as_str(), key.as_str()), outcome.name())
+                            .map_err(backend)?;
+                    }
+                }
             }
+            effects.push(effect);
         }
         if sweep {
             let now = now_ms();
@@ -542,7 +629,118 @@ fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<(), StoreErro
             }
         }
     }
-    txn.commit().map_err(backend)
+    txn.commit().map_err(backend)?;
+    Ok(effects)
+}
+
+/// Applies `change` to bulk scan `id`'s progress and stores it when `change` says so; `false`
+/// (and nothing stored) when the bulk scan is unknown or `change` declines.
+fn change_progress(
+    bulks: &mut redb::Table<&str, (&[u8], &[u8])>,
+    id: &str,
+    change: impl FnOnce(&mut crate::bulk::Progress) -> bool,
+) -> Result<bool, StoreError> {
+    let (scan, mut progress) = match bulks.get(id).map_err(backend)? {
+        Some(record) => {
+            let (scan, progress) = record.value();
+            let progress: crate::bulk::Progress =
+                serde_json::from_slice(progress).map_err(|e| StoreError::Corrupt {
+                    key: id.to_owned(),
+                    message: e.to_string(),
+                })?;
+            (scan.to_vec(), progress)
+        }
+        None => return Ok(false),
+    };
+    if !change(&mut progress) {
+        return Ok(false);
+    }
+    let progress = serde_json::to_vec(&progress).map_err(backend)?;
+    bulks
+        .insert(id, (scan.as_slice(), progress.as_slice()))
+        .map_err(backend)?;
+    Ok(true)
+}
+
+#[async_trait]
+impl crate::bulk::BulkStore for EmbeddedStore {
+    async fn create(&self, bulk: &crate::bulk::BulkScan) -> Result<(), StoreError> {
+        self.write(Op::BulkCreate {
+            id: bulk.id.clone(),
+            json: serde_json::to_vec(bulk).map_err(backend)?,
+        })
+        .await
+    }
+
+    async fn bulk(
+        &self,
+        id: &str,
+    ) -> Result<Option<(crate::bulk::BulkScan, crate::bulk::Progress)>, StoreError> {
+        let id = id.to_owned();
+        let db = Arc::clone(&self.shared.db);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            let bulks = txn.open_table(BULKS).map_err(backend)?;
+            let Some(record) = bulks.get(id.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let (scan, progress) = record.value();
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+                key: id.clone(),
+                message: e.to_string(),
+            };
+            Ok(Some((
+                serde_json::from_slice(scan).map_err(corrupt)?,
+                serde_json::from_slice(progress).map_err(corrupt)?,
+            )))
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    async fn advance(&self, id: &str, advance: &crate::bulk::Advance) -> Result<bool, StoreError> {
+        self.write_if(Op::BulkAdvance {
+            id: id.to_owned(),
+            advance: advance.clone(),
+        })
+        .await
+    }
+
+    async fn record(
+        &self,
+        id: &str,
+        key: &str,
+        outcome: crate::bulk::Outcome,
+        bytes: u64,
+    ) -> Result<bool, StoreError> {
+        self.write_if(Op::BulkRecord {
+            id: id.to_owned(),
+            key: key.to_owned(),
+            outcome,
+            bytes,
+        })
+        .await
+    }
+
+    async fn recorded(&self, id: &str, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let id = id.to_owned();
+        let keys = keys.to_vec();
+        let db = Arc::clone(&self.shared.db);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            let objects = txn.open_table(BULK_OBJECTS).map_err(backend)?;
+            keys.iter()
+                .map(|key| {
+                    Ok(objects
+                        .get((id.as_str(), key.as_str()))
+                        .map_err(backend)?
+                        .is_some())
+                })
+                .collect()
+        })
+        .await
+        .map_err(backend)?
+    }
 }
 
 #[cfg(test)]
@@ -565,6 +763,8 @@ mod tests {
                 custom_data: None,
                 owner: None,
                 tag_object: false,
+                bulk: None,
+                rescans: 0,
             },
             attempts: 0,
             receipt: String::new(),

@@ -13,6 +13,9 @@ pub(crate) enum ApiError {
     /// No or unknown API key.
     #[error("{0}")]
     Unauthorized(String),
+    /// The storage refused us (bucket not ours to list).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such result (not finished, unknown or expired).
     #[error("{0}")]
     NotFound(String),
@@ -38,6 +41,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -182,6 +182,8 @@ fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiE
         custom_data,
         owner: None,
         tag_object: false,
+        bulk: None,
+        rescans: 0,
     })
 }
 
@@ -391,8 +393,8 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiEr
     let sources = state.sources();
     let (name, _) = sources.describe(&source);
     let result = match sources.fetch(&source).await {
-        Ok(input) => {
-            let report = state.scan(&name, input).await;
+        Ok(fetched) => {
+            let report = state.scan(&name, fetched.input).await;
             serde_json::to_value(report.to_async_result())
                 .map_err(|e| ApiError::Internal(e.to_string()))?
         }
@@ -492,26 +494,35 @@ pub(crate) async fn s3_events(
     let body = buffered(body)?;
     let notification =
         crate::events::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let queued = queue_created(&state, caller.scope.clone(), notification.created).await?;
+    let (queued, elsewhere) =
+        queue_created(&state, caller.scope.clone(), notification.created).await?;
     tracing::info!(
         queued,
         other_events = notification.other_events,
+        not_watched = elsewhere,
         "bucket events queued"
     );
     Ok(Json(
-        json!({"queued": queued, "ignored": notification.other_events}),
+        json!({"queued": queued, "ignored": notification.other_events + elsewhere}),
     ))
 }
 
-/// Queues a job for each created object (scan, then tag it), in order; the count, or the
-/// failure that stopped it (jobs before it stay queued).
+/// Queues a job for each created object the `[events]` section watches (scan, then act on
+/// it), in order; how many were queued and how many were for buckets or prefixes not watched,
+/// or the failure that stopped it (jobs before it stay queued).
 pub(crate) async fn queue_created(
     state: &AppState,
     owner: Option<String>,
     created: Vec<crate::events::CreatedObject>,
-) -> Result<usize, ApiError> {
+) -> Result<(usize, usize), ApiError> {
     let mut queued = 0;
+    let mut elsewhere = 0;
     for object in created {
+        if !state.settings.events.wants(&object.bucket, &object.key) {
+            tracing::debug!(bucket = ?object.bucket, key = ?object.key, "an event for a bucket or prefix not watched; ignored");
+            elsewhere += 1;
+            continue;
+        }
         let mut id = [0u8; 16];
         rand::fill(&mut id[..]);
         let job = Job {
@@ -528,6 +539,8 @@ pub(crate) async fn queue_created(
                 custom_data: None,
                 owner: owner.clone(),
                 tag_object: true,
+                bulk: None,
+                rescans: 0,
             },
             attempts: 0,
             receipt: String::new(),
@@ -545,7 +558,100 @@ pub(crate) async fn queue_created(
             }
         }
     }
-    Ok(queued)
+    Ok((queued, elsewhere))
+}
+
+#[utoipa::path(post, path = "/api/v1/scan/async/s3/bulk", tag = "async", security(("bearer" = []), ("api_key" = [])),
+    request_body = crate::openapi::BulkRequest,
+    responses(
+        (status = 201, description = "The bulk scan is started; `Location` is where its counts are read", body = crate::openapi::BulkStatus),
+        (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
+        (status = 403, description = "The bucket may not be listed", body = storage::edge::openapi::ErrorBody),
+        (status = 404, description = "No such bucket", body = storage::edge::openapi::ErrorBody),
+        (status = 503, description = "The queue or the storage is unavailable", body = storage::edge::openapi::ErrorBody)))]
+/// `POST /api/v1/scan/async/s3/bulk`: scans every object under `prefix` in `bucket`; each is
+/// acted on by the `[actions]` policy, and called back to `callback_url` when given.
+pub(crate) async fn bulk_start(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    request_headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let fields = match object(body) {
+        Ok(fields) => fields,
+        Err(e) => return e.into_response(),
+    };
+    let parsed = (|| {
+        let bucket = required(&fields, "bucket")?;
+        let prefix = string(&fields, "prefix")?.unwrap_or_default();
+        let callback_url = string(&fields, "callback_url")?
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| http_url("callback_url", &u))
+            .transpose()?;
+        let callback_headers = headers(&fields, "callback_headers")?;
+        Ok::<_, ApiError>((bucket, prefix, callback_url, callback_headers))
+    })();
+    let (bucket, prefix, callback_url, callback_headers) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return e.into_response(),
+    };
+    // Listed once here, so a missing bucket or a refusal is answered now, not found later.
+    if let Err(e) = state.objects.list_page(&bucket, &prefix, None, 1).await {
+        tracing::warn!(bucket = ?bucket, error = %e, "a bulk scan's bucket cannot be listed");
+        let message = e.public_message();
+        return match e {
+            storage::StorageError::NoSuchBucket(_) => ApiError::NotFound(message),
+            storage::StorageError::AccessDenied(_) => ApiError::Forbidden(message),
+            storage::StorageError::InvalidName(_) => ApiError::BadRequest(message),
+            _ => ApiError::Unavailable(message),
+        }
+        .into_response();
+    }
+    let bulk = crate::bulk::new_bulk(caller.scope, bucket, prefix, callback_url, callback_headers);
+    match crate::bulk::start(&state, &bulk).await {
+        Ok(Pushed::Queued) => {}
+        Ok(_) => {
+            return ApiError::Unavailable("the job queue is full; retry shortly".to_owned())
+                .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    tracing::info!(bulk = bulk.id, bucket = ?bulk.bucket, prefix = ?bulk.prefix, "bulk scan started");
+    let body = Json(crate::bulk::status_json(
+        &bulk,
+        &crate::bulk::Progress::default(),
+    ));
+    let location = state
+        .base_url(&request_headers)
+        .map(|base| format!("{base}/api/v1/scan/async/s3/bulk/{}", bulk.id))
+        .and_then(|l| HeaderValue::from_str(&l).ok());
+    match location {
+        Some(location) => {
+            (StatusCode::CREATED, [(header::LOCATION, location)], body).into_response()
+        }
+        None => (StatusCode::CREATED, body).into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/scan/async/s3/bulk/{id}", tag = "async", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The bulk scan's id")),
+    responses(
+        (status = 200, description = "Its counts", body = crate::openapi::BulkStatus),
+        (status = 404, description = "No such bulk scan for this key", body = storage::edge::openapi::ErrorBody)))]
+/// `GET /api/v1/scan/async/s3/bulk/{id}`: a bulk scan's counts, from any instance.
+pub(crate) async fn bulk_status(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let found = state.bulks.bulk(&id).await?;
+    match found {
+        // Another key's bulk scan is as good as unknown to this one.
+        Some((bulk, progress)) if caller.scope.is_none() || bulk.owner == caller.scope => {
+            Ok(Json(crate::bulk::status_json(&bulk, &progress)))
+        }
+        _ => Err(ApiError::NotFound(format!("no bulk scan {id:?}"))),
+    }
 }
 
 /// `GET /`: a status page for people, needing no key and showing nothing secret: the queue,

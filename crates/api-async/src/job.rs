@@ -25,6 +25,13 @@ pub enum Source {
         /// Version; the latest when absent.
         version: Option<String>,
     },
+    /// One page of a bulk scan's listing (see [`crate::bulk`]).
+    Listing {
+        /// The bulk scan.
+        bulk: String,
+        /// Which page: the checkpoint must stand at it.
+        page: u64,
+    },
 }
 
 /// What a caller asked for (contract section 2).
@@ -45,9 +52,21 @@ pub struct JobSpec {
     /// another key neither sees its result nor replaces it. `None` when trace ids are shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// Tag the S3 object with the outcome once it is scanned (jobs from bucket events).
+    /// Carry out the `[actions]` policy on the S3 object once it is scanned (jobs from bucket
+    /// events and bulk scans).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tag_object: bool,
+    /// The bulk scan this object belongs to, whose counts its outcome goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<String>,
+    /// How many times the object changed between its scan and the action on it, each time
+    /// queueing it again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rescans: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl JobSpec {

@@ -4,6 +4,7 @@
 //! number of instances), behind the [`JobQueue`] and [`ResultStore`] traits. Bucket event
 //! webhooks ([`events`]) become jobs that scan and tag each new object.
 
+pub mod bulk;
 mod callback;
 pub mod config;
 mod embedded;

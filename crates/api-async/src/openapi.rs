@@ -98,6 +98,53 @@ pub(crate) struct EventsQueued {
     ignored: u64,
 }
 
+/// `POST /api/v1/scan/async/s3/bulk` body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BulkRequest {
+    /// The bucket to scan.
+    #[schema(min_length = 1)]
+    bucket: String,
+    /// Only keys starting with this; the whole bucket when absent.
+    prefix: Option<String>,
+    /// Where each object's result is POSTed (signed, as for single jobs).
+    callback_url: Option<String>,
+    /// Headers for those callbacks.
+    callback_headers: Option<BTreeMap<String, String>>,
+}
+
+/// A bulk scan's counts.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct BulkStatus {
+    /// Its id, for `GET /api/v1/scan/async/s3/bulk/{id}`.
+    id: String,
+    bucket: String,
+    prefix: String,
+    /// When it was submitted (RFC 3339).
+    created: String,
+    /// Objects listed so far.
+    listed: u64,
+    /// Jobs queued for them.
+    queued: u64,
+    /// Objects with an outcome: the sum of the five below.
+    done: u64,
+    clean: u64,
+    infected: u64,
+    /// Scanned but not fully examined (unscannable, engine error): never clean.
+    not_clean: u64,
+    /// Left out by the filters: never scanned, never clean.
+    skipped: u64,
+    /// Could not be read.
+    failed: u64,
+    /// Bytes scanned.
+    bytes: u64,
+    /// Whether the listing reached the end.
+    listing_done: bool,
+    /// Whether every listed object has its outcome.
+    finished: bool,
+}
+
 /// Both ways to present an API key: `Authorization: Bearer <key>` and `x-api-key: <key>`.
 struct ApiKeyAuth;
 
@@ -133,6 +180,8 @@ impl Modify for ApiKeyAuth {
         crate::handlers::sync_s3,
         crate::handlers::sync_binary,
         crate::handlers::s3_events,
+        crate::handlers::bulk_start,
+        crate::handlers::bulk_status,
         crate::handlers::health,
         crate::handlers::metrics,
     ),
@@ -143,6 +192,8 @@ impl Modify for ApiKeyAuth {
         SyncS3Request,
         Delivery,
         EventsQueued,
+        BulkRequest,
+        BulkStatus,
         ErrorBody,
         scan_core::AsyncScanResult,
         scan_core::EngineSummary

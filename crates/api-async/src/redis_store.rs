@@ -383,3 +383,149 @@ impl ResultStore for RedisStore {
         .transpose()
     }
 }
+
+/// How long a bulk scan's record stays after its last change.
+const BULK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// KEYS: bulk hash. ARGV: page, after (empty: none), listed, queued, last ('1'), ttl ms.
+/// Moves the checkpoint on if it stands at ARGV[1]; 1 if it did.
+const BULK_ADVANCE: &str = r"
+if tonumber(redis.call('HGET', KEYS[1], 'pages') or '-1') ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'pages', tonumber(ARGV[1]) + 1, 'after', ARGV[2], 'listing_done', ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'listed', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'queued', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+";
+
+/// KEYS: bulk hash, objects hash. ARGV: key, outcome field, bytes, ttl ms. Records the
+/// outcome unless the key has one; 1 if it was new.
+const BULK_RECORD: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+";
+
+impl RedisStore {
+    fn bulk_key(&self, id: &str) -> String {
+        format!("{{{}}}:bulk:{id}", self.namespace)
+    }
+
+    fn bulk_objects_key(&self, id: &str) -> String {
+        format!("{{{}}}:bulk:{id}:objects", self.namespace)
+    }
+}
+
+#[async_trait]
+impl crate::bulk::BulkStore for RedisStore {
+    async fn create(&self, bulk: &crate::bulk::BulkScan) -> Result<(), StoreError> {
+        let json = serde_json::to_string(bulk).map_err(backend)?;
+        let key = self.bulk_key(&bulk.id);
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &[("spec", json.as_str()), ("pages", "0")])
+            .pexpire(&key, BULK_TTL.as_millis() as i64)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn bulk(
+        &self,
+        id: &str,
+    ) -> Result<Option<(crate::bulk::BulkScan, crate::bulk::Progress)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: std::collections::HashMap<String, String> =
+            conn.hgetall(self.bulk_key(id)).await.map_err(backend)?;
+        let Some(spec) = fields.get("spec") else {
+            return Ok(None);
+        };
+        let bulk = serde_json::from_str(spec).map_err(|e| StoreError::Corrupt {
+            key: id.to_owned(),
+            message: e.to_string(),
+        })?;
+        let number = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let progress = crate::bulk::Progress {
+            pages: number("pages"),
+            after: fields.get("after").filter(|a| !a.is_empty()).cloned(),
+            listing_done: fields.get("listing_done").is_some_and(|v| v == "1"),
+            listed: number("listed"),
+            queued: number("queued"),
+            clean: number("clean"),
+            infected: number("infected"),
+            not_clean: number("not_clean"),
+            skipped: number("skipped"),
+            failed: number("failed"),
+            bytes: number("bytes"),
+        };
+        Ok(Some((bulk, progress)))
+    }
+
+    async fn advance(&self, id: &str, advance: &crate::bulk::Advance) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let moved: i64 = redis::Script::new(BULK_ADVANCE)
+            .key(self.bulk_key(id))
+            .arg(advance.page)
+            .arg(advance.after.as_deref().unwrap_or(""))
+            .arg(advance.listed)
+            .arg(advance.queued)
+            .arg(if advance.last { "1" } else { "0" })
+            .arg(BULK_TTL.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(moved == 1)
+    }
+
+    async fn record(
+        &self,
+        id: &str,
+        key: &str,
+        outcome: crate::bulk::Outcome,
+        bytes: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let recorded: i64 = redis::Script::new(BULK_RECORD)
+            .key(self.bulk_key(id))
+            .key(self.bulk_objects_key(id))
+            .arg(key)
+            .arg(outcome.name())
+            .arg(bytes)
+            .arg(BULK_TTL.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(recorded == 1)
+    }
+
+    async fn recorded(&self, id: &str, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let found: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.bulk_objects_key(id))
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(found.into_iter().map(|v| v.is_some()).collect())
+    }
+}

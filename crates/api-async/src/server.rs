@@ -27,6 +27,9 @@ use crate::source::Sources;
 use crate::store::{JobQueue, ResultStore};
 use crate::{EmbeddedStore, RedisStore, handlers, worker};
 
+/// How often the engines' fingerprint is worked out again.
+const FINGERPRINT_EVERY: Duration = Duration::from_secs(300);
+
 /// Largest JSON body of the submit endpoints (custom data is at most 16 KB of it).
 pub(crate) const MAX_JSON_BODY: usize = 256 * 1024;
 
@@ -57,6 +60,10 @@ pub struct Settings {
     pub shared_trace_ids: bool,
     /// SQS queues of bucket events to consume.
     pub sqs: crate::sqs::SqsConfig,
+    /// Objects listed per bulk scan page.
+    pub bulk_page_size: usize,
+    /// Which buckets and prefixes events are taken for.
+    pub events: crate::config::EventsConfig,
     /// What happens to a bucket event's object after its scan.
     pub actions: crate::config::ActionsConfig,
     /// Bucket events' objects to skip.
@@ -75,6 +82,10 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     /// Results for polling.
     pub results: Arc<dyn ResultStore>,
+    /// Bulk scans and their counts.
+    pub bulks: Arc<dyn crate::bulk::BulkStore>,
+    /// A short fingerprint of the engines and their rules, tagged on scanned objects.
+    fingerprint: std::sync::RwLock<String>,
     /// Who may call.
     pub keys: ApiKeys,
     /// How callbacks are sent.
@@ -112,7 +123,12 @@ impl AppState {
         let objects = config.storage.open().await?;
         let fetcher = Fetcher::new(config.fetch.policy())?;
         let lease = Duration::from_secs(config.job_lease_secs.max(1));
-        let (queue, results): (Arc<dyn JobQueue>, Arc<dyn ResultStore>) = match &config.queue {
+        type Stores = (
+            Arc<dyn JobQueue>,
+            Arc<dyn ResultStore>,
+            Arc<dyn crate::bulk::BulkStore>,
+        );
+        let (queue, results, bulks): Stores = match &config.queue {
             QueueConfig::Embedded { path } => {
                 let store = EmbeddedStore::open(path, config.max_queued_jobs)
                     .map_err(|e| anyhow::anyhow!("embedded queue {}: {e}", path.display()))?;
@@ -122,7 +138,11 @@ impl AppState {
                         "workers = 0 with the embedded queue: jobs are accepted but nothing here runs them (only this process can open the file); use Redis for separate front ends and workers"
                     );
                 }
-                (Arc::new(store.clone()), Arc::new(store))
+                (
+                    Arc::new(store.clone()),
+                    Arc::new(store.clone()),
+                    Arc::new(store),
+                )
             }
             QueueConfig::Redis { url, namespace } => {
                 let consumer = format!(
@@ -136,7 +156,7 @@ impl AppState {
                         .await?,
                 );
                 tracing::info!(namespace, consumer, "jobs and results in Redis");
-                (store.clone(), store)
+                (store.clone(), store.clone(), store)
             }
         };
         let callbacks = CallbackPolicy {
@@ -146,12 +166,15 @@ impl AppState {
             first_backoff: Duration::from_millis(config.callback.first_backoff_ms.max(1)),
             max_backoff: Duration::from_secs(config.callback.max_backoff_secs.max(1)),
         };
+        let fingerprint = std::sync::RwLock::new(fingerprint_of(&scanner).await);
         Ok(Arc::new(AppState {
             scanner,
             fetcher,
             objects,
             queue,
             results,
+            bulks,
+            fingerprint,
             keys,
             callbacks,
             settings: Settings {
@@ -170,6 +193,8 @@ impl AppState {
                 http: config.http.clone(),
                 shared_trace_ids: config.shared_trace_ids,
                 sqs: config.events.sqs.clone(),
+                events: config.events.clone(),
+                bulk_page_size: config.bulk_page_size.clamp(1, 1000),
                 actions: config.actions.clone(),
                 filters: config.filters.clone(),
             },
@@ -177,6 +202,25 @@ impl AppState {
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
             engine_health: tokio::sync::Mutex::new(None),
         }))
+    }
+
+    /// The engines' fingerprint (see [`storage::FINGERPRINT_TAG`]).
+    pub(crate) fn fingerprint(&self) -> String {
+        self.fingerprint
+            .read()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
+    /// Works the fingerprint out again (rules or signatures may have been updated).
+    pub(crate) async fn refresh_fingerprint(&self) {
+        let now = fingerprint_of(&self.scanner).await;
+        if let Ok(mut held) = self.fingerprint.write()
+            && *held != now
+        {
+            tracing::info!(was = %held, now = %now, "the engines' fingerprint changed");
+            *held = now;
+        }
     }
 
     pub(crate) fn sources(&self) -> Sources<'_> {
@@ -219,6 +263,23 @@ impl AppState {
         (authority.as_str() == host && !host.contains('@') && !authority.host().is_empty())
             .then(|| format!("http://{host}"))
     }
+}
+
+/// The first 12 hex digits of a SHA-256 over each engine's name and what its health check
+/// says of it (version, signature database, rule count), so it changes when they do.
+async fn fingerprint_of(scanner: &Scanner) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for engine in scanner.engines() {
+        hash.update(engine.name().as_bytes());
+        hash.update([0]);
+        match engine.health().await {
+            Ok(description) => hash.update(description.as_bytes()),
+            Err(_) => hash.update(b"unavailable"),
+        }
+        hash.update([0]);
+    }
+    hex::encode(&hash.finalize()[..6])
 }
 
 fn hostname() -> String {
@@ -294,6 +355,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/scan/sync/s3", post(handlers::sync_s3))
         .route("/api/v1/test", get(handlers::test))
         .route("/api/v1/events/s3", post(handlers::s3_events))
+        .route("/api/v1/scan/async/s3/bulk", post(handlers::bulk_start))
+        .route(
+            "/api/v1/scan/async/s3/bulk/{id}",
+            get(handlers::bulk_status),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         // The binary body is streamed to the spool, which enforces max_body_bytes itself.
         .merge(
@@ -363,9 +429,21 @@ pub async fn run(
             stop.clone(),
         ))
     });
+    let refresher = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(FINGERPRINT_EVERY);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                state.refresh_fingerprint().await;
+            }
+        })
+    };
     tracing::info!(
         address = %listener.local_addr()?,
         workers = state.settings.workers,
+        fingerprint = %state.fingerprint(),
         "verdict-async listening"
     );
     let signal = {
@@ -379,6 +457,7 @@ pub async fn run(
     let idle = state.settings.upload_idle_timeout;
     let served = storage::edge::serve(listener, router(state), &http, idle, signal).await;
     stop.cancel();
+    refresher.abort();
     if let Some(workers) = workers {
         let _ = workers.await;
     }

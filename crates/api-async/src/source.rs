@@ -62,6 +62,13 @@ impl Failure {
     }
 }
 
+/// A source's bytes, and for an object, what the store said of the version that was read
+/// (so an action can tell whether the object changed since).
+pub(crate) struct Fetched {
+    pub(crate) input: ScanInput,
+    pub(crate) object: Option<storage::ObjectInfo>,
+}
+
 /// Where the bytes come from and how to get them.
 pub(crate) struct Sources<'a> {
     pub(crate) fetcher: &'a Fetcher,
@@ -90,12 +97,16 @@ impl Sources<'_> {
                 }
                 (name, address)
             }
+            Source::Listing { bulk, page } => (
+                format!("bulk {bulk}"),
+                format!("bulk scan {bulk}, page {page}"),
+            ),
         }
     }
 
     /// Fetches and spools the source, retrying transient failures; the error says why the last
     /// attempt failed and how many were made.
-    pub(crate) async fn fetch(&self, source: &Source) -> Result<ScanInput, String> {
+    pub(crate) async fn fetch(&self, source: &Source) -> Result<Fetched, String> {
         let attempts = self.attempts.max(1);
         let mut backoff = self.first_backoff;
         let mut tried = 0;
@@ -120,7 +131,8 @@ impl Sources<'_> {
         }
     }
 
-    async fn fetch_once(&self, source: &Source) -> Result<ScanInput, Failure> {
+    async fn fetch_once(&self, source: &Source) -> Result<Fetched, Failure> {
+        let mut object_info = None;
         let reader = match source {
             Source::Url { url, headers } => {
                 self.fetcher
@@ -139,16 +151,28 @@ impl Sources<'_> {
                     key: key.clone(),
                     version: version.clone(),
                 };
-                self.objects
+                let (info, reader) = self
+                    .objects
                     .get(&object)
                     .await
-                    .map_err(|e| Failure::of_storage(&e))?
-                    .1
+                    .map_err(|e| Failure::of_storage(&e))?;
+                object_info = Some(info);
+                reader
+            }
+            Source::Listing { .. } => {
+                return Err(Failure {
+                    message: "a listing job has no bytes of its own".to_owned(),
+                    transient: false,
+                });
             }
         };
-        ScanInput::from_async_reader(reader, self.spool)
+        let input = ScanInput::from_async_reader(reader, self.spool)
             .await
-            .map_err(Failure::of_input)
+            .map_err(Failure::of_input)?;
+        Ok(Fetched {
+            input,
+            object: object_info,
+        })
     }
 }
 

@@ -111,8 +111,8 @@ async fn consume(
             let delete = match crate::events::parse(body.as_bytes()) {
                 Ok(notification) => {
                     match crate::handlers::queue_created(&state, None, notification.created).await {
-                        Ok(queued) => {
-                            tracing::info!(queue = %url, queued, "bucket events queued");
+                        Ok((queued, not_watched)) => {
+                            tracing::info!(queue = %url, queued, not_watched, "bucket events queued");
                             true
                         }
                         Err(e) => {

@@ -163,19 +163,28 @@ struct Callback {
 /// `status: "no"` result; a failure of the result store gives the job back to be tried again.
 /// Completes the job unless it has a callback, which is returned for [`deliver`].
 async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
+    if let crate::job::Source::Listing { bulk, page } = &job.spec.source {
+        list_page(state, job, bulk, *page).await;
+        return None;
+    }
     let sources = state.sources();
     let (name, download_url) = sources.describe(&job.spec.source);
     let mut download_time = 0.0;
     let mut scan_time = 0.0;
-    let mut verdict = None;
+    let mut verdict: Option<scan_core::Verdict> = None;
     if job.spec.tag_object
         && let Some(why) = skipped(state, job).await
     {
         tracing::info!(job = job.id, object = ?download_url, reason = %why, "skipped by the filters");
+        if !record_in_bulk(state, job, crate::bulk::Outcome::Skipped, 0).await {
+            return None;
+        }
         state.metrics.finished("skipped");
         complete(state, job).await;
         return None;
     }
+    let mut scanned = None;
+    let mut size = 0;
     let result: Value = if job.attempts > state.settings.max_attempts {
         tracing::error!(
             job = job.id,
@@ -191,11 +200,13 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         let fetched = sources.fetch(&job.spec.source).await;
         download_time = started.elapsed().as_secs_f64();
         match fetched {
-            Ok(input) => {
+            Ok(fetched) => {
+                scanned = fetched.object;
                 let started = Instant::now();
-                let report = state.scan(&name, input).await;
+                let report = state.scan(&name, fetched.input).await;
                 scan_time = started.elapsed().as_secs_f64();
                 verdict = Some(report.verdict);
+                size = report.size;
                 tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
                 serde_json::to_value(report.to_async_result())
                     .unwrap_or_else(|e| json!({"status": "no", "reason": e.to_string()}))
@@ -206,6 +217,28 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
             }
         }
     };
+
+    let mut result = result;
+    if job.spec.tag_object {
+        if let Some(read) = &scanned
+            && let Some(why) = changed_since(state, job, read).await
+        {
+            if rescan(state, job, &why).await {
+                complete(state, job).await;
+                return None;
+            }
+            // It keeps changing: no verdict holds for what is there now.
+            verdict = None;
+            result = json!({
+                "status": "no",
+                "reason": format!("the object changed between its scan and the action on it {} times ({why}); it is left unjudged", job.spec.rescans + 1),
+            });
+        }
+        let action = act_on_object(state, job, verdict, scanned.as_ref()).await;
+        if let Some(fields) = result.as_object_mut() {
+            fields.insert("object_action".into(), action);
+        }
+    }
 
     if let Some(trace_id) = &job.spec.result_key()
         && let Err(e) = state
@@ -220,8 +253,8 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         return None;
     }
 
-    if job.spec.tag_object {
-        act_on_object(state, job, verdict).await;
+    if !record_in_bulk(state, job, crate::bulk::Outcome::of(verdict), size).await {
+        return None;
     }
     state
         .metrics
@@ -273,18 +306,168 @@ async fn skipped(state: &AppState, job: &Job) -> Option<String> {
         version: version.clone(),
     };
     let info = state.objects.head(&object).await.ok()?;
-    let tags = if filters.skip_tagged.is_empty() {
+    let tags = if filters.skip_tagged.is_empty() && !filters.skip_already_scanned {
         Vec::new()
     } else {
         state.objects.tags(&object).await.ok()?
     };
-    filters.by_head(info.size, &tags)
+    filters.by_head(info.size, &tags).or_else(|| {
+        let ours = state.fingerprint();
+        (filters.skip_already_scanned
+            && tags
+                .iter()
+                .any(|(k, v)| k == storage::FINGERPRINT_TAG && *v == ours)
+            && tags.iter().any(|(k, _)| k == "scan-result"))
+        .then(|| format!("it was scanned already by the same engines and rules ({ours})"))
+    })
 }
 
-/// Carries out the `[actions]` policy on a bucket event's object: tag, move to quarantine,
-/// delete, or nothing, by outcome. A failure is logged and counted (`object_actions{outcome=
-/// "failed"}`); the object then keeps no `scan-result` tag, so it stays visibly unscanned.
-async fn act_on_object(state: &AppState, job: &Job, verdict: Option<scan_core::Verdict>) {
+/// Runs a bulk scan's page job and completes it; a failure gives it back after a pause that
+/// grows with its attempts (the listing resumes from its checkpoint), until it is given up.
+async fn list_page(state: &AppState, job: &Job, bulk: &str, page: u64) {
+    match crate::bulk::list_page(state, job, bulk, page).await {
+        Ok(()) => complete(state, job).await,
+        Err(why) if job.attempts >= state.settings.max_attempts => {
+            tracing::error!(job = job.id, bulk, page, attempts = job.attempts, error = %why, "a bulk scan's listing keeps failing; given up, the bulk scan stays unfinished");
+            complete(state, job).await;
+        }
+        Err(why) => {
+            let pause = Duration::from_secs(1 << job.attempts.min(6));
+            tracing::warn!(job = job.id, bulk, page, error = %why, retry_in_secs = pause.as_secs(), "listing a bulk scan's page failed");
+            tokio::time::sleep(pause).await;
+            if let Err(e) = state.queue.release(job).await {
+                tracing::error!(job = job.id, error = %e, "giving the page job back failed; it returns when its lease runs out");
+            }
+        }
+    }
+}
+
+/// Records the object's outcome in its bulk scan, if it belongs to one. `false` when the store
+/// failed: the job is then given back, to be recorded when it runs again.
+async fn record_in_bulk(
+    state: &AppState,
+    job: &Job,
+    outcome: crate::bulk::Outcome,
+    bytes: u64,
+) -> bool {
+    let (Some(bulk), crate::job::Source::S3 { key, .. }) = (&job.spec.bulk, &job.spec.source)
+    else {
+        return true;
+    };
+    match state.bulks.record(bulk, key, outcome, bytes).await {
+        Ok(first) => {
+            if !first {
+                tracing::info!(job = job.id, bulk, key = ?key, "the object had an outcome in its bulk scan already; counted once");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(job = job.id, bulk, error = %e, "recording the outcome in the bulk scan failed; the job stays queued");
+            if let Err(e) = state.queue.release(job).await {
+                tracing::error!(job = job.id, error = %e, "giving the job back failed too; it returns when its lease runs out");
+            }
+            false
+        }
+    }
+}
+
+/// Times an object may change under its scan before it is left unjudged.
+const MAX_RESCANS: u32 = 3;
+
+/// Why the object is no longer the one that was scanned (another entity tag or version, or
+/// gone), if it is not. A failure to look counts as changed: acting on a guess could tag new
+/// bytes clean.
+async fn changed_since(state: &AppState, job: &Job, read: &storage::ObjectInfo) -> Option<String> {
+    let crate::job::Source::S3 {
+        bucket,
+        key,
+        version,
+    } = &job.spec.source
+    else {
+        return None;
+    };
+    let object = storage::ObjectRef {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        version: version.clone(),
+    };
+    match state.objects.head(&object).await {
+        Ok(now) => {
+            if read.etag.is_some() && now.etag != read.etag {
+                Some(format!(
+                    "its entity tag is now {:?}, was {:?}",
+                    now.etag, read.etag
+                ))
+            } else if read.version.is_some() && now.version != read.version {
+                Some(format!(
+                    "its version is now {:?}, was {:?}",
+                    now.version, read.version
+                ))
+            } else {
+                None
+            }
+        }
+        Err(e) => Some(format!(
+            "it could not be looked up again: {}",
+            e.public_message()
+        )),
+    }
+}
+
+/// Queues the object to be scanned again because it changed; `false` when it has changed too
+/// often already (or cannot be queued), and is to be reported as it is.
+async fn rescan(state: &AppState, job: &Job, why: &str) -> bool {
+    if job.spec.rescans >= MAX_RESCANS {
+        tracing::warn!(
+            job = job.id,
+            rescans = job.spec.rescans,
+            why,
+            "the object keeps changing under its scan"
+        );
+        return false;
+    }
+    let mut again = job.clone();
+    again.id = {
+        let mut id = [0u8; 16];
+        rand::fill(&mut id[..]);
+        hex::encode(id)
+    };
+    again.attempts = 0;
+    again.spec.rescans += 1;
+    // Jobs that act on objects (events, bulk scans) carry no trace id, so nothing is reserved
+    // twice; one that did would be refused here and reported as it is.
+    match state.queue.push(&again).await {
+        Ok(crate::store::Pushed::Queued) => {
+            tracing::info!(
+                job = job.id,
+                again = again.id,
+                why,
+                "the object changed after its scan; scanning it again, not acting on it"
+            );
+            true
+        }
+        Ok(other) => {
+            tracing::warn!(job = job.id, outcome = ?other, "could not queue the changed object again");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(job = job.id, error = %e, "could not queue the changed object again");
+            false
+        }
+    }
+}
+
+/// Carries out the `[actions]` policy for the object's bucket and prefix: tag, move to
+/// quarantine, delete, or nothing, by outcome, on the version that was scanned. Failures that
+/// may pass are tried again; one that stays is logged, counted (`object_actions{outcome=
+/// "failed"}`) and reported in the result's `object_action`; the object then keeps no
+/// `scan-result` tag, so it stays visibly unscanned.
+async fn act_on_object(
+    state: &AppState,
+    job: &Job,
+    verdict: Option<scan_core::Verdict>,
+    read: Option<&storage::ObjectInfo>,
+) -> Value {
     use crate::config::Action;
     let crate::job::Source::S3 {
         bucket,
@@ -292,14 +475,18 @@ async fn act_on_object(state: &AppState, job: &Job, verdict: Option<scan_core::V
         version,
     } = &job.spec.source
     else {
-        return;
+        return Value::Null;
     };
+    // The version that was read, when the bucket keeps versions: a newer one is not ours.
+    let read_version = read
+        .and_then(|info| info.version.clone())
+        .filter(|v| v != "null");
     let object = storage::ObjectRef {
         bucket: bucket.clone(),
         key: key.clone(),
-        version: version.clone(),
+        version: version.clone().or(read_version),
     };
-    let policy = &state.settings.actions;
+    let policy = state.settings.actions.policy_for(bucket, key);
     let action = match verdict {
         Some(scan_core::Verdict::Clean) => policy.clean,
         Some(scan_core::Verdict::Infected) => policy.infected,
@@ -314,27 +501,63 @@ async fn act_on_object(state: &AppState, job: &Job, verdict: Option<scan_core::V
         (None, Action::Move | Action::Delete) => Action::Tag,
         (_, action) => action,
     };
+    let name = match action {
+        Action::None => return json!({"action": "none", "done": true}),
+        Action::Tag => "tag",
+        Action::Move => "move",
+        Action::Delete => "delete",
+    };
     let store = state.objects.as_ref();
-    let done = match action {
-        Action::None => return,
-        Action::Tag => storage::tag_outcome(store, &object, verdict, &date).await,
-        Action::Delete => store.delete(&object).await,
-        Action::Move => {
-            let to_bucket = policy.quarantine_bucket.as_deref().unwrap_or_default();
-            let tags = storage::outcome_tags(verdict, &date);
-            storage::quarantine(store, &object, to_bucket, &policy.quarantine_prefix, &tags)
+    let mut tags = storage::outcome_tags(verdict, &date);
+    tags.push((storage::FINGERPRINT_TAG.to_owned(), state.fingerprint()));
+    let mut tries = 0;
+    let mut pause = Duration::from_millis(250);
+    let done = loop {
+        tries += 1;
+        let attempt = match action {
+            Action::None => unreachable!("answered above"),
+            Action::Tag => storage::tag_with(store, &object, &tags)
                 .await
-                .map(|to| tracing::info!(job = job.id, from = ?key, to = ?to.key, bucket = ?to.bucket, "moved to quarantine"))
+                .map(|()| None),
+            Action::Delete => store.delete(&object).await.map(|()| None),
+            Action::Move => {
+                let to_bucket = policy.quarantine_bucket.as_deref().unwrap_or_default();
+                storage::quarantine(store, &object, to_bucket, &policy.quarantine_prefix, &tags)
+                    .await
+                    .map(|to| Some(store.url(&to.bucket, &to.key)))
+            }
+        };
+        match attempt {
+            Err(storage::StorageError::Backend(e)) if tries < ACTION_TRIES => {
+                tracing::warn!(job = job.id, action = name, attempt = tries, error = %e, "acting on the object failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => break other,
         }
     };
     match done {
-        Ok(()) => state.metrics.action(true),
+        Ok(to) => {
+            state.metrics.action(true);
+            if let Some(to) = &to {
+                tracing::info!(job = job.id, from = ?key, to = ?to, "moved to quarantine");
+            }
+            let mut answer = json!({"action": name, "done": true});
+            if let Some(to) = to {
+                answer["to"] = json!(to);
+            }
+            answer
+        }
         Err(e) => {
             state.metrics.action(false);
-            tracing::error!(job = job.id, bucket = ?bucket, key = ?key, action = ?action, error = %e, "acting on the scanned object failed");
+            tracing::error!(job = job.id, bucket = ?bucket, key = ?key, action = name, error = %e, "acting on the scanned object failed");
+            json!({"action": name, "done": false, "error": e.public_message()})
         }
     }
 }
+
+/// Tries of an action whose failure may pass (the store down or slow).
+const ACTION_TRIES: u32 = 3;
 
 /// Delivers a job's callback (with retries, for a bounded time), then completes the job either
 /// way: its result stays pollable, and a callback that could not be delivered is logged.
@@ -364,5 +587,80 @@ async fn deliver(state: &AppState, job: &Job, callback: Callback) {
 async fn complete(state: &AppState, job: &Job) {
     if let Err(e) = state.queue.complete(job).await {
         tracing::error!(job = job.id, error = %e, "marking the job done failed; it may run again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobSpec, Source};
+
+    async fn state(dir: &std::path::Path) -> Arc<AppState> {
+        let mut config = crate::Config {
+            api_keys: Some("k".to_owned()),
+            storage: storage::StorageConfig::Local {
+                root: dir.join("data"),
+            },
+            queue: crate::config::QueueConfig::Embedded {
+                path: dir.join("queue.redb"),
+            },
+            ..crate::Config::default()
+        };
+        config.callback.secret = Some("a test callback secret".to_owned());
+        AppState::from_config(&config).await.unwrap()
+    }
+
+    fn object_job(key: &str, rescans: u32) -> Job {
+        Job {
+            id: "j".to_owned(),
+            spec: JobSpec {
+                source: Source::S3 {
+                    bucket: "b".to_owned(),
+                    key: key.to_owned(),
+                    version: None,
+                },
+                callback_url: None,
+                callback_headers: Default::default(),
+                trace_id: None,
+                custom_data: None,
+                owner: None,
+                tag_object: true,
+                bulk: None,
+                rescans,
+            },
+            attempts: 1,
+            receipt: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_object_written_again_after_its_scan_is_queued_again_not_acted_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        std::fs::create_dir_all(dir.path().join("data/b")).unwrap();
+        std::fs::write(dir.path().join("data/b/f.txt"), "first").unwrap();
+        let job = object_job("f.txt", 0);
+        let read = state
+            .objects
+            .head(&storage::ObjectRef::new("b", "f.txt"))
+            .await
+            .unwrap();
+        assert_eq!(changed_since(&state, &job, &read).await, None);
+
+        std::fs::write(dir.path().join("data/b/f.txt"), "second, longer").unwrap();
+        let why = changed_since(&state, &job, &read).await.unwrap();
+        assert!(why.contains("entity tag"), "{why}");
+        assert!(rescan(&state, &job, &why).await);
+        let again = state.queue.claim(1, Duration::ZERO).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].spec.rescans, 1);
+        assert_eq!(again[0].spec.source, job.spec.source);
+        assert_ne!(again[0].id, job.id);
+
+        // One that keeps changing is not queued for ever.
+        assert!(!rescan(&state, &object_job("f.txt", MAX_RESCANS), &why).await);
+        // Gone since: changed too (acting on it could only fail or hit a new object).
+        std::fs::remove_file(dir.path().join("data/b/f.txt")).unwrap();
+        assert!(changed_since(&state, &job, &read).await.is_some());
     }
 }

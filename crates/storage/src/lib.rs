@@ -53,6 +53,26 @@ pub struct ObjectInfo {
     pub etag: Option<String>,
 }
 
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Key within the bucket.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag, when the store has one.
+    pub etag: Option<String>,
+}
+
+/// A page of a listing, in key order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects, keys ascending.
+    pub objects: Vec<Listed>,
+    /// Whether more objects follow the last one.
+    pub more: bool,
+}
+
 /// An object's bytes, as a stream.
 pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -152,10 +172,22 @@ pub async fn tag_outcome(
     verdict: Option<scan_core::Verdict>,
     date: &str,
 ) -> Result<(), StorageError> {
-    let ours = outcome_tags(verdict, date);
-    let existing = store.tags(object).await?;
-    store.tag(object, &merge_tags(&existing, &ours)?).await
+    tag_with(store, object, &outcome_tags(verdict, date)).await
 }
+
+/// Sets `ours` on `object`, merged into the tags it already has (see [`merge_tags`]).
+pub async fn tag_with(
+    store: &dyn ObjectStore,
+    object: &ObjectRef,
+    ours: &[(String, String)],
+) -> Result<(), StorageError> {
+    let existing = store.tags(object).await?;
+    store.tag(object, &merge_tags(&existing, ours)?).await
+}
+
+/// The tag naming the engines and rules that decided (a short fingerprint of them), so an
+/// object scanned by the same ones can be recognised and skipped.
+pub const FINGERPRINT_TAG: &str = "scan-engines";
 
 /// Moves `object` to `to_bucket` under `to_prefix` (same key below it): copied with its
 /// content, metadata and tags, plus `quarantined-from` (`bucket/key`), then the original version
@@ -243,6 +275,17 @@ pub trait ObjectStore: Send + Sync {
 
     /// Deletes the object (the given version, on a versioned bucket).
     async fn delete(&self, object: &ObjectRef) -> Result<(), StorageError>;
+
+    /// Up to `max` objects under `prefix` whose keys sort after `after` (from the first when
+    /// `None`), in key order. The last key of a page is where the next one starts, so a listing
+    /// can be stopped and resumed from that key alone.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<ListPage, StorageError>;
 
     /// A human-readable address such as `s3://bucket/key`.
     fn url(&self, bucket: &str, key: &str) -> String;

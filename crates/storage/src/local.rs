@@ -12,7 +12,7 @@ const MAX_NAME_BYTES: usize = 255;
 use async_trait::async_trait;
 use scan_core::ScanInput;
 
-use crate::{ByteReader, ObjectInfo, ObjectRef, ObjectStore, StorageError};
+use crate::{ByteReader, ListPage, Listed, ObjectInfo, ObjectRef, ObjectStore, StorageError};
 
 /// Objects as files under a root directory: `<root>/<bucket>/<key>`.
 #[derive(Debug, Clone)]
@@ -125,6 +125,50 @@ impl LocalStore {
     }
 }
 
+/// An entity tag for a file: its modification time and size, so a file written again between
+/// a scan and an action on it is seen to have changed.
+fn etag_of(meta: &std::fs::Metadata) -> Option<String> {
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{}-{}", modified.as_nanos(), meta.len()))
+}
+
+/// Collects the objects under `dir` (keys starting with `base`) whose keys start with `prefix`,
+/// skipping the scan-tags files and anything that is not a plain file or folder.
+fn walk(dir: &Path, base: &str, prefix: &str, found: &mut Vec<Listed>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            // No S3 key can name it, so no request could scan it either; said, not hidden.
+            tracing::warn!(path = ?entry.path(), "a file whose name is not UTF-8 is left out of the listing");
+            continue;
+        };
+        let key = format!("{base}{name}");
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let below = format!("{key}/");
+            // A folder is entered only when keys under it can match the prefix.
+            if below.starts_with(prefix) || prefix.starts_with(&below) {
+                walk(&entry.path(), &below, prefix, found)?;
+            }
+        } else if kind.is_file()
+            && key.starts_with(prefix)
+            && !(name.starts_with('.') && name.ends_with(TAGS_SUFFIX))
+        {
+            let meta = entry.metadata()?;
+            found.push(Listed {
+                key,
+                size: meta.len(),
+                etag: etag_of(&meta),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn not_found_or(err: std::io::Error, object: &ObjectRef) -> StorageError {
     if err.kind() == std::io::ErrorKind::NotFound {
         StorageError::NoSuchKey {
@@ -156,6 +200,7 @@ impl ObjectStore for LocalStore {
         Ok((
             ObjectInfo {
                 size: meta.len(),
+                etag: etag_of(&meta),
                 ..ObjectInfo::default()
             },
             Box::pin(file),
@@ -198,6 +243,7 @@ impl ObjectStore for LocalStore {
             .map_err(|e| not_found_or(e, object))?;
         Ok(ObjectInfo {
             size: meta.len(),
+            etag: etag_of(&meta),
             ..ObjectInfo::default()
         })
     }
@@ -270,6 +316,33 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<ListPage, StorageError> {
+        let dir = self.bucket_dir(bucket)?;
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            walk(&dir, "", &prefix, &mut found)
+                .map_err(|e| StorageError::Backend(format!("listing {}: {e}", dir.display())))?;
+            found.retain(|o| after.as_deref().is_none_or(|after| o.key.as_str() > after));
+            found.sort_by(|a, b| a.key.cmp(&b.key));
+            let more = found.len() > max;
+            found.truncate(max);
+            Ok(ListPage {
+                objects: found,
+                more,
+            })
+        })
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))?
+    }
+
     /// `local://bucket/key`: the object's name, not where the server keeps it on disk.
     fn url(&self, bucket: &str, key: &str) -> String {
         format!("local://{bucket}/{key}")
@@ -322,6 +395,62 @@ mod tests {
         assert!(matches!(
             store.delete(&object).await,
             Err(StorageError::NoSuchKey { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn listing_pages_in_key_order_from_a_checkpoint_without_tag_files_or_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        for key in [
+            "in/b.txt",
+            "in/a/z.txt",
+            "in/c.txt",
+            "in/c.txt0",
+            "out/x.txt",
+            "inside.txt",
+        ] {
+            let path = dir.path().join("bk").join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, key).unwrap();
+        }
+        store
+            .tag(
+                &ObjectRef::new("bk", "in/b.txt"),
+                &[("k".into(), "v".into())],
+            )
+            .await
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("bk/in/link")).unwrap();
+
+        let keys = |page: &ListPage| {
+            page.objects
+                .iter()
+                .map(|o| o.key.clone())
+                .collect::<Vec<_>>()
+        };
+        let first = store.list_page("bk", "in/", None, 2).await.unwrap();
+        assert_eq!(keys(&first), ["in/a/z.txt", "in/b.txt"]);
+        assert!(first.more);
+        assert_eq!(first.objects[1].size, "in/b.txt".len() as u64);
+        let rest = store
+            .list_page("bk", "in/", Some("in/b.txt"), 2)
+            .await
+            .unwrap();
+        assert_eq!(keys(&rest), ["in/c.txt", "in/c.txt0"]);
+        assert!(!rest.more, "the tag file and the link are not objects");
+        let all = store.list_page("bk", "in", None, 10).await.unwrap();
+        assert_eq!(all.objects.len(), 5, "a prefix need not end at a folder");
+
+        // The entity tag changes when the file is written again, so a scan can tell.
+        let before = store.head(&ObjectRef::new("bk", "in/c.txt")).await.unwrap();
+        assert_eq!(before.etag, rest.objects[0].etag);
+        std::fs::write(dir.path().join("bk/in/c.txt"), "new bytes").unwrap();
+        let after = store.head(&ObjectRef::new("bk", "in/c.txt")).await.unwrap();
+        assert_ne!(before.etag, after.etag);
+        assert!(matches!(
+            store.list_page("nope", "", None, 1).await,
+            Err(StorageError::NoSuchBucket(_))
         ));
     }
 

@@ -10,7 +10,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use scan_core::ScanInput;
 use serde::Deserialize;
 
-use crate::{ByteReader, ObjectInfo, ObjectRef, ObjectStore, StorageError};
+use crate::{ByteReader, ListPage, Listed, ObjectInfo, ObjectRef, ObjectStore, StorageError};
 
 /// Objects at or above this size are uploaded in parts of this size, so no upload ever holds
 /// more than one part in memory.
@@ -355,6 +355,40 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| map_error(e, &object.bucket, &object.key, object.version.as_deref()))?;
         Ok(())
+    }
+
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<ListPage, StorageError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_start_after(after.map(str::to_owned))
+            .max_keys(max.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| map_error(e, bucket, prefix, None))?;
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_owned(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                    etag: o.e_tag().map(str::to_owned),
+                })
+            })
+            .collect();
+        Ok(ListPage {
+            objects,
+            more: page.is_truncated().unwrap_or(false),
+        })
     }
 
     fn url(&self, bucket: &str, key: &str) -> String {

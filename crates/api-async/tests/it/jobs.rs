@@ -7,7 +7,7 @@ use api_async::verify_callback;
 use scan_core::testing::eicar;
 use serde_json::json;
 
-use crate::testutil::{CALLBACK_SECRET, Peer, Server, namespace, redis_url};
+use crate::testutil::{CALLBACK_SECRET, Peer, Server, namespace, put_all, redis_url, test_s3};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -450,6 +450,8 @@ async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
                         .id_of(crate::testutil::KEY)
                         .map(str::to_owned),
                     tag_object: false,
+                    bulk: None,
+                    rescans: 0,
                 },
                 attempts: 0,
                 receipt: String::new(),
@@ -842,21 +844,6 @@ fn an_actions_policy_that_cannot_be_carried_out_is_refused_at_start() {
     assert!(ActionsConfig::default().check().is_ok());
 }
 
-/// The test S3 server (moto, started by scripts/services.sh): its address, the storage settings
-/// for a server, a client, and a suffix that makes this test's bucket names its own.
-async fn test_s3() -> (String, storage::S3Config, aws_sdk_s3::Client, String) {
-    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT")
-        .expect("VERDICT_TEST_S3_ENDPOINT: run the tests through scripts/test.sh, which starts the S3 server");
-    let config = storage::S3Config {
-        endpoint: Some(endpoint.clone()),
-        path_style: true,
-        region: None,
-    };
-    let client = storage::S3Store::new(&config).await.client().clone();
-    let suffix = namespace().replace('-', "").to_lowercase()[12..].to_owned();
-    (endpoint, config, client, suffix)
-}
-
 #[test]
 fn filters_skip_by_prefix_suffix_size_and_tag() {
     let filters = api_async::config::FiltersConfig {
@@ -865,6 +852,7 @@ fn filters_skip_by_prefix_suffix_size_and_tag() {
         min_size: Some(1),
         max_size: Some(1000),
         skip_tagged: vec!["scan-fingerprint=abc".into(), "legal-hold".into()],
+        skip_already_scanned: false,
     };
     assert!(filters.by_name("logs/today.txt").is_some());
     assert!(
@@ -960,27 +948,6 @@ async fn objects_the_filters_skip_are_counted_and_never_scanned_or_tagged() {
             .iter()
             .any(|t| t.key() == "scan-result" && t.value() == "infected")
     );
-}
-
-/// Puts each `(key, bytes)` into `bucket` (content type `application/x-test`, with `tagging`).
-async fn put_all(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    objects: Vec<(&str, Vec<u8>)>,
-    tagging: Option<&str>,
-) {
-    for (key, body) in objects {
-        client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type("application/x-test")
-            .body(aws_sdk_s3::primitives::ByteStream::from(body))
-            .set_tagging(tagging.map(str::to_owned))
-            .send()
-            .await
-            .unwrap();
-    }
 }
 
 /// Posts an AWS-shaped notification of `keys` created in `bucket` to the webhook.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod bulk;
 mod durability;
 mod jobs;
 mod redis_queue;

@@ -21,6 +21,8 @@ fn job(id: &str) -> Job {
             custom_data: None,
             owner: None,
             tag_object: false,
+            bulk: None,
+            rescans: 0,
         },
         attempts: 0,
         receipt: String::new(),

@@ -487,3 +487,39 @@ pub(crate) fn namespace() -> String {
         N.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+/// The test S3 server (moto, started by scripts/services.sh): its address, the storage settings
+/// for a server, a client, and a suffix that makes this test's bucket names its own.
+pub(crate) async fn test_s3() -> (String, storage::S3Config, aws_sdk_s3::Client, String) {
+    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT")
+        .expect("VERDICT_TEST_S3_ENDPOINT: run the tests through scripts/test.sh, which starts the S3 server");
+    let config = storage::S3Config {
+        endpoint: Some(endpoint.clone()),
+        path_style: true,
+        region: None,
+    };
+    let client = storage::S3Store::new(&config).await.client().clone();
+    let suffix = namespace().replace('-', "").to_lowercase()[12..].to_owned();
+    (endpoint, config, client, suffix)
+}
+
+/// Puts each `(key, bytes)` into `bucket` (content type `application/x-test`, with `tagging`).
+pub(crate) async fn put_all(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    objects: Vec<(&str, Vec<u8>)>,
+    tagging: Option<&str>,
+) {
+    for (key, body) in objects {
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/x-test")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .set_tagging(tagging.map(str::to_owned))
+            .send()
+            .await
+            .unwrap();
+    }
+}

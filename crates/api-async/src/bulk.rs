@@ -1,0 +1,374 @@
+//! Bulk scans: every object under a bucket prefix, listed page by page and queued as ordinary
+//! jobs, with counts any instance can read.
+//!
+//! The listing itself runs as jobs on the shared queue: a *page job* lists one page after the
+//! stored checkpoint, queues a job for each object, moves the checkpoint on (only if it still
+//! stands where the page began, so two runs of one page cannot both advance it) and queues the
+//! next page job. A page job whose worker dies is taken over like any job, so the listing
+//! resumes from its checkpoint on any instance. Page jobs carry a reserved trace id per page
+//! number, so the next page is never queued twice while pending.
+//!
+//! Each object's outcome is recorded once per bulk scan (later records of the same key are
+//! ignored), which is what the counts add up: an object scanned twice after a crash still counts
+//! once, and an object already recorded is not queued again when its page is listed again.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Job, JobSpec, Source};
+use crate::server::AppState;
+use crate::store::{Pushed, StoreError};
+
+/// What was asked for: the objects under `prefix` in `bucket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkScan {
+    /// The bulk scan's id.
+    pub id: String,
+    /// The submitting key's id (see [`JobSpec::owner`]).
+    pub owner: Option<String>,
+    /// Bucket.
+    pub bucket: String,
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Where each object's result is POSTed.
+    pub callback_url: Option<String>,
+    /// Headers for those callbacks.
+    #[serde(default)]
+    pub callback_headers: BTreeMap<String, String>,
+    /// When it was submitted (RFC 3339).
+    pub created: String,
+}
+
+/// How far a bulk scan has come.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Page jobs that have moved the checkpoint on.
+    pub pages: u64,
+    /// The last key listed: where the next page starts.
+    pub after: Option<String>,
+    /// Whether the listing reached the end.
+    pub listing_done: bool,
+    /// Objects listed.
+    pub listed: u64,
+    /// Jobs queued for them (the rest were skipped at listing or already recorded).
+    pub queued: u64,
+    /// Outcomes recorded, by kind.
+    pub clean: u64,
+    /// Infected objects.
+    pub infected: u64,
+    /// Objects scanned but not fully examined (unscannable, engine error).
+    pub not_clean: u64,
+    /// Objects the filters left out.
+    pub skipped: u64,
+    /// Objects that could not be read (vanished, denied, storage down past retries).
+    pub failed: u64,
+    /// Bytes scanned.
+    pub bytes: u64,
+}
+
+impl Progress {
+    /// Objects with a recorded outcome.
+    pub fn done(&self) -> u64 {
+        self.clean + self.infected + self.not_clean + self.skipped + self.failed
+    }
+
+    /// Whether every listed object has its outcome.
+    pub fn finished(&self) -> bool {
+        self.listing_done && self.done() >= self.listed
+    }
+}
+
+/// An object's outcome within a bulk scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Fully examined, nothing found.
+    Clean,
+    /// A detection.
+    Infected,
+    /// Scanned but not fully examined.
+    NotClean,
+    /// Left out by the filters.
+    Skipped,
+    /// Not read.
+    Failed,
+}
+
+impl Outcome {
+    /// The counter it adds to (the field of [`Progress`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Infected => "infected",
+            Outcome::NotClean => "not_clean",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The outcome of a scan's verdict (`None`: not read).
+    pub fn of(verdict: Option<scan_core::Verdict>) -> Self {
+        match verdict {
+            Some(scan_core::Verdict::Clean) => Outcome::Clean,
+            Some(scan_core::Verdict::Infected) => Outcome::Infected,
+            Some(_) => Outcome::NotClean,
+            None => Outcome::Failed,
+        }
+    }
+}
+
+/// A page's listing, to be stored when the checkpoint moves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    /// The page number the checkpoint must stand at.
+    pub page: u64,
+    /// The page's last key.
+    pub after: Option<String>,
+    /// Objects on the page.
+    pub listed: u64,
+    /// Jobs queued for them.
+    pub queued: u64,
+    /// Whether this was the last page.
+    pub last: bool,
+}
+
+/// Where bulk scans and their counts are kept: beside the queue, in the same store.
+#[async_trait]
+pub trait BulkStore: Send + Sync {
+    /// Stores a new bulk scan with empty progress.
+    async fn create(&self, bulk: &BulkScan) -> Result<(), StoreError>;
+
+    /// The bulk scan and its progress, if it exists.
+    async fn bulk(&self, id: &str) -> Result<Option<(BulkScan, Progress)>, StoreError>;
+
+    /// Moves the checkpoint on by one page, if it still stands at `advance.page`; whether it did.
+    async fn advance(&self, id: &str, advance: &Advance) -> Result<bool, StoreError>;
+
+    /// Records `key`'s outcome (and `bytes` scanned) unless it has one; whether it was new.
+    async fn record(
+        &self,
+        id: &str,
+        key: &str,
+        outcome: Outcome,
+        bytes: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// For each key, whether it has an outcome already.
+    async fn recorded(&self, id: &str, keys: &[String]) -> Result<Vec<bool>, StoreError>;
+}
+
+/// The trace id reserving page `page` of bulk scan `id` while its job is pending.
+fn page_trace(id: &str, page: u64) -> String {
+    format!("bulk:{id}:page:{page}")
+}
+
+fn new_id() -> String {
+    let mut id = [0u8; 16];
+    rand::fill(&mut id[..]);
+    hex::encode(id)
+}
+
+/// The job listing page `page` of `bulk`.
+pub(crate) fn page_job(bulk: &BulkScan, page: u64) -> Job {
+    Job {
+        id: new_id(),
+        spec: JobSpec {
+            source: Source::Listing {
+                bulk: bulk.id.clone(),
+                page,
+            },
+            callback_url: None,
+            callback_headers: BTreeMap::new(),
+            trace_id: Some(page_trace(&bulk.id, page)),
+            custom_data: None,
+            owner: bulk.owner.clone(),
+            tag_object: false,
+            bulk: None,
+            rescans: 0,
+        },
+        attempts: 0,
+        receipt: String::new(),
+    }
+}
+
+/// Creates a bulk scan and queues its first page.
+pub(crate) async fn start(state: &AppState, bulk: &BulkScan) -> Result<Pushed, StoreError> {
+    state.bulks.create(bulk).await?;
+    state.queue.push(&page_job(bulk, 0)).await
+}
+
+/// Pushes `job`, waiting while the queue is full (a bulk scan fills it faster than workers
+/// empty it; the page job's claim is renewed meanwhile, so nobody takes it over).
+async fn push_waiting(state: &AppState, job: &Job) -> Result<Pushed, StoreError> {
+    loop {
+        match state.queue.push(job).await? {
+            Pushed::Full => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            other => return Ok(other),
+        }
+    }
+}
+
+/// Runs one page job (see the module docs). An error leaves the job to be tried again.
+pub(crate) async fn list_page(
+    state: &AppState,
+    job: &Job,
+    id: &str,
+    page: u64,
+) -> Result<(), String> {
+    let Some((bulk, progress)) = state.bulks.bulk(id).await.map_err(|e| e.to_string())? else {
+        tracing::warn!(
+            job = job.id,
+            bulk = id,
+            "a page job for an unknown bulk scan; dropped"
+        );
+        return Ok(());
+    };
+    if progress.pages != page {
+        // This page was listed and the checkpoint moved on before its job finished (a crash
+        // in between). If the next page's job may not have been queued, queue it; its reserved
+        // trace id keeps it from being queued twice.
+        if progress.pages == page + 1 && !progress.listing_done {
+            push_waiting(state, &page_job(&bulk, page + 1))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        return Ok(());
+    }
+    let listing = state
+        .objects
+        .list_page(
+            &bulk.bucket,
+            &bulk.prefix,
+            progress.after.as_deref(),
+            state.settings.bulk_page_size,
+        )
+        .await
+        .map_err(|e| format!("listing s3://{}/{}: {e}", bulk.bucket, bulk.prefix))?;
+    let keys: Vec<String> = listing.objects.iter().map(|o| o.key.clone()).collect();
+    let already = state
+        .bulks
+        .recorded(id, &keys)
+        .await
+        .map_err(|e| e.to_string())?;
+    let filters = &state.settings.filters;
+    let mut queued = 0;
+    for (object, already) in listing.objects.iter().zip(already) {
+        if already {
+            continue;
+        }
+        // Name and size are known from the listing, so those filters cost no request; tag
+        // rules are left to the object's job, which reads the tags.
+        let skip = filters
+            .by_name(&object.key)
+            .or_else(|| filters.by_size(object.size));
+        if let Some(why) = skip {
+            tracing::debug!(bulk = id, key = ?object.key, reason = %why, "skipped by the filters");
+            state.metrics.finished("skipped");
+            state
+                .bulks
+                .record(id, &object.key, Outcome::Skipped, 0)
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
+        let object_job = Job {
+            id: new_id(),
+            spec: JobSpec {
+                source: Source::S3 {
+                    bucket: bulk.bucket.clone(),
+                    key: object.key.clone(),
+                    version: None,
+                },
+                callback_url: bulk.callback_url.clone(),
+                callback_headers: bulk.callback_headers.clone(),
+                trace_id: None,
+                custom_data: None,
+                owner: bulk.owner.clone(),
+                tag_object: true,
+                bulk: Some(id.to_owned()),
+                rescans: 0,
+            },
+            attempts: 0,
+            receipt: String::new(),
+        };
+        push_waiting(state, &object_job)
+            .await
+            .map_err(|e| e.to_string())?;
+        state.metrics.submitted("queued");
+        queued += 1;
+    }
+    let advance = Advance {
+        page,
+        after: listing
+            .objects
+            .last()
+            .map(|o| o.key.clone())
+            .or(progress.after),
+        listed: listing.objects.len() as u64,
+        queued,
+        last: !listing.more,
+    };
+    let moved = state
+        .bulks
+        .advance(id, &advance)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        bulk = id,
+        page,
+        listed = advance.listed,
+        queued,
+        last = advance.last,
+        moved,
+        "bulk scan page listed"
+    );
+    if moved && !advance.last {
+        push_waiting(state, &page_job(&bulk, page + 1))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The JSON a bulk scan's status is answered with.
+pub(crate) fn status_json(bulk: &BulkScan, progress: &Progress) -> serde_json::Value {
+    serde_json::json!({
+        "id": bulk.id,
+        "bucket": bulk.bucket,
+        "prefix": bulk.prefix,
+        "created": bulk.created,
+        "listed": progress.listed,
+        "queued": progress.queued,
+        "done": progress.done(),
+        "clean": progress.clean,
+        "infected": progress.infected,
+        "not_clean": progress.not_clean,
+        "skipped": progress.skipped,
+        "failed": progress.failed,
+        "bytes": progress.bytes,
+        "listing_done": progress.listing_done,
+        "finished": progress.finished(),
+    })
+}
+
+/// A new bulk scan's record.
+pub(crate) fn new_bulk(
+    owner: Option<String>,
+    bucket: String,
+    prefix: String,
+    callback_url: Option<String>,
+    callback_headers: BTreeMap<String, String>,
+) -> BulkScan {
+    BulkScan {
+        id: new_id(),
+        owner,
+        bucket,
+        prefix,
+        callback_url,
+        callback_headers,
+        created: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,483 @@
+//! Bulk scans of a bucket prefix: counts by outcome, filters and per-prefix actions on the
+//! embedded store, and on Redis two real instances, one SIGKILLed mid-listing and restarted,
+//! that still give every object exactly one outcome.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use scan_core::testing::eicar;
+use serde_json::{Value, json};
+
+use crate::testutil::{
+    KEY, OTHER_KEY, Peer, Process, Server, namespace, process_toml, redis_url, test_s3,
+};
+
+/// Starts a bulk scan through `base`; its id.
+async fn start_bulk(client: &reqwest::Client, base: &str, body: &Value) -> String {
+    let response = client
+        .post(format!("{base}/api/v1/scan/async/s3/bulk"))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let answer: Value = response.json().await.unwrap();
+    let id = answer["id"].as_str().unwrap().to_owned();
+    assert!(
+        location.ends_with(&format!("/api/v1/scan/async/s3/bulk/{id}")),
+        "{location}"
+    );
+    assert_eq!(answer["finished"], false);
+    id
+}
+
+async fn bulk_status(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    key: &str,
+) -> reqwest::Response {
+    client
+        .get(format!("{base}/api/v1/scan/async/s3/bulk/{id}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Polls the bulk scan until `done(status)`, or panics after `within` with the last status.
+async fn wait_bulk(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let response = bulk_status(client, base, id, KEY).await;
+        assert_eq!(response.status(), 200);
+        let status: Value = response.json().await.unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bulk scan not there in time: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn tags_beside(data: &std::path::Path, bucket: &str, key: &str) -> BTreeMap<String, String> {
+    let path = data.join(bucket).join(key);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let text = std::fs::read_to_string(path.with_file_name(format!(".{name}.tags.json")))
+        .unwrap_or_else(|e| panic!("{key} has no tags: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_and_stays_private()
+{
+    let peer = Peer::start().await;
+    let server = Server::start_with(|c| {
+        c.bulk_page_size = 2;
+        c.filters.skip_suffixes = vec![".log".into()];
+        c.filters.max_size = Some(1000);
+        c.actions.rules = vec![api_async::config::ActionRule {
+            bucket: "b".into(),
+            prefix: "in/drop/".into(),
+            infected: Some(api_async::config::Action::Delete),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let data = server.data_dir();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("in/a.txt", b"plain text".to_vec()),
+        ("in/e.com", eicar()),
+        ("in/drop/e2.com", eicar()),
+        (
+            "in/z.zip",
+            scan_core::testing::zip_encrypted(&[("s.txt", b"hidden")], "pw"),
+        ),
+        ("in/skip.log", eicar()),
+        ("in/big.bin", vec![b'x'; 2000]),
+        ("out/x.com", eicar()),
+    ];
+    for (key, bytes) in &files {
+        let path = data.join("b").join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    let id = start_bulk(
+        &server.client,
+        &server.base,
+        &json!({"bucket": "b", "prefix": "in/", "callback_url": peer.callback_url("bulk")}),
+    )
+    .await;
+    let status = wait_bulk(
+        &server.client,
+        &server.base,
+        &id,
+        Duration::from_secs(30),
+        |s| s["finished"] == true,
+    )
+    .await;
+    let counts: BTreeMap<&str, u64> = [
+        "listed",
+        "queued",
+        "done",
+        "clean",
+        "infected",
+        "not_clean",
+        "skipped",
+        "failed",
+    ]
+    .into_iter()
+    .map(|k| (k, status[k].as_u64().unwrap()))
+    .collect();
+    let expected: BTreeMap<&str, u64> = [
+        ("listed", 6),
+        ("queued", 4),
+        ("done", 6),
+        ("clean", 1),
+        ("infected", 2),
+        ("not_clean", 1),
+        ("skipped", 2),
+        ("failed", 0),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(counts, expected, "{status}");
+    let scanned_bytes: usize = [0, 1, 2, 3].iter().map(|i| files[*i].1.len()).sum();
+    assert_eq!(status["bytes"], scanned_bytes as u64);
+
+    // Tags on what was scanned, with the engines' fingerprint; none on what was skipped.
+    let clean = tags_beside(&data, "b", "in/a.txt");
+    assert_eq!(clean["scan-result"], "clean");
+    assert_eq!(clean["scan-engines"].len(), 12, "{clean:?}");
+    assert_eq!(
+        tags_beside(&data, "b", "in/e.com")["scan-result"],
+        "infected"
+    );
+    assert_eq!(
+        tags_beside(&data, "b", "in/z.zip")["scan-result"],
+        "unscannable"
+    );
+    assert!(!data.join("b/in/.skip.log.tags.json").exists());
+    assert!(!data.join("b/in/.big.bin.tags.json").exists());
+    assert!(
+        !data.join("b/out/.x.com.tags.json").exists(),
+        "outside the prefix"
+    );
+    // The rule for in/drop/ deletes infected objects there; elsewhere they are tagged.
+    assert!(!data.join("b/in/drop/e2.com").exists());
+    assert!(data.join("b/in/e.com").exists());
+
+    // One signed callback per scanned object, saying what was done to it.
+    let callbacks = peer.accepted_callbacks(4, Duration::from_secs(10)).await;
+    let mut actions: Vec<(String, String)> = callbacks
+        .iter()
+        .map(|c| {
+            assert_eq!(c.body["object_action"]["done"], true, "{}", c.body);
+            (
+                c.body["download_url"].as_str().unwrap().to_owned(),
+                c.body["object_action"]["action"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        vec![
+            ("local://b/in/a.txt".to_owned(), "tag".to_owned()),
+            ("local://b/in/drop/e2.com".to_owned(), "delete".to_owned()),
+            ("local://b/in/e.com".to_owned(), "tag".to_owned()),
+            ("local://b/in/z.zip".to_owned(), "tag".to_owned()),
+        ]
+    );
+
+    // Another key sees nothing; a bucket that is not there, or no bucket, is refused at once.
+    assert_eq!(
+        bulk_status(&server.client, &server.base, &id, OTHER_KEY)
+            .await
+            .status(),
+        404
+    );
+    let missing = server
+        .post("/api/v1/scan/async/s3/bulk", &json!({"bucket": "nope"}))
+        .await;
+    assert_eq!(missing.status(), 404);
+    let error: Value = missing.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("nope"), "{error}");
+    let no_bucket = server
+        .post("/api/v1/scan/async/s3/bulk", &json!({"prefix": "in/"}))
+        .await;
+    assert_eq!(no_bucket.status(), 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_every_object_counted_once()
+ {
+    const OBJECTS: usize = 2000;
+    let (endpoint, _, client, suffix) = test_s3().await;
+    let bucket = format!("bulk-{suffix}");
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    let infected = |i: usize| i % 100 == 7;
+    let mut bytes = 0u64;
+    let mut puts = Vec::new();
+    for i in 0..OBJECTS {
+        let body = if infected(i) {
+            eicar()
+        } else {
+            format!("object {i}").into_bytes()
+        };
+        bytes += body.len() as u64;
+        puts.push((format!("scan/{i:05}.txt"), body));
+    }
+    puts.push(("other/outside.com".to_owned(), eicar()));
+    futures::stream::iter(puts)
+        .map(|(key, body)| {
+            let client = client.clone();
+            let bucket = bucket.clone();
+            async move {
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = format!(
+        "[storage]\ntype = \"local\"\nroot = \"{}\"\n",
+        dir.path().join("data").display()
+    );
+    let shared = process_toml(dir.path());
+    assert!(shared.contains(&local));
+    let config = format!(
+        "workers = 4\njob_lease_secs = 1\nbulk_page_size = 100\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{}\"\n",
+        shared.replace(
+            &local,
+            &format!("[storage]\ntype = \"s3\"\nendpoint = \"{endpoint}\"\npath_style = true\n")
+        ),
+        redis_url(),
+        namespace()
+    );
+    let http = reqwest::Client::new();
+    let mut doomed = Process::start(dir.path(), "doomed", &config).await;
+    let survivor = Process::start(dir.path(), "survivor", &config).await;
+    let id = start_bulk(
+        &http,
+        &doomed.base,
+        &json!({"bucket": bucket, "prefix": "scan/"}),
+    )
+    .await;
+
+    let at_kill = wait_bulk(&http, &survivor.base, &id, Duration::from_secs(60), |s| {
+        s["done"].as_u64().unwrap() >= 300
+    })
+    .await;
+    doomed.kill();
+    assert_eq!(
+        at_kill["listing_done"], false,
+        "the kill must land mid-listing for this test to mean anything: {at_kill}"
+    );
+    let _restarted = Process::start(dir.path(), "restarted", &config).await;
+
+    let end = wait_bulk(&http, &survivor.base, &id, Duration::from_secs(120), |s| {
+        s["finished"] == true
+    })
+    .await;
+    let infected_count = (0..OBJECTS).filter(|i| infected(*i)).count() as u64;
+    assert_eq!(end["listed"], OBJECTS as u64, "{end}");
+    assert_eq!(end["done"], OBJECTS as u64, "{end}");
+    assert_eq!(end["infected"], infected_count, "{end}");
+    assert_eq!(end["clean"], OBJECTS as u64 - infected_count, "{end}");
+    for none in ["not_clean", "skipped", "failed"] {
+        assert_eq!(end[none], 0, "{none}: {end}");
+    }
+    assert_eq!(
+        end["bytes"], bytes,
+        "each object's bytes are counted once: {end}"
+    );
+
+    // Every object under the prefix carries its own verdict; the one outside was not touched.
+    let wrong: Vec<String> = futures::stream::iter(0..OBJECTS)
+        .map(|i| {
+            let client = client.clone();
+            let bucket = bucket.clone();
+            async move {
+                let key = format!("scan/{i:05}.txt");
+                let tags = client
+                    .get_object_tagging()
+                    .bucket(bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap();
+                let result: Vec<&str> = tags
+                    .tag_set()
+                    .iter()
+                    .filter(|t| t.key() == "scan-result")
+                    .map(|t| t.value())
+                    .collect();
+                let want = if infected(i) { "infected" } else { "clean" };
+                (result != [want]).then(|| format!("{key}: {result:?}"))
+            }
+        })
+        .buffer_unordered(32)
+        .filter_map(|wrong| async move { wrong })
+        .collect()
+        .await;
+    assert!(
+        wrong.is_empty(),
+        "{} objects without their verdict: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    let outside = client
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key("other/outside.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(outside.tag_set().is_empty());
+    let log = std::fs::read_to_string(dir.path().join("survivor.log")).unwrap();
+    assert!(
+        log.contains("taking over jobs"),
+        "the dead instance's claims were taken over: {log}"
+    );
+}
+
+/// What both stores must do for bulk scans: the checkpoint moves once per page, an outcome is
+/// recorded once per key, and nothing is recorded for an unknown bulk scan.
+async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
+    use api_async::bulk::{Advance, BulkScan, Outcome};
+    assert!(store.bulk("missing").await.unwrap().is_none());
+    let scan = BulkScan {
+        id: "b1".to_owned(),
+        owner: Some("owner".to_owned()),
+        bucket: "bucket".to_owned(),
+        prefix: "in/".to_owned(),
+        callback_url: None,
+        callback_headers: Default::default(),
+        created: "2026-12-02T00:00:00Z".to_owned(),
+    };
+    store.create(&scan).await.unwrap();
+    let page = |page, after: &str, last| Advance {
+        page,
+        after: Some(after.to_owned()),
+        listed: 3,
+        queued: 2,
+        last,
+    };
+    assert!(store.advance("b1", &page(0, "in/c", false)).await.unwrap());
+    assert!(
+        !store.advance("b1", &page(0, "in/c", false)).await.unwrap(),
+        "a page moves it once"
+    );
+    assert!(
+        !store.advance("b1", &page(2, "in/z", true)).await.unwrap(),
+        "nor can one skip ahead"
+    );
+    assert!(
+        store
+            .record("b1", "in/a", Outcome::Clean, 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record("b1", "in/a", Outcome::Infected, 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record("b1", "in/b", Outcome::Skipped, 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record("missing", "in/a", Outcome::Clean, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .recorded("b1", &["in/a".into(), "in/c".into(), "in/b".into()])
+            .await
+            .unwrap(),
+        [true, false, true]
+    );
+    let (stored, progress) = store.bulk("b1").await.unwrap().unwrap();
+    assert_eq!(stored, scan);
+    assert_eq!(
+        (
+            progress.pages,
+            progress.after.as_deref(),
+            progress.listed,
+            progress.queued
+        ),
+        (1, Some("in/c"), 3, 2)
+    );
+    assert_eq!(
+        (
+            progress.clean,
+            progress.infected,
+            progress.skipped,
+            progress.bytes
+        ),
+        (1, 0, 1, 10)
+    );
+    assert!(!progress.listing_done && !progress.finished());
+    assert!(store.advance("b1", &page(1, "in/f", true)).await.unwrap());
+    let (_, progress) = store.bulk("b1").await.unwrap().unwrap();
+    assert!(progress.listing_done);
+    assert_eq!(progress.listed, 6);
+}
+
+#[tokio::test]
+async fn the_bulk_store_contract_holds_on_the_embedded_store_and_on_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = api_async::EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
+    bulk_store_contract(&embedded).await;
+    let redis = api_async::RedisStore::open(
+        &redis_url(),
+        &namespace(),
+        "contract",
+        Duration::from_secs(5),
+        100,
+    )
+    .await
+    .unwrap();
+    bulk_store_contract(&redis).await;
+    // The embedded store keeps it across a restart.
+    drop(embedded);
+    let reopened = api_async::EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
+    let (_, progress) = api_async::bulk::BulkStore::bulk(&reopened, "b1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(progress.listed, 6);
+}

@@ -1,6 +1,9 @@
 //! Bucket events from SQS: the standard S3 -> SQS notification set-up. Messages are long-polled
-//! several at a time; each `ObjectCreated:*` record becomes a job on the durable queue, and the
-//! message is deleted only after all of its jobs are queued. A message whose jobs could not be
+//! up to ten at a time by `receivers` loops per queue; each `ObjectCreated:*` record becomes a
+//! job on the durable queue, and the message is deleted only after all of its jobs are queued.
+//! From there the job queue carries the work at least once (a worker that dies has its jobs
+//! taken over), so a message need not stay invisible in SQS for as long as a scan may wait in
+//! line behind others. A message whose jobs could not be
 //! queued is left alone: SQS shows it again after its visibility timeout, and the queue's own
 //! redrive policy moves one that keeps failing to its dead-letter queue. A message that is not
 //! an S3 notification at all (a poison message) is logged and deleted, so it never loops.
@@ -27,6 +30,8 @@ pub struct SqsConfig {
     pub wait_secs: u64,
     /// Messages per receive (1 to 10).
     pub batch: u32,
+    /// Receives in flight at once per queue (each handles its batch's messages together).
+    pub receivers: usize,
 }
 
 impl Default for SqsConfig {
@@ -37,6 +42,7 @@ impl Default for SqsConfig {
             region: None,
             wait_secs: 20,
             batch: 10,
+            receivers: 2,
         }
     }
 }
@@ -56,6 +62,7 @@ pub(crate) async fn run(state: Arc<AppState>, config: SqsConfig, stop: Cancellat
     let consumers: Vec<_> = config
         .queue_urls
         .iter()
+        .flat_map(|url| std::iter::repeat_n(url, config.receivers.max(1)))
         .map(|url| {
             tokio::spawn(consume(
                 Arc::clone(&state),
@@ -106,40 +113,68 @@ async fn consume(
                 continue;
             }
         };
-        for message in messages {
-            let body = message.body().unwrap_or_default();
-            let delete = match crate::events::parse(body.as_bytes()) {
-                Ok(notification) => {
-                    match crate::handlers::queue_created(&state, None, notification.created).await {
-                        Ok((queued, not_watched)) => {
-                            tracing::info!(queue = %url, queued, not_watched, "bucket events queued");
-                            true
-                        }
-                        Err(e) => {
-                            // Left for SQS to show again (and, past its redrive count, to the
-                            // dead-letter queue).
-                            tracing::warn!(queue = %url, error = %e, "a message's jobs were not all queued; it stays in SQS");
-                            false
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(queue = %url, error = %e, body = ?body.chars().take(200).collect::<String>(), "dropping a message that is not an S3 notification");
+        // The batch's messages are queued together, then the handled ones deleted in one call.
+        let handled =
+            futures::future::join_all(messages.iter().map(|message| handle(&state, &url, message)))
+                .await;
+        let entries: Vec<_> = messages
+            .iter()
+            .zip(handled)
+            .enumerate()
+            .filter(|(_, (_, delete))| *delete)
+            .filter_map(|(i, (message, _))| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .set_receipt_handle(message.receipt_handle().map(str::to_owned))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            continue;
+        }
+        // A message whose delete fails comes back and its objects are queued again: at least
+        // once.
+        match client
+            .delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(answer) if !answer.failed().is_empty() => {
+                tracing::warn!(queue = %url, failed = answer.failed().len(), "some handled messages were not deleted; they will be handled again");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(queue = %url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting handled messages failed; they will be handled again");
+            }
+        }
+    }
+}
+
+/// Queues one message's objects; whether it is done with (queued, or not an S3 notification
+/// at all) and may be deleted.
+async fn handle(state: &AppState, url: &str, message: &aws_sdk_sqs::types::Message) -> bool {
+    let body = message.body().unwrap_or_default();
+    match crate::events::parse(body.as_bytes()) {
+        Ok(notification) => {
+            match crate::handlers::queue_created(state, None, notification.created).await {
+                Ok((queued, not_watched)) => {
+                    tracing::info!(queue = %url, queued, not_watched, "bucket events queued");
                     true
                 }
-            };
-            if delete
-                && let Some(receipt) = message.receipt_handle()
-                && let Err(e) = client
-                    .delete_message()
-                    .queue_url(&url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-            {
-                // The message comes back and its objects are queued again: at least once.
-                tracing::warn!(queue = %url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting a handled message failed");
+                Err(e) => {
+                    // Left for SQS to show again (and, past its redrive count, to the
+                    // dead-letter queue).
+                    tracing::warn!(queue = %url, error = %e, "a message's jobs were not all queued; it stays in SQS");
+                    false
+                }
             }
+        }
+        Err(e) => {
+            tracing::error!(queue = %url, error = %e, body = ?body.chars().take(200).collect::<String>(), "dropping a message that is not an S3 notification");
+            true
         }
     }
 }

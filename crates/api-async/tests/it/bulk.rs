@@ -10,7 +10,7 @@ use scan_core::testing::eicar;
 use serde_json::{Value, json};
 
 use crate::testutil::{
-    KEY, OTHER_KEY, Peer, Process, Server, namespace, process_toml, redis_url, test_s3,
+    KEY, OTHER_KEY, Peer, Process, Server, namespace, redis_url, s3_process_toml, test_s3,
 };
 
 /// Starts a bulk scan through `base`; its id.
@@ -266,18 +266,9 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
         .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let local = format!(
-        "[storage]\ntype = \"local\"\nroot = \"{}\"\n",
-        dir.path().join("data").display()
-    );
-    let shared = process_toml(dir.path());
-    assert!(shared.contains(&local));
     let config = format!(
         "workers = 4\njob_lease_secs = 1\nbulk_page_size = 100\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{}\"\n",
-        shared.replace(
-            &local,
-            &format!("[storage]\ntype = \"s3\"\nendpoint = \"{endpoint}\"\npath_style = true\n")
-        ),
+        s3_process_toml(dir.path(), &endpoint),
         redis_url(),
         namespace()
     );

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::testutil::{KEY, Peer, Process, namespace, process_toml, redis_url, wait_for_result};
+use crate::testutil::{
+    KEY, Peer, Process, namespace, notifying_queue, process_toml, redis_url, s3_process_toml,
+    test_s3, wait_for_result,
+};
 
 async fn submit(client: &reqwest::Client, base: &str, body: serde_json::Value) -> u16 {
     client
@@ -205,4 +208,177 @@ async fn caller_strings_cannot_forge_log_lines_or_send_terminal_escapes() {
         log.contains("\\n2026-12-01T00:00:00Z ERROR forged admin login\\x1b[2J"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn sqs_bucket_events_all_get_their_verdict_when_a_worker_is_sigkilled_mid_scan() {
+    const OBJECTS: usize = 300;
+    let (endpoint, _, s3, suffix) = test_s3().await;
+    let name = format!("sqskill-{suffix}");
+    let (sqs, queue_url) = notifying_queue(&endpoint, &s3, &name).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Both instances consume the queue, on one Redis; objects outside in/ are not watched.
+    let config = format!(
+        "workers = 2\njob_lease_secs = 1\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{}\"\n[events]\nprefixes = [\"in/\"]\n[events.sqs]\nqueue_urls = [\"{queue_url}\"]\nendpoint = \"{endpoint}\"\nwait_secs = 1\n",
+        s3_process_toml(dir.path(), &endpoint),
+        redis_url(),
+        namespace()
+    );
+    let infected = |i: usize| i % 50 == 3;
+    {
+        use futures::StreamExt;
+        futures::stream::iter(0..OBJECTS)
+            .map(|i| {
+                let (s3, name) = (s3.clone(), name.clone());
+                let body = if infected(i) {
+                    scan_core::testing::eicar()
+                } else {
+                    format!("object {i}").into_bytes()
+                };
+                async move {
+                    s3.put_object()
+                        .bucket(name)
+                        .key(format!("in/{i:04}.txt"))
+                        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+    }
+    s3.put_object()
+        .bucket(&name)
+        .key("elsewhere/eicar.com")
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            scan_core::testing::eicar(),
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    // Every notification waits in SQS before either instance starts, so the kill lands while
+    // there is work in hand.
+    let mut doomed = Process::start(dir.path(), "doomed", &config).await;
+    let survivor = Process::start(dir.path(), "survivor", &config).await;
+    let http = reqwest::Client::new();
+    let finished = |base: String| {
+        let http = http.clone();
+        async move {
+            let text = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .filter(|l| l.starts_with("verdict_jobs_finished_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as usize
+        }
+    };
+    let verdicts = || {
+        use futures::StreamExt;
+        futures::stream::iter(0..OBJECTS)
+            .map(|i| {
+                let (s3, name) = (s3.clone(), name.clone());
+                async move {
+                    let tags = s3
+                        .get_object_tagging()
+                        .bucket(name)
+                        .key(format!("in/{i:04}.txt"))
+                        .send()
+                        .await
+                        .unwrap();
+                    let tag = tags.tag_set().iter().find(|t| t.key() == "scan-result");
+                    tag.map(|t| (i, t.value().to_owned()))
+                }
+            })
+            .buffer_unordered(32)
+            .filter_map(|found| async move { found })
+            .collect::<HashMap<usize, String>>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while finished(doomed.base.clone()).await < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing scanned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.kill();
+    let at_kill = finished(survivor.base.clone()).await + 10;
+    assert!(
+        at_kill < OBJECTS,
+        "killed mid-run (about {at_kill} of {OBJECTS} done)"
+    );
+    let _restarted = Process::start(dir.path(), "restarted", &config).await;
+
+    // Done when SQS holds no message and the shared queue no job; then every object must
+    // have its verdict (polling the tags meanwhile would only slow the S3 server down).
+    let idle = || async {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        let messages: usize = attributes
+            .attributes()
+            .unwrap()
+            .values()
+            .map(|v| v.parse::<usize>().unwrap())
+            .sum();
+        let health: serde_json::Value = http
+            .get(format!("{}/health", survivor.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        messages == 0 && health["pending_jobs"] == 0
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !idle().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the work never ran out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let found = verdicts().await;
+    assert_eq!(
+        found.len(),
+        OBJECTS,
+        "objects with a verdict after the kill"
+    );
+    for (i, verdict) in found {
+        let want = if infected(i) { "infected" } else { "clean" };
+        assert_eq!(verdict, want, "in/{i:04}.txt");
+    }
+    let outside = s3
+        .get_object_tagging()
+        .bucket(&name)
+        .key("elsewhere/eicar.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        outside.tag_set().is_empty(),
+        "a prefix not watched is left alone"
+    );
+    // The dead instance's claimed jobs were taken over once their lease ran out.
+    let logs = ["survivor", "restarted"]
+        .map(|n| std::fs::read_to_string(dir.path().join(format!("{n}.log"))).unwrap());
+    assert!(
+        logs.iter().any(|l| l.contains("taking over jobs")),
+        "{logs:?}"
+    );
+    drop(survivor);
 }

@@ -7,7 +7,9 @@ use api_async::verify_callback;
 use scan_core::testing::eicar;
 use serde_json::json;
 
-use crate::testutil::{CALLBACK_SECRET, Peer, Server, namespace, put_all, redis_url, test_s3};
+use crate::testutil::{
+    CALLBACK_SECRET, Peer, Server, namespace, notifying_queue, put_all, redis_url, test_s3,
+};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -611,53 +613,8 @@ async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_ta
 #[tokio::test]
 async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_messages_deleted() {
     let (endpoint, s3config, s3, suffix) = test_s3().await;
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&shared)
-            .endpoint_url(&endpoint)
-            .build(),
-    );
     let name = format!("sqs-{suffix}");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    s3.create_bucket().bucket(&name).send().await.unwrap();
-    // The standard set-up: the bucket notifies the queue of every created object; moto then
-    // delivers real S3 event JSON (a test event first) to the queue itself.
-    s3.put_bucket_notification_configuration()
-        .bucket(&name)
-        .notification_configuration(
-            aws_sdk_s3::types::NotificationConfiguration::builder()
-                .queue_configurations(
-                    aws_sdk_s3::types::QueueConfiguration::builder()
-                        .queue_arn(arn)
-                        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let (sqs, queue_url) = notifying_queue(&endpoint, &s3, &name).await;
     let server = Server::start_with(|c| {
         c.storage = storage::StorageConfig::S3(s3config.clone());
         c.events.sqs = api_async::sqs::SqsConfig {

@@ -523,3 +523,73 @@ pub(crate) async fn put_all(
             .unwrap();
     }
 }
+
+/// A bucket `name` whose created objects are notified, by moto itself, to a new SQS queue of
+/// the same name (the standard S3 -> SQS set-up): an SQS client and the queue's URL.
+pub(crate) async fn notifying_queue(
+    endpoint: &str,
+    s3: &aws_sdk_s3::Client,
+    name: &str,
+) -> (aws_sdk_sqs::Client, String) {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&shared)
+            .endpoint_url(endpoint)
+            .build(),
+    );
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    s3.create_bucket().bucket(name).send().await.unwrap();
+    // The standard set-up: the bucket notifies the queue of every created object; moto then
+    // delivers real S3 event JSON (a test event first) to the queue itself.
+    s3.put_bucket_notification_configuration()
+        .bucket(name)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .queue_configurations(
+                    aws_sdk_s3::types::QueueConfiguration::builder()
+                        .queue_arn(arn)
+                        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (sqs, queue_url)
+}
+
+/// [`process_toml`] with the S3 server at `endpoint` as the object store in place of a folder.
+pub(crate) fn s3_process_toml(dir: &Path, endpoint: &str) -> String {
+    let local = format!(
+        "[storage]\ntype = \"local\"\nroot = \"{}\"\n",
+        dir.join("data").display()
+    );
+    let shared = process_toml(dir);
+    assert!(shared.contains(&local));
+    shared.replace(
+        &local,
+        &format!("[storage]\ntype = \"s3\"\nendpoint = \"{endpoint}\"\npath_style = true\n"),
+    )
+}

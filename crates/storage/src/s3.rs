@@ -52,27 +52,6 @@ impl S3Store {
         }
     }
 
-    /// Every key under `prefix` in `bucket`, following continuation tokens.
-    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let mut keys = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_error(e, bucket, prefix, None))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
-        }
-        Ok(keys)
-    }
-
     /// The underlying client (tests use it to create buckets).
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client

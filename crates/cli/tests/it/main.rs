@@ -500,3 +500,146 @@ fn proxy_variables_do_not_carry_a_fetch_past_the_guard() {
     assert!(stdout(&out).contains("loopback"), "{}", stdout(&out));
     assert_eq!(asked.load(Ordering::SeqCst), 0, "the proxy was asked");
 }
+
+/// The keys a run printed a verdict line for (`s3://bucket/KEY: OK` or `...: NAME FOUND`).
+fn keys_reported(text: &str, bucket: &str) -> Vec<String> {
+    let lead = format!("s3://{bucket}/");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&lead))
+        .filter_map(|rest| rest.split(": ").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `verdict scan` on the prefix with a state file, stops it with `signal` once the state
+/// shows `after` objects done, and returns what it printed and its exit code.
+fn interrupted_run(args: &[&str], state: &Path, after: u64, signal: &str) -> (String, Option<i32>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let done = std::fs::read_to_string(state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["files"].as_u64())
+            .unwrap_or(0);
+        if done >= after {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    (stdout(&out), out.status.code())
+}
+
+#[test]
+fn an_interrupted_bucket_scan_resumes_from_its_state_file_without_scanning_anything_twice() {
+    let endpoint = std::env::var("VERDICT_TEST_S3_ENDPOINT").expect(
+        "VERDICT_TEST_S3_ENDPOINT: run through scripts/test.sh, which starts the S3 server",
+    );
+    const OBJECTS: usize = 240;
+    let infected = |i: usize| i % 40 == 5;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bucket = format!("cli-resume-{}", std::process::id());
+    runtime.block_on(async {
+        let store = storage_client(&endpoint).await;
+        store.create_bucket().bucket(&bucket).send().await.unwrap();
+        for i in 0..OBJECTS {
+            let body = if infected(i) {
+                eicar()
+            } else {
+                format!("object {i}").into_bytes()
+            };
+            store
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("r/{i:04}.txt"))
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("scan.state");
+    let target = format!("s3://{bucket}/r/");
+    let state_arg = state.display().to_string();
+    let args = [
+        "scan",
+        "--s3-endpoint",
+        &endpoint,
+        "--jobs",
+        "1",
+        "--resume",
+        &state_arg,
+        &target,
+    ];
+
+    // Ctrl-C: stops at once, the state saved exactly.
+    let (first, code) = interrupted_run(&args, &state, 40, "-INT");
+    assert_eq!(code, Some(130), "{first}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let first_keys = keys_reported(&first, &bucket);
+    assert_eq!(saved["files"], first_keys.len() as u64);
+    assert_eq!(saved["after"], first_keys.last().unwrap().as_str());
+    assert_eq!(saved["finished"], false);
+
+    // SIGKILL: nothing runs on the way out; at most the object in flight is done again.
+    let (second, code) = interrupted_run(&args, &state, first_keys.len() as u64 + 40, "-KILL");
+    assert_eq!(code, None, "killed by a signal");
+    let second_keys = keys_reported(&second, &bucket);
+
+    let out = verdict(&args);
+    assert_eq!(out.status.code(), Some(1), "infected objects among them");
+    let third_keys = keys_reported(&stdout(&out), &bucket);
+    let mut all: Vec<String> = [first_keys, second_keys, third_keys].concat();
+    let reported = all.len();
+    all.sort();
+    all.dedup();
+    let expected: Vec<String> = (0..OBJECTS).map(|i| format!("r/{i:04}.txt")).collect();
+    assert_eq!(all, expected, "every object reported");
+    assert!(
+        reported - OBJECTS <= 1,
+        "{} objects scanned twice",
+        reported - OBJECTS
+    );
+    let text = stdout(&out);
+    // The summary counts the earlier runs' objects from the state file.
+    assert!(
+        text.contains(&format!("Scanned files: {OBJECTS}")),
+        "{text}"
+    );
+    let infected_count = (0..OBJECTS).filter(|i| infected(*i)).count();
+    assert!(
+        text.contains(&format!("Infected files: {infected_count}")),
+        "{text}"
+    );
+
+    // Finished: a rerun scans nothing and says why.
+    let again = verdict(&args);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(keys_reported(&stdout(&again), &bucket).is_empty());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("scanned to the end already"));
+    // The state belongs to its target.
+    let other = format!("s3://{bucket}/elsewhere/");
+    let wrong = verdict(&[
+        "scan",
+        "--s3-endpoint",
+        &endpoint,
+        "--resume",
+        &state_arg,
+        &other,
+    ]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("another file"));
+}

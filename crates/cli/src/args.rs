@@ -1,0 +1,161 @@
+//! The command line: what `verdict` accepts, parsed by clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use scan_core::Limits;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "verdict",
+    version,
+    about = "Scan files for malware with Verdict"
+)]
+pub struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan files and folders (recursively).
+    Scan(ScanArgs),
+}
+
+/// Arguments of `verdict scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files or folders to scan, `s3://bucket/prefix` (every object under it), or http(s) URLs.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// A configuration file of verdict-sync or verdict-async (TOML): its `engines`, `limits`,
+    /// `spool`, `fetch` and `[storage]` S3 settings are used, so engines and rules are set up once
+    /// for all three; its server settings are ignored. Flags add to it (`--rules`, `--clamd`...)
+    /// or override it (limits, `--temp-dir`, `--s3-endpoint`).
+    #[arg(long, short = 'c', value_name = "FILE", env = "VERDICT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// S3-compatible endpoint for s3:// targets (path-style); AWS itself when omitted.
+    /// Credentials and region come from the standard AWS chain.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Let URL scans reach this non-public range (loopback, private...), e.g. 10.0.0.0/8.
+    /// Repeatable; by default only public addresses are fetched.
+    #[arg(long = "allow-fetch", value_name = "CIDR")]
+    pub allow_fetch: Vec<String>,
+    /// Print one JSON report per file (JSON lines) instead of human output.
+    #[arg(long)]
+    pub json: bool,
+    /// YARA rules: a .yar/.yara file or a folder of them (repeatable). The built-in EICAR rule
+    /// is always loaded.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Hash signatures: ClamAV .hdb/.hsb or a plain list (repeatable).
+    #[arg(long = "hashes", value_name = "FILE")]
+    pub hashes: Vec<PathBuf>,
+    /// Also scan with clamd at this address (`host:port` or a unix socket path).
+    #[arg(long, value_name = "ADDRESS")]
+    pub clamd: Option<String>,
+    /// clamd's StreamMaxLength, so larger files are reported as not examined by clamd rather than
+    /// cut off [default: 25M, clamd's default].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "clamd")]
+    pub clamd_max_stream: Option<u64>,
+    /// Also scan with an ICAP service, e.g. icap://127.0.0.1:1344/avscan.
+    #[arg(long, value_name = "URL")]
+    pub icap: Option<String>,
+    /// Only print infected and not fully examined files.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Files or objects scanned at once [default: the number of cores].
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Keep the progress of an `s3://` scan in FILE (the last key done in listing order and
+    /// the counts so far), and continue from it when FILE exists: after Ctrl-C, rerun the same
+    /// command to go on where it stopped.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+    /// Folder for spool files [default: the system temp folder].
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
+    /// Never show a progress bar (it is shown for folder and bucket scans when stderr is a
+    /// terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Expansion limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limit flags; each overrides one default.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Deepest archive nesting unpacked [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<u32>,
+    /// Most objects (files and archive members) per scanned file [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_files: Option<u64>,
+    /// Most bytes expanded per scanned file, e.g. 2G [default: 2G].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_scan_size: Option<u64>,
+    /// Largest expanded member, e.g. 500M [default: 1G].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_file_size: Option<u64>,
+    /// Largest compression ratio [default: 250].
+    #[arg(long, value_name = "N")]
+    pub max_ratio: Option<u64>,
+    /// Time budget per scanned file, in seconds [default: 120].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_scan_time: Option<f64>,
+}
+
+impl LimitArgs {
+    pub(crate) fn apply(&self, mut limits: Limits) -> anyhow::Result<Limits> {
+        if let Some(v) = self.max_depth {
+            limits.max_depth = v;
+        }
+        if let Some(v) = self.max_files {
+            limits.max_files = v;
+        }
+        if let Some(v) = self.max_scan_size {
+            limits.max_scan_size = v;
+        }
+        if let Some(v) = self.max_file_size {
+            limits.max_file_size = v;
+        }
+        if let Some(v) = self.max_ratio {
+            limits.max_ratio = v;
+        }
+        if let Some(v) = self.max_scan_time {
+            limits.max_scan_time = Duration::try_from_secs_f64(v)
+                .with_context(|| format!("--max-scan-time {v} is not a number of seconds"))?;
+        }
+        Ok(limits)
+    }
+}
+
+/// Parses `123`, `10K`, `100M`, `2G`, `1T` (binary multiples; a trailing `B`/`iB` is allowed).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.trim_end_matches("IB").trim_end_matches('B');
+    let (digits, shift) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 100M"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}

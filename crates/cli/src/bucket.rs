@@ -1,0 +1,327 @@
+//! `verdict scan s3://bucket/prefix/`: the prefix is listed a page at a time while it is scanned
+//! (memory stays flat however many objects there are), `--jobs` objects at once, with a progress
+//! bar of objects, bytes and the time left. With `--resume FILE`, a state file keeps the last key
+//! done in listing order and the counts up to it, so a scan stopped by Ctrl-C (or killed)
+//! continues where it stopped when the same command is run again.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use scan_core::{Scanner, Verdict};
+use serde::{Deserialize, Serialize};
+use storage::{ObjectStore, S3Store};
+
+use crate::output::{self, Summary};
+use crate::targets::{Prefix, Remote, Target, scan_one};
+
+/// Objects listed per request, and about how many are listed ahead of the scans.
+const PAGE: usize = 1000;
+
+/// What `--resume` keeps between runs.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The scan it belongs to (`s3://bucket/prefix`).
+    pub target: String,
+    /// The last key done; every key before it in listing order is done too.
+    pub after: Option<String>,
+    /// Whether the listing reached its end with every object done.
+    pub finished: bool,
+    /// Objects done.
+    pub files: u64,
+    /// Of them, infected.
+    pub infected: u64,
+    /// Of them, not fully examined or not read.
+    pub not_examined: u64,
+    /// Bytes scanned.
+    pub bytes: u64,
+}
+
+impl State {
+    fn load(path: &Path, target: &str) -> anyhow::Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    target: target.to_owned(),
+                    ..State::default()
+                });
+            }
+            Err(e) => return Err(e).with_context(|| format!("--resume {}", path.display())),
+        };
+        let state: State = serde_json::from_str(&text)
+            .with_context(|| format!("--resume {}: not a state file of verdict", path.display()))?;
+        anyhow::ensure!(
+            state.target == target,
+            "--resume {}: the state file is for {}, not {target}; use another file",
+            path.display(),
+            state.target
+        );
+        Ok(state)
+    }
+
+    /// Written beside and renamed over, so a kill mid-write leaves the previous state whole.
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec_pretty(self)?;
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("cannot write the state file {}", path.display()))
+    }
+}
+
+/// How a prefix scan ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Every object was scanned.
+    Done,
+    /// Ctrl-C: stopped, with the state saved.
+    Interrupted,
+}
+
+/// How to scan and report.
+pub(crate) struct Options<'a> {
+    pub(crate) scanner: &'a Scanner,
+    pub(crate) remote: &'a Remote,
+    pub(crate) jobs: usize,
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    pub(crate) progress: bool,
+    pub(crate) resume: Option<PathBuf>,
+}
+
+/// Scans every object under `prefix` (see the module docs), adding to `summary`.
+pub(crate) async fn scan_prefix(
+    prefix: &Prefix,
+    options: &Options<'_>,
+    out: &mut (dyn Write + Send),
+    summary: &mut Summary,
+) -> anyhow::Result<Ended> {
+    let s3 = options.remote.s3.as_ref().context("S3 is not set up")?;
+    let mut state = match &options.resume {
+        Some(path) => State::load(path, &prefix.text)?,
+        None => State {
+            target: prefix.text.clone(),
+            ..State::default()
+        },
+    };
+    let resumed = state.files > 0;
+    add(summary, &state);
+    if state.finished {
+        eprintln!(
+            "verdict: {} was scanned to the end already (state file {}); delete it to scan again",
+            prefix.text,
+            options.resume.as_deref().unwrap_or(Path::new("")).display()
+        );
+        return Ok(Ended::Done);
+    }
+
+    let bar = progress_bar(options.progress);
+    bar.set_position(state.bytes);
+    bar.set_length(state.bytes);
+    let (listed_tx, listed_rx) =
+        tokio::sync::mpsc::channel::<anyhow::Result<storage::Listed>>(PAGE);
+    let lister = tokio::spawn(list(
+        s3.clone(),
+        prefix.bucket.clone(),
+        prefix.prefix.clone(),
+        state.after.clone(),
+        listed_tx,
+        bar.clone(),
+    ));
+    let results = futures::stream::unfold(listed_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .map(|listed| async move {
+        let object = listed?;
+        let target = Target::S3 {
+            bucket: prefix.bucket.clone(),
+            key: object.key.clone(),
+        };
+        let result = scan_one(options.scanner, &target, options.remote).await;
+        Ok::<_, anyhow::Error>((object, target.to_string(), result))
+    })
+    // In listing order, so the state's last key has everything before it done.
+    .buffered(options.jobs.max(1));
+    let mut results = std::pin::pin!(results);
+
+    let mut seen = 0u64;
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let ended = loop {
+        let next = tokio::select! {
+            next = results.next() => next,
+            _ = &mut interrupt => break Ended::Interrupted,
+        };
+        let Some(next) = next else { break Ended::Done };
+        let (object, name, result) = match next {
+            Ok(done) => done,
+            Err(e) => {
+                // The listing failed: what was done is saved, the rest is not claimed done.
+                bar.finish_and_clear();
+                save(options, &state)?;
+                return Err(e.context(format!("listing {}", prefix.text)));
+            }
+        };
+        seen += 1;
+        state.files += 1;
+        summary.files += 1;
+        match result {
+            Ok(report) => {
+                state.bytes += report.size;
+                summary.bytes += report.size;
+                match report.verdict {
+                    Verdict::Infected => {
+                        state.infected += 1;
+                        summary.infected += 1;
+                    }
+                    Verdict::Clean => {}
+                    Verdict::Unscannable | Verdict::Error => {
+                        state.not_examined += 1;
+                        summary.not_examined += 1;
+                    }
+                }
+                bar.suspend(|| output::print_report(out, &report, options.json, options.quiet))?;
+            }
+            Err(error) => {
+                state.not_examined += 1;
+                summary.not_examined += 1;
+                bar.suspend(|| output::print_input_error(out, &name, &error, options.json))?;
+            }
+        }
+        bar.inc(object.size);
+        bar.set_message(format!("{} objects", state.files));
+        state.after = Some(object.key);
+        save(options, &state)?;
+    };
+    bar.finish_and_clear();
+    lister.abort();
+    match ended {
+        Ended::Interrupted => {
+            save(options, &state)?;
+            match &options.resume {
+                Some(path) => eprintln!(
+                    "verdict: interrupted after {} objects; run the same command again to continue from {}",
+                    state.files,
+                    path.display()
+                ),
+                None => eprintln!(
+                    "verdict: interrupted after {} objects (--resume FILE would let a rerun continue)",
+                    state.files
+                ),
+            }
+        }
+        Ended::Done => {
+            if seen == 0 && !resumed {
+                summary.files += 1;
+                summary.not_examined += 1;
+                output::print_input_error(
+                    out,
+                    &prefix.text,
+                    &anyhow::anyhow!("no objects under this prefix"),
+                    options.json,
+                )?;
+            }
+            state.finished = true;
+            save(options, &state)?;
+        }
+    }
+    Ok(ended)
+}
+
+fn add(summary: &mut Summary, state: &State) {
+    summary.files += state.files;
+    summary.infected += state.infected;
+    summary.not_examined += state.not_examined;
+    summary.bytes += state.bytes;
+}
+
+fn save(options: &Options<'_>, state: &State) -> anyhow::Result<()> {
+    match &options.resume {
+        Some(path) => state.save(path),
+        None => Ok(()),
+    }
+}
+
+/// Lists the prefix after `after`, a page at a time, into `objects`; the channel's bound keeps
+/// it about a page ahead of the scans. The bar's length grows by each object's size.
+async fn list(
+    s3: S3Store,
+    bucket: String,
+    prefix: String,
+    mut after: Option<String>,
+    objects: tokio::sync::mpsc::Sender<anyhow::Result<storage::Listed>>,
+    bar: ProgressBar,
+) {
+    loop {
+        let page = match s3.list_page(&bucket, &prefix, after.as_deref(), PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = objects.send(Err(e.into())).await;
+                return;
+            }
+        };
+        after = page.objects.last().map(|o| o.key.clone()).or(after);
+        for object in page.objects {
+            bar.inc_length(object.size);
+            if objects.send(Ok(object)).await.is_err() {
+                return;
+            }
+        }
+        if !page.more {
+            bar.set_style(style(
+                "{elapsed_precise} {bar:30} {bytes}/{total_bytes} {msg}, {eta} left",
+            ));
+            return;
+        }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+fn progress_bar(shown: bool) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
+    // indicatif draws nothing when stderr is not a terminal, so pipes and CI stay clean. Until
+    // the listing ends the total is not known, so there is no time left to show yet.
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(style(
+        "{elapsed_precise} {bar:30} {bytes}/{total_bytes}+ {msg}, listing",
+    ));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_round_trips_and_belongs_to_one_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let fresh = State::load(&path, "s3://b/p/").unwrap();
+        assert_eq!(fresh.target, "s3://b/p/");
+        assert_eq!(fresh.after, None);
+        let state = State {
+            after: Some("p/0042".into()),
+            files: 43,
+            infected: 1,
+            bytes: 1000,
+            ..fresh
+        };
+        state.save(&path).unwrap();
+        assert_eq!(State::load(&path, "s3://b/p/").unwrap(), state);
+        let err = State::load(&path, "s3://b/other/").unwrap_err().to_string();
+        assert!(
+            err.contains("s3://b/p/") && err.contains("another file"),
+            "{err}"
+        );
+        std::fs::write(&path, "not json").unwrap();
+        assert!(State::load(&path, "s3://b/p/").is_err());
+    }
+}

@@ -514,7 +514,7 @@ fn keys_reported(text: &str, bucket: &str) -> Vec<String> {
 /// Runs `verdict scan` on the prefix with a state file, stops it with `signal` once the state
 /// shows `after` objects done, and returns what it printed and its exit code.
 fn interrupted_run(args: &[&str], state: &Path, after: u64, signal: &str) -> (String, Option<i32>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+    let child = Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(args)
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -763,6 +763,7 @@ mod tests {
                 custom_data: None,
                 owner: None,
                 tag_object: false,
+                watched: false,
                 bulk: None,
                 rescans: 0,
             },

@@ -182,6 +182,7 @@ fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiE
         custom_data,
         owner: None,
         tag_object: false,
+        watched: false,
         bulk: None,
         rescans: 0,
     })
@@ -288,14 +289,16 @@ pub(crate) async fn async_s3(
         let bucket = required(&fields, "bucket")?;
         let key = required(&fields, "key")?;
         let version = string(&fields, "version")?.filter(|v| !v.is_empty());
-        delivery(
+        let mut spec = delivery(
             &fields,
             Source::S3 {
                 bucket,
                 key,
                 version,
             },
-        )
+        )?;
+        spec.tag_object = state.settings.actions.on_requests;
+        Ok(spec)
     });
     match spec {
         Ok(spec) => submit(&state, caller, &request_headers, spec).await,
@@ -392,15 +395,50 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiEr
     let _slot = state.sync_slot()?;
     let sources = state.sources();
     let (name, _) = sources.describe(&source);
-    let result = match sources.fetch(&source).await {
+    let (mut result, verdict, read) = match sources.fetch(&source).await {
         Ok(fetched) => {
             let report = state.scan(&name, fetched.input).await;
-            serde_json::to_value(report.to_async_result())
-                .map_err(|e| ApiError::Internal(e.to_string()))?
+            let result = serde_json::to_value(report.to_async_result())
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            (result, Some(report.verdict), fetched.object)
         }
-        Err(why) => json!({"status": "no", "reason": why}),
+        Err(why) => (json!({"status": "no", "reason": why}), None, None),
     };
+    // The caller waits for the verdict, so an object that changed since is not re-scanned
+    // here: it is simply not acted on, and the answer says so.
+    if state.settings.actions.on_requests && matches!(source, Source::S3 { .. }) {
+        let action = match &read {
+            Some(read) if changed(state, &source, read).await => json!({
+                "action": "none", "done": false,
+                "error": "the object changed after it was scanned; it was not acted on"
+            }),
+            _ => crate::worker::act_on_object(state, &source, verdict, read.as_ref()).await,
+        };
+        if let Some(fields) = result.as_object_mut() {
+            fields.insert("object_action".into(), action);
+        }
+    }
     Ok(Json(result))
+}
+
+/// Whether the S3 object of `source` changed since it was read as `read`.
+async fn changed(state: &AppState, source: &Source, read: &storage::ObjectInfo) -> bool {
+    let Source::S3 {
+        bucket,
+        key,
+        version,
+    } = source
+    else {
+        return false;
+    };
+    let object = storage::ObjectRef {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        version: version.clone(),
+    };
+    storage::actions::changed_since(state.objects.as_ref(), &object, read)
+        .await
+        .is_some()
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/sync/binary", tag = "sync", security(("bearer" = []), ("api_key" = [])),
@@ -539,6 +577,7 @@ pub(crate) async fn queue_created(
                 custom_data: None,
                 owner: owner.clone(),
                 tag_object: true,
+                watched: true,
                 bulk: None,
                 rescans: 0,
             },

@@ -56,6 +56,10 @@ pub struct JobSpec {
     /// events and bulk scans).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tag_object: bool,
+    /// The object came from watching a bucket (an event or a bulk scan), not from a caller's
+    /// request: the `[filters]` apply, and a change after its scan queues it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watched: bool,
     /// The bulk scan this object belongs to, whose counts its outcome goes to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulk: Option<String>,

@@ -65,7 +65,7 @@ pub struct Settings {
     /// Which buckets and prefixes events are taken for.
     pub events: crate::config::EventsConfig,
     /// What happens to a bucket event's object after its scan.
-    pub actions: crate::config::ActionsConfig,
+    pub actions: storage::actions::ActionsConfig,
     /// Bucket events' objects to skip.
     pub filters: crate::config::FiltersConfig,
 }
@@ -166,7 +166,7 @@ impl AppState {
             first_backoff: Duration::from_millis(config.callback.first_backoff_ms.max(1)),
             max_backoff: Duration::from_secs(config.callback.max_backoff_secs.max(1)),
         };
-        let fingerprint = std::sync::RwLock::new(fingerprint_of(&scanner).await);
+        let fingerprint = std::sync::RwLock::new(storage::actions::fingerprint(&scanner).await);
         Ok(Arc::new(AppState {
             scanner,
             fetcher,
@@ -214,7 +214,7 @@ impl AppState {
 
     /// Works the fingerprint out again (rules or signatures may have been updated).
     pub(crate) async fn refresh_fingerprint(&self) {
-        let now = fingerprint_of(&self.scanner).await;
+        let now = storage::actions::fingerprint(&self.scanner).await;
         if let Ok(mut held) = self.fingerprint.write()
             && *held != now
         {
@@ -263,23 +263,6 @@ impl AppState {
         (authority.as_str() == host && !host.contains('@') && !authority.host().is_empty())
             .then(|| format!("http://{host}"))
     }
-}
-
-/// The first 12 hex digits of a SHA-256 over each engine's name and what its health check
-/// says of it (version, signature database, rule count), so it changes when they do.
-async fn fingerprint_of(scanner: &Scanner) -> String {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    for engine in scanner.engines() {
-        hash.update(engine.name().as_bytes());
-        hash.update([0]);
-        match engine.health().await {
-            Ok(description) => hash.update(description.as_bytes()),
-            Err(_) => hash.update(b"unavailable"),
-        }
-        hash.update([0]);
-    }
-    hex::encode(&hash.finalize()[..6])
 }
 
 fn hostname() -> String {

@@ -172,7 +172,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     let mut download_time = 0.0;
     let mut scan_time = 0.0;
     let mut verdict: Option<scan_core::Verdict> = None;
-    if job.spec.tag_object
+    if job.spec.watched
         && let Some(why) = skipped(state, job).await
     {
         tracing::info!(job = job.id, object = ?download_url, reason = %why, "skipped by the filters");
@@ -220,21 +220,38 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
 
     let mut result = result;
     if job.spec.tag_object {
-        if let Some(read) = &scanned
+        // Nothing is done to the object when the policy says so, so whether it changed since
+        // does not matter then (and costs a request per object).
+        let acts = object_policy(state, job)
+            .is_some_and(|policy| policy.action_for(verdict) != storage::actions::Action::None);
+        let mut action = None;
+        if acts
+            && let Some(read) = &scanned
             && let Some(why) = changed_since(state, job, read).await
         {
-            if rescan(state, job, &why).await {
+            if !job.spec.watched {
+                // A caller asked about the bytes that were read: the verdict stands for them,
+                // and the object, which is something else now, is left alone.
+                action = Some(json!({
+                    "action": "none", "done": false,
+                    "error": format!("the object changed after it was scanned ({why}); it was not acted on"),
+                }));
+            } else if rescan(state, job, &why).await {
                 complete(state, job).await;
                 return None;
+            } else {
+                // It keeps changing: no verdict holds for what is there now.
+                verdict = None;
+                result = json!({
+                    "status": "no",
+                    "reason": format!("the object changed between its scan and the action on it {} times ({why}); it is left unjudged", job.spec.rescans + 1),
+                });
             }
-            // It keeps changing: no verdict holds for what is there now.
-            verdict = None;
-            result = json!({
-                "status": "no",
-                "reason": format!("the object changed between its scan and the action on it {} times ({why}); it is left unjudged", job.spec.rescans + 1),
-            });
         }
-        let action = act_on_object(state, job, verdict, scanned.as_ref()).await;
+        let action = match action {
+            Some(action) => action,
+            None => act_on_object(state, &job.spec.source, verdict, scanned.as_ref()).await,
+        };
         if let Some(fields) = result.as_object_mut() {
             fields.insert("object_action".into(), action);
         }
@@ -371,12 +388,21 @@ async fn record_in_bulk(
     }
 }
 
+/// The `[actions]` policy for the job's object, if it is one.
+fn object_policy(state: &AppState, job: &Job) -> Option<storage::actions::Policy> {
+    match &job.spec.source {
+        crate::job::Source::S3 { bucket, key, .. } => {
+            Some(state.settings.actions.policy_for(bucket, key))
+        }
+        _ => None,
+    }
+}
+
 /// Times an object may change under its scan before it is left unjudged.
 const MAX_RESCANS: u32 = 3;
 
-/// Why the object is no longer the one that was scanned (another entity tag or version, or
-/// gone), if it is not. A failure to look counts as changed: acting on a guess could tag new
-/// bytes clean.
+/// Why the object is no longer the one that was scanned, if it is not (see
+/// [`storage::actions::changed_since`]).
 async fn changed_since(state: &AppState, job: &Job, read: &storage::ObjectInfo) -> Option<String> {
     let crate::job::Source::S3 {
         bucket,
@@ -391,27 +417,7 @@ async fn changed_since(state: &AppState, job: &Job, read: &storage::ObjectInfo) 
         key: key.clone(),
         version: version.clone(),
     };
-    match state.objects.head(&object).await {
-        Ok(now) => {
-            if read.etag.is_some() && now.etag != read.etag {
-                Some(format!(
-                    "its entity tag is now {:?}, was {:?}",
-                    now.etag, read.etag
-                ))
-            } else if read.version.is_some() && now.version != read.version {
-                Some(format!(
-                    "its version is now {:?}, was {:?}",
-                    now.version, read.version
-                ))
-            } else {
-                None
-            }
-        }
-        Err(e) => Some(format!(
-            "it could not be looked up again: {}",
-            e.public_message()
-        )),
-    }
+    storage::actions::changed_since(state.objects.as_ref(), &object, read).await
 }
 
 /// Queues the object to be scanned again because it changed; `false` when it has changed too
@@ -457,107 +463,48 @@ async fn rescan(state: &AppState, job: &Job, why: &str) -> bool {
     }
 }
 
-/// Carries out the `[actions]` policy for the object's bucket and prefix: tag, move to
-/// quarantine, delete, or nothing, by outcome, on the version that was scanned. Failures that
-/// may pass are tried again; one that stays is logged, counted (`object_actions{outcome=
-/// "failed"}`) and reported in the result's `object_action`; the object then keeps no
-/// `scan-result` tag, so it stays visibly unscanned.
-async fn act_on_object(
+/// Carries out the `[actions]` policy for the object's bucket and prefix on the version that
+/// was scanned (see [`storage::actions::apply`]). A failure is counted
+/// (`object_actions{outcome="failed"}`) and reported in the result's `object_action`; the
+/// object then keeps no `scan-result` tag, so it stays visibly unscanned.
+pub(crate) async fn act_on_object(
     state: &AppState,
-    job: &Job,
+    source: &crate::job::Source,
     verdict: Option<scan_core::Verdict>,
     read: Option<&storage::ObjectInfo>,
 ) -> Value {
-    use crate::config::Action;
     let crate::job::Source::S3 {
         bucket,
         key,
         version,
-    } = &job.spec.source
+    } = source
     else {
         return Value::Null;
     };
-    // The version that was read, when the bucket keeps versions: a newer one is not ours.
-    let read_version = read
-        .and_then(|info| info.version.clone())
-        .filter(|v| v != "null");
-    let object = storage::ObjectRef {
+    let asked = storage::ObjectRef {
         bucket: bucket.clone(),
         key: key.clone(),
-        version: version.clone().or(read_version),
+        version: version.clone(),
     };
+    let object = storage::actions::scanned_version(&asked, read);
     let policy = state.settings.actions.policy_for(bucket, key);
-    let action = match verdict {
-        Some(scan_core::Verdict::Clean) => policy.clean,
-        Some(scan_core::Verdict::Infected) => policy.infected,
-        _ => policy.not_clean,
-    };
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    // An object that could not be read at all (a storage failure, a job given up) was never
-    // judged: it is tagged `error` at most, never moved or deleted on a guess.
-    let action = match (verdict, action) {
-        (None, Action::Move | Action::Delete) => Action::Tag,
-        (_, action) => action,
-    };
-    let name = match action {
-        Action::None => return json!({"action": "none", "done": true}),
-        Action::Tag => "tag",
-        Action::Move => "move",
-        Action::Delete => "delete",
-    };
-    let store = state.objects.as_ref();
-    let mut tags = storage::outcome_tags(verdict, &date);
-    tags.push((storage::FINGERPRINT_TAG.to_owned(), state.fingerprint()));
-    let mut tries = 0;
-    let mut pause = Duration::from_millis(250);
-    let done = loop {
-        tries += 1;
-        let attempt = match action {
-            Action::None => unreachable!("answered above"),
-            Action::Tag => storage::tag_with(store, &object, &tags)
-                .await
-                .map(|()| None),
-            Action::Delete => store.delete(&object).await.map(|()| None),
-            Action::Move => {
-                let to_bucket = policy.quarantine_bucket.as_deref().unwrap_or_default();
-                storage::quarantine(store, &object, to_bucket, &policy.quarantine_prefix, &tags)
-                    .await
-                    .map(|to| Some(store.url(&to.bucket, &to.key)))
-            }
-        };
-        match attempt {
-            Err(storage::StorageError::Backend(e)) if tries < ACTION_TRIES => {
-                tracing::warn!(job = job.id, action = name, attempt = tries, error = %e, "acting on the object failed; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            other => break other,
-        }
-    };
-    match done {
-        Ok(to) => {
-            state.metrics.action(true);
-            if let Some(to) = &to {
-                tracing::info!(job = job.id, from = ?key, to = ?to, "moved to quarantine");
-            }
-            let mut answer = json!({"action": name, "done": true});
-            if let Some(to) = to {
-                answer["to"] = json!(to);
-            }
-            answer
-        }
-        Err(e) => {
-            state.metrics.action(false);
-            tracing::error!(job = job.id, bucket = ?bucket, key = ?key, action = name, error = %e, "acting on the scanned object failed");
-            json!({"action": name, "done": false, "error": e.public_message()})
-        }
+    let tags = storage::actions::tags_for(verdict, &date, &state.fingerprint());
+    let report = storage::actions::apply(
+        state.objects.as_ref(),
+        policy.action_for(verdict),
+        &policy,
+        &object,
+        &tags,
+    )
+    .await;
+    if report.action != "none" {
+        state.metrics.action(report.done);
     }
+    serde_json::to_value(&report).unwrap_or(Value::Null)
 }
-
-/// Tries of an action whose failure may pass (the store down or slow).
-const ACTION_TRIES: u32 = 3;
 
 /// Delivers a job's callback (with retries, for a bounded time), then completes the job either
 /// way: its result stays pollable, and a callback that could not be delivered is logged.
@@ -625,6 +572,7 @@ mod tests {
                 custom_data: None,
                 owner: None,
                 tag_object: true,
+                watched: true,
                 bulk: None,
                 rescans,
             },

@@ -34,8 +34,12 @@ pub struct Config {
     /// An upload that sends nothing for this many seconds is ended with 408, so a client that
     /// stalls cannot hold a scan slot forever.
     pub upload_idle_timeout_secs: u64,
-    /// Tag scanned existing objects with `scan-result` and `scan-date`.
+    /// Tag scanned existing objects with `scan-result`, `scan-date` and `scan-engines`: the
+    /// same as `actions.on_requests = true` with the default policy (tag every outcome).
     pub tag_existing: bool,
+    /// What `/api/Scan/Existing` does to the object after its scan, when `on_requests` is set
+    /// (or `tag_existing`): tag, move to quarantine, delete, or nothing, per outcome and prefix.
+    pub actions: storage::actions::ActionsConfig,
     /// Expansion limits.
     pub limits: Limits,
     /// Spooling.
@@ -62,6 +66,7 @@ impl Default for Config {
             login_wait_ms: 2000,
             upload_idle_timeout_secs: 60,
             tag_existing: false,
+            actions: storage::actions::ActionsConfig::default(),
             limits: Limits::default(),
             spool: SpoolSettings::default(),
             storage: StorageConfig::default(),

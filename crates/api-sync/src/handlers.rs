@@ -113,6 +113,9 @@ pub(crate) struct ScanResponse {
     upload_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tag_error: Option<String>,
+    /// What `/api/Scan/Existing` did to the object (with `actions.on_requests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_action: Option<storage::actions::ActionReport>,
     /// Additive detail beyond the contract's fields, which the web page draws its tree from:
     /// each detection with the engine that made it, each part not examined with why.
     detections: Vec<FoundAt>,
@@ -149,6 +152,7 @@ impl From<&Report> for ScanResponse {
             stored: None,
             upload_error: None,
             tag_error: None,
+            object_action: None,
             detections: report
                 .detections
                 .iter()
@@ -377,6 +381,39 @@ struct Existing {
     uploaded_by: Option<String>,
 }
 
+/// Carries out the `[actions]` policy on a scanned existing object, unless it changed since it
+/// was read: the verdict is about the bytes that were read, so a newer object is left alone.
+async fn act_on_existing(
+    state: &AppState,
+    object: &ObjectRef,
+    read: &storage::ObjectInfo,
+    verdict: scan_core::Verdict,
+    response: &ScanResponse,
+) -> storage::actions::ActionReport {
+    use storage::actions;
+    let policy = state.actions.policy_for(&object.bucket, &object.key);
+    let action = policy.action_for(Some(verdict));
+    if action != actions::Action::None
+        && let Some(why) = actions::changed_since(state.store.as_ref(), object, read).await
+    {
+        return actions::ActionReport {
+            action: "none".to_owned(),
+            done: false,
+            to: None,
+            error: Some(format!(
+                "the object changed after it was scanned ({why}); it was not acted on"
+            )),
+        };
+    }
+    let tags = actions::tags_for(
+        Some(verdict),
+        &response.verdict.date_scanned,
+        &state.fingerprint,
+    );
+    let target = actions::scanned_version(object, Some(read));
+    actions::apply(state.store.as_ref(), action, &policy, &target, &tags).await
+}
+
 /// `POST /api/Scan/Existing`: scans an object already in the store.
 #[utoipa::path(post, path = "/api/Scan/Existing", tag = "scan", security(("bearer" = [])),
     request_body = crate::openapi::ExistingRequest,
@@ -409,21 +446,19 @@ pub(crate) async fn scan_existing(
         key,
         version: request.version_id.filter(|v| !v.is_empty()),
     };
-    let (_, reader) = state.store.get(&object).await?;
+    let (read, reader) = state.store.get(&object).await?;
     let input = ScanInput::from_async_reader(reader, state.scanner.spool_config())
         .await
         .map_err(upstream_input_error)?;
     let report = scan_recorded(&state, &object.key, Arc::new(input)).await;
     tracing::info!(bucket = ?object.bucket, key = ?object.key, uploaded_by = ?request.uploaded_by, verdict = %report.verdict, "scanned existing object");
     let mut response = ScanResponse::from(&report);
-    if state.tag_existing {
-        let date = response.verdict.date_scanned.clone();
-        if let Err(e) =
-            storage::tag_outcome(state.store.as_ref(), &object, Some(report.verdict), &date).await
-        {
-            tracing::warn!(error = %e, "tagging failed");
-            response.tag_error = Some(e.public_message());
+    if state.actions.on_requests {
+        let done = act_on_existing(&state, &object, &read, report.verdict, &response).await;
+        if !done.done {
+            response.tag_error.clone_from(&done.error);
         }
+        response.object_action = Some(done);
     }
     Ok(Json(response))
 }

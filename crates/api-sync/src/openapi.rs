@@ -56,6 +56,22 @@ pub(crate) struct ScanResult {
     upload_error: Option<String>,
     /// Why tagging an existing object failed.
     tag_error: Option<String>,
+    /// What was done to an existing object after its scan (with `actions.on_requests`).
+    object_action: Option<ObjectAction>,
+}
+
+/// `objectAction`: what was done to the object.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ObjectAction {
+    /// `tag`, `move`, `delete` or `none`.
+    action: String,
+    /// Whether it was carried out.
+    done: bool,
+    /// Where `move` put it.
+    to: Option<String>,
+    /// Why it was not done.
+    error: Option<String>,
 }
 
 /// `POST /api/Scan/Existing` body.
@@ -116,6 +132,7 @@ impl Modify for BearerAuth {
         TokenResponse,
         ScanForm,
         ScanResult,
+        ObjectAction,
         ExistingRequest,
         UrlRequest,
         ErrorBody,

@@ -47,8 +47,10 @@ pub struct AppState {
     pub check_memory: crate::users::CheckMemory,
     /// Metrics.
     pub metrics: Metrics,
-    /// Tag scanned existing objects.
-    pub tag_existing: bool,
+    /// What is done to existing objects once scanned (when `on_requests`).
+    pub actions: storage::actions::ActionsConfig,
+    /// The engines' fingerprint, for the `scan-engines` tag (worked out at start).
+    pub fingerprint: String,
     /// How long an upload may stall.
     pub upload_idle_timeout: Duration,
     /// The listener's limits and the metrics token.
@@ -75,6 +77,10 @@ impl AppState {
             );
         }
         let key = signing_key(config)?;
+        let mut actions = config.actions.clone();
+        actions.on_requests |= config.tag_existing;
+        actions.check()?;
+        let fingerprint = storage::actions::fingerprint(&scanner).await;
         Ok(Arc::new(AppState {
             scanner,
             store,
@@ -90,7 +96,8 @@ impl AppState {
             login_wait: Duration::from_millis(config.login_wait_ms),
             check_memory: crate::users::CheckMemory::default(),
             metrics: Metrics::default(),
-            tag_existing: config.tag_existing,
+            actions,
+            fingerprint,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
             http: config.http.clone(),
         }))

@@ -2,6 +2,7 @@
 //! ([`LocalStore`], the embedded default), [`fetch`]: guarded HTTP(S)
 //! downloads for URL scans; and, with the feature `edge`, the servers' shared HTTP edge.
 
+pub mod actions;
 mod config;
 #[cfg(feature = "edge")]
 pub mod edge;

@@ -88,10 +88,10 @@ async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_
         c.bulk_page_size = 2;
         c.filters.skip_suffixes = vec![".log".into()];
         c.filters.max_size = Some(1000);
-        c.actions.rules = vec![api_async::config::ActionRule {
+        c.actions.rules = vec![storage::actions::ActionRule {
             bucket: "b".into(),
             prefix: "in/drop/".into(),
-            infected: Some(api_async::config::Action::Delete),
+            infected: Some(storage::actions::Action::Delete),
             ..Default::default()
         }];
     })

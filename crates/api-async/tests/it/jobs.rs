@@ -414,11 +414,17 @@ async fn a_receiver_that_is_down_does_not_hold_up_other_jobs() {
         server.result("next", Duration::from_secs(10)).await["status"],
         "clean"
     );
-    assert_eq!(
-        server.pending_jobs().await,
-        1,
-        "the first job is still delivering"
-    );
+    // The second job leaves the queue just after its result is stored; the first stays,
+    // still delivering.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.pending_jobs().await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} jobs pending, not just the first one, still delivering",
+            server.pending_jobs().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -452,6 +458,7 @@ async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
                         .id_of(crate::testutil::KEY)
                         .map(str::to_owned),
                     tag_object: false,
+                    watched: false,
                     bulk: None,
                     rescans: 0,
                 },
@@ -711,9 +718,9 @@ async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_uns
     .await;
     let server = Server::start_with(|c| {
         c.storage = storage::StorageConfig::S3(s3config.clone());
-        c.actions = api_async::config::ActionsConfig {
-            infected: api_async::config::Action::Move,
-            not_clean: api_async::config::Action::Delete,
+        c.actions = storage::actions::ActionsConfig {
+            infected: storage::actions::Action::Move,
+            not_clean: storage::actions::Action::Delete,
             quarantine_bucket: Some(quarantine.clone()),
             quarantine_prefix: "held/".to_owned(),
             ..Default::default()
@@ -781,7 +788,7 @@ async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_uns
 
 #[test]
 fn an_actions_policy_that_cannot_be_carried_out_is_refused_at_start() {
-    use api_async::config::{Action, ActionsConfig};
+    use storage::actions::{Action, ActionsConfig};
     let no_bucket = ActionsConfig {
         infected: Action::Move,
         ..Default::default()
@@ -917,4 +924,45 @@ async fn notify_created(server: &Server, bucket: &str, keys: &[&str]) {
         .post("/api/v1/events/s3", &json!({"Records": records}))
         .await;
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn with_on_requests_the_policy_also_acts_on_objects_callers_ask_about() {
+    let server = Server::start_with(|c| {
+        c.actions.on_requests = true;
+        c.actions.infected = storage::actions::Action::Delete;
+        // Filters are for watched buckets: a caller's own request is never skipped.
+        c.filters.skip_suffixes = vec![".com".into()];
+    })
+    .await;
+    let data = server.data_dir();
+    std::fs::create_dir_all(data.join("b")).unwrap();
+    std::fs::write(data.join("b/bad.com"), eicar()).unwrap();
+    std::fs::write(data.join("b/fine.com"), b"fine").unwrap();
+
+    let queued = server
+        .post(
+            "/api/v1/scan/async/s3",
+            &json!({"bucket": "b", "key": "bad.com", "trace_id": "asked-1"}),
+        )
+        .await;
+    assert_eq!(queued.status(), 201);
+    let result = server.result("asked-1", WITHIN).await;
+    assert_eq!(result["status"], "infected", "{result}");
+    assert_eq!(result["object_action"]["action"], "delete", "{result}");
+    assert_eq!(result["object_action"]["done"], true, "{result}");
+    assert!(!data.join("b/bad.com").exists());
+
+    let answer: serde_json::Value = server
+        .post(
+            "/api/v1/scan/sync/s3",
+            &json!({"bucket": "b", "key": "fine.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "clean", "{answer}");
+    assert_eq!(answer["object_action"]["action"], "tag", "{answer}");
+    assert!(data.join("b/.fine.com.tags.json").exists());
 }

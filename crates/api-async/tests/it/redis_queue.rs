@@ -21,6 +21,7 @@ fn job(id: &str) -> Job {
             custom_data: None,
             owner: None,
             tag_object: false,
+            watched: false,
             bulk: None,
             rescans: 0,
         },

@@ -282,6 +282,50 @@ async fn local_store_upload_when_no_s3_is_configured() {
     }
 }
 
+#[tokio::test]
+async fn scan_existing_carries_out_the_actions_policy_on_request() {
+    let server = Server::start_with(|c| {
+        c.actions = storage::actions::ActionsConfig {
+            on_requests: true,
+            infected: storage::actions::Action::Move,
+            quarantine_bucket: Some("held".into()),
+            quarantine_prefix: "q/".into(),
+            ..Default::default()
+        };
+    })
+    .await;
+    let data = server.data_dir();
+    for (path, bytes) in [("in/bad.com", eicar()), ("in/fine.txt", b"fine".to_vec())] {
+        std::fs::create_dir_all(data.join("uploads/in")).unwrap();
+        std::fs::write(data.join("uploads").join(path), bytes).unwrap();
+    }
+    std::fs::create_dir_all(data.join("held")).unwrap();
+    let token = server.token().await;
+    let existing = |key: &str| {
+        let request = server
+            .client
+            .post(server.url("/api/Scan/Existing"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "container": "uploads", "objectPath": key }));
+        async move { json(request.send().await.unwrap()).await }
+    };
+    let bad = existing("in/bad.com").await;
+    assert_eq!(bad["result"], "Infected");
+    assert_eq!(bad["objectAction"]["action"], "move", "{bad}");
+    assert_eq!(bad["objectAction"]["done"], true, "{bad}");
+    assert_eq!(bad["objectAction"]["to"], "local://held/q/in/bad.com");
+    assert!(!data.join("uploads/in/bad.com").exists());
+    assert!(data.join("held/q/in/bad.com").exists());
+    let fine = existing("in/fine.txt").await;
+    assert_eq!(fine["objectAction"]["action"], "tag", "{fine}");
+    let tags: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("uploads/in/.fine.txt.tags.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tags["scan-result"], "clean");
+    assert_eq!(tags["scan-engines"].as_str().unwrap().len(), 12);
+}
+
 async fn file_server() -> String {
     let app = axum::Router::new()
         .route("/files/clean.txt", get(|| async { "nothing here" }))

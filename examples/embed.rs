@@ -17,20 +17,19 @@ async fn main() -> anyhow::Result<ExitCode> {
         .context("usage: embed FILE")?
         .into();
 
-    let mut builder = Scanner::builder().limits(Limits {
-        max_depth: 8,
-        ..Limits::default()
-    });
-    for engine in engines::embedded_engines(&engines::EmbeddedConfig::default())? {
-        builder = builder.shared_engine(engine);
-    }
-    let scanner = builder.build()?;
+    let scanner = Scanner::builder()
+        .limits(Limits {
+            max_depth: 8,
+            ..Limits::default()
+        })
+        .engines(engines::embedded_engines(
+            &engines::EmbeddedConfig::default(),
+        )?)
+        .build()?;
 
+    // The whole report: verdict, every detection and every part not examined, with paths.
     let report = scanner.scan_path(&path).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&report.to_sync_response())?
-    );
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::from(match report.verdict {
         Verdict::Clean => 0,
         Verdict::Infected => 1,

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use engines::EngineConfig;
-use scan_core::{Limits, SpoolSettings};
+use engines::SpoolSettings;
+use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
 use storage::edge::EdgeConfig;

@@ -442,7 +442,7 @@ impl ResultStore for EmbeddedStore {
     async fn put(
         &self,
         trace_id: &str,
-        result: &serde_json::Value,
+        result: &crate::wire::ScanResult,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.write(Op::PutResult {
@@ -453,7 +453,7 @@ impl ResultStore for EmbeddedStore {
         .await
     }
 
-    async fn get(&self, trace_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    async fn get(&self, trace_id: &str) -> Result<Option<crate::wire::ScanResult>, StoreError> {
         let key = trace_id.to_owned();
         let db = Arc::clone(&self.shared.db);
         tokio::task::spawn_blocking(move || {
@@ -811,7 +811,7 @@ mod tests {
         store
             .put(
                 "trace-a",
-                &serde_json::json!({"status": "clean"}),
+                &crate::wire::ScanResult::not_scanned("stored in a test"),
                 Duration::from_secs(60),
             )
             .await
@@ -867,7 +867,7 @@ mod tests {
             store
                 .put(
                     "t1",
-                    &serde_json::json!({"status": "clean"}),
+                    &crate::wire::ScanResult::not_scanned("stored in a test"),
                     Duration::from_secs(60),
                 )
                 .await
@@ -886,7 +886,7 @@ mod tests {
         assert_eq!(store.push(&job("a")).await.unwrap(), Pushed::TraceIdPending);
         assert_eq!(
             store.get("t1").await.unwrap(),
-            Some(serde_json::json!({"status": "clean"}))
+            Some(crate::wire::ScanResult::not_scanned("stored in a test"))
         );
     }
 
@@ -894,7 +894,7 @@ mod tests {
     async fn results_expire_and_are_swept_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
-        let short = serde_json::json!({"status": "no"});
+        let short = crate::wire::ScanResult::not_scanned("short-lived");
         store
             .put("short", &short, Duration::from_millis(1))
             .await
@@ -902,7 +902,7 @@ mod tests {
         store
             .put(
                 "long",
-                &serde_json::json!({"status": "clean"}),
+                &crate::wire::ScanResult::not_scanned("stored in a test"),
                 Duration::from_secs(60),
             )
             .await

@@ -31,9 +31,6 @@ pub(crate) enum ApiError {
     /// The request body could not be read (stalled, too large, malformed).
     #[error(transparent)]
     Body(#[from] storage::edge::body::BodyError),
-    /// A bug or an unexpected failure; the message is logged, not shown.
-    #[error("{0}")]
-    Internal(String),
 }
 
 impl ApiError {
@@ -47,7 +44,6 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Body(e) => e.status(),
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::job::{Job, JobSpec, Source};
 use crate::server::{AppState, Caller};
 use crate::store::Pushed;
+use crate::wire::ScanResult;
 
 /// Largest `custom_data`, bytes of UTF-8.
 pub const MAX_CUSTOM_DATA: usize = 16 * 1024;
@@ -314,7 +315,7 @@ pub(crate) struct ResultQuery {
 #[utoipa::path(get, path = "/api/v1/scan/async/result", tag = "async", security(("bearer" = []), ("api_key" = [])),
     params(("trace_id" = String, Query, description = "The id given when submitting")),
     responses(
-        (status = 200, description = "The verdict", body = scan_core::AsyncScanResult),
+        (status = 200, description = "The verdict", body = crate::wire::ScanResult),
         (status = 400, description = "No trace_id", body = storage::edge::openapi::ErrorBody),
         (status = 404, description = "Not finished, unknown, or expired", body = storage::edge::openapi::ErrorBody)))]
 /// `GET /api/v1/scan/async/result?trace_id=ID`.
@@ -322,7 +323,7 @@ pub(crate) async fn async_result(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Query(query): Query<ResultQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScanResult>, ApiError> {
     let trace_id = query.trace_id.filter(|t| !t.is_empty()).ok_or_else(|| {
         ApiError::BadRequest("the trace_id query parameter is required".to_owned())
     })?;
@@ -348,14 +349,14 @@ pub(crate) async fn test() -> StatusCode {
 #[utoipa::path(post, path = "/api/v1/scan/sync/download", tag = "sync", security(("bearer" = []), ("api_key" = [])),
     request_body = crate::openapi::SyncDownloadRequest,
     responses(
-        (status = 200, description = "The verdict (status no with a reason when the download failed)", body = scan_core::AsyncScanResult),
+        (status = 200, description = "The verdict (status no with a reason when the download failed)", body = crate::wire::ScanResult),
         (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
         (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/download`: fetch and scan in the request.
 pub(crate) async fn sync_download(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScanResult>, ApiError> {
     let fields = object(body)?;
     let url = http_url("download_url", &required(&fields, "download_url")?)?;
     let headers = headers(&fields, "download_headers")?;
@@ -365,7 +366,7 @@ pub(crate) async fn sync_download(
 #[utoipa::path(post, path = "/api/v1/scan/sync/s3", tag = "sync", security(("bearer" = []), ("api_key" = [])),
     request_body = crate::openapi::SyncS3Request,
     responses(
-        (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = scan_core::AsyncScanResult),
+        (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = crate::wire::ScanResult),
         (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
         (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/s3` (the original product has it beside the two the contract names):
@@ -373,7 +374,7 @@ pub(crate) async fn sync_download(
 pub(crate) async fn sync_s3(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScanResult>, ApiError> {
     let fields = object(body)?;
     let bucket = required(&fields, "bucket")?;
     let key = required(&fields, "key")?;
@@ -391,32 +392,37 @@ pub(crate) async fn sync_s3(
 
 /// Fetches (with the job's retries) and scans in the request; a download that fails is
 /// `status: "no"` with the reason, as it would be for a job.
-async fn scan_now(state: &AppState, source: Source) -> Result<Json<Value>, ApiError> {
+async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, ApiError> {
     let _slot = state.sync_slot()?;
     let sources = state.sources();
     let (name, _) = sources.describe(&source);
     let (mut result, verdict, read) = match sources.fetch(&source).await {
         Ok(fetched) => {
             let report = state.scan(&name, fetched.input).await;
-            let result = serde_json::to_value(report.to_async_result())
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            (result, Some(report.verdict), fetched.object)
+            (
+                ScanResult::of(&report),
+                Some(report.verdict),
+                fetched.object,
+            )
         }
-        Err(why) => (json!({"status": "no", "reason": why}), None, None),
+        Err(why) => (ScanResult::not_scanned(why), None, None),
     };
     // The caller waits for the verdict, so an object that changed since is not re-scanned
     // here: it is simply not acted on, and the answer says so.
     if state.settings.actions.on_requests && matches!(source, Source::S3 { .. }) {
-        let action = match &read {
-            Some(read) if changed(state, &source, read).await => json!({
-                "action": "none", "done": false,
-                "error": "the object changed after it was scanned; it was not acted on"
-            }),
+        result.object_action = match &read {
+            Some(read) if changed(state, &source, read).await => {
+                Some(storage::actions::ActionReport {
+                    action: "none".to_owned(),
+                    done: false,
+                    to: None,
+                    error: Some(
+                        "the object changed after it was scanned; it was not acted on".to_owned(),
+                    ),
+                })
+            }
             _ => crate::worker::act_on_object(state, &source, verdict, read.as_ref()).await,
         };
-        if let Some(fields) = result.as_object_mut() {
-            fields.insert("object_action".into(), action);
-        }
     }
     Ok(Json(result))
 }
@@ -444,7 +450,7 @@ async fn changed(state: &AppState, source: &Source, read: &storage::ObjectInfo) 
 #[utoipa::path(post, path = "/api/v1/scan/sync/binary", tag = "sync", security(("bearer" = []), ("api_key" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file. An empty body is an empty file: it is scanned like any other and answered 200 (clean, size 0)."),
     responses(
-        (status = 200, description = "The verdict", body = scan_core::AsyncScanResult),
+        (status = 200, description = "The verdict", body = crate::wire::ScanResult),
         (status = 408, description = "The body stalled", body = storage::edge::openapi::ErrorBody),
         (status = 413, description = "The body is over max_body_bytes", body = storage::edge::openapi::ErrorBody),
         (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
@@ -453,7 +459,7 @@ pub(crate) async fn sync_binary(
     State(state): State<Arc<AppState>>,
     request_headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScanResult>, ApiError> {
     // A body announced as larger than the limit is answered before a byte of it is read (and
     // before it takes a scan slot).
     let declared = request_headers
@@ -482,9 +488,7 @@ pub(crate) async fn sync_binary(
     )
     .await?;
     let report = state.scan("binary", input).await;
-    serde_json::to_value(report.to_async_result())
-        .map(Json)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(Json(ScanResult::of(&report)))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]

@@ -20,6 +20,7 @@ mod server;
 mod source;
 pub mod sqs;
 mod store;
+pub mod wire;
 mod worker;
 
 pub use callback::CallbackPolicy;

@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use scan_core::metrics::ScanMetrics;
+use storage::edge::metrics::ScanMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -155,7 +155,7 @@ impl Metrics {
         if let Some(pending) = pending {
             self.queue_depth.set(pending as i64);
         }
-        scan_core::metrics::render(&self.registry)
+        storage::edge::metrics::render(&self.registry)
     }
 }
 

@@ -195,8 +195,10 @@ impl Modify for ApiKeyAuth {
         BulkRequest,
         BulkStatus,
         ErrorBody,
-        scan_core::AsyncScanResult,
-        scan_core::EngineSummary
+        crate::wire::ScanResult,
+        crate::wire::Status,
+        storage::edge::openapi::ObjectAction,
+        storage::edge::openapi::EngineSummary
     )),
     modifiers(&ApiKeyAuth)
 )]

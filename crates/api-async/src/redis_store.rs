@@ -359,7 +359,7 @@ impl ResultStore for RedisStore {
     async fn put(
         &self,
         trace_id: &str,
-        result: &serde_json::Value,
+        result: &crate::wire::ScanResult,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(result).map_err(backend)?;
@@ -371,7 +371,7 @@ impl ResultStore for RedisStore {
         Ok(())
     }
 
-    async fn get(&self, trace_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    async fn get(&self, trace_id: &str) -> Result<Option<crate::wire::ScanResult>, StoreError> {
         let mut conn = self.conn.clone();
         let json: Option<String> = conn.get(self.result_key(trace_id)).await.map_err(backend)?;
         json.map(|j| {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::job::Job;
+use crate::wire::ScanResult;
 
 /// The queue or result store failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +71,10 @@ pub trait ResultStore: Send + Sync {
     async fn put(
         &self,
         trace_id: &str,
-        result: &serde_json::Value,
+        result: &ScanResult,
         ttl: Duration,
     ) -> Result<(), StoreError>;
 
     /// The result, unless absent or expired.
-    async fn get(&self, trace_id: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    async fn get(&self, trace_id: &str) -> Result<Option<ScanResult>, StoreError>;
 }

@@ -13,8 +13,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::wire::{CallbackBody, ScanResult};
 use futures::FutureExt;
-use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -185,16 +185,16 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     }
     let mut scanned = None;
     let mut size = 0;
-    let result: Value = if job.attempts > state.settings.max_attempts {
+    let mut result = if job.attempts > state.settings.max_attempts {
         tracing::error!(
             job = job.id,
             attempts = job.attempts,
             "a job keeps failing to finish; given up"
         );
-        json!({
-            "status": "no",
-            "reason": format!("given up: the job was started {} times without finishing", job.attempts - 1),
-        })
+        ScanResult::not_scanned(format!(
+            "given up: the job was started {} times without finishing",
+            job.attempts - 1
+        ))
     } else {
         let started = Instant::now();
         let fetched = sources.fetch(&job.spec.source).await;
@@ -208,17 +208,15 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
                 verdict = Some(report.verdict);
                 size = report.size;
                 tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
-                serde_json::to_value(report.to_async_result())
-                    .unwrap_or_else(|e| json!({"status": "no", "reason": e.to_string()}))
+                ScanResult::of(&report)
             }
             Err(why) => {
                 tracing::warn!(job = job.id, trace_id = ?job.spec.trace_id, url = ?download_url, error = %why, "not scanned");
-                json!({"status": "no", "reason": why})
+                ScanResult::not_scanned(why)
             }
         }
     };
 
-    let mut result = result;
     if job.spec.tag_object {
         // Nothing is done to the object when the policy says so, so whether it changed since
         // does not matter then (and costs a request per object).
@@ -232,29 +230,30 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
             if !job.spec.watched {
                 // A caller asked about the bytes that were read: the verdict stands for them,
                 // and the object, which is something else now, is left alone.
-                action = Some(json!({
-                    "action": "none", "done": false,
-                    "error": format!("the object changed after it was scanned ({why}); it was not acted on"),
-                }));
+                action = Some(storage::actions::ActionReport {
+                    action: "none".to_owned(),
+                    done: false,
+                    to: None,
+                    error: Some(format!(
+                        "the object changed after it was scanned ({why}); it was not acted on"
+                    )),
+                });
             } else if rescan(state, job, &why).await {
                 complete(state, job).await;
                 return None;
             } else {
                 // It keeps changing: no verdict holds for what is there now.
                 verdict = None;
-                result = json!({
-                    "status": "no",
-                    "reason": format!("the object changed between its scan and the action on it {} times ({why}); it is left unjudged", job.spec.rescans + 1),
-                });
+                result = ScanResult::not_scanned(format!(
+                    "the object changed between its scan and the action on it {} times ({why}); it is left unjudged",
+                    job.spec.rescans + 1
+                ));
             }
         }
-        let action = match action {
-            Some(action) => action,
+        result.object_action = match action {
+            Some(action) => Some(action),
             None => act_on_object(state, &job.spec.source, verdict, scanned.as_ref()).await,
         };
-        if let Some(fields) = result.as_object_mut() {
-            fields.insert("object_action".into(), action);
-        }
     }
 
     if let Some(trace_id) = &job.spec.result_key()
@@ -273,25 +272,19 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     if !record_in_bulk(state, job, crate::bulk::Outcome::of(verdict), size).await {
         return None;
     }
-    state
-        .metrics
-        .finished(result["status"].as_str().unwrap_or("no"));
+    state.metrics.finished(result.status.as_str());
     let Some(url) = &job.spec.callback_url else {
         complete(state, job).await;
         return None;
     };
-    let mut body = result;
-    if let Some(fields) = body.as_object_mut() {
-        fields.insert("download_time".into(), json!(download_time));
-        fields.insert("scan_time".into(), json!(scan_time));
-        fields.insert("download_url".into(), json!(download_url));
-        if let Some(trace_id) = &job.spec.trace_id {
-            fields.insert("trace_id".into(), json!(trace_id));
-        }
-        if let Some(custom) = &job.spec.custom_data {
-            fields.insert("custom_data".into(), json!(custom));
-        }
-    }
+    let body = CallbackBody {
+        result,
+        download_time,
+        scan_time,
+        download_url,
+        trace_id: job.spec.trace_id.clone(),
+        custom_data: job.spec.custom_data.clone(),
+    };
     Some(Callback {
         url: url.clone(),
         body: bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
@@ -472,14 +465,14 @@ pub(crate) async fn act_on_object(
     source: &crate::job::Source,
     verdict: Option<scan_core::Verdict>,
     read: Option<&storage::ObjectInfo>,
-) -> Value {
+) -> Option<storage::actions::ActionReport> {
     let crate::job::Source::S3 {
         bucket,
         key,
         version,
     } = source
     else {
-        return Value::Null;
+        return None;
     };
     let asked = storage::ObjectRef {
         bucket: bucket.clone(),
@@ -503,7 +496,7 @@ pub(crate) async fn act_on_object(
     if report.action != "none" {
         state.metrics.action(report.done);
     }
-    serde_json::to_value(&report).unwrap_or(Value::Null)
+    Some(report)
 }
 
 /// Delivers a job's callback (with retries, for a bounded time), then completes the job either

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use engines::EngineConfig;
+use engines::SpoolSettings;
 use scan_core::Limits;
-use scan_core::SpoolSettings;
 use serde::Deserialize;
 use storage::StorageConfig;
 use storage::edge::EdgeConfig;

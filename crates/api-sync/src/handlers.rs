@@ -10,7 +10,9 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use scan_core::{InputError, Report, ScanInput, SpoolConfig, SyncScanResponse, Verdict};
+use scan_core::{InputError, Report, ScanInput, SpoolConfig, Verdict};
+
+use crate::wire::SyncScanResponse;
 use serde::{Deserialize, Serialize};
 use storage::ObjectRef;
 use storage::edge::InFlight;
@@ -147,7 +149,7 @@ pub(crate) struct SpentSeconds {
 impl From<&Report> for ScanResponse {
     fn from(report: &Report) -> Self {
         ScanResponse {
-            verdict: report.to_sync_response(),
+            verdict: SyncScanResponse::from(report),
             uploaded_to: None,
             stored: None,
             upload_error: None,

@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod server;
 pub mod users;
+pub mod wire;
 
 pub use config::Config;
 pub use error::ApiError;

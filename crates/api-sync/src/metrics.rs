@@ -1,7 +1,7 @@
 //! Prometheus metrics: the scan metrics of scan-core, under the `verdict` prefix.
 
 use prometheus_client::registry::Registry;
-use scan_core::metrics::ScanMetrics;
+use storage::edge::metrics::ScanMetrics;
 
 /// The server's metrics.
 pub struct Metrics {
@@ -21,6 +21,6 @@ impl Default for Metrics {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        scan_core::metrics::render(&self.registry)
+        storage::edge::metrics::render(&self.registry)
     }
 }

@@ -47,7 +47,7 @@ pub(crate) struct ScanForm {
 #[allow(dead_code)]
 pub(crate) struct ScanResult {
     #[serde(flatten)]
-    verdict: scan_core::SyncScanResponse,
+    verdict: crate::wire::SyncScanResponse,
     /// Where a clean file was stored (with `uploadTo`).
     uploaded_to: Option<String>,
     /// Whether it was stored (with `uploadTo`).
@@ -57,21 +57,7 @@ pub(crate) struct ScanResult {
     /// Why tagging an existing object failed.
     tag_error: Option<String>,
     /// What was done to an existing object after its scan (with `actions.on_requests`).
-    object_action: Option<ObjectAction>,
-}
-
-/// `objectAction`: what was done to the object.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ObjectAction {
-    /// `tag`, `move`, `delete` or `none`.
-    action: String,
-    /// Whether it was carried out.
-    done: bool,
-    /// Where `move` put it.
-    to: Option<String>,
-    /// Why it was not done.
-    error: Option<String>,
+    object_action: Option<storage::edge::openapi::ObjectAction>,
 }
 
 /// `POST /api/Scan/Existing` body.
@@ -132,13 +118,13 @@ impl Modify for BearerAuth {
         TokenResponse,
         ScanForm,
         ScanResult,
-        ObjectAction,
+        storage::edge::openapi::ObjectAction,
         ExistingRequest,
         UrlRequest,
         ErrorBody,
-        scan_core::SyncScanResponse,
-        scan_core::DetectedInfection,
-        scan_core::EngineSummary
+        crate::wire::SyncScanResponse,
+        crate::wire::DetectedInfection,
+        storage::edge::openapi::EngineSummary
     )),
     modifiers(&BearerAuth)
 )]

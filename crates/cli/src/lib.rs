@@ -35,7 +35,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<Summa
 struct FileConfig {
     engines: Vec<engines::EngineConfig>,
     limits: Limits,
-    spool: scan_core::SpoolSettings,
+    spool: engines::SpoolSettings,
     fetch: storage::fetch::FetchSettings,
     storage: storage::StorageConfig,
 }
@@ -93,13 +93,10 @@ async fn scan(args: Args, out: &mut (dyn Write + Send)) -> anyhow::Result<Summar
     if let Some(dir) = &args.temp_dir {
         spool.temp_dir = Some(dir.clone());
     }
-    let mut builder = Scanner::builder()
+    let builder = Scanner::builder()
         .limits(args.limits.apply(file.limits.clone())?)
         .spool(spool);
-    for engine in all_engines {
-        builder = builder.shared_engine(engine);
-    }
-    let scanner = builder.build()?;
+    let scanner = builder.engines(all_engines).build()?;
 
     let started = Instant::now();
     let remote = Remote::new(&args, &file).await?;

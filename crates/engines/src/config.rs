@@ -74,14 +74,15 @@ pub fn build_scanner(
     } else {
         configs
     };
-    let mut builder = scan_core::Scanner::builder().limits(limits).spool(spool);
-    for engine in build_engines(configs)? {
-        builder = builder.shared_engine(engine);
-    }
-    builder.build().map_err(|e| EngineConfigError::Invalid {
-        engine: "scanner".to_owned(),
-        message: e.to_string(),
-    })
+    scan_core::Scanner::builder()
+        .limits(limits)
+        .spool(spool)
+        .engines(build_engines(configs)?)
+        .build()
+        .map_err(|e| EngineConfigError::Invalid {
+            engine: "scanner".to_owned(),
+            message: e.to_string(),
+        })
 }
 
 /// Builds every configured engine, in order.
@@ -171,5 +172,35 @@ impl Engine for SizeLimited {
 
     async fn health(&self) -> Result<String, EngineError> {
         self.inner.health().await
+    }
+}
+
+/// Spool settings as they appear in a service's configuration file (`[spool]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSettings {
+    /// Folder for spool files; the system temp folder when unset.
+    pub temp_dir: Option<PathBuf>,
+    /// Bytes kept in memory before spooling to disk.
+    pub memory_threshold: usize,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            temp_dir: None,
+            memory_threshold: scan_core::SpoolConfig::default().memory_threshold,
+        }
+    }
+}
+
+impl SpoolSettings {
+    /// The spool configuration, refusing inputs larger than `max_input_size`.
+    pub fn config(&self, max_input_size: Option<u64>) -> scan_core::SpoolConfig {
+        scan_core::SpoolConfig {
+            memory_threshold: self.memory_threshold,
+            temp_dir: self.temp_dir.clone(),
+            max_input_size,
+        }
     }
 }

@@ -10,7 +10,9 @@ mod net;
 mod yara;
 
 pub use clamd::{ClamdConfig, ClamdEngine};
-pub use config::{EngineConfig, EngineConfigError, SizeLimited, build_engines, build_scanner};
+pub use config::{
+    EngineConfig, EngineConfigError, SizeLimited, SpoolSettings, build_engines, build_scanner,
+};
 pub use icap::{IcapConfig, IcapEngine};
 pub use net::Address;
 

@@ -35,36 +35,6 @@ impl Default for SpoolConfig {
     }
 }
 
-/// Spool settings as they appear in a service's configuration file.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpoolSettings {
-    /// Folder for spool files; the system temp folder when unset.
-    pub temp_dir: Option<PathBuf>,
-    /// Bytes kept in memory before spooling to disk.
-    pub memory_threshold: usize,
-}
-
-impl Default for SpoolSettings {
-    fn default() -> Self {
-        SpoolSettings {
-            temp_dir: None,
-            memory_threshold: SpoolConfig::default().memory_threshold,
-        }
-    }
-}
-
-impl SpoolSettings {
-    /// The spool configuration, refusing inputs larger than `max_input_size`.
-    pub fn config(&self, max_input_size: Option<u64>) -> SpoolConfig {
-        SpoolConfig {
-            memory_threshold: self.memory_threshold,
-            temp_dir: self.temp_dir.clone(),
-            max_input_size,
-        }
-    }
-}
-
 impl SpoolConfig {
     /// Refuses an input whose declared length (an HTTP `Content-Length`, an object's size) is
     /// already over [`SpoolConfig::max_input_size`], so it is turned away before a byte of it

@@ -7,8 +7,7 @@
 //! only if every object was fully examined by every engine.
 //!
 //! ```
-//! use async_trait::async_trait;
-//! use scan_core::{Engine, EngineError, Finding, ScanObject, Scanner, Verdict};
+//! use scan_core::{Engine, EngineError, Finding, ScanObject, Scanner, Verdict, async_trait};
 //!
 //! /// Flags any object containing the word "malicious".
 //! struct Words;
@@ -40,20 +39,18 @@ pub mod filetype;
 mod formats;
 mod input;
 mod limits;
-#[cfg(feature = "metrics")]
-pub mod metrics;
 mod scanner;
 mod verdict;
 
+/// The attribute [`Engine`] implementations need, re-exported so implementing one takes no
+/// dependency of its own: `#[scan_core::async_trait]`.
+pub use async_trait::async_trait;
 pub use engine::{Engine, EngineError, Finding, ScanObject, Scope};
 pub use error::InputError;
 pub use filetype::FileType;
-pub use input::{InputBuilder, ObjectData, ScanInput, SpoolConfig, SpoolSettings};
+pub use input::{InputBuilder, ObjectData, ScanInput, SpoolConfig};
 pub use limits::{Limit, Limits};
 pub use scanner::{ConfigError, Scanner, ScannerBuilder};
-pub use verdict::{
-    AsyncScanResult, AsyncStatus, DetectedInfection, Detection, EngineSummary, Problem, Reason,
-    Report, SyncScanResponse, Timings, Verdict,
-};
+pub use verdict::{Detection, EngineSummary, Problem, Reason, Report, Timings, Verdict};
 #[cfg(feature = "test-support")]
 pub mod testing;

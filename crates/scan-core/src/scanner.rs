@@ -78,6 +78,12 @@ impl ScannerBuilder {
         self
     }
 
+    /// Adds several shared engines at once, in order (what `engines::build_engines` returns).
+    pub fn engines(mut self, engines: impl IntoIterator<Item = Arc<dyn Engine>>) -> Self {
+        self.engines.extend(engines);
+        self
+    }
+
     /// Sets the expansion limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

@@ -119,7 +119,11 @@ async fn a_pending_trace_id_is_refused_until_completed_and_a_full_queue_refuses(
     assert_eq!(store.push(&job("4")).await.unwrap(), Pushed::Full);
     let first = claim_one(&store).await.unwrap();
     store
-        .put("1", &serde_json::json!({"status": "clean"}), LEASE)
+        .put(
+            "1",
+            &api_async::wire::ScanResult::not_scanned("for the test"),
+            LEASE,
+        )
         .await
         .unwrap();
     store.complete(&first).await.unwrap();
@@ -136,21 +140,20 @@ async fn results_are_shared_and_expire() {
     let ns = namespace();
     let a = open(&ns, "a", LEASE).await;
     let b = open(&ns, "b", LEASE).await;
-    a.put(
-        "t1",
-        &serde_json::json!({"status": "infected", "finding": "EICAR"}),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let mut infected = api_async::wire::ScanResult::not_scanned("for the test");
+    infected.status = api_async::wire::Status::Infected;
+    infected.finding = Some("EICAR".to_owned());
+    a.put("t1", &infected, Duration::from_secs(60))
+        .await
+        .unwrap();
     a.put(
         "t2",
-        &serde_json::json!({"status": "clean"}),
+        &api_async::wire::ScanResult::not_scanned("short-lived"),
         Duration::from_millis(50),
     )
     .await
     .unwrap();
-    assert_eq!(b.get("t1").await.unwrap().unwrap()["finding"], "EICAR");
+    assert_eq!(b.get("t1").await.unwrap(), Some(infected));
     tokio::time::sleep(Duration::from_millis(120)).await;
     assert_eq!(b.get("t2").await.unwrap(), None);
     assert_eq!(b.get("unknown").await.unwrap(), None);

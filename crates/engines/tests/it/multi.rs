@@ -45,8 +45,11 @@ async fn yara_finds_one_thing_clamd_another_both_in_the_report() {
     );
     let names: Vec<&str> = report.engines.iter().map(|e| e.engine.as_str()).collect();
     assert_eq!(names, ["yara", "clamd", "icap"]);
-    let sync = serde_json::to_value(report.to_sync_response()).unwrap();
-    assert_eq!(sync["engines"].as_array().unwrap().len(), 3);
+    assert!(
+        report.engines.iter().all(|e| e.objects_scanned > 0),
+        "{:?}",
+        report.engines
+    );
 }
 
 #[tokio::test]

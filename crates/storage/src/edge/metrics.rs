@@ -1,5 +1,5 @@
-//! Prometheus metrics of scans (feature `metrics`): scans by verdict, bytes, duration, engine
-//! errors and scans in flight, registered into a service's own registry.
+//! Prometheus metrics of scans, shared by both servers: scans by verdict, bytes, duration,
+//! engine errors and scans in flight, registered into a service's own registry.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::Report;
+use scan_core::Report;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {

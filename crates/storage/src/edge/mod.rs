@@ -11,6 +11,7 @@
 pub mod body;
 mod listen;
 mod log;
+pub mod metrics;
 pub mod openapi;
 
 use std::time::Duration;

@@ -14,6 +14,37 @@ pub struct ErrorBody {
     status: u16,
 }
 
+/// The schema of [`scan_core::EngineSummary`] (one engine's part in a scan), which both
+/// servers' verdict bodies carry as `engines`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EngineSummary {
+    /// The engine's name.
+    engine: String,
+    /// Objects the engine examined.
+    objects_scanned: u64,
+    /// Objects the engine was meant to see but did not examine (over its size limit).
+    objects_skipped: u64,
+    /// Detections it made.
+    detections: u64,
+    /// Objects on which it failed.
+    errors: u64,
+}
+
+/// The schema of [`crate::actions::ActionReport`]: what was done to an object after its scan.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ObjectAction {
+    /// `tag`, `move`, `delete` or `none`.
+    action: String,
+    /// Whether it was carried out.
+    done: bool,
+    /// Where `move` put the object.
+    to: Option<String>,
+    /// Why it was not done.
+    error: Option<String>,
+}
+
 /// Adds a 401 answer (with [`ErrorBody`]) to every operation that has a security requirement
 /// and does not document one yet, and to `GET /metrics` (which answers 401 when a metrics token
 /// is configured).

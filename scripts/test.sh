@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, then every test of the workspace (unit, integration,
-# doc tests; examples are built) against real services: clamd and c-icap, installed and started
-# on loopback by scripts/services.sh and stopped again when this script exits.
+# The whole test suite: formatting, lints, docs (no broken links), then every test of the
+# workspace (unit, integration, doc tests; examples are built) against real services (clamd,
+# c-icap, moto for S3 and SQS, Redis, a headless browser), installed and started on loopback by
+# scripts/services.sh and stopped again when this script exits, then a schema fuzz of both APIs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -11,6 +12,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 log "starting test services"
 trap 'scripts/services.sh stop' EXIT
 scripts/services.sh start

@@ -396,7 +396,8 @@ pub(crate) struct Caller {
 }
 
 /// Serves HTTP on `listener` and runs the workers until `shutdown` resolves; then stops
-/// accepting, lets in-flight requests finish, and drains the workers (see [`worker::run`]).
+/// accepting, lets in-flight requests finish, and drains the workers: running jobs get
+/// `shutdown_grace_secs`, and the rest go back to the queue.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,

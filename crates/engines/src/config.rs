@@ -58,7 +58,7 @@ pub enum EngineConfigError {
     },
 }
 
-/// Builds a [`Scanner`] from engine configs (the embedded YARA engine when the list is empty),
+/// Builds a [`scan_core::Scanner`] from engine configs (the embedded YARA engine when the list is empty),
 /// limits and spool settings: the one way every binary turns its config into a scanner.
 pub fn build_scanner(
     configs: &[EngineConfig],

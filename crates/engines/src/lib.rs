@@ -1,6 +1,24 @@
 //! Verdict's scanning engines behind scan-core's [`scan_core::Engine`] trait: YARA rules through
 //! yara-x and hash signatures in-process (the embedded default), ClamAV through clamd, and
 //! commercial scanners through ICAP; [`EngineConfig`] builds any of them from configuration.
+//!
+//! ```
+//! // Engines as a server's configuration file names them (TOML or JSON alike): here YARA with
+//! // its built-in EICAR rule, and a hash list would go beside it as `type = "hashes"`.
+//! let configs: Vec<engines::EngineConfig> =
+//!     serde_json::from_value(serde_json::json!([{ "type": "yara" }]))?;
+//! let scanner = engines::build_scanner(&configs, Default::default(), Default::default())?;
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let eicar = scan_core::testing::eicar();
+//! let report = scanner
+//!     .scan_reader("eicar.com", std::io::Cursor::new(eicar))
+//!     .await?;
+//! assert_eq!(report.verdict, scan_core::Verdict::Infected);
+//! assert_eq!(report.detections[0].engine, "yara");
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
 
 mod clamd;
 mod config;

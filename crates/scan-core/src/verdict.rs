@@ -144,7 +144,7 @@ impl Timings {
 pub struct Report {
     /// The name the root object was scanned under (upload name, file name, object key).
     pub name: String,
-    /// The overall result, derived from `detections` and `problems` by [`Report::new`].
+    /// The overall result, derived from `detections` and `problems` by [`Report::verdict_of`].
     pub verdict: Verdict,
     /// Everything found, in the order it was found.
     pub detections: Vec<Detection>,

@@ -321,7 +321,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "proxy-authenticate",
 ];
 
-/// Why a caller may not set the header `name`, if it may not (see [`RESERVED_HEADERS`]).
+/// Why a caller may not set the header `name`, if it may not (framing, hop-by-hop and `Host`).
 pub fn reserved_header(name: &str) -> Option<String> {
     RESERVED_HEADERS
         .iter()

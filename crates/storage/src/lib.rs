@@ -1,6 +1,31 @@
 //! Verdict's storage: [`ObjectStore`] over S3 ([`S3Store`]) and a local directory
 //! ([`LocalStore`], the embedded default), [`fetch`]: guarded HTTP(S)
-//! downloads for URL scans; and, with the feature `edge`, the servers' shared HTTP edge.
+//! downloads for URL scans; [`actions`]: what is done to an object after its scan; and, with the
+//! feature `edge`, the servers' shared HTTP edge.
+//!
+//! ```
+//! use storage::{LocalStore, ObjectRef, ObjectStore};
+//!
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let root = tempfile::tempdir()?;
+//! std::fs::create_dir_all(root.path().join("uploads/in"))?;
+//! std::fs::write(root.path().join("uploads/in/report.txt"), "quarterly figures")?;
+//! let store = LocalStore::new(root.path())?;
+//!
+//! // Listed a page at a time, in key order; the last key is where the next page starts.
+//! let page = store.list_page("uploads", "in/", None, 1000).await?;
+//! assert_eq!(page.objects[0].key, "in/report.txt");
+//! assert!(!page.more);
+//!
+//! // Tags are merged into what the object has; a scan's outcome is one call.
+//! let object = ObjectRef::new("uploads", "in/report.txt");
+//! storage::tag_outcome(&store, &object, Some(scan_core::Verdict::Clean), "2026-12-02T00:00:00Z").await?;
+//! let tags = store.tags(&object).await?;
+//! assert!(tags.contains(&("scan-result".to_owned(), "clean".to_owned())));
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod actions;
 mod config;

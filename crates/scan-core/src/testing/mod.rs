@@ -263,8 +263,8 @@ pub fn overlapping_zip(count: usize, kernel_size: usize) -> Vec<u8> {
     raw.finish()
 }
 
-/// A gzip stream that decodes to `size` zero bytes, built in milliseconds (see
-/// [`deflate_of_zeros`]).
+/// A gzip stream that decodes to `size` zero bytes, built in milliseconds around the same raw
+/// deflate stream as `deflate_of_zeros`.
 pub fn gzip_of_zeros(size: u64) -> Vec<u8> {
     let (deflate, crc, size) = deflate_of_zeros(size);
     let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];

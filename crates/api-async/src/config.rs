@@ -9,6 +9,7 @@ use engines::SpoolSettings;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
+use storage::config_file::{self, ConfigFileError};
 use storage::edge::EdgeConfig;
 use storage::fetch::FetchSettings;
 
@@ -300,26 +301,19 @@ impl Config {
     /// `VERDICT_QUEUE_PATH` (embedded queue file), `VERDICT_REDIS_URL` (switches to Redis),
     /// `VERDICT_CALLBACK_SECRET`, `VERDICT_CALLBACK_SECRET_FILE`, `VERDICT_DATA_DIR` (local
     /// storage root), `VERDICT_S3_ENDPOINT` (switches to S3, path-style).
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut config: Config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-                toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
-            }
-            None => Config::default(),
-        };
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigFileError> {
+        let mut config: Config = config_file::load(path)?;
         config.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }
 
     /// Applies overrides from `get` (the environment, or a map in tests).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(listen) = get("VERDICT_LISTEN") {
-            self.listen = listen
-                .parse()
-                .map_err(|e| anyhow::anyhow!("VERDICT_LISTEN {listen:?}: {e}"))?;
+    pub fn apply_env(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigFileError> {
+        if let Some(listen) = config_file::env(&get, "VERDICT_LISTEN")? {
+            self.listen = listen;
         }
         if let Some(keys) = get("VERDICT_API_KEYS") {
             self.api_keys = Some(keys);
@@ -330,10 +324,8 @@ impl Config {
         if let Some(url) = get("VERDICT_PUBLIC_URL") {
             self.public_url = Some(url);
         }
-        if let Some(workers) = get("VERDICT_WORKERS") {
-            self.workers = workers
-                .parse()
-                .map_err(|e| anyhow::anyhow!("VERDICT_WORKERS {workers:?}: {e}"))?;
+        if let Some(workers) = config_file::env(&get, "VERDICT_WORKERS")? {
+            self.workers = workers;
         }
         if let Some(path) = get("VERDICT_QUEUE_PATH") {
             self.queue = QueueConfig::Embedded { path: path.into() };

@@ -9,6 +9,7 @@ use engines::SpoolSettings;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
+use storage::config_file::{self, ConfigFileError};
 use storage::edge::EdgeConfig;
 use storage::fetch::FetchSettings;
 
@@ -104,26 +105,19 @@ impl Config {
     /// `VERDICT_LISTEN`, `VERDICT_USERS_FILE`, `VERDICT_TOKEN_SECRET`, `VERDICT_TOKEN_SECRET_FILE`,
     /// `VERDICT_DATA_DIR` (local storage root), `VERDICT_S3_ENDPOINT` (switches to S3, path-style),
     /// `VERDICT_MAX_BODY_BYTES`.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut config: Config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-                toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
-            }
-            None => Config::default(),
-        };
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigFileError> {
+        let mut config: Config = config_file::load(path)?;
         config.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
     }
 
     /// Applies overrides from `get` (the environment, or a map in tests).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(listen) = get("VERDICT_LISTEN") {
-            self.listen = listen
-                .parse()
-                .map_err(|e| anyhow::anyhow!("VERDICT_LISTEN {listen:?}: {e}"))?;
+    pub fn apply_env(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigFileError> {
+        if let Some(listen) = config_file::env(&get, "VERDICT_LISTEN")? {
+            self.listen = listen;
         }
         if let Some(users) = get("VERDICT_USERS_FILE") {
             self.users_file = users.into();
@@ -135,11 +129,8 @@ impl Config {
             self.token.secret_file = Some(file.into());
         }
         self.storage.apply_env(&get);
-        if let Some(max) = get("VERDICT_MAX_BODY_BYTES") {
-            self.max_body_bytes = Some(
-                max.parse()
-                    .map_err(|e| anyhow::anyhow!("VERDICT_MAX_BODY_BYTES: {e}"))?,
-            );
+        if let Some(max) = config_file::env(&get, "VERDICT_MAX_BODY_BYTES")? {
+            self.max_body_bytes = Some(max);
         }
         Ok(())
     }

@@ -29,6 +29,7 @@
 
 pub mod actions;
 mod config;
+pub mod config_file;
 #[cfg(feature = "edge")]
 pub mod edge;
 pub mod fetch;

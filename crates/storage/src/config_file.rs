@@ -1,0 +1,111 @@
+//! Reading a service's TOML configuration file and its environment overrides, with errors that
+//! name the file or the variable; both servers load their configuration through here.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+
+/// A configuration file or an override could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this service (syntax, an unknown key, a wrong type).
+    #[error("config {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// An environment variable's value is not what it must be.
+    #[error("{name} {value:?}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+        /// Why it is refused.
+        message: String,
+    },
+}
+
+/// `T` from the TOML file at `path`, or its defaults when there is none.
+pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigFileError> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigFileError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The variable `name` from `get`, parsed, if it is set.
+pub fn env<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, ConfigFileError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    get(name)
+        .map(|value| {
+            value.parse().map_err(|e: T::Err| ConfigFileError::Env {
+                name: name.to_owned(),
+                message: e.to_string(),
+                value,
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Sample {
+        workers: usize,
+    }
+
+    #[test]
+    fn errors_name_the_file_or_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load::<Sample>(None).unwrap().workers, 0);
+        let missing = dir.path().join("missing.toml");
+        let err = load::<Sample>(Some(&missing)).unwrap_err().to_string();
+        assert!(
+            err.contains("missing.toml") && err.contains("cannot read"),
+            "{err}"
+        );
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "worker = 3\n").unwrap();
+        let err = load::<Sample>(Some(&bad)).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.toml") && err.contains("unknown field"),
+            "{err}"
+        );
+        std::fs::write(&bad, "workers = 3\n").unwrap();
+        assert_eq!(load::<Sample>(Some(&bad)).unwrap().workers, 3);
+
+        let get = |name: &str| (name == "N").then(|| "x".to_owned());
+        let err = env::<usize>(&get, "N").unwrap_err().to_string();
+        assert!(err.starts_with("N \"x\": invalid digit"), "{err}");
+        assert_eq!(env::<usize>(&get, "OTHER").unwrap(), None);
+    }
+}

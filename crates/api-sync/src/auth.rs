@@ -62,12 +62,18 @@ impl Tokens {
     }
 
     /// The claims of a valid token.
-    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenRefused> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| e.to_string())
+            .map_err(TokenRefused)
     }
 }
+
+/// Why a token is not accepted (bad signature, expired, malformed): for the log; callers get
+/// one answer for all of them.
+#[derive(Debug, thiserror::Error)]
+#[error("token refused: {0}")]
+pub struct TokenRefused(#[source] jsonwebtoken::errors::Error);
 
 /// Slows down password guessing. Failures are counted per client address and per user name;
 /// past a few, each further attempt on either count gets a turn of its own, later by a delay

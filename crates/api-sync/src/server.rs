@@ -177,7 +177,10 @@ async fn require_token(
         tracing::info!(reason = why, "token refused");
         ApiError::Unauthorized("invalid or expired token".to_owned())
     };
-    let claims = state.tokens.verify(token.trim()).map_err(|e| refused(&e))?;
+    let claims = state
+        .tokens
+        .verify(token.trim())
+        .map_err(|e| refused(&e.to_string()))?;
     // A user removed from the users file since the token was issued is logged out.
     if !state.users.current().contains(&claims.sub) {
         return Err(refused("the token's user no longer exists"));

@@ -9,7 +9,7 @@ use scan_core::{Engine, EngineError, Finding, ScanObject, Scope};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::net::{Address, Connection, Pool};
+use crate::net::{Address, Connection, Pool, SetupError};
 
 /// clamd never scans streams of 2 GB or more, whatever its configuration says.
 const CLAMD_HARD_LIMIT: u64 = (2 << 30) - 1;
@@ -83,11 +83,8 @@ enum Reply {
 
 impl ClamdEngine {
     /// Checks the configuration; no connection is made until the first scan or health check.
-    pub fn new(config: &ClamdConfig) -> Result<Self, String> {
-        let seconds = |s: f64, what: &str| {
-            Duration::try_from_secs_f64(s)
-                .map_err(|_| format!("clamd {what} {s} is not a duration"))
-        };
+    pub fn new(config: &ClamdConfig) -> Result<Self, SetupError> {
+        let seconds = |s: f64, what: &'static str| crate::net::seconds("clamd", what, s);
         Ok(ClamdEngine {
             name: config.name.clone(),
             address: Address::parse(&config.address)?,

@@ -114,17 +114,17 @@ fn build(config: &EngineConfig) -> Result<Arc<dyn Engine>, EngineConfigError> {
         }
         EngineConfig::Clamd(clamd) => {
             Arc::new(
-                ClamdEngine::new(clamd).map_err(|message| EngineConfigError::Invalid {
+                ClamdEngine::new(clamd).map_err(|e| EngineConfigError::Invalid {
                     engine: clamd.name.clone(),
-                    message,
+                    message: e.to_string(),
                 })?,
             )
         }
         EngineConfig::Icap(icap) => {
             Arc::new(
-                IcapEngine::new(icap).map_err(|message| EngineConfigError::Invalid {
+                IcapEngine::new(icap).map_err(|e| EngineConfigError::Invalid {
                     engine: icap.name.clone(),
-                    message,
+                    message: e.to_string(),
                 })?,
             )
         }

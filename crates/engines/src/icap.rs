@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::OnceCell;
 
-use crate::net::{Address, Connection, Pool};
+use crate::net::{Address, Connection, Pool, SetupError};
 
 const MAX_HEADER_BYTES: u64 = 64 * 1024;
 
@@ -123,20 +123,18 @@ pub struct IcapEngine {
 
 impl IcapEngine {
     /// Checks the configuration; no connection is made until the first scan or health check.
-    pub fn new(config: &IcapConfig) -> Result<Self, String> {
+    pub fn new(config: &IcapConfig) -> Result<Self, SetupError> {
         let rest = config
             .url
             .strip_prefix("icap://")
-            .ok_or_else(|| format!("ICAP url {:?} must start with icap://", config.url))?;
+            .ok_or_else(|| SetupError::IcapUrl(config.url.clone()))?;
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let hostport = if authority.contains(':') {
             authority.to_owned()
         } else {
             format!("{authority}:1344")
         };
-        let seconds = |s: f64, what: &str| {
-            Duration::try_from_secs_f64(s).map_err(|_| format!("ICAP {what} {s} is not a duration"))
-        };
+        let seconds = |s: f64, what: &'static str| crate::net::seconds("ICAP", what, s);
         Ok(IcapEngine {
             name: config.name.clone(),
             address: Address::parse(&hostport)?,

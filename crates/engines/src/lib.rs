@@ -32,7 +32,7 @@ pub use config::{
     EngineConfig, EngineConfigError, SizeLimited, SpoolSettings, build_engines, build_scanner,
 };
 pub use icap::{IcapConfig, IcapEngine};
-pub use net::Address;
+pub use net::{Address, SetupError};
 
 use std::path::PathBuf;
 use std::sync::Arc;

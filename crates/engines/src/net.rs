@@ -19,9 +19,44 @@ pub enum Address {
     Unix(PathBuf),
 }
 
+/// A network engine's settings that cannot be used; nothing was connected yet.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// Not an address a service can be reached at.
+    #[error("{0:?} is not host:port, tcp://host:port or a unix socket path")]
+    Address(String),
+    /// A timeout that is not a number of seconds (negative, not finite, too large).
+    #[error("{engine} {setting} {value} is not a duration")]
+    Duration {
+        /// Which engine.
+        engine: &'static str,
+        /// Which setting.
+        setting: &'static str,
+        /// What it was set to.
+        value: f64,
+    },
+    /// An ICAP service address without its scheme.
+    #[error("ICAP url {0:?} must start with icap://")]
+    IcapUrl(String),
+}
+
+/// `secs` as a duration, or why not.
+pub(crate) fn seconds(
+    engine: &'static str,
+    setting: &'static str,
+    secs: f64,
+) -> Result<Duration, SetupError> {
+    Duration::try_from_secs_f64(secs).map_err(|_| SetupError::Duration {
+        engine,
+        setting,
+        value: secs,
+    })
+}
+
 impl Address {
     /// Parses `unix:/path`, `/path` (unix), `tcp://host:port` or `host:port`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SetupError> {
         if let Some(path) = text.strip_prefix("unix:") {
             return Ok(Address::Unix(PathBuf::from(path)));
         }
@@ -33,9 +68,7 @@ impl Address {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(Address::Tcp(hostport.to_owned()))
             }
-            _ => Err(format!(
-                "{text:?} is not host:port, tcp://host:port or a unix socket path"
-            )),
+            _ => Err(SetupError::Address(text.to_owned())),
         }
     }
 

@@ -91,7 +91,7 @@ pub enum FetchError {
         /// The URL (or redirect target).
         url: String,
         /// Why.
-        reason: String,
+        reason: Refusal,
     },
     /// The server answered with an error status.
     #[error("{url} answered HTTP {status}")]
@@ -275,7 +275,7 @@ fn describe(url: &str, err: &reqwest::Error) -> FetchError {
         if text.contains("refused:") || text.contains("redirect to") {
             return FetchError::Refused {
                 url: url.to_owned(),
-                reason: text,
+                reason: Refusal::OnTheWay(text),
             };
         }
         source = e.source();
@@ -334,7 +334,7 @@ fn check_headers(url: &str, headers: &[(String, String)]) -> Result<(), FetchErr
     match headers.iter().find_map(|(name, _)| reserved_header(name)) {
         Some(reason) => Err(FetchError::Refused {
             url: url.to_owned(),
-            reason,
+            reason: Refusal::ReservedHeader(reason),
         }),
         None => Ok(()),
     }
@@ -353,24 +353,47 @@ pub fn file_name(url: &str) -> String {
         .unwrap_or_else(|| "download".to_owned())
 }
 
+/// Why a fetch is refused before any request leaves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Not http or https.
+    #[error("only http and https URLs are fetched, not {0}")]
+    Scheme(String),
+    /// No host to go to.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The address is in a range that is not globally reachable (and not allow-listed).
+    #[error("{ip} is a {range} address")]
+    NotPublic {
+        /// The address.
+        ip: IpAddr,
+        /// The special-purpose range it is in.
+        range: String,
+    },
+    /// A caller header the client sets itself.
+    #[error("{0}")]
+    ReservedHeader(String),
+    /// Refused on the way: a redirect or a name that resolved to a refused address.
+    #[error("{0}")]
+    OnTheWay(String),
+}
+
 /// Checks scheme and, for IP literals, the address (host names are checked when resolved).
-fn check_url(url: &url::Url, policy: &FetchPolicy) -> Result<(), String> {
+fn check_url(url: &url::Url, policy: &FetchPolicy) -> Result<(), Refusal> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "only http and https URLs are fetched, not {}",
-            url.scheme()
-        ));
+        return Err(Refusal::Scheme(url.scheme().to_owned()));
     }
     match url.host() {
         Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), policy),
         Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), policy),
         Some(url::Host::Domain(_)) => Ok(()),
-        None => Err("the URL has no host".to_owned()),
+        None => Err(Refusal::NoHost),
     }
 }
 
 /// Whether an address may be reached: public, or inside an allow-listed range.
-pub fn check_ip(ip: IpAddr, policy: &FetchPolicy) -> Result<(), String> {
+pub fn check_ip(ip: IpAddr, policy: &FetchPolicy) -> Result<(), Refusal> {
     let ip = match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -382,7 +405,7 @@ pub fn check_ip(ip: IpAddr, policy: &FetchPolicy) -> Result<(), String> {
         return Ok(());
     }
     match non_public_range(ip) {
-        Some(range) => Err(format!("{ip} is a {range} address")),
+        Some(range) => Err(Refusal::NotPublic { ip, range }),
         None => Ok(()),
     }
 }
@@ -501,8 +524,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
             if allowed.is_empty() {
                 let reason = refused
                     .first()
-                    .cloned()
-                    .unwrap_or_else(|| "no address".to_owned());
+                    .map_or_else(|| "no address".to_owned(), ToString::to_string);
                 return Err(format!("refused: {host} resolves to {reason}").into());
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
@@ -578,7 +600,7 @@ mod tests {
                 Special::Refused => {
                     for ip in [net.network(), net.broadcast()] {
                         let err = check_ip(ip, &policy).expect_err(&format!("{ip} in {net}"));
-                        assert!(err.contains(name), "{ip}: {err}");
+                        assert!(err.to_string().contains(name), "{ip}: {err}");
                     }
                 }
                 Special::EmbedsIpv4 { at_bit } => {
@@ -594,7 +616,7 @@ mod tests {
                     for inner in ["127.0.0.1", "10.0.0.1", "169.254.169.254"] {
                         let ip = with(inner.parse().unwrap());
                         let err = check_ip(ip, &policy).expect_err(&format!("{ip}"));
-                        assert!(err.contains(inner), "{ip}: {err}");
+                        assert!(err.to_string().contains(inner), "{ip}: {err}");
                     }
                     let public = with("93.184.216.34".parse().unwrap());
                     assert!(check_ip(public, &policy).is_ok(), "{public}");

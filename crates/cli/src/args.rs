@@ -93,27 +93,50 @@ pub struct ScanArgs {
     pub limits: LimitArgs,
 }
 
-/// Limit flags; each overrides one default.
+/// Limit flags; each overrides one default. The defaults shown in `--help` are read from
+/// [`Limits::default`], so they cannot drift from what the scanner uses.
 #[derive(Debug, Args, Default)]
 pub struct LimitArgs {
-    /// Deepest archive nesting unpacked [default: 16].
-    #[arg(long, value_name = "N")]
+    /// Deepest archive nesting unpacked.
+    #[arg(long, value_name = "N", help = shown("Deepest archive nesting unpacked", defaults().max_depth))]
     pub max_depth: Option<u32>,
-    /// Most objects (files and archive members) per scanned file [default: 10000].
-    #[arg(long, value_name = "N")]
+    /// Most objects (files and archive members) per scanned file.
+    #[arg(long, value_name = "N", help = shown("Most objects (files and archive members) per scanned file", defaults().max_files))]
     pub max_files: Option<u64>,
-    /// Most bytes expanded per scanned file, e.g. 2G [default: 2G].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// Most bytes expanded per scanned file.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          help = shown("Most bytes expanded per scanned file, e.g. 2G", size(defaults().max_scan_size)))]
     pub max_scan_size: Option<u64>,
-    /// Largest expanded member, e.g. 500M [default: 1G].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// Largest expanded member.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size,
+          help = shown("Largest expanded member, e.g. 500M", size(defaults().max_file_size)))]
     pub max_file_size: Option<u64>,
-    /// Largest compression ratio [default: 250].
-    #[arg(long, value_name = "N")]
+    /// Largest compression ratio.
+    #[arg(long, value_name = "N", help = shown("Largest compression ratio", defaults().max_ratio))]
     pub max_ratio: Option<u64>,
-    /// Time budget per scanned file, in seconds [default: 120].
-    #[arg(long, value_name = "SECONDS")]
+    /// Time budget per scanned file, in seconds.
+    #[arg(long, value_name = "SECONDS",
+          help = shown("Time budget per scanned file, in seconds", defaults().max_scan_time.as_secs()))]
     pub max_scan_time: Option<f64>,
+}
+
+fn defaults() -> Limits {
+    Limits::default()
+}
+
+/// `text [default: value]`, as clap shows defaults.
+fn shown(text: &str, value: impl std::fmt::Display) -> String {
+    format!("{text} [default: {value}]")
+}
+
+/// A size the way `--max-*-size` takes it: `2G`, `512M`, or bytes.
+pub(crate) fn size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 impl LimitArgs {
@@ -158,4 +181,35 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is not a size like 100M"))?;
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_shows_the_scanners_own_defaults() {
+        use clap::CommandFactory;
+        let mut help = Vec::new();
+        let mut cli = Cli::command();
+        cli.build();
+        let scan = cli.find_subcommand_mut("scan").unwrap();
+        scan.write_long_help(&mut help).unwrap();
+        let help = String::from_utf8(help).unwrap();
+        let limits = Limits::default();
+        for shown in [
+            format!("[default: {}]", limits.max_depth),
+            format!("[default: {}]", limits.max_files),
+            format!("[default: {}]", size(limits.max_scan_size)),
+            format!("[default: {}]", limits.max_ratio),
+        ] {
+            assert!(help.contains(&shown), "{shown} missing from:\n{help}");
+        }
+        assert_eq!(size(2 << 30), "2G");
+        assert_eq!(
+            parse_size(&size(limits.max_file_size)),
+            Ok(limits.max_file_size)
+        );
+        assert_eq!(size(1000), "1000");
+    }
 }

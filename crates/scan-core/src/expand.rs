@@ -11,8 +11,8 @@ use crate::decompress::{Budget, Capped, Consumed, LimitHit};
 use crate::engine::{Engine, EngineError, ScanObject, Scope};
 use crate::filetype::{self, FileType};
 use crate::formats;
-use crate::input::{ObjectData, Spool, SpoolConfig, SpoolError};
 use crate::limits::{Limit, Limits};
+use crate::spool::{ObjectData, Spool, SpoolConfig, SpoolError};
 use crate::verdict::{Detection, EngineSummary, Problem, Reason};
 
 /// The most memory any one decoder may ask for (an LZMA dictionary, say), in bytes; the same

@@ -40,6 +40,7 @@ mod formats;
 mod input;
 mod limits;
 mod scanner;
+mod spool;
 mod verdict;
 
 /// The attribute [`Engine`] implementations need, re-exported so implementing one takes no
@@ -48,9 +49,10 @@ pub use async_trait::async_trait;
 pub use engine::{Engine, EngineError, Finding, ScanObject, Scope};
 pub use error::InputError;
 pub use filetype::FileType;
-pub use input::{InputBuilder, ObjectData, ScanInput, SpoolConfig};
+pub use input::{InputBuilder, ScanInput};
 pub use limits::{Limit, Limits};
 pub use scanner::{ConfigError, Scanner, ScannerBuilder};
+pub use spool::{ObjectData, SpoolConfig};
 pub use verdict::{Detection, EngineSummary, Problem, Reason, Report, Timings, Verdict};
 #[cfg(feature = "test-support")]
 pub mod testing;

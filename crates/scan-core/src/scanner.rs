@@ -11,8 +11,9 @@ use crate::engine::Engine;
 use crate::error::InputError;
 use crate::expand::{Outcome, Walker};
 use crate::filetype;
-use crate::input::{ScanInput, SpoolConfig};
+use crate::input::ScanInput;
 use crate::limits::Limits;
+use crate::spool::SpoolConfig;
 use crate::verdict::{Problem, Reason, Report, Timings};
 
 /// A configured scanner. Cheap to clone; share one across a whole service.

@@ -1,0 +1,375 @@
+//! Spooling: where an object's bytes live while it is scanned. Memory up to a threshold, then
+//! an unnamed temp file written by a thread of its own, seen by everything else as one `&[u8]`
+//! (memory-mapped). Spool files are created with `O_TMPFILE` semantics
+//! (`tempfile::tempfile_in`): they have no name, so they vanish when the last handle closes, on
+//! success, error, panic or crash alike.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use crate::error::InputError;
+
+/// Where and how inputs and expanded members are spooled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// Objects up to this many bytes stay in memory; larger ones go to a temp file.
+    pub memory_threshold: usize,
+    /// Directory for spool files; the system temp directory when `None`.
+    pub temp_dir: Option<PathBuf>,
+    /// Largest root input accepted, if any. Past it, reading stops with [`InputError::TooLarge`].
+    pub max_input_size: Option<u64>,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            memory_threshold: 8 << 20,
+            temp_dir: None,
+            max_input_size: None,
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// Refuses an input whose declared length (an HTTP `Content-Length`, an object's size) is
+    /// already over [`SpoolConfig::max_input_size`], so it is turned away before a byte of it
+    /// is read.
+    pub fn check_declared(&self, length: Option<u64>) -> Result<(), InputError> {
+        match (length, self.max_input_size) {
+            (Some(length), Some(limit)) if length > limit => Err(InputError::TooLarge { limit }),
+            _ => Ok(()),
+        }
+    }
+
+    fn temp_file(&self) -> io::Result<File> {
+        match &self.temp_dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        }
+    }
+}
+
+/// The bytes of one object, in memory or memory-mapped from a spool or source file.
+#[derive(Debug)]
+pub struct ObjectData {
+    repr: Repr,
+}
+
+#[derive(Debug)]
+enum Repr {
+    Memory(Vec<u8>),
+    Mapped {
+        map: memmap2::Mmap,
+        /// Keeps the file (and so an unnamed spool file's blocks) alive as long as the map.
+        file: File,
+    },
+}
+
+impl ObjectData {
+    /// Wraps bytes already in memory.
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        ObjectData {
+            repr: Repr::Memory(bytes),
+        }
+    }
+
+    /// Memory-maps a whole file. An empty file becomes an empty in-memory object (an empty
+    /// mapping is an error on Linux).
+    pub fn map_file(file: File) -> io::Result<Self> {
+        if file.metadata()?.len() == 0 {
+            return Ok(Self::from_vec(Vec::new()));
+        }
+        Ok(ObjectData {
+            repr: Repr::Mapped {
+                map: map(&file)?,
+                file,
+            },
+        })
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.repr {
+            Repr::Memory(v) => v,
+            Repr::Mapped { map, .. } => map,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// The backing file when the data is file-backed, e.g. to upload a spooled object without
+    /// copying it through memory.
+    pub fn file(&self) -> Option<&File> {
+        match &self.repr {
+            Repr::Memory(_) => None,
+            Repr::Mapped { file, .. } => Some(file),
+        }
+    }
+}
+
+impl Drop for ObjectData {
+    fn drop(&mut self) {
+        // Closing a large unnamed spool file frees its page cache synchronously (about 20 ms per
+        // 256 MiB here). Hand such files to a background thread so the verdict is not held up;
+        // the file still disappears right after, and at exit at the latest.
+        const BACKGROUND_DROP: u64 = 32 << 20;
+        if matches!(self.repr, Repr::Mapped { .. }) && self.len() >= BACKGROUND_DROP {
+            let repr = std::mem::replace(&mut self.repr, Repr::Memory(Vec::new()));
+            if let Err(mpsc::SendError(repr)) = reaper().send(repr) {
+                drop(repr);
+            }
+        }
+    }
+}
+
+/// The thread that closes large spool files; started on first use.
+fn reaper() -> &'static mpsc::Sender<Repr> {
+    static REAPER: std::sync::OnceLock<mpsc::Sender<Repr>> = std::sync::OnceLock::new();
+    REAPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Repr>();
+        // If the thread cannot start, the receiver is dropped and senders drop files inline.
+        let _ = std::thread::Builder::new()
+            .name("verdict-spool-reaper".into())
+            .spawn(move || {
+                for repr in rx {
+                    drop(repr);
+                }
+            });
+        tx
+    })
+}
+
+#[allow(unsafe_code)]
+fn map(file: &File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: a mapping is undefined behaviour only if the file changes underneath it. Spool
+    // files are unnamed and owned by this process alone. Files scanned in place by path are the
+    // caller's; a caller that truncates a file while it is being scanned can crash the process
+    // (SIGBUS), the same trade ripgrep and yara make for mapped scanning.
+    unsafe { memmap2::MmapOptions::new().map(file) }
+}
+
+/// Size of the chunks objects are read in.
+const CHUNK: usize = 256 * 1024;
+
+/// Why a spool could not take the next chunk.
+#[derive(Debug)]
+pub(crate) enum SpoolError {
+    /// Reading from the source failed (this carries limit hits from a capped decoder too).
+    Read(io::Error),
+    /// Writing the spool file failed.
+    Write(io::Error),
+    /// The object passed the spool's maximum size.
+    TooLarge(u64),
+}
+
+/// Accumulates an object's bytes: memory up to the threshold, then an unnamed temp file written
+/// by a separate thread, so reading (inflating, receiving) and writing overlap on two cores.
+/// Chunks are read straight into the buffers that are written; nothing is copied in between.
+pub(crate) struct Spool<'c> {
+    config: &'c SpoolConfig,
+    max: Option<u64>,
+    memory: Vec<u8>,
+    writer: Option<SpoolWriter>,
+    total: u64,
+}
+
+impl<'c> Spool<'c> {
+    pub(crate) fn new(config: &'c SpoolConfig, max: Option<u64>) -> Self {
+        Spool {
+            config,
+            max,
+            memory: Vec::new(),
+            writer: None,
+            total: 0,
+        }
+    }
+
+    /// Reads the next chunk from `reader` into the spool, shows it to `inspect` (for hashing),
+    /// and returns its length; 0 at the end of the input.
+    pub(crate) fn read_from(
+        &mut self,
+        reader: &mut dyn Read,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, SpoolError> {
+        if let Some(writer) = &mut self.writer {
+            let mut buf = writer.buffer();
+            let n = read_some(reader, &mut buf).map_err(SpoolError::Read)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            inspect(&buf[..n]);
+            self.total += n as u64;
+            check_max(self.total, self.max)?;
+            writer.send(buf, n).map_err(SpoolError::Write)?;
+            return Ok(n);
+        }
+        let start = self.memory.len();
+        // Grow the read window with the object: most members are small, and zeroing a whole
+        // chunk for each of ten thousand tiny files costs more than reading them.
+        let window = start.clamp(8 << 10, CHUNK);
+        self.memory.resize(start + window, 0);
+        let n = match read_some(reader, &mut self.memory[start..]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.memory.truncate(start);
+                return Err(SpoolError::Read(e));
+            }
+        };
+        self.memory.truncate(start + n);
+        if n == 0 {
+            return Ok(0);
+        }
+        inspect(&self.memory[start..]);
+        self.total += n as u64;
+        check_max(self.total, self.max)?;
+        self.spill_if_over_threshold()?;
+        Ok(n)
+    }
+
+    /// Takes a chunk that is already in memory (an HTTP body chunk). In memory mode it is
+    /// copied; past the threshold it goes to the writer as it is, without a copy.
+    pub(crate) fn push(&mut self, chunk: bytes::Bytes) -> Result<(), SpoolError> {
+        self.total += chunk.len() as u64;
+        check_max(self.total, self.max)?;
+        if let Some(writer) = &mut self.writer {
+            return writer.send_shared(chunk).map_err(SpoolError::Write);
+        }
+        self.memory.extend_from_slice(&chunk);
+        self.spill_if_over_threshold()
+    }
+
+    fn spill_if_over_threshold(&mut self) -> Result<(), SpoolError> {
+        if self.writer.is_none() && self.memory.len() > self.config.memory_threshold {
+            let file = self.config.temp_file().map_err(SpoolError::Write)?;
+            let mut writer = SpoolWriter::start(file).map_err(SpoolError::Write)?;
+            let len = self.memory.len();
+            writer
+                .send(std::mem::take(&mut self.memory), len)
+                .map_err(SpoolError::Write)?;
+            self.writer = Some(writer);
+        }
+        Ok(())
+    }
+
+    /// Everything read so far, in memory or mapped from the finished spool file. After a read
+    /// error this is what arrived before it.
+    pub(crate) fn finish(self) -> io::Result<ObjectData> {
+        match self.writer {
+            None => Ok(ObjectData::from_vec(self.memory)),
+            Some(writer) => ObjectData::map_file(writer.finish()?),
+        }
+    }
+}
+
+fn check_max(total: u64, max: Option<u64>) -> Result<(), SpoolError> {
+    match max {
+        Some(max) if total > max => Err(SpoolError::TooLarge(max)),
+        _ => Ok(()),
+    }
+}
+
+fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The thread that writes a spool file, and the channels that feed it and return its buffers.
+/// What the writer thread writes: one of its own buffers (given back after), or a shared chunk.
+enum Chunk {
+    Buffer(Vec<u8>, usize),
+    Shared(bytes::Bytes),
+}
+
+struct SpoolWriter {
+    chunks: Option<mpsc::SyncSender<Chunk>>,
+    recycled: mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<io::Result<File>>>,
+}
+
+impl SpoolWriter {
+    fn start(file: File) -> io::Result<Self> {
+        // Sixteen chunks (4 MiB) in flight absorb bursts of page-cache work and bound the memory a
+        // slow disk can hold up.
+        let (chunks, incoming) = mpsc::sync_channel::<Chunk>(16);
+        let (give_back, recycled) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("verdict-spool".into())
+            .spawn(move || {
+                let mut file = file;
+                for chunk in incoming {
+                    match chunk {
+                        Chunk::Buffer(buf, len) => {
+                            file.write_all(&buf[..len])?;
+                            if buf.len() == CHUNK {
+                                // The reader may be gone already; then the buffer is dropped.
+                                let _ = give_back.send(buf);
+                            }
+                        }
+                        Chunk::Shared(bytes) => file.write_all(&bytes)?,
+                    }
+                }
+                Ok(file)
+            })?;
+        Ok(SpoolWriter {
+            chunks: Some(chunks),
+            recycled,
+            thread: Some(thread),
+        })
+    }
+
+    /// A chunk-sized buffer, reused when the writer has given one back.
+    fn buffer(&self) -> Vec<u8> {
+        self.recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK])
+    }
+
+    fn send(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()> {
+        self.send_chunk(Chunk::Buffer(buf, len))
+    }
+
+    fn send_shared(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
+        self.send_chunk(Chunk::Shared(bytes))
+    }
+
+    fn send_chunk(&mut self, chunk: Chunk) -> io::Result<()> {
+        let sent = self
+            .chunks
+            .as_ref()
+            .is_some_and(|chunks| chunks.send(chunk).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: its result says why.
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(_) => Err(io::Error::other("spool writer stopped")),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<File> {
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<File> {
+        self.chunks = None;
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| io::Error::other("spool writer panicked"))?,
+            None => Err(io::Error::other("spool writer already finished")),
+        }
+    }
+}

@@ -1,27 +1,25 @@
 //! `verdict-async` (contract section 2): submit a URL or an S3 object, get the verdict by signed
 //! callback or by polling; synchronous siblings scan in the request. Jobs and results live in an
 //! embedded durable store ([`EmbeddedStore`], one process) or in Redis ([`RedisStore`], any
-//! number of instances), behind the [`JobQueue`] and [`ResultStore`] traits. Bucket event
-//! webhooks ([`events`]) become jobs that scan and tag each new object.
+//! number of instances), behind the [`JobQueue`] and [`ResultStore`] traits (`jobs` holds a
+//! job's whole life). Bucket events ([`events`], [`sqs`]) and bulk scans ([`bulk`]) become jobs
+//! that scan each object and act on it.
 
-pub mod bulk;
-mod callback;
 pub mod config;
-mod embedded;
 mod error;
 pub mod events;
 mod handlers;
-mod job;
+mod jobs;
 mod metrics;
 mod openapi;
-mod redis_store;
 mod security;
 mod server;
-mod source;
 pub mod sqs;
-mod store;
 pub mod wire;
-mod worker;
+
+// The job modules by their short names, as the rest of the crate refers to them.
+pub use jobs::bulk;
+use jobs::{callback, embedded, job, queue as store, redis_store, source, worker};
 
 pub use callback::CallbackPolicy;
 pub use config::Config;

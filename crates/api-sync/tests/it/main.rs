@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod golden;
 mod page;
 mod scan;
 mod storage_and_urls;

@@ -452,3 +452,33 @@ macro_rules! service_or_skip {
         }
     };
 }
+
+/// Compares `actual` with the golden JSON file at `path`, after `volatile` fields (dates,
+/// timings, ids: JSON pointers such as `/dateScanned`) are replaced by `"<volatile>"`. With
+/// `VERDICT_BLESS=1` the file is written instead, so a deliberate change of an API's answer is
+/// one command and a reviewed diff.
+pub fn assert_golden(path: &std::path::Path, mut actual: serde_json::Value, volatile: &[&str]) {
+    for pointer in volatile {
+        if let Some(value) = actual.pointer_mut(pointer) {
+            *value = serde_json::Value::String("<volatile>".to_owned());
+        }
+    }
+    let text = serde_json::to_string_pretty(&actual).expect("JSON") + "\n";
+    if std::env::var_os("VERDICT_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("golden folder");
+        std::fs::write(path, &text).expect("write the golden file");
+        return;
+    }
+    let golden = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with VERDICT_BLESS=1 to write it from this answer:\n{text}",
+            path.display()
+        )
+    });
+    assert_eq!(
+        golden,
+        text,
+        "the answer differs from {} (if that is intended, rerun with VERDICT_BLESS=1 and review the diff)",
+        path.display()
+    );
+}

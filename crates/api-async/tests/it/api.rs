@@ -182,8 +182,12 @@ async fn results_expire() {
         server.result("brief", Duration::from_secs(10)).await["status"],
         "clean"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(server.poll("brief").await.status(), 404);
+    crate::testutil::wait_until(
+        "the result expired after its 1 s TTL",
+        Duration::from_secs(10),
+        || async { server.poll("brief").await.status() == 404 },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -363,8 +363,11 @@ async fn graceful_shutdown_gives_unfinished_jobs_back_and_a_new_server_finishes_
         )
         .await;
     assert_eq!(response.status(), 201);
-    // Let the worker start the (30 s) download, then stop: the grace period (1 s) runs out.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the worker has started the (30 s) download, stop: the grace period (1 s) runs out.
+    crate::testutil::wait_until("the download started", WITHIN, || async {
+        !peer.downloads_of("slow.txt").is_empty()
+    })
+    .await;
     first.stop().await;
     assert_eq!(peer.downloads_of("slow.txt").len(), 1);
 

@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use scan_core::Scanner;
 use storage::ObjectStore;
-use storage::edge::EdgeConfig;
+use storage::edge::{EdgeConfig, StartError};
 use storage::fetch::Fetcher;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -101,27 +101,37 @@ pub struct AppState {
 impl AppState {
     /// Builds engines, storage, the queue and keys from the configuration; fails before any
     /// socket opens if something is wrong.
-    pub async fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
-        let keys_file = match &config.api_keys_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("API keys file {}: {e}", path.display()))?,
-            ),
-            None => None,
-        };
-        config.actions.check()?;
+    pub async fn from_config(config: &Config) -> Result<Arc<Self>, StartError> {
+        let keys_file =
+            match &config.api_keys_file {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    StartError::failed(format!("API keys file {}", path.display()), e)
+                })?),
+                None => None,
+            };
+        config
+            .actions
+            .check()
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
         let keys = ApiKeys::new(config.api_keys.as_deref(), keys_file.as_deref());
-        anyhow::ensure!(
-            !keys.is_empty(),
-            "no API keys: set api_keys (comma-separated) or api_keys_file in the config, or VERDICT_API_KEYS"
-        );
+        if keys.is_empty() {
+            return Err(StartError::Invalid(
+                "no API keys: set api_keys (comma-separated) or api_keys_file in the config, or VERDICT_API_KEYS".to_owned(),
+            ));
+        }
         let scanner = engines::build_scanner(
             &config.engines,
             config.limits.clone(),
             config.spool.config(config.max_body_bytes),
-        )?;
-        let objects = config.storage.open().await?;
-        let fetcher = Fetcher::new(config.fetch.policy())?;
+        )
+        .map_err(|e| StartError::failed("engines", e))?;
+        let objects = config
+            .storage
+            .open()
+            .await
+            .map_err(|e| StartError::failed("storage", e))?;
+        let fetcher =
+            Fetcher::new(config.fetch.policy()).map_err(|e| StartError::failed("fetcher", e))?;
         let lease = Duration::from_secs(config.job_lease_secs.max(1));
         type Stores = (
             Arc<dyn JobQueue>,
@@ -130,8 +140,9 @@ impl AppState {
         );
         let (queue, results, bulks): Stores = match &config.queue {
             QueueConfig::Embedded { path } => {
-                let store = EmbeddedStore::open(path, config.max_queued_jobs)
-                    .map_err(|e| anyhow::anyhow!("embedded queue {}: {e}", path.display()))?;
+                let store = EmbeddedStore::open(path, config.max_queued_jobs).map_err(|e| {
+                    StartError::failed(format!("embedded queue {}", path.display()), e)
+                })?;
                 tracing::info!(path = %path.display(), "jobs and results in the embedded store");
                 if config.workers == 0 {
                     tracing::warn!(
@@ -153,7 +164,8 @@ impl AppState {
                 );
                 let store = Arc::new(
                     RedisStore::open(url, namespace, &consumer, lease, config.max_queued_jobs)
-                        .await?,
+                        .await
+                        .map_err(|e| StartError::failed("Redis", e))?,
                 );
                 tracing::info!(namespace, consumer, "jobs and results in Redis");
                 (store.clone(), store.clone(), store)
@@ -274,38 +286,41 @@ fn hostname() -> String {
 }
 
 /// The callback key: configured, or read from (and, the first time, generated into) its file.
-fn callback_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+fn callback_secret(config: &Config) -> Result<Vec<u8>, StartError> {
     if let Some(secret) = &config.callback.secret {
-        anyhow::ensure!(
-            secret.len() >= 16,
-            "callback.secret must be at least 16 bytes"
-        );
+        if secret.len() < 16 {
+            return Err(StartError::Invalid(
+                "callback.secret must be at least 16 bytes".to_owned(),
+            ));
+        }
         return Ok(secret.as_bytes().to_vec());
     }
     let path = &config.callback.secret_file;
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let secret = text.trim_end().as_bytes().to_vec();
-            anyhow::ensure!(
-                secret.len() >= 16,
-                "the callback secret in {} must be at least 16 bytes",
-                path.display()
-            );
+            if secret.len() < 16 {
+                return Err(StartError::Invalid(format!(
+                    "the callback secret in {} must be at least 16 bytes",
+                    path.display()
+                )));
+            }
             Ok(secret)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = hex::encode(rand::random::<[u8; 32]>());
-            write_private(path, &secret)
-                .map_err(|e| anyhow::anyhow!("writing callback secret {}: {e}", path.display()))?;
+            write_private(path, &secret).map_err(|e| {
+                StartError::failed(format!("writing callback secret {}", path.display()), e)
+            })?;
             tracing::warn!(
                 path = %path.display(),
                 "generated a callback signing key; give it to your callback receivers (and the same file to every instance)"
             );
             Ok(secret.into_bytes())
         }
-        Err(e) => Err(anyhow::anyhow!(
-            "callback secret file {}: {e}",
-            path.display()
+        Err(e) => Err(StartError::failed(
+            format!("callback secret file {}", path.display()),
+            e,
         )),
     }
 }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use scan_core::Scanner;
 use storage::ObjectStore;
-use storage::edge::EdgeConfig;
+use storage::edge::{EdgeConfig, StartError};
 use storage::fetch::Fetcher;
 use tokio::sync::Semaphore;
 
@@ -60,15 +60,23 @@ pub struct AppState {
 impl AppState {
     /// Builds engines, storage, users and keys from the configuration; fails before any socket
     /// opens if something is wrong.
-    pub async fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
+    pub async fn from_config(config: &Config) -> Result<Arc<Self>, StartError> {
         let scanner = engines::build_scanner(
             &config.engines,
             config.limits.clone(),
             config.spool.config(config.max_body_bytes),
-        )?;
-        let store = config.storage.open().await?;
-        let fetcher = Fetcher::new(config.fetch.policy())?;
-        let users = UserStore::open(&config.users_file)?;
+        )
+        .map_err(|e| StartError::failed("engines", e))?;
+        let store = config
+            .storage
+            .open()
+            .await
+            .map_err(|e| StartError::failed("storage", e))?;
+        let fetcher =
+            Fetcher::new(config.fetch.policy()).map_err(|e| StartError::failed("fetcher", e))?;
+        let users = UserStore::open(&config.users_file).map_err(|e| {
+            StartError::failed(format!("users file {}", config.users_file.display()), e)
+        })?;
         if users.current().is_empty() {
             tracing::warn!(
                 users_file = %config.users_file.display(),
@@ -79,7 +87,9 @@ impl AppState {
         let key = signing_key(config)?;
         let mut actions = config.actions.clone();
         actions.on_requests |= config.tag_existing;
-        actions.check()?;
+        actions
+            .check()
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
         let fingerprint = storage::actions::fingerprint(&scanner).await;
         Ok(Arc::new(AppState {
             scanner,
@@ -104,10 +114,10 @@ impl AppState {
     }
 }
 
-fn signing_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+fn signing_key(config: &Config) -> Result<Vec<u8>, StartError> {
     if let Some(file) = &config.token.secret_file {
         let text = std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("token secret file {}: {e}", file.display()))?;
+            .map_err(|e| StartError::failed(format!("token secret file {}", file.display()), e))?;
         return non_trivial(text.trim_end().as_bytes().to_vec());
     }
     if let Some(secret) = &config.token.secret {
@@ -121,11 +131,12 @@ fn signing_key(config: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(key)
 }
 
-fn non_trivial(key: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    anyhow::ensure!(
-        key.len() >= 16,
-        "the token secret must be at least 16 bytes"
-    );
+fn non_trivial(key: Vec<u8>) -> Result<Vec<u8>, StartError> {
+    if key.len() < 16 {
+        return Err(StartError::Invalid(
+            "the token secret must be at least 16 bytes".to_owned(),
+        ));
+    }
     Ok(key)
 }
 

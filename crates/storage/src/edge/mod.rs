@@ -129,6 +129,38 @@ impl Drop for InFlight {
     }
 }
 
+/// Why a server could not start: a setting that cannot work, or a part (engines, storage, the
+/// queue, a secret file) that failed to come up. Said before any socket opens.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration cannot work as it stands.
+    #[error("{0}")]
+    Invalid(String),
+    /// A part failed to come up.
+    #[error("{what}: {source}")]
+    Failed {
+        /// Which part, and where (a file, an address).
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StartError {
+    /// `what` failed because of `source`.
+    pub fn failed(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StartError::Failed {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

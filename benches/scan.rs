@@ -2,15 +2,15 @@
 //! scanner against the raw baselines: the zip crate reading the same archive to a sink, and
 //! SHA-256 over the same bytes.
 //!
-//! Run: `cargo bench -p verdict-benches` (add `-- --quick` for a fast pass).
+//! Run: `cargo bench -p benches` (add `-- --quick` for a fast pass).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use benches::{embedded_scanner, random, scan, sha256, text_like, zip_of, zip_to_sink};
 use criterion::{Criterion, Throughput};
 use scan_core::testing::{self, PdfFilter, PdfObject};
 use scan_core::{ScanInput, Scanner, Verdict};
-use verdict_benches::{embedded_scanner, random, scan, sha256, text_like, zip_of, zip_to_sink};
 
 const LARGE: usize = 256 << 20;
 const SMALL_MEMBERS: usize = 20_000;

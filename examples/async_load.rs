@@ -1,4 +1,4 @@
-//! Run: `cargo run --release -p verdict-examples --example async_load -- API_KEY JOBS CONCURRENCY
+//! Run: `cargo run --release -p examples --example async_load -- API_KEY JOBS CONCURRENCY
 //! BASE_URL...` — end-to-end load for verdict-async, used by `benches/async_bench.sh`. It serves
 //! the files to scan and receives the callbacks itself (one loopback HTTP server), submits `JOBS`
 //! download jobs from `CONCURRENCY` clients spread round-robin over the `BASE_URL`s, and stops

@@ -1,4 +1,4 @@
-//! Run: `cargo run -p verdict-examples --example custom_engine -- FILE` — scans FILE with a
+//! Run: `cargo run -p examples --example custom_engine -- FILE` — scans FILE with a
 //! custom policy engine that flags Windows executables anywhere in the archive tree, beside the
 //! built-in YARA engine.
 //!

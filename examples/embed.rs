@@ -1,4 +1,4 @@
-//! Run: `cargo run -p verdict-examples --example embed -- FILE` — scans FILE with the embedded
+//! Run: `cargo run -p examples --example embed -- FILE` — scans FILE with the embedded
 //! engines (YARA with the built-in EICAR rule) and prints the sync API's JSON verdict.
 //!
 //! This is how another Rust service embeds Verdict: build one `Scanner` at start-up, share it

@@ -1,4 +1,4 @@
-//! Run: `cargo run --release -p verdict-examples --example s3_bench -- fill ENDPOINT BUCKET
+//! Run: `cargo run --release -p examples --example s3_bench -- fill ENDPOINT BUCKET
 //! PREFIX COUNT` or `... -- list-get ENDPOINT BUCKET PREFIX CONCURRENCY [tag]` — the S3 side of
 //! `benches/bucket_scan.sh`. `fill` creates the bucket and puts COUNT small objects under PREFIX
 //! (text of 100-400 bytes, every 100th the EICAR test file, built here). `list-get` is the

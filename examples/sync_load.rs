@@ -1,4 +1,4 @@
-//! Run: `cargo run --release -p verdict-examples --example sync_load -- BASE_URL USER PASSWORD
+//! Run: `cargo run --release -p examples --example sync_load -- BASE_URL USER PASSWORD
 //! SMALL_DIR CONCURRENCY BIG_FILE` — a client of verdict-sync as the reference clients call it
 //! (token, then multipart `documents` uploads), used by `benches/sync_bench.sh` as the load
 //! generator. Prints one line of `key=value` figures for the small files and one for the big one

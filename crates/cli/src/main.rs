@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use cli::{Cli, run};
 use tracing_subscriber::EnvFilter;
-use verdict_cli::{Cli, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {

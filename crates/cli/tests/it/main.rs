@@ -205,10 +205,10 @@ fn bad_input_is_reported_with_exit_2() {
 
 #[test]
 fn size_flags_parse_human_sizes() {
-    assert_eq!(verdict_cli::parse_size("100M"), Ok(100 << 20));
-    assert_eq!(verdict_cli::parse_size("2GiB"), Ok(2 << 30));
-    assert_eq!(verdict_cli::parse_size("512"), Ok(512));
-    assert!(verdict_cli::parse_size("lots").is_err());
+    assert_eq!(cli::parse_size("100M"), Ok(100 << 20));
+    assert_eq!(cli::parse_size("2GiB"), Ok(2 << 30));
+    assert_eq!(cli::parse_size("512"), Ok(512));
+    assert!(cli::parse_size("lots").is_err());
 }
 
 #[test]

@@ -15,4 +15,4 @@ pub mod wire;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use server::{AppState, app, router, serve};
+pub use server::{AppState, app, router, run};

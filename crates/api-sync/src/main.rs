@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use api_sync::{AppState, Config, serve, users};
+use api_sync::{AppState, Config, run, users};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            serve(listener, state, storage::edge::shutdown_signal()).await?;
+            run(listener, state, storage::edge::shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
         }

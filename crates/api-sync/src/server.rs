@@ -225,9 +225,10 @@ pub fn app(
     lowercase.layer(router(state))
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
-/// (for up to `http.drain_secs`).
-pub async fn serve(
+/// Runs the service until `shutdown` resolves, then stops accepting and lets in-flight requests
+/// finish (for up to `http.drain_secs`). (As in verdict-async, `run` is the whole service and
+/// [`storage::edge::serve`] the listener under it.)
+pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,

@@ -43,7 +43,7 @@ impl Server {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            api_sync::serve(listener, state, async {
+            api_sync::run(listener, state, async {
                 let _ = rx.await;
             })
             .await

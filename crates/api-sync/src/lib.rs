@@ -1,7 +1,7 @@
 //! `verdict-sync`: the synchronous scanning API (contract section 1). Trade a username and
 //! password for a token, then upload a file and get the verdict in the response; store clean
 //! files, scan existing objects, scan URLs. The server is a library: [`AppState::from_config`],
-//! [`router`], [`serve`]; the binary only parses arguments, installs logging and calls them.
+//! [`router`], [`run`]; the binary only parses arguments, installs logging and calls them.
 
 pub mod auth;
 pub mod config;

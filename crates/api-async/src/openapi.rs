@@ -132,7 +132,7 @@ pub(crate) struct BulkStatus {
     clean: u64,
     infected: u64,
     /// Scanned but not fully examined (unscannable, engine error): never clean.
-    not_clean: u64,
+    not_examined: u64,
     /// Left out by the filters: never scanned, never clean.
     skipped: u64,
     /// Could not be read.

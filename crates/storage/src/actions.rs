@@ -35,8 +35,10 @@ pub struct ActionsConfig {
     pub clean: Action,
     /// For an infected object.
     pub infected: Action,
-    /// For an object not fully examined (unscannable, error, unreadable).
-    pub not_clean: Action,
+    /// For an object not fully examined (unscannable, error, unreadable); `not_clean` is
+    /// read as well, its earlier name.
+    #[serde(alias = "not_clean")]
+    pub not_examined: Action,
     /// Where `move` puts objects.
     pub quarantine_bucket: Option<String>,
     /// Prefix before the original key in the quarantine bucket.
@@ -64,8 +66,9 @@ pub struct ActionRule {
     pub clean: Option<Action>,
     /// For an infected object.
     pub infected: Option<Action>,
-    /// For an object not fully examined.
-    pub not_clean: Option<Action>,
+    /// For an object not fully examined (`not_clean`, its earlier name, is read as well).
+    #[serde(alias = "not_clean")]
+    pub not_examined: Option<Action>,
     /// Where `move` puts objects.
     pub quarantine_bucket: Option<String>,
     /// Prefix before the original key in the quarantine bucket.
@@ -80,7 +83,7 @@ pub struct Policy {
     /// For an infected object.
     pub infected: Action,
     /// For an object not fully examined.
-    pub not_clean: Action,
+    pub not_examined: Action,
     /// Where `move` puts objects.
     pub quarantine_bucket: Option<String>,
     /// Prefix before the original key in the quarantine bucket.
@@ -94,7 +97,7 @@ impl Policy {
         let action = match verdict {
             Some(scan_core::Verdict::Clean) => self.clean,
             Some(scan_core::Verdict::Infected) => self.infected,
-            _ => self.not_clean,
+            _ => self.not_examined,
         };
         match (verdict, action) {
             (None, Action::Move | Action::Delete) => Action::Tag,
@@ -110,7 +113,7 @@ impl Policy {
                 "{scope}: clean must be \"tag\" or \"none\": clean objects are never moved or deleted"
             )));
         }
-        let moves = self.infected == Action::Move || self.not_clean == Action::Move;
+        let moves = self.infected == Action::Move || self.not_examined == Action::Move;
         let quarantine = self
             .quarantine_bucket
             .as_deref()
@@ -129,7 +132,7 @@ impl Default for ActionsConfig {
         ActionsConfig {
             clean: Action::Tag,
             infected: Action::Tag,
-            not_clean: Action::Tag,
+            not_examined: Action::Tag,
             quarantine_bucket: None,
             quarantine_prefix: String::new(),
             on_requests: false,
@@ -170,7 +173,7 @@ impl ActionsConfig {
         Policy {
             clean: self.clean,
             infected: self.infected,
-            not_clean: self.not_clean,
+            not_examined: self.not_examined,
             quarantine_bucket: self.quarantine_bucket.clone(),
             quarantine_prefix: self.quarantine_prefix.clone(),
         }
@@ -180,7 +183,7 @@ impl ActionsConfig {
         Policy {
             clean: rule.clean.unwrap_or(self.clean),
             infected: rule.infected.unwrap_or(self.infected),
-            not_clean: rule.not_clean.unwrap_or(self.not_clean),
+            not_examined: rule.not_examined.unwrap_or(self.not_examined),
             quarantine_bucket: rule
                 .quarantine_bucket
                 .clone()
@@ -423,6 +426,14 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_earlier_name_not_clean_is_still_read() {
+        let actions: ActionsConfig = toml::from_str("not_clean = \"delete\"").unwrap();
+        assert_eq!(actions.not_examined, Action::Delete);
+        let actions: ActionsConfig = toml::from_str("not_examined = \"none\"").unwrap();
+        assert_eq!(actions.not_examined, Action::None);
+    }
+
     #[tokio::test]
     async fn actions_report_what_was_done_and_an_object_changed_since_its_scan_is_seen() {
         let dir = tempfile::tempdir().unwrap();
@@ -437,7 +448,7 @@ mod tests {
         let policy = Policy {
             clean: Action::Tag,
             infected: Action::Move,
-            not_clean: Action::Delete,
+            not_examined: Action::Delete,
             quarantine_bucket: Some("q".into()),
             quarantine_prefix: "held/".into(),
         };

@@ -59,7 +59,8 @@ pub struct Progress {
     /// Infected objects.
     pub infected: u64,
     /// Objects scanned but not fully examined (unscannable, engine error).
-    pub not_clean: u64,
+    #[serde(alias = "not_clean")]
+    pub not_examined: u64,
     /// Objects the filters left out.
     pub skipped: u64,
     /// Objects that could not be read (vanished, denied, storage down past retries).
@@ -71,7 +72,7 @@ pub struct Progress {
 impl Progress {
     /// Objects with a recorded outcome.
     pub fn done(&self) -> u64 {
-        self.clean + self.infected + self.not_clean + self.skipped + self.failed
+        self.clean + self.infected + self.not_examined + self.skipped + self.failed
     }
 
     /// Whether every listed object has its outcome.
@@ -88,7 +89,7 @@ pub enum Outcome {
     /// A detection.
     Infected,
     /// Scanned but not fully examined.
-    NotClean,
+    NotExamined,
     /// Left out by the filters.
     Skipped,
     /// Not read.
@@ -101,7 +102,7 @@ impl Outcome {
         match self {
             Outcome::Clean => "clean",
             Outcome::Infected => "infected",
-            Outcome::NotClean => "not_clean",
+            Outcome::NotExamined => "not_examined",
             Outcome::Skipped => "skipped",
             Outcome::Failed => "failed",
         }
@@ -112,7 +113,7 @@ impl Outcome {
         match verdict {
             Some(scan_core::Verdict::Clean) => Outcome::Clean,
             Some(scan_core::Verdict::Infected) => Outcome::Infected,
-            Some(_) => Outcome::NotClean,
+            Some(_) => Outcome::NotExamined,
             None => Outcome::Failed,
         }
     }
@@ -345,7 +346,7 @@ pub(crate) fn status_json(bulk: &BulkScan, progress: &Progress) -> serde_json::V
         "done": progress.done(),
         "clean": progress.clean,
         "infected": progress.infected,
-        "not_clean": progress.not_clean,
+        "not_examined": progress.not_examined,
         "skipped": progress.skipped,
         "failed": progress.failed,
         "bytes": progress.bytes,

@@ -590,7 +590,7 @@ fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<Vec<bool>, St
                             let counter = match outcome {
                                 Outcome::Clean => &mut progress.clean,
                                 Outcome::Infected => &mut progress.infected,
-                                Outcome::NotClean => &mut progress.not_clean,
+                                Outcome::NotExamined => &mut progress.not_examined,
                                 Outcome::Skipped => &mut progress.skipped,
                                 Outcome::Failed => &mut progress.failed,
                             };

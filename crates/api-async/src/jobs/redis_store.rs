@@ -470,7 +470,7 @@ impl crate::bulk::BulkStore for RedisStore {
             queued: number("queued"),
             clean: number("clean"),
             infected: number("infected"),
-            not_clean: number("not_clean"),
+            not_examined: number("not_examined"),
             skipped: number("skipped"),
             failed: number("failed"),
             bytes: number("bytes"),

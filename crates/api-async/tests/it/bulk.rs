@@ -135,7 +135,7 @@ async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_
         "done",
         "clean",
         "infected",
-        "not_clean",
+        "not_examined",
         "skipped",
         "failed",
     ]
@@ -148,7 +148,7 @@ async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_
         ("done", 6),
         ("clean", 1),
         ("infected", 2),
-        ("not_clean", 1),
+        ("not_examined", 1),
         ("skipped", 2),
         ("failed", 0),
     ]
@@ -304,7 +304,7 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
     assert_eq!(end["done"], OBJECTS as u64, "{end}");
     assert_eq!(end["infected"], infected_count, "{end}");
     assert_eq!(end["clean"], OBJECTS as u64 - infected_count, "{end}");
-    for none in ["not_clean", "skipped", "failed"] {
+    for none in ["not_examined", "skipped", "failed"] {
         assert_eq!(end[none], 0, "{none}: {end}");
     }
     assert_eq!(

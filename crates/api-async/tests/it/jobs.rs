@@ -728,7 +728,7 @@ async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_uns
         c.storage = storage::StorageConfig::S3(s3config.clone());
         c.actions = storage::actions::ActionsConfig {
             infected: storage::actions::Action::Move,
-            not_clean: storage::actions::Action::Delete,
+            not_examined: storage::actions::Action::Delete,
             quarantine_bucket: Some(quarantine.clone()),
             quarantine_prefix: "held/".to_owned(),
             ..Default::default()

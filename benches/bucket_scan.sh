@@ -125,7 +125,7 @@ stop_instances() {
     pids=("${pids[@]:0:2}")
 }
 
-none=$'clean = "none"\ninfected = "none"\nnot_clean = "none"'
+none=$'clean = "none"\ninfected = "none"\nnot_examined = "none"'
 log "bulk scan, one instance"
 bulk_rate 1 b1 "$none"
 stop_instances

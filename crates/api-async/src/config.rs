@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use engines::EngineConfig;
-use engines::SpoolSettings;
+use engines::SpoolConfig;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
 use storage::config_file::{self, ConfigFileError};
 use storage::edge::EdgeConfig;
-use storage::fetch::FetchSettings;
+use storage::fetch::FetchConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,9 +42,9 @@ pub struct Config {
     /// On shutdown, how long in-flight jobs may take before they are given back to the queue.
     pub shutdown_grace_secs: u64,
     /// Retries of failed downloads.
-    pub download: DownloadSettings,
+    pub download: DownloadConfig,
     /// Callback delivery.
-    pub callback: CallbackSettings,
+    pub callback: CallbackConfig,
     /// Largest file scanned, bytes: a `/api/v1/scan/sync/binary` body (413 past it), a download
     /// or an S3 object (`status: "no"` past it).
     pub max_body_bytes: Option<u64>,
@@ -56,11 +56,11 @@ pub struct Config {
     /// Expansion limits.
     pub limits: Limits,
     /// Spooling.
-    pub spool: SpoolSettings,
+    pub spool: SpoolConfig,
     /// Where S3 jobs' objects come from.
     pub storage: StorageConfig,
     /// Downloads (and which non-public ranges callbacks and downloads may reach).
-    pub fetch: FetchSettings,
+    pub fetch: FetchConfig,
     /// Engines; the embedded YARA engine when empty.
     pub engines: Vec<EngineConfig>,
     /// Connection limits, timeouts, and the metrics token.
@@ -194,15 +194,15 @@ impl Default for Config {
             max_attempts: 5,
             result_ttl_secs: 24 * 3600,
             shutdown_grace_secs: 30,
-            download: DownloadSettings::default(),
-            callback: CallbackSettings::default(),
+            download: DownloadConfig::default(),
+            callback: CallbackConfig::default(),
             max_body_bytes: Some(4 << 30),
             max_concurrent_sync_scans: 32,
             upload_idle_timeout_secs: 60,
             limits: Limits::default(),
-            spool: SpoolSettings::default(),
+            spool: SpoolConfig::default(),
             storage: StorageConfig::default(),
-            fetch: FetchSettings::default(),
+            fetch: FetchConfig::default(),
             engines: Vec::new(),
             http: EdgeConfig::default(),
             shared_trace_ids: false,
@@ -248,16 +248,16 @@ impl Default for QueueConfig {
 /// Download retries.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DownloadSettings {
+pub struct DownloadConfig {
     /// Tries in all, for failures that may pass (connection, timeout, 5xx, 429).
     pub attempts: u32,
     /// Wait before the second try; doubled each time after.
     pub first_backoff_ms: u64,
 }
 
-impl Default for DownloadSettings {
+impl Default for DownloadConfig {
     fn default() -> Self {
-        DownloadSettings {
+        DownloadConfig {
             attempts: 3,
             first_backoff_ms: 500,
         }
@@ -267,7 +267,7 @@ impl Default for DownloadSettings {
 /// Callback delivery.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CallbackSettings {
+pub struct CallbackConfig {
     /// The HMAC key for `X-Verdict-Signature`. Prefer `secret_file`.
     pub secret: Option<String>,
     /// A file holding the key; created with a random key when missing.
@@ -282,9 +282,9 @@ pub struct CallbackSettings {
     pub max_backoff_secs: u64,
 }
 
-impl Default for CallbackSettings {
+impl Default for CallbackConfig {
     fn default() -> Self {
-        CallbackSettings {
+        CallbackConfig {
             secret: None,
             secret_file: PathBuf::from("callback.secret"),
             timeout_secs: 10,

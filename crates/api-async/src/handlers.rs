@@ -467,7 +467,7 @@ pub(crate) async fn sync_binary(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
     if let Err(InputError::TooLarge { limit }) =
-        state.scanner.spool_config().check_declared(declared)
+        state.scanner.spool_policy().check_declared(declared)
     {
         return Err(ApiError::TooLarge(format!(
             "the body is larger than the limit of {limit} bytes"
@@ -484,7 +484,7 @@ pub(crate) async fn sync_binary(
     };
     let input = body::spool(
         body.into_data_stream(),
-        state.scanner.spool_config().clone(),
+        state.scanner.spool_policy().clone(),
     )
     .await?;
     let report = state.scan("binary", input).await;

@@ -122,7 +122,7 @@ impl AppState {
         let scanner = engines::build_scanner(
             &config.engines,
             config.limits.clone(),
-            config.spool.config(config.max_body_bytes),
+            config.spool.policy(config.max_body_bytes),
         )
         .map_err(|e| StartError::failed("engines", e))?;
         let objects = config
@@ -239,7 +239,7 @@ impl AppState {
         Sources {
             fetcher: &self.fetcher,
             objects: self.objects.as_ref(),
-            spool: self.scanner.spool_config(),
+            spool: self.scanner.spool_policy(),
             attempts: self.settings.download_attempts,
             first_backoff: self.settings.download_backoff,
         }

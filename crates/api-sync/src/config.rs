@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use engines::EngineConfig;
-use engines::SpoolSettings;
+use engines::SpoolConfig;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
 use storage::config_file::{self, ConfigFileError};
 use storage::edge::EdgeConfig;
-use storage::fetch::FetchSettings;
+use storage::fetch::FetchConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,11 +44,11 @@ pub struct Config {
     /// Expansion limits.
     pub limits: Limits,
     /// Spooling.
-    pub spool: SpoolSettings,
+    pub spool: SpoolConfig,
     /// Where clean uploads go and existing objects come from.
     pub storage: StorageConfig,
     /// URL scans.
-    pub fetch: FetchSettings,
+    pub fetch: FetchConfig,
     /// Engines; the embedded YARA engine when empty.
     pub engines: Vec<EngineConfig>,
     /// Connection limits, timeouts, and the metrics token.
@@ -69,9 +69,9 @@ impl Default for Config {
             tag_existing: false,
             actions: storage::actions::ActionsConfig::default(),
             limits: Limits::default(),
-            spool: SpoolSettings::default(),
+            spool: SpoolConfig::default(),
             storage: StorageConfig::default(),
-            fetch: FetchSettings::default(),
+            fetch: FetchConfig::default(),
             engines: Vec::new(),
             http: EdgeConfig::default(),
         }

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
-use scan_core::{InputError, Report, ScanInput, SpoolConfig, Verdict};
+use scan_core::{InputError, Report, ScanInput, SpoolPolicy, Verdict};
 
 use crate::wire::SyncScanResponse;
 use serde::{Deserialize, Serialize};
@@ -199,7 +199,7 @@ pub(crate) async fn scan(
 ) -> Result<Json<ScanResponse>, ApiError> {
     // A body announced as larger than the limit is answered before a byte of it is read (and
     // before it takes a scan slot).
-    let spool = state.scanner.spool_config().clone();
+    let spool = state.scanner.spool_policy().clone();
     spool
         .check_declared(declared_length(request.headers()))
         .map_err(input_error)?;
@@ -245,7 +245,7 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 async fn read_multipart(
     content_type: &str,
     request: Request,
-    spool: &SpoolConfig,
+    spool: &SpoolPolicy,
 ) -> Result<(String, ScanInput, Option<String>), ApiError> {
     let boundary = Form::boundary(content_type)?;
     let mut form = Form::new(request.into_body(), boundary, MAX_PART_HEAD);
@@ -449,7 +449,7 @@ pub(crate) async fn scan_existing(
         version: request.version_id.filter(|v| !v.is_empty()),
     };
     let (read, reader) = state.store.get(&object).await?;
-    let input = ScanInput::from_async_reader(reader, state.scanner.spool_config())
+    let input = ScanInput::from_async_reader(reader, state.scanner.spool_policy())
         .await
         .map_err(upstream_input_error)?;
     let report = scan_recorded(&state, &object.key, Arc::new(input)).await;
@@ -485,7 +485,7 @@ pub(crate) async fn scan_url(
         .map_err(|_| ApiError::Busy)?;
     let url = url_from_body(&headers, &body).await?;
     let download = state.fetcher.get(&url, &[]).await.map_err(fetch_error)?;
-    let input = ScanInput::from_async_reader(download.body, state.scanner.spool_config())
+    let input = ScanInput::from_async_reader(download.body, state.scanner.spool_policy())
         .await
         .map_err(upstream_input_error)?;
     let name = storage::fetch::file_name(&url);

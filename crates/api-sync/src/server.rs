@@ -64,7 +64,7 @@ impl AppState {
         let scanner = engines::build_scanner(
             &config.engines,
             config.limits.clone(),
-            config.spool.config(config.max_body_bytes),
+            config.spool.policy(config.max_body_bytes),
         )
         .map_err(|e| StartError::failed("engines", e))?;
         let store = config

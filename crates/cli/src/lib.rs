@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use scan_core::{Limits, Scanner, SpoolConfig, Verdict};
+use scan_core::{Limits, Scanner, SpoolPolicy, Verdict};
 
 pub use args::{Cli, Command, LimitArgs, ScanArgs, parse_size};
 pub use bucket::State;
@@ -35,8 +35,8 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<Summa
 struct FileConfig {
     engines: Vec<engines::EngineConfig>,
     limits: Limits,
-    spool: engines::SpoolSettings,
-    fetch: storage::fetch::FetchSettings,
+    spool: engines::SpoolConfig,
+    fetch: storage::fetch::FetchConfig,
     storage: storage::StorageConfig,
 }
 
@@ -86,9 +86,9 @@ async fn scan(args: Args, out: &mut (dyn Write + Send)) -> anyhow::Result<Summar
     }
     let all_engines = engines::build_engines(&configs)?;
     let mut spool = if args.config.is_some() {
-        file.spool.config(None)
+        file.spool.policy(None)
     } else {
-        SpoolConfig::default()
+        SpoolPolicy::default()
     };
     if let Some(dir) = &args.temp_dir {
         spool.temp_dir = Some(dir.clone());

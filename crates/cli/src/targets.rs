@@ -78,7 +78,7 @@ pub(crate) async fn scan_one(
     target: &Target,
     remote: &Remote,
 ) -> anyhow::Result<Report> {
-    let spool = scanner.spool_config();
+    let spool = scanner.spool_policy();
     let input = match target {
         Target::File(path) => ScanInput::from_path_async(path, spool).await?,
         Target::S3 { bucket, key } => {

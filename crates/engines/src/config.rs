@@ -63,7 +63,7 @@ pub enum EngineConfigError {
 pub fn build_scanner(
     configs: &[EngineConfig],
     limits: scan_core::Limits,
-    spool: scan_core::SpoolConfig,
+    spool: scan_core::SpoolPolicy,
 ) -> Result<scan_core::Scanner, EngineConfigError> {
     let default = [EngineConfig::Yara {
         rules: Vec::new(),
@@ -178,26 +178,26 @@ impl Engine for SizeLimited {
 /// Spool settings as they appear in a service's configuration file (`[spool]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SpoolSettings {
+pub struct SpoolConfig {
     /// Folder for spool files; the system temp folder when unset.
     pub temp_dir: Option<PathBuf>,
     /// Bytes kept in memory before spooling to disk.
     pub memory_threshold: usize,
 }
 
-impl Default for SpoolSettings {
+impl Default for SpoolConfig {
     fn default() -> Self {
-        SpoolSettings {
+        SpoolConfig {
             temp_dir: None,
-            memory_threshold: scan_core::SpoolConfig::default().memory_threshold,
+            memory_threshold: scan_core::SpoolPolicy::default().memory_threshold,
         }
     }
 }
 
-impl SpoolSettings {
-    /// The spool configuration, refusing inputs larger than `max_input_size`.
-    pub fn config(&self, max_input_size: Option<u64>) -> scan_core::SpoolConfig {
-        scan_core::SpoolConfig {
+impl SpoolConfig {
+    /// The spool policy this section describes, refusing inputs larger than `max_input_size`.
+    pub fn policy(&self, max_input_size: Option<u64>) -> scan_core::SpoolPolicy {
+        scan_core::SpoolPolicy {
             memory_threshold: self.memory_threshold,
             temp_dir: self.temp_dir.clone(),
             max_input_size,

@@ -29,7 +29,7 @@ mod yara;
 
 pub use clamd::{ClamdConfig, ClamdEngine};
 pub use config::{
-    EngineConfig, EngineConfigError, SizeLimited, SpoolSettings, build_engines, build_scanner,
+    EngineConfig, EngineConfigError, SizeLimited, SpoolConfig, build_engines, build_scanner,
 };
 pub use icap::{IcapConfig, IcapEngine};
 pub use net::{Address, SetupError};

@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineError, ScanObject, Scope};
 use crate::filetype::{self, FileType};
 use crate::formats;
 use crate::limits::{Limit, Limits};
-use crate::spool::{ObjectData, Spool, SpoolConfig, SpoolError};
+use crate::spool::{ObjectData, Spool, SpoolError, SpoolPolicy};
 use crate::verdict::{Detection, EngineSummary, Problem, Reason};
 
 /// The most memory any one decoder may ask for (an LZMA dictionary, say), in bytes; the same
@@ -45,7 +45,7 @@ enum MemberError {
 
 pub(crate) struct Walker<'s> {
     engines: &'s [Arc<dyn Engine>],
-    spool: &'s SpoolConfig,
+    spool: &'s SpoolPolicy,
     handle: tokio::runtime::Handle,
     budget: Budget,
     stopped: bool,
@@ -55,7 +55,7 @@ pub(crate) struct Walker<'s> {
 impl<'s> Walker<'s> {
     pub(crate) fn new(
         engines: &'s [Arc<dyn Engine>],
-        spool: &'s SpoolConfig,
+        spool: &'s SpoolPolicy,
         budget: Budget,
         handle: tokio::runtime::Handle,
     ) -> Self {
@@ -640,7 +640,7 @@ fn spool_capped(
     reader: &mut dyn Read,
     consumed: Option<Consumed>,
     budget: &Budget,
-    config: &SpoolConfig,
+    config: &SpoolPolicy,
 ) -> Result<ObjectData, MemberError> {
     let mut capped = Capped::new(reader, budget, consumed);
     let mut spool = Spool::new(config, None);

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 
 use crate::error::InputError;
-use crate::spool::{ObjectData, Spool, SpoolConfig, SpoolError};
+use crate::spool::{ObjectData, Spool, SpoolError, SpoolPolicy};
 
 /// A root object ready to scan: its bytes, size and SHA-256, read exactly once.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl ScanInput {
     }
 
     /// Reads everything from a blocking reader: counted, hashed and spooled in one pass.
-    pub fn from_reader(reader: impl Read, config: &SpoolConfig) -> Result<Self, InputError> {
+    pub fn from_reader(reader: impl Read, config: &SpoolPolicy) -> Result<Self, InputError> {
         let mut hasher = Sha256::new();
         let mut spool = Spool::new(config, config.max_input_size);
         let mut reader = reader;
@@ -67,7 +67,7 @@ impl ScanInput {
 
     /// Reads everything from an async reader. The hashing and spooling run on a blocking thread;
     /// the reactor only moves bytes.
-    pub async fn from_async_reader<R>(reader: R, config: &SpoolConfig) -> Result<Self, InputError>
+    pub async fn from_async_reader<R>(reader: R, config: &SpoolPolicy) -> Result<Self, InputError>
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
@@ -80,7 +80,7 @@ impl ScanInput {
 
     /// Opens a file in place: small files are read into memory, larger ones memory-mapped (no
     /// copy to a spool file). Blocking; see [`ScanInput::from_path_async`].
-    pub fn from_path(path: &Path, config: &SpoolConfig) -> Result<Self, InputError> {
+    pub fn from_path(path: &Path, config: &SpoolPolicy) -> Result<Self, InputError> {
         let open_err = |e| InputError::Open {
             path: path.to_owned(),
             source: e,
@@ -107,7 +107,7 @@ impl ScanInput {
     }
 
     /// [`ScanInput::from_path`] on a blocking thread.
-    pub async fn from_path_async(path: &Path, config: &SpoolConfig) -> Result<Self, InputError> {
+    pub async fn from_path_async(path: &Path, config: &SpoolPolicy) -> Result<Self, InputError> {
         let (path, config) = (path.to_owned(), config.clone());
         tokio::task::spawn_blocking(move || Self::from_path(&path, &config))
             .await
@@ -134,7 +134,7 @@ pub struct InputBuilder<'c> {
 
 impl<'c> InputBuilder<'c> {
     /// An empty input spooled per `config` (its `max_input_size` applies).
-    pub fn new(config: &'c SpoolConfig) -> Self {
+    pub fn new(config: &'c SpoolPolicy) -> Self {
         InputBuilder {
             hasher: Sha256::new(),
             spool: Spool::new(config, config.max_input_size),
@@ -164,8 +164,8 @@ impl<'c> InputBuilder<'c> {
 mod tests {
     use super::*;
 
-    fn config(threshold: usize, dir: &Path) -> SpoolConfig {
-        SpoolConfig {
+    fn config(threshold: usize, dir: &Path) -> SpoolPolicy {
+        SpoolPolicy {
             memory_threshold: threshold,
             temp_dir: Some(dir.to_owned()),
             max_input_size: None,

@@ -52,7 +52,7 @@ pub use filetype::FileType;
 pub use input::{InputBuilder, ScanInput};
 pub use limits::{Limit, Limits};
 pub use scanner::{ConfigError, Scanner, ScannerBuilder};
-pub use spool::{ObjectData, SpoolConfig};
+pub use spool::{ObjectData, SpoolPolicy};
 pub use verdict::{Detection, EngineSummary, Problem, Reason, Report, Timings, Verdict};
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -13,7 +13,7 @@ use crate::expand::{Outcome, Walker};
 use crate::filetype;
 use crate::input::ScanInput;
 use crate::limits::Limits;
-use crate::spool::SpoolConfig;
+use crate::spool::SpoolPolicy;
 use crate::verdict::{Problem, Reason, Report, Timings};
 
 /// A configured scanner. Cheap to clone; share one across a whole service.
@@ -25,7 +25,7 @@ pub struct Scanner {
 struct Inner {
     engines: Vec<Arc<dyn Engine>>,
     limits: Limits,
-    spool: SpoolConfig,
+    spool: SpoolPolicy,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -63,7 +63,7 @@ pub enum ConfigError {
 pub struct ScannerBuilder {
     engines: Vec<Arc<dyn Engine>>,
     limits: Limits,
-    spool: SpoolConfig,
+    spool: SpoolPolicy,
 }
 
 impl ScannerBuilder {
@@ -92,7 +92,7 @@ impl ScannerBuilder {
     }
 
     /// Sets where and how objects are spooled.
-    pub fn spool(mut self, spool: SpoolConfig) -> Self {
+    pub fn spool(mut self, spool: SpoolPolicy) -> Self {
         self.spool = spool;
         self
     }
@@ -134,7 +134,7 @@ impl Scanner {
     }
 
     /// The spool configuration (also used by callers that spool input themselves).
-    pub fn spool_config(&self) -> &SpoolConfig {
+    pub fn spool_policy(&self) -> &SpoolPolicy {
         &self.inner.spool
     }
 

@@ -13,7 +13,7 @@ use crate::error::InputError;
 
 /// Where and how inputs and expanded members are spooled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolConfig {
+pub struct SpoolPolicy {
     /// Objects up to this many bytes stay in memory; larger ones go to a temp file.
     pub memory_threshold: usize,
     /// Directory for spool files; the system temp directory when `None`.
@@ -22,9 +22,9 @@ pub struct SpoolConfig {
     pub max_input_size: Option<u64>,
 }
 
-impl Default for SpoolConfig {
+impl Default for SpoolPolicy {
     fn default() -> Self {
-        SpoolConfig {
+        SpoolPolicy {
             memory_threshold: 8 << 20,
             temp_dir: None,
             max_input_size: None,
@@ -32,9 +32,9 @@ impl Default for SpoolConfig {
     }
 }
 
-impl SpoolConfig {
+impl SpoolPolicy {
     /// Refuses an input whose declared length (an HTTP `Content-Length`, an object's size) is
-    /// already over [`SpoolConfig::max_input_size`], so it is turned away before a byte of it
+    /// already over [`SpoolPolicy::max_input_size`], so it is turned away before a byte of it
     /// is read.
     pub fn check_declared(&self, length: Option<u64>) -> Result<(), InputError> {
         match (length, self.max_input_size) {
@@ -176,7 +176,7 @@ pub(crate) enum SpoolError {
 /// by a separate thread, so reading (inflating, receiving) and writing overlap on two cores.
 /// Chunks are read straight into the buffers that are written; nothing is copied in between.
 pub(crate) struct Spool<'c> {
-    config: &'c SpoolConfig,
+    config: &'c SpoolPolicy,
     max: Option<u64>,
     memory: Vec<u8>,
     writer: Option<SpoolWriter>,
@@ -184,7 +184,7 @@ pub(crate) struct Spool<'c> {
 }
 
 impl<'c> Spool<'c> {
-    pub(crate) fn new(config: &'c SpoolConfig, max: Option<u64>) -> Self {
+    pub(crate) fn new(config: &'c SpoolPolicy, max: Option<u64>) -> Self {
         Spool {
             config,
             max,

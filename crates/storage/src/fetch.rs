@@ -47,7 +47,7 @@ impl Default for FetchPolicy {
 /// Download settings as they appear in a service's configuration file.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FetchSettings {
+pub struct FetchConfig {
     /// Non-public ranges allowed anyway, e.g. `["10.0.0.0/8"]`.
     pub allow: Vec<IpNet>,
     /// Largest download, bytes.
@@ -56,9 +56,9 @@ pub struct FetchSettings {
     pub timeout_secs: u64,
 }
 
-impl Default for FetchSettings {
+impl Default for FetchConfig {
     fn default() -> Self {
-        FetchSettings {
+        FetchConfig {
             allow: Vec::new(),
             max_bytes: 4 << 30,
             timeout_secs: 300,
@@ -66,7 +66,7 @@ impl Default for FetchSettings {
     }
 }
 
-impl FetchSettings {
+impl FetchConfig {
     /// The policy these settings describe.
     pub fn policy(&self) -> FetchPolicy {
         FetchPolicy {

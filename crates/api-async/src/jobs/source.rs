@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use scan_core::{InputError, ScanInput, SpoolConfig};
+use scan_core::{InputError, ScanInput, SpoolPolicy};
 use storage::fetch::{FetchError, Fetcher};
 use storage::{ObjectRef, ObjectStore, StorageError};
 
@@ -73,7 +73,7 @@ pub(crate) struct Fetched {
 pub(crate) struct Sources<'a> {
     pub(crate) fetcher: &'a Fetcher,
     pub(crate) objects: &'a dyn ObjectStore,
-    pub(crate) spool: &'a SpoolConfig,
+    pub(crate) spool: &'a SpoolPolicy,
     /// Tries in all for transient failures.
     pub(crate) attempts: u32,
     pub(crate) first_backoff: Duration,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use scan_core::testing::eicar;
 use scan_core::{
     Engine, EngineError, Finding, Limit, Limits, Report, ScanInput, ScanObject, Scanner,
-    SpoolConfig, Verdict,
+    SpoolPolicy, Verdict,
 };
 
 /// A real engine for tests: reports `name` for every object `matches` accepts.
@@ -79,7 +79,7 @@ fn scanner_of_with(
     Scanner::builder()
         .engine(engine)
         .limits(limits)
-        .spool(SpoolConfig {
+        .spool(SpoolPolicy {
             // Small, so tests exercise the file-backed path too.
             memory_threshold: 64 * 1024,
             temp_dir: Some(spool_dir.to_owned()),

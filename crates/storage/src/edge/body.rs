@@ -12,7 +12,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body::Frame;
-use scan_core::{InputBuilder, InputError, ScanInput, SpoolConfig};
+use scan_core::{InputBuilder, InputError, ScanInput, SpoolPolicy};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -270,7 +270,7 @@ pub async fn discard_small(body: Body) {
 /// Feeds a body stream to the spool on a blocking thread as it arrives: chunks are batched (to
 /// wake that thread less often) and handed over without copying. A stream that breaks (client
 /// gone, stalled, malformed) is an error, never a short file that gets scanned.
-pub async fn spool<S, E>(mut stream: S, config: SpoolConfig) -> Result<ScanInput, BodyError>
+pub async fn spool<S, E>(mut stream: S, config: SpoolPolicy) -> Result<ScanInput, BodyError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error + 'static,

@@ -23,7 +23,7 @@ fn answer(err: BodyError) -> Response {
 
 /// Spools the whole body and answers its length.
 async fn spool(request: Request) -> Response {
-    let config = scan_core::SpoolConfig::default();
+    let config = scan_core::SpoolPolicy::default();
     match body::spool(request.into_body().into_data_stream(), config).await {
         Ok(input) => input.size().to_string().into_response(),
         Err(e) => answer(e),

@@ -75,8 +75,13 @@ pub struct Limits {
     pub max_ratio: u64,
     /// Bytes a member may produce before the ratio check applies.
     pub ratio_floor: u64,
-    /// Wall-clock budget for the whole scan.
-    #[serde(with = "duration_secs")]
+    /// Wall-clock budget for the whole scan; `max_scan_time_secs` in a configuration file
+    /// (`max_scan_time`, without the unit, is read as well).
+    #[serde(
+        with = "duration_secs",
+        rename = "max_scan_time_secs",
+        alias = "max_scan_time"
+    )]
     pub max_scan_time: Duration,
 }
 
@@ -106,5 +111,20 @@ mod duration_secs {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_budget_carries_its_unit_and_the_old_key_is_still_read() {
+        let limits: Limits = serde_json::from_str(r#"{"max_scan_time_secs": 2.5}"#).unwrap();
+        assert_eq!(limits.max_scan_time, Duration::from_millis(2500));
+        let old: Limits = serde_json::from_str(r#"{"max_scan_time": 30}"#).unwrap();
+        assert_eq!(old.max_scan_time, Duration::from_secs(30));
+        let written = serde_json::to_value(Limits::default()).unwrap();
+        assert_eq!(written["max_scan_time_secs"], 120.0);
     }
 }

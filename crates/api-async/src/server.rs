@@ -125,13 +125,8 @@ impl AppState {
             config.spool.policy(config.max_body_bytes),
         )
         .map_err(|e| StartError::failed("engines", e))?;
-        let objects = config
-            .storage
-            .open()
-            .await
-            .map_err(|e| StartError::failed("storage", e))?;
-        let fetcher =
-            Fetcher::new(config.fetch.policy()).map_err(|e| StartError::failed("fetcher", e))?;
+        let (objects, fetcher) =
+            storage::edge::open_storage(&config.storage, &config.fetch).await?;
         let lease = Duration::from_secs(config.job_lease_secs.max(1));
         type Stores = (
             Arc<dyn JobQueue>,

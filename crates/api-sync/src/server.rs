@@ -67,13 +67,7 @@ impl AppState {
             config.spool.policy(config.max_body_bytes),
         )
         .map_err(|e| StartError::failed("engines", e))?;
-        let store = config
-            .storage
-            .open()
-            .await
-            .map_err(|e| StartError::failed("storage", e))?;
-        let fetcher =
-            Fetcher::new(config.fetch.policy()).map_err(|e| StartError::failed("fetcher", e))?;
+        let (store, fetcher) = storage::edge::open_storage(&config.storage, &config.fetch).await?;
         let users = UserStore::open(&config.users_file).map_err(|e| {
             StartError::failed(format!("users file {}", config.users_file.display()), e)
         })?;

@@ -71,6 +71,8 @@ pub struct RedisStore {
     last_takeover: Mutex<Option<Instant>>,
     push: redis::Script,
     complete: redis::Script,
+    bulk_advance: redis::Script,
+    bulk_record: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -142,6 +144,8 @@ impl RedisStore {
             last_takeover: Mutex::new(None),
             push: redis::Script::new(PUSH),
             complete: redis::Script::new(COMPLETE),
+            bulk_advance: redis::Script::new(BULK_ADVANCE),
+            bulk_record: redis::Script::new(BULK_RECORD),
         })
     }
 
@@ -480,7 +484,8 @@ impl crate::bulk::BulkStore for RedisStore {
 
     async fn advance(&self, id: &str, advance: &crate::bulk::Advance) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let moved: i64 = redis::Script::new(BULK_ADVANCE)
+        let moved: i64 = self
+            .bulk_advance
             .key(self.bulk_key(id))
             .arg(advance.page)
             .arg(advance.after.as_deref().unwrap_or(""))
@@ -502,7 +507,8 @@ impl crate::bulk::BulkStore for RedisStore {
         bytes: u64,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let recorded: i64 = redis::Script::new(BULK_RECORD)
+        let recorded: i64 = self
+            .bulk_record
             .key(self.bulk_key(id))
             .key(self.bulk_objects_key(id))
             .arg(key)

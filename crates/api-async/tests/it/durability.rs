@@ -321,22 +321,7 @@ async fn sqs_bucket_events_all_get_their_verdict_when_a_worker_is_sigkilled_mid_
     // Done when SQS holds no message and the shared queue no job; then every object must
     // have its verdict (polling the tags meanwhile would only slow the S3 server down).
     let idle = || async {
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
-            .send()
-            .await
-            .unwrap();
-        let messages: usize = attributes
-            .attributes()
-            .unwrap()
-            .values()
-            .map(|v| v.parse::<usize>().unwrap())
-            .sum();
+        let messages = crate::testutil::sqs_messages(&sqs, &queue_url).await;
         let health: serde_json::Value = http
             .get(format!("{}/health", survivor.base))
             .send()

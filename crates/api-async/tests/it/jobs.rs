@@ -684,23 +684,7 @@ async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every message (the test event and both records) was handled and deleted.
-    let left = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        )
-        .send()
-        .await
-        .unwrap();
-    let attributes = left.attributes().unwrap();
-    for attribute in [
-        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
-        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-    ] {
-        assert_eq!(attributes[&attribute], "0", "{attribute:?}");
-    }
+    assert_eq!(crate::testutil::sqs_messages(&sqs, &queue_url).await, 0);
     server.stop().await;
 }
 

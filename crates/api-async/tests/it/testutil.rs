@@ -611,3 +611,22 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Messages in the SQS queue at `url`, visible and in flight together.
+pub(crate) async fn sqs_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let answer = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    answer
+        .attributes()
+        .unwrap()
+        .values()
+        .map(|v| v.parse::<usize>().unwrap())
+        .sum()
+}

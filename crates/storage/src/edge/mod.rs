@@ -161,6 +161,26 @@ impl StartError {
     }
 }
 
+/// What every server opens of storage at start: the object store and the guarded fetcher.
+pub async fn open_storage(
+    storage: &crate::StorageConfig,
+    fetch: &crate::fetch::FetchConfig,
+) -> Result<
+    (
+        std::sync::Arc<dyn crate::ObjectStore>,
+        crate::fetch::Fetcher,
+    ),
+    StartError,
+> {
+    let objects = storage
+        .open()
+        .await
+        .map_err(|e| StartError::failed("storage", e))?;
+    let fetcher =
+        crate::fetch::Fetcher::new(fetch.policy()).map_err(|e| StartError::failed("fetcher", e))?;
+    Ok((objects, fetcher))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

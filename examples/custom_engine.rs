@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use scan_core::{Engine, EngineError, Finding, ScanObject, Scanner, Scope};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Scanner, Scope};
 
 /// Flags PE executables (an `MZ` header whose `e_lfanew` points at `PE\0\0`), e.g. for an upload
 /// service that must never accept programs, whatever their file names say.
@@ -26,7 +26,7 @@ impl Engine for NoExecutables {
         Scope::EveryObject
     }
 
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         let data = object.data;
         let is_pe = data.starts_with(b"MZ")
             && data.get(0x3c..0x40).is_some_and(|field| {
@@ -34,7 +34,7 @@ impl Engine for NoExecutables {
                 data.get(offset..offset + 4) == Some(b"PE\0\0")
             });
         Ok(if is_pe {
-            vec![Finding::new("Policy.Executable.PE")]
+            vec![Detection::named("Policy.Executable.PE")]
         } else {
             Vec::new()
         })

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use scan_core::{Engine, EngineError, Finding, ScanObject, Scope};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Scope};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -100,8 +100,8 @@ impl ClamdEngine {
         })
     }
 
-    /// Streams `data` to clamd and returns its findings.
-    pub async fn scan_bytes(&self, data: &[u8]) -> Result<Vec<Finding>, EngineError> {
+    /// Streams `data` to clamd and returns what it detected.
+    pub async fn scan_bytes(&self, data: &[u8]) -> Result<Vec<Detection>, EngineError> {
         if data.len() as u64 > self.max_size {
             return Err(EngineError::NotExamined(format!(
                 "{} bytes is over clamd's stream limit of {} bytes",
@@ -121,7 +121,7 @@ impl ClamdEngine {
                     "clamd stopped early: {name}"
                 )))
             }
-            Reply::Found(name) => Ok(vec![Finding::new(name)]),
+            Reply::Found(name) => Ok(vec![Detection::named(name)]),
             Reply::TooLarge => Err(EngineError::NotExamined(
                 "over clamd's StreamMaxLength (INSTREAM size limit exceeded)".to_owned(),
             )),
@@ -274,7 +274,7 @@ impl Engine for ClamdEngine {
         Some(self.max_size)
     }
 
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         self.scan_bytes(object.data).await
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use scan_core::{Engine, EngineError, Finding, ScanObject, Scope};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Scope};
 use serde::Deserialize;
 
 use crate::{ClamdConfig, ClamdEngine, HashEngine, IcapConfig, IcapEngine, YaraEngine};
@@ -166,7 +166,7 @@ impl Engine for SizeLimited {
         )
     }
 
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         self.inner.scan(object).await
     }
 

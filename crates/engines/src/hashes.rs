@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use md5::Md5;
-use scan_core::{Engine, EngineError, Finding, ScanObject};
+use scan_core::{Detection, Engine, EngineError, ScanObject};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -136,9 +136,9 @@ impl HashEngine {
         Ok(())
     }
 
-    fn scan_bytes(&self, data: &[u8], known_sha256: Option<&[u8; 32]>) -> Vec<Finding> {
+    fn scan_bytes(&self, data: &[u8], known_sha256: Option<&[u8; 32]>) -> Vec<Detection> {
         let size = data.len() as u64;
-        let mut found: Vec<Finding> = Vec::new();
+        let mut found: Vec<Detection> = Vec::new();
         let mut seen = HashSet::new();
         for (algorithm, table) in &self.tables {
             if !table.wants(size) {
@@ -154,7 +154,7 @@ impl HashEngine {
             };
             for name in table.lookup(size, &digest) {
                 if seen.insert(name.clone()) {
-                    found.push(Finding::new(name.clone()));
+                    found.push(Detection::named(name.clone()));
                 }
             }
         }
@@ -199,7 +199,7 @@ impl Engine for HashEngine {
         "hashes"
     }
 
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         Ok(self.scan_bytes(object.data, object.sha256))
     }
 

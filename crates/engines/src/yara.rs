@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use scan_core::{Engine, EngineError, Finding, ScanObject};
+use scan_core::{Detection, Engine, EngineError, ScanObject};
 use yara_x::{Compiler, Rules, SourceCode};
 
 /// Rules that are always loaded: they detect the EICAR test file, so every deployment can be
@@ -211,7 +211,7 @@ impl YaraEngine {
     }
 
     /// Scans bytes with this thread's scanner, creating it on first use.
-    pub fn scan_bytes(&self, data: &[u8]) -> Result<Vec<Finding>, EngineError> {
+    pub fn scan_bytes(&self, data: &[u8]) -> Result<Vec<Detection>, EngineError> {
         SCANNERS.with_borrow_mut(|scanners| {
             let slot = match scanners.iter().position(|(id, _)| *id == self.id) {
                 Some(slot) => slot,
@@ -236,7 +236,7 @@ impl YaraEngine {
                 })?;
                 Ok(results
                     .matching_rules()
-                    .map(|rule| Finding::new(detection_name(&rule)))
+                    .map(|rule| Detection::named(detection_name(&rule)))
                     .collect())
             })
         })
@@ -257,7 +257,7 @@ impl Engine for YaraEngine {
         "yara"
     }
 
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         self.scan_bytes(object.data)
     }
 

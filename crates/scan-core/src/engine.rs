@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::filetype::FileType;
+use crate::verdict::Detection;
 
 /// Which objects of the expansion tree an engine wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,21 +29,6 @@ pub struct ScanObject<'a> {
     pub file_type: FileType,
     /// SHA-256 when already known (it is for the root), so engines need not hash again.
     pub sha256: Option<&'a [u8; 32]>,
-}
-
-/// Something an engine found in an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Finding {
-    /// The detection name, as the engine reports it.
-    pub name: String,
-}
-
-impl Finding {
-    /// A finding with this name.
-    pub fn new(name: impl Into<String>) -> Self {
-        Finding { name: name.into() }
-    }
 }
 
 /// An engine could not give an answer for an object. The object then counts as not examined.
@@ -85,7 +71,10 @@ pub trait Engine: Send + Sync {
     }
 
     /// Examines one object.
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError>;
+    ///
+    /// Each detection needs only its name ([`Detection::named`]): the scanner sets its path and
+    /// engine, so what an engine puts there is replaced.
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError>;
 
     /// Whether the engine is ready; a short description (version, rule count) when it is.
     async fn health(&self) -> Result<String, EngineError>;

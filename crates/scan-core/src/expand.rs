@@ -200,16 +200,12 @@ impl<'s> Walker<'s> {
             let engine = self.engines[i].name();
             let summary = &mut self.out.engines[i];
             match result {
-                Ok(findings) => {
+                Ok(detections) => {
                     summary.objects_scanned += 1;
-                    summary.detections += findings.len() as u64;
-                    for finding in findings {
-                        tracing::debug!(path = object.path, engine, name = %finding.name, "detection");
-                        self.out.detections.push(Detection {
-                            path: object.path.to_owned(),
-                            name: finding.name,
-                            engine: engine.to_owned(),
-                        });
+                    summary.detections += detections.len() as u64;
+                    for detection in detections {
+                        tracing::debug!(path = object.path, engine, name = %detection.name, "detection");
+                        self.out.detections.push(detection.at(object.path, engine));
                     }
                 }
                 Err(EngineError::NotExamined(why)) => {

@@ -7,7 +7,7 @@
 //! only if every object was fully examined by every engine.
 //!
 //! ```
-//! use scan_core::{Engine, EngineError, Finding, ScanObject, Scanner, Verdict, async_trait};
+//! use scan_core::{Engine, EngineError, Detection, ScanObject, Scanner, Verdict, async_trait};
 //!
 //! /// Flags any object containing the word "malicious".
 //! struct Words;
@@ -15,9 +15,9 @@
 //! #[async_trait]
 //! impl Engine for Words {
 //!     fn name(&self) -> &str { "words" }
-//!     async fn scan(&self, o: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+//!     async fn scan(&self, o: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
 //!         let hit = o.data.windows(9).any(|w| w == b"malicious");
-//!         Ok(if hit { vec![Finding::new("Test.Word")] } else { vec![] })
+//!         Ok(if hit { vec![Detection::named("Test.Word")] } else { vec![] })
 //!     }
 //!     async fn health(&self) -> Result<String, EngineError> { Ok("ready".into()) }
 //! }
@@ -46,7 +46,7 @@ mod verdict;
 /// The attribute [`Engine`] implementations need, re-exported so implementing one takes no
 /// dependency of its own: `#[scan_core::async_trait]`.
 pub use async_trait::async_trait;
-pub use engine::{Engine, EngineError, Finding, ScanObject, Scope};
+pub use engine::{Engine, EngineError, ScanObject, Scope};
 pub use error::InputError;
 pub use filetype::FileType;
 pub use input::{InputBuilder, ScanInput};

@@ -39,7 +39,8 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// One thing an engine found in one object.
+/// One thing an engine found in one object: what an [`Engine`](crate::Engine) returns, and what
+/// a [`Report`] lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Detection {
@@ -49,6 +50,27 @@ pub struct Detection {
     pub name: String,
     /// Which engine found it.
     pub engine: String,
+}
+
+impl Detection {
+    /// A detection of this name, as an engine returns it: the scanner fills in
+    /// [`path`](Self::path) and [`engine`](Self::engine) when it adds it to the report.
+    pub fn named(name: impl Into<String>) -> Self {
+        Detection {
+            path: String::new(),
+            name: name.into(),
+            engine: String::new(),
+        }
+    }
+
+    /// This detection, placed on the object at `path` and credited to `engine`.
+    pub fn at(self, path: &str, engine: &str) -> Self {
+        Detection {
+            path: path.to_owned(),
+            engine: engine.to_owned(),
+            ..self
+        }
+    }
 }
 
 /// Why part of a scan could not be completed.

@@ -7,7 +7,7 @@
 //! | header | used by | value |
 //! |---|---|---|
 //! | `X-Infection-Found` | c-icap, Sophos, ESET, Kaspersky | `Type=0; Resolution=2; Threat=<name>;` |
-//! | `X-Violations-Found` | c-icap, McAfee, Symantec | count, then 4 lines per finding (file, name, id, disposition) |
+//! | `X-Violations-Found` | c-icap, McAfee, Symantec | count, then 4 lines per violation (file, name, id, disposition) |
 //! | `X-Virus-ID` | Symantec, Trend Micro, Kaspersky | the name |
 //! | `X-Virus-Name` | some appliances | the name |
 //! | `X-Blocked-Reason`, `X-Response-Info` | McAfee | a reason text |
@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use scan_core::{Engine, EngineError, Finding, ScanObject, Scope};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Scope};
 use serde::Deserialize;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::OnceCell;
@@ -138,8 +138,8 @@ impl IcapEngine {
         })
     }
 
-    /// Sends `data` for scanning under the name `name` and returns the findings.
-    pub async fn scan_bytes(&self, name: &str, data: &[u8]) -> Result<Vec<Finding>, EngineError> {
+    /// Sends `data` for scanning under the name `name` and returns the detections.
+    pub async fn scan_bytes(&self, name: &str, data: &[u8]) -> Result<Vec<Detection>, EngineError> {
         let options = self
             .options
             .get_or_try_init(|| self.fetch_options())
@@ -309,8 +309,8 @@ impl IcapEngine {
         read_response(conn).await
     }
 
-    /// Turns a final response into findings or an error.
-    fn judge(&self, response: &Response) -> Result<Vec<Finding>, EngineError> {
+    /// Turns a final response into detections or an error.
+    fn judge(&self, response: &Response) -> Result<Vec<Detection>, EngineError> {
         match response.status {
             204 => Ok(Vec::new()),
             200 => {
@@ -327,7 +327,7 @@ impl IcapEngine {
                 if names.is_empty() && response.http_status == Some(403) {
                     names.push(format!("{}.Blocked.Unnamed", self.name));
                 }
-                Ok(names.into_iter().map(Finding::new).collect())
+                Ok(names.into_iter().map(Detection::named).collect())
             }
             status => Err(EngineError::Failed(format!(
                 "ICAP server answered {status} {}",
@@ -351,7 +351,7 @@ impl Engine for IcapEngine {
         self.max_object_size
     }
 
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         let name = object.path.rsplit('/').next().unwrap_or(object.path);
         self.scan_bytes(name, object.data).await
     }

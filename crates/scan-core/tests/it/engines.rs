@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use scan_core::testing::{self, eicar};
 use scan_core::{
-    ConfigError, Engine, EngineError, Finding, Reason, ScanInput, ScanObject, Scanner, Scope,
+    ConfigError, Detection, Engine, EngineError, Reason, ScanInput, ScanObject, Scanner, Scope,
     Verdict,
 };
 
@@ -21,7 +21,7 @@ impl Engine for Broken {
     fn name(&self) -> &str {
         "broken"
     }
-    async fn scan(&self, _: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, _: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         Err(EngineError::Unavailable("connection refused".into()))
     }
     async fn health(&self) -> Result<String, EngineError> {
@@ -45,7 +45,7 @@ impl Engine for RootCounter {
     fn max_object_size(&self) -> Option<u64> {
         Some(100)
     }
-    async fn scan(&self, _: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, _: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         self.seen.fetch_add(1, Ordering::SeqCst);
         Ok(Vec::new())
     }
@@ -152,4 +152,33 @@ fn a_scanner_without_engines_or_with_duplicates_is_refused() {
         .engine(Needle::eicar())
         .build();
     assert!(matches!(err, Err(ConfigError::DuplicateEngine(name)) if name == "needle"));
+}
+
+/// Claims every detection for another engine and another object.
+struct Impostor;
+
+#[async_trait]
+impl Engine for Impostor {
+    fn name(&self) -> &str {
+        "impostor"
+    }
+    async fn scan(&self, _: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
+        Ok(vec![
+            Detection::named("Test.Claimed").at("elsewhere/other.bin", "clamd"),
+        ])
+    }
+    async fn health(&self) -> Result<String, EngineError> {
+        Ok("ok".into())
+    }
+}
+
+#[tokio::test]
+async fn the_scanner_sets_a_detections_path_and_engine_whatever_the_engine_wrote() {
+    let scanner = Scanner::builder().engine(Impostor).build().unwrap();
+    let report = scan(&scanner, "upload.bin", b"anything".to_vec()).await;
+    assert_eq!(report.verdict, Verdict::Infected);
+    assert_eq!(
+        report.detections,
+        vec![Detection::named("Test.Claimed").at("upload.bin", "impostor")]
+    );
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use scan_core::testing::eicar;
 use scan_core::{
-    Engine, EngineError, Finding, Limit, Limits, Report, ScanInput, ScanObject, Scanner,
+    Detection, Engine, EngineError, Limit, Limits, Report, ScanInput, ScanObject, Scanner,
     SpoolPolicy, Verdict,
 };
 
 /// A real engine for tests: reports `name` for every object `matches` accepts.
 pub(crate) struct Matching<F> {
     engine: &'static str,
-    finding: &'static str,
+    detection: &'static str,
     matches: F,
 }
 
@@ -23,9 +23,9 @@ impl<F: Fn(&[u8]) -> bool + Send + Sync> Engine for Matching<F> {
         self.engine
     }
 
-    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Finding>, EngineError> {
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
         Ok(if (self.matches)(object.data) {
-            vec![Finding::new(self.finding)]
+            vec![Detection::named(self.detection)]
         } else {
             Vec::new()
         })
@@ -45,7 +45,7 @@ impl Needle {
         let needle = eicar();
         Matching {
             engine: "needle",
-            finding: "EICAR-Test",
+            detection: "EICAR-Test",
             matches: move |data: &[u8]| data.starts_with(&needle),
         }
     }
@@ -64,7 +64,7 @@ impl Whole {
         let digest: [u8; 32] = sha2::Sha256::digest(data).into();
         Matching {
             engine: "whole",
-            finding: name,
+            detection: name,
             matches: move |data: &[u8]| <[u8; 32]>::from(sha2::Sha256::digest(data)) == digest,
         }
     }

@@ -19,9 +19,10 @@ pub mod wire;
 
 // The job modules by their short names, as the rest of the crate refers to them.
 pub use jobs::bulk;
-use jobs::{callback, embedded, job, queue as store, redis_store, source, worker};
+use jobs::{callback, clock, embedded, job, queue as store, redis_store, source, worker};
 
 pub use callback::CallbackPolicy;
+pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use embedded::EmbeddedStore;
 pub use handlers::{MAX_CUSTOM_DATA, MAX_TRACE_ID};

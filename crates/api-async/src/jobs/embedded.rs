@@ -17,12 +17,13 @@ use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Notify, oneshot};
 
+use crate::clock::Clock;
 use crate::job::Job;
 use crate::store::{JobQueue, Pushed, ResultStore, StoreError};
 
@@ -46,12 +47,6 @@ const SWEEP_MAX: usize = 10_000;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What memory knows of a stored job.
@@ -119,6 +114,7 @@ struct Shared {
     max_jobs: usize,
     writes: Mutex<Option<std_mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    clock: Clock,
 }
 
 impl Drop for Shared {
@@ -148,6 +144,11 @@ impl EmbeddedStore {
     /// Opens (or creates) the store at `path`, holding at most `max_jobs` queued jobs. Every job
     /// stored there is queued again, in its original order.
     pub fn open(path: &Path, max_jobs: usize) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, max_jobs, Clock::System)
+    }
+
+    /// As [`open`](Self::open), dating results (when they expire) by `clock`.
+    pub fn open_with_clock(path: &Path, max_jobs: usize, clock: Clock) -> Result<Self, StoreError> {
         let db = Database::create(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
@@ -201,9 +202,10 @@ impl EmbeddedStore {
         let (tx, rx) = std_mpsc::channel();
         let writer = {
             let db = Arc::clone(&db);
+            let clock = clock.clone();
             std::thread::Builder::new()
                 .name("verdict-store-writer".to_owned())
-                .spawn(move || write_loop(&db, &rx))
+                .spawn(move || write_loop(&db, &rx, &clock))
                 .map_err(backend)?
         };
         Ok(EmbeddedStore {
@@ -214,6 +216,7 @@ impl EmbeddedStore {
                 max_jobs: max_jobs.max(1),
                 writes: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
+                clock,
             }),
         })
     }
@@ -447,7 +450,7 @@ impl ResultStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         self.write(Op::PutResult {
             trace_id: trace_id.to_owned(),
-            expires: now_ms() + ttl.as_millis() as u64,
+            expires: self.shared.clock.now_ms() + ttl.as_millis() as u64,
             json: serde_json::to_vec(result).map_err(backend)?,
         })
         .await
@@ -456,6 +459,7 @@ impl ResultStore for EmbeddedStore {
     async fn get(&self, trace_id: &str) -> Result<Option<crate::wire::ScanResult>, StoreError> {
         let key = trace_id.to_owned();
         let db = Arc::clone(&self.shared.db);
+        let now = self.shared.clock.now_ms();
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(backend)?;
             let results = txn.open_table(RESULTS).map_err(backend)?;
@@ -463,7 +467,7 @@ impl ResultStore for EmbeddedStore {
                 return Ok(None);
             };
             let (until, bytes) = record.value();
-            if until <= now_ms() {
+            if until <= now {
                 return Ok(None);
             }
             serde_json::from_slice(bytes)
@@ -480,7 +484,7 @@ impl ResultStore for EmbeddedStore {
 
 /// The writer thread: commits everything queued since the last commit in one transaction, and
 /// sweeps expired results now and then.
-fn write_loop(db: &Database, requests: &std_mpsc::Receiver<Request>) {
+fn write_loop(db: &Database, requests: &std_mpsc::Receiver<Request>, clock: &Clock) {
     let mut last_sweep = Instant::now();
     loop {
         let mut batch = Vec::new();
@@ -502,7 +506,7 @@ fn write_loop(db: &Database, requests: &std_mpsc::Receiver<Request>) {
         if sweep {
             last_sweep = Instant::now();
         }
-        let outcome = commit(db, &batch, sweep).map_err(|e| {
+        let outcome = commit(db, &batch, sweep.then(|| clock.now_ms())).map_err(|e| {
             tracing::error!(error = %e, operations = batch.len(), "committing to the job store failed");
             e.to_string()
         });
@@ -516,8 +520,9 @@ fn write_loop(db: &Database, requests: &std_mpsc::Receiver<Request>) {
     }
 }
 
-/// Commits `batch` in one transaction; for each operation, whether it took effect.
-fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<Vec<bool>, StoreError> {
+/// Commits `batch` in one transaction, and sweeps results expired at `sweep` (ms since the epoch)
+/// when given; for each operation, whether it took effect.
+fn commit(db: &Database, batch: &[Request], sweep: Option<u64>) -> Result<Vec<bool>, StoreError> {
     let txn = db.begin_write().map_err(backend)?;
     let mut effects = Vec::with_capacity(batch.len());
     {
@@ -607,10 +612,10 @@ fn commit(db: &Database, batch: &[Request], sweep: bool) -> Result<Vec<bool>, St
             }
             effects.push(effect);
         }
-        if sweep {
-            let now = now_ms();
+        if let Some(now) = sweep {
+            // Expired at `now` or before, as `get` sees it.
             let due: Vec<(u64, String)> = expiry
-                .range::<(u64, &str)>(..(now, ""))
+                .range::<(u64, &str)>(..(now.saturating_add(1), ""))
                 .map_err(backend)?
                 .take(SWEEP_MAX)
                 .map(|record| record.map(|(key, _)| (key.value().0, key.value().1.to_owned())))
@@ -839,16 +844,13 @@ mod tests {
     async fn a_waiting_claim_wakes_on_push() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(async move { store.claim(4, Duration::from_secs(30)).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut waiter = store.claim(4, Duration::from_secs(30));
+        // One poll runs the claim up to its wait: it found nothing and is now parked.
+        assert!(futures::poll!(&mut waiter).is_pending());
         store.push(&job("late")).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("the claim should wake long before its 30 s wait")
-            .unwrap()
             .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].id, "late");
@@ -893,31 +895,44 @@ mod tests {
     #[tokio::test]
     async fn results_expire_and_are_swept_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
+        let clock = crate::ManualClock::new();
+        let store =
+            EmbeddedStore::open_with_clock(&dir.path().join("q.redb"), 100, clock.clone().into())
+                .unwrap();
         let short = crate::wire::ScanResult::not_scanned("short-lived");
         store
-            .put("short", &short, Duration::from_millis(1))
+            .put("short", &short, Duration::from_secs(60))
             .await
             .unwrap();
         store
             .put(
                 "long",
                 &crate::wire::ScanResult::not_scanned("stored in a test"),
-                Duration::from_secs(60),
+                Duration::from_secs(3600),
             )
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(store.get("short").await.unwrap(), Some(short));
+        clock.advance(Duration::from_secs(1));
         assert_eq!(store.get("short").await.unwrap(), None);
         assert!(store.get("long").await.unwrap().is_some());
         assert_eq!(store.get("never").await.unwrap(), None);
-        // After a sweep the expired record is gone from the file itself.
-        tokio::time::sleep(SWEEP_EVERY * 2 + Duration::from_millis(200)).await;
-        let db = Arc::clone(&store.shared.db);
-        let txn = db.begin_read().unwrap();
-        let results = txn.open_table(RESULTS).unwrap();
-        assert!(results.get("short").unwrap().is_none());
-        assert!(results.get("long").unwrap().is_some());
-        assert_eq!(txn.open_table(EXPIRY).unwrap().len().unwrap(), 1);
+        // The writer's next sweep removes the expired record from the file itself.
+        let on_file = |key: &'static str| {
+            let db = Arc::clone(&store.shared.db);
+            move || {
+                let txn = db.begin_read().unwrap();
+                let held = txn.open_table(RESULTS).unwrap().get(key).unwrap().is_some();
+                let expiries = txn.open_table(EXPIRY).unwrap().len().unwrap();
+                (held, expiries)
+            }
+        };
+        let deadline = std::time::Instant::now() + SWEEP_EVERY * 20;
+        while on_file("short")() != (false, 1) {
+            assert!(std::time::Instant::now() < deadline, "never swept");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(on_file("long")(), (true, 1));
     }
 }

@@ -73,6 +73,9 @@ async fn a_blocked_claim_wakes_when_another_instance_pushes() {
     let worker = open(&ns, "worker", LEASE).await;
     let front = open(&ns, "front", LEASE).await;
     let waiting = tokio::spawn(async move { worker.claim(8, Duration::from_secs(30)).await });
+    // A head start for the blocking read, not a condition: had the push come first, the claim
+    // would still return at once. Redis offers no way to see that this read is the one blocked
+    // (the embedded store's test polls its claim to the wait instead).
     tokio::time::sleep(Duration::from_millis(100)).await;
     front.push(&job("late")).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -88,7 +91,9 @@ async fn a_blocked_claim_wakes_when_another_instance_pushes() {
 async fn a_dead_instances_job_is_taken_over_after_the_lease_and_a_renewed_one_is_not() {
     scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
-    let lease = Duration::from_millis(300);
+    // Redis measures a claim's idle time itself, so the lease runs on its clock: the test waits
+    // for the takeover instead of guessing how long it takes.
+    let lease = Duration::from_millis(500);
     let dead = open(&ns, "dead", lease).await;
     let busy = open(&ns, "busy", lease).await;
     let alive = open(&ns, "alive", lease).await;
@@ -99,11 +104,18 @@ async fn a_dead_instances_job_is_taken_over_after_the_lease_and_a_renewed_one_is
     assert_eq!(slow.id, "y");
     drop(dead); // never completes x
     assert!(claim_one(&alive).await.is_none(), "still within the lease");
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(120)).await;
+    // busy renews y just before every look, so only x (never renewed) can have gone quiet for
+    // a whole lease.
+    let taken = std::sync::Mutex::new(Vec::new());
+    crate::testutil::wait_until("x is taken over", Duration::from_secs(20), || async {
         busy.renew(std::slice::from_ref(&slow)).await.unwrap();
-    }
-    let taken = alive.claim(10, Duration::ZERO).await.unwrap();
+        let claimed = alive.claim(10, Duration::ZERO).await.unwrap();
+        let found = !claimed.is_empty();
+        taken.lock().unwrap().extend(claimed);
+        found
+    })
+    .await;
+    let taken = taken.into_inner().unwrap();
     let taken: Vec<_> = taken.iter().map(|j| (j.id.as_str(), j.attempts)).collect();
     assert_eq!(taken, [("x", 2)], "y was renewed, so it stays with busy");
 }

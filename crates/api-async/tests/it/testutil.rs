@@ -594,23 +594,7 @@ pub(crate) fn s3_process_toml(dir: &Path, endpoint: &str) -> String {
     )
 }
 
-/// Waits until `check` holds, polling every 20 ms, or panics after `within` naming `what`: for
-/// conditions that come true after some time (a job started, a result expired), in place of a
-/// fixed sleep that is too short on a slow machine and wasted on a fast one.
-pub(crate) async fn wait_until<F, Fut>(what: &str, within: Duration, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {within:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub(crate) use scan_core::testing::wait_until;
 
 /// Messages in the SQS queue at `url`, visible and in flight together.
 pub(crate) async fn sqs_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {

@@ -453,6 +453,24 @@ macro_rules! service_or_skip {
     };
 }
 
+/// Waits until `check` holds, polling every 20 ms, or panics after `within` naming `what`: for
+/// conditions that come true after some time (a job started, a slot taken, a result expired), in
+/// place of a fixed sleep that is too short on a slow machine and wasted on a fast one.
+pub async fn wait_until<F, Fut>(what: &str, within: std::time::Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Compares `actual` with the golden JSON file at `path`, after `volatile` fields (dates,
 /// timings, ids: JSON pointers such as `/dateScanned`) are replaced by `"<volatile>"`. With
 /// `VERDICT_BLESS=1` the file is written instead, so a deliberate change of an API's answer is

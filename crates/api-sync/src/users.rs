@@ -163,29 +163,47 @@ impl CheckMemory {
 #[derive(Debug)]
 pub struct UserStore {
     path: std::path::PathBuf,
-    loaded: std::sync::RwLock<(Option<std::time::SystemTime>, std::sync::Arc<Users>)>,
+    loaded: std::sync::RwLock<(Option<Stamp>, std::sync::Arc<Users>)>,
+}
+
+/// What tells one version of the users file from another. The modification time alone is not
+/// enough: two writes within one tick of the file system's clock share it. Every write by
+/// [`add_user`] is a new file renamed into place, so the inode changes each time too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+    })
 }
 
 impl UserStore {
     /// Loads `path` now; fails if it exists but is invalid.
     pub fn open(path: &Path) -> Result<Self, UsersError> {
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let version = stamp(path);
         let users = Users::load(path)?;
         Ok(UserStore {
             path: path.to_owned(),
-            loaded: std::sync::RwLock::new((modified, std::sync::Arc::new(users))),
+            loaded: std::sync::RwLock::new((version, std::sync::Arc::new(users))),
         })
     }
 
     /// The current users, reloaded first if the file changed. A file that became invalid keeps
     /// the previous users (and logs why).
     pub fn current(&self) -> std::sync::Arc<Users> {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        let version = stamp(&self.path);
         {
             let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
-            if loaded.0 == modified {
+            if loaded.0 == version {
                 return std::sync::Arc::clone(&loaded.1);
             }
         }
@@ -193,7 +211,7 @@ impl UserStore {
         match Users::load(&self.path) {
             Ok(users) => {
                 tracing::info!(users = users.len(), "users file reloaded");
-                *loaded = (modified, std::sync::Arc::new(users));
+                *loaded = (version, std::sync::Arc::new(users));
             }
             Err(e) => {
                 tracing::error!(error = %e, "users file changed but is invalid; keeping the previous users")
@@ -278,6 +296,29 @@ pub fn init_admin(path: &Path) -> Result<Option<String>, UsersError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_with_the_same_modification_time_is_still_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        add_user(&path, "alice", "alice's password").unwrap();
+        let store = UserStore::open(&path).unwrap();
+        assert_eq!(store.current().len(), 1);
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        add_user(&path, "bob", "bob's password").unwrap();
+        // As if both writes fell within one tick of the file system's clock.
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before
+        );
+        assert_eq!(store.current().len(), 2);
+    }
 
     #[test]
     fn the_first_start_makes_one_admin_and_later_starts_nothing() {

@@ -1,6 +1,8 @@
 //! The servers' edge over real loopback sockets: header and keep-alive timeouts, the head-size
 //! bound, the connection cap, stalled bodies, bounded multipart heads and the drain deadline.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -8,6 +10,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use scan_core::testing::wait_until;
 use storage::edge::body::{self, BodyError, Form};
 use storage::edge::{EdgeConfig, error_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,23 +63,29 @@ async fn parts(request: Request) -> Response {
 
 struct Running {
     address: std::net::SocketAddr,
+    /// Requests to `/slow` and `/brief` whose handler has started.
+    entered: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn start(config: EdgeConfig) -> Running {
+    let entered = Arc::new(AtomicUsize::new(0));
+    let (slow_entered, brief_entered) = (Arc::clone(&entered), Arc::clone(&entered));
     let app = Router::new()
         .route("/", get(|| async { "hello" }))
         .route(
             "/slow",
-            get(|| async {
+            get(|| async move {
+                slow_entered.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 "never"
             }),
         )
         .route(
             "/brief",
-            get(|| async {
+            get(|| async move {
+                brief_entered.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 "done"
             }),
@@ -94,6 +103,7 @@ async fn start(config: EdgeConfig) -> Running {
     });
     Running {
         address,
+        entered,
         stop: Some(stop),
         served,
     }
@@ -329,7 +339,16 @@ async fn shutdown_lets_short_requests_finish_and_cuts_long_ones_at_the_deadline(
             .send(),
     );
     let slow = tokio::spawn(client.get(format!("http://{}/slow", server.address)).send());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let entered = Arc::clone(&server.entered);
+    wait_until(
+        "both requests are in their handlers",
+        Duration::from_secs(10),
+        || {
+            let entered = Arc::clone(&entered);
+            async move { entered.load(Ordering::SeqCst) == 2 }
+        },
+    )
+    .await;
     let _ = server.stop.take().unwrap().send(());
     let served = tokio::time::timeout(Duration::from_secs(20), &mut server.served).await;
     assert!(

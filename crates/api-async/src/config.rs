@@ -2,14 +2,14 @@
 //! settings, validated into the running state before any socket opens.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use engines::EngineConfig;
 use engines::SpoolConfig;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
-use storage::config_file::{self, ConfigFileError};
+use storage::config_file::{self, ConfigFileError, ServiceConfig};
 use storage::edge::EdgeConfig;
 use storage::fetch::FetchConfig;
 
@@ -295,23 +295,13 @@ impl Default for CallbackConfig {
     }
 }
 
-impl Config {
-    /// Reads `path` (if given) and applies environment overrides: `VERDICT_LISTEN`,
-    /// `VERDICT_API_KEYS`, `VERDICT_API_KEYS_FILE`, `VERDICT_PUBLIC_URL`, `VERDICT_WORKERS`,
-    /// `VERDICT_QUEUE_PATH` (embedded queue file), `VERDICT_REDIS_URL` (switches to Redis),
-    /// `VERDICT_CALLBACK_SECRET`, `VERDICT_CALLBACK_SECRET_FILE`, `VERDICT_DATA_DIR` (local
-    /// storage root), `VERDICT_S3_ENDPOINT` (switches to S3, path-style).
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigFileError> {
-        let mut config: Config = config_file::load(path)?;
-        config.apply_env(|name| std::env::var(name).ok())?;
-        Ok(config)
-    }
-
-    /// Applies overrides from `get` (the environment, or a map in tests).
-    pub fn apply_env(
-        &mut self,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigFileError> {
+impl ServiceConfig for Config {
+    /// The overrides: `VERDICT_LISTEN`, `VERDICT_API_KEYS`, `VERDICT_API_KEYS_FILE`,
+    /// `VERDICT_PUBLIC_URL`, `VERDICT_WORKERS`, `VERDICT_QUEUE_PATH` (embedded queue file),
+    /// `VERDICT_REDIS_URL` (switches to Redis), `VERDICT_CALLBACK_SECRET`,
+    /// `VERDICT_CALLBACK_SECRET_FILE`, `VERDICT_DATA_DIR` (local storage root),
+    /// `VERDICT_S3_ENDPOINT` (switches to S3, path-style).
+    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError> {
         if let Some(listen) = config_file::env(&get, "VERDICT_LISTEN")? {
             self.listen = listen;
         }
@@ -343,7 +333,7 @@ impl Config {
         if let Some(file) = get("VERDICT_CALLBACK_SECRET_FILE") {
             self.callback.secret_file = file.into();
         }
-        self.storage.apply_env(&get);
+        self.storage.apply_env(get);
         Ok(())
     }
 }
@@ -382,7 +372,7 @@ mod tests {
         )
         .unwrap();
         config
-            .apply_env(|name| {
+            .apply_env(&|name| {
                 (name == "VERDICT_REDIS_URL").then(|| "redis://10.0.0.1:6379/".to_owned())
             })
             .unwrap();

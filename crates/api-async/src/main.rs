@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use api_async::{AppState, Config};
 use clap::Parser;
+use storage::config_file::ServiceConfig;
 
 #[derive(Parser)]
 #[command(

@@ -2,14 +2,14 @@
 //! overrides for the common settings, validated into the running state before any socket opens.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use engines::EngineConfig;
 use engines::SpoolConfig;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
-use storage::config_file::{self, ConfigFileError};
+use storage::config_file::{self, ConfigFileError, ServiceConfig};
 use storage::edge::EdgeConfig;
 use storage::fetch::FetchConfig;
 
@@ -100,22 +100,11 @@ impl Default for TokenConfig {
     }
 }
 
-impl Config {
-    /// Reads `path` (if given) and applies environment overrides:
-    /// `VERDICT_LISTEN`, `VERDICT_USERS_FILE`, `VERDICT_TOKEN_SECRET`, `VERDICT_TOKEN_SECRET_FILE`,
-    /// `VERDICT_DATA_DIR` (local storage root), `VERDICT_S3_ENDPOINT` (switches to S3, path-style),
-    /// `VERDICT_MAX_BODY_BYTES`.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigFileError> {
-        let mut config: Config = config_file::load(path)?;
-        config.apply_env(|name| std::env::var(name).ok())?;
-        Ok(config)
-    }
-
-    /// Applies overrides from `get` (the environment, or a map in tests).
-    pub fn apply_env(
-        &mut self,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigFileError> {
+impl ServiceConfig for Config {
+    /// The overrides: `VERDICT_LISTEN`, `VERDICT_USERS_FILE`, `VERDICT_TOKEN_SECRET`,
+    /// `VERDICT_TOKEN_SECRET_FILE`, `VERDICT_DATA_DIR` (local storage root),
+    /// `VERDICT_S3_ENDPOINT` (switches to S3, path-style), `VERDICT_MAX_BODY_BYTES`.
+    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError> {
         if let Some(listen) = config_file::env(&get, "VERDICT_LISTEN")? {
             self.listen = listen;
         }
@@ -128,7 +117,7 @@ impl Config {
         if let Some(file) = get("VERDICT_TOKEN_SECRET_FILE") {
             self.token.secret_file = Some(file.into());
         }
-        self.storage.apply_env(&get);
+        self.storage.apply_env(get);
         if let Some(max) = config_file::env(&get, "VERDICT_MAX_BODY_BYTES")? {
             self.max_body_bytes = Some(max);
         }
@@ -164,7 +153,7 @@ mod tests {
             matches!(config.storage, StorageConfig::S3(ref s3) if s3.region.as_deref() == Some("eu-west-1"))
         );
         config
-            .apply_env(|name| (name == "VERDICT_LISTEN").then(|| "127.0.0.1:1".to_owned()))
+            .apply_env(&|name| (name == "VERDICT_LISTEN").then(|| "127.0.0.1:1".to_owned()))
             .unwrap();
         assert_eq!(config.listen.port(), 1);
         assert!(

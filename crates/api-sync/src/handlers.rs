@@ -11,16 +11,14 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use scan_core::{InputError, Report, ScanInput, SpoolPolicy, Verdict};
-
-use crate::wire::SyncScanResponse;
 use serde::{Deserialize, Serialize};
 use storage::ObjectRef;
-use storage::edge::InFlight;
 use storage::edge::body::{self, Form};
+use storage::edge::{ApiError, InFlight};
 use storage::fetch::FetchError;
 
-use crate::error::ApiError;
 use crate::server::AppState;
+use crate::wire::SyncScanResponse;
 
 /// Text fields (`uploadTo`, `composite`, `url`) are small; anything longer is refused.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -65,7 +63,7 @@ pub(crate) async fn token(
         Arc::clone(&state.password_checks).acquire_owned(),
     )
     .await
-    .map_err(|_| ApiError::Busy)?
+    .map_err(|_| ApiError::busy())?
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let checker = Arc::clone(&state);
     let user = login.username.clone();
@@ -203,11 +201,11 @@ pub(crate) async fn scan(
     spool
         .check_declared(declared_length(request.headers()))
         .map_err(input_error)?;
-    let Ok(_permit) = Arc::clone(&state.scans).try_acquire_owned() else {
+    let Some(_slot) = state.scans.try_take() else {
         if declared_length(request.headers()).is_some_and(|n| n <= body::DISCARD_MAX as u64) {
             body::discard_small(request.into_body()).await;
         }
-        return Err(ApiError::Busy);
+        return Err(ApiError::busy());
     };
     let headers = request.headers().clone();
     let content_type = headers
@@ -427,9 +425,7 @@ pub(crate) async fn scan_existing(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<ScanResponse>, ApiError> {
-    let _permit = Arc::clone(&state.scans)
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy)?;
+    let _slot = state.scans.try_take().ok_or_else(ApiError::busy)?;
     let request: Existing = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON {{\"container\", \"objectPath\"}}: {e}"
@@ -480,9 +476,7 @@ pub(crate) async fn scan_url(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ScanResponse>, ApiError> {
-    let _permit = Arc::clone(&state.scans)
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy)?;
+    let _slot = state.scans.try_take().ok_or_else(ApiError::busy)?;
     let url = url_from_body(&headers, &body).await?;
     let download = state.fetcher.get(&url, &[]).await.map_err(fetch_error)?;
     let input = ScanInput::from_async_reader(download.body, state.scanner.spool_policy())

@@ -5,14 +5,14 @@
 
 pub mod auth;
 pub mod config;
-mod error;
 mod handlers;
 mod metrics;
 mod openapi;
 mod server;
+mod slots;
 pub mod users;
 pub mod wire;
 
 pub use config::Config;
-pub use error::ApiError;
 pub use server::{AppState, app, router, run};
+pub use storage::edge::ApiError;

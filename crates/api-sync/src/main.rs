@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use api_sync::{AppState, Config, run, users};
 use clap::{Parser, Subcommand};
+use storage::config_file::ServiceConfig;
 
 #[derive(Parser)]
 #[command(

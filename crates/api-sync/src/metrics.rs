@@ -1,5 +1,7 @@
-//! Prometheus metrics: the scan metrics of scan-core, under the `verdict` prefix.
+//! Prometheus metrics: the shared scan metrics and the scan slots taken, under the `verdict`
+//! prefix.
 
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use storage::edge::metrics::ScanMetrics;
 
@@ -8,13 +10,25 @@ pub struct Metrics {
     registry: Registry,
     /// Scans by result, bytes, duration, engine errors, in flight.
     pub scans: ScanMetrics,
+    /// Scan slots taken now.
+    pub slots_taken: Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("verdict");
         let scans = ScanMetrics::register(&mut registry);
-        Metrics { registry, scans }
+        let slots_taken = Gauge::default();
+        registry.register(
+            "scan_slots_taken",
+            "Scan slots taken now, of max_concurrent_scans; with none free a scan is answered 503",
+            slots_taken.clone(),
+        );
+        Metrics {
+            registry,
+            scans,
+            slots_taken,
+        }
     }
 }
 

@@ -11,15 +11,15 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use scan_core::Scanner;
 use storage::ObjectStore;
-use storage::edge::{EdgeConfig, StartError};
+use storage::edge::{ApiError, EdgeConfig, StartError};
 use storage::fetch::Fetcher;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Throttle, Tokens};
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::handlers;
 use crate::metrics::Metrics;
+use crate::slots::ScanSlots;
 use crate::users::UserStore;
 
 /// Everything a request needs, shared by all of them.
@@ -37,7 +37,7 @@ pub struct AppState {
     /// Failed-login slowdown.
     pub throttle: Throttle,
     /// Bounds scans at once.
-    pub scans: Arc<Semaphore>,
+    pub scans: ScanSlots,
     /// Bounds password checks at once: argon2's memory is the cost of a login, so parallel
     /// wrong guesses cannot grow the process without bound.
     pub password_checks: Arc<Semaphore>,
@@ -85,6 +85,7 @@ impl AppState {
             .check()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
         let fingerprint = storage::actions::fingerprint(&scanner).await;
+        let metrics = Metrics::default();
         Ok(Arc::new(AppState {
             scanner,
             store,
@@ -92,14 +93,14 @@ impl AppState {
             users,
             tokens: Tokens::new(&key, Duration::from_secs(config.token.ttl_secs)),
             throttle: Throttle::default(),
-            scans: Arc::new(Semaphore::new(config.max_concurrent_scans.max(1))),
+            scans: ScanSlots::new(config.max_concurrent_scans, metrics.slots_taken.clone()),
             password_checks: Arc::new(Semaphore::new(match config.max_concurrent_logins {
                 0 => std::thread::available_parallelism().map_or(2, usize::from),
                 n => n,
             })),
             login_wait: Duration::from_millis(config.login_wait_ms),
             check_memory: crate::users::CheckMemory::default(),
-            metrics: Metrics::default(),
+            metrics,
             actions,
             fingerprint,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),

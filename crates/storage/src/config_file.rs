@@ -38,6 +38,20 @@ pub enum ConfigFileError {
     },
 }
 
+/// A service's whole configuration: a TOML file's sections, then the `VERDICT_*` variables that
+/// override them.
+pub trait ServiceConfig: DeserializeOwned + Default {
+    /// Applies the overrides that `get` knows (the process environment, or a map in tests).
+    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError>;
+
+    /// Reads `path` (the defaults when there is none), then applies the process environment.
+    fn load(path: Option<&Path>) -> Result<Self, ConfigFileError> {
+        let mut config: Self = load(path)?;
+        config.apply_env(&|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+}
+
 /// `T` from the TOML file at `path`, or its defaults when there is none.
 pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigFileError> {
     let Some(path) = path else {

@@ -3,7 +3,7 @@
 use scan_core::testing::{self, eicar};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::testutil::{Server, detection_files, json};
+use crate::testutil::{Server, WITHIN, detection_files, json, wait_until};
 
 #[tokio::test]
 async fn clean_infected_and_demo_files_in_the_contract_shape() {
@@ -174,23 +174,17 @@ async fn an_upload_aborted_half_way_leaves_nothing_behind() {
     }
     drop(socket);
     // The server notices, fails that request, and keeps serving; no spool file remains.
-    for _ in 0..100 {
-        let metrics = server
-            .client
-            .get(server.url("/metrics"))
-            .send()
+    wait_until("the aborted upload gives its slot back", WITHIN, || async {
+        server
+            .metrics()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("verdict_scans_in_flight 0") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(std::fs::read_dir(server.spool_dir()).unwrap().count(), 0);
+            .contains("verdict_scan_slots_taken 0")
+    })
+    .await;
+    wait_until("the spool is empty", WITHIN, || async {
+        std::fs::read_dir(server.spool_dir()).unwrap().count() == 0
+    })
+    .await;
     let health = server
         .client
         .get(server.url("/health"))
@@ -205,15 +199,7 @@ async fn an_upload_aborted_half_way_leaves_nothing_behind() {
     )
     .await;
     assert_eq!(body["result"], "Clean");
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("verdict_scans_total{result=\"Clean\"} 1"),
         "{metrics}"
@@ -360,7 +346,13 @@ async fn more_scans_than_allowed_get_503() {
     let slow = server
         .start_raw_upload(&token, "application/octet-stream", 1_000_000, "first bytes")
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_until("the slow upload holds the slot", WITHIN, || async {
+        server
+            .metrics()
+            .await
+            .contains("verdict_scan_slots_taken 1")
+    })
+    .await;
     let response = server.scan(&token, "b.txt", b"x".to_vec(), None).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");

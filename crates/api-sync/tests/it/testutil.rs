@@ -8,6 +8,10 @@ use storage::StorageConfig;
 pub(crate) const USER: &str = "alice";
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 pub(crate) const SECRET: &str = "test-signing-key-0123456789abcdef";
+/// How long a test waits for something the server does in the background.
+pub(crate) const WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub(crate) use scan_core::testing::wait_until;
 
 pub(crate) struct Server {
     pub(crate) base: String,
@@ -128,6 +132,13 @@ impl Server {
         );
         socket.write_all(head.as_bytes()).await.unwrap();
         socket
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub(crate) async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 }
 

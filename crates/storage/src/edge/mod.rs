@@ -1,14 +1,15 @@
 //! The servers' edge (feature `edge`): what `verdict-sync` and `verdict-async` both need between
 //! the socket and their handlers, written once: the listener with its limits ([`serve`]), request
-//! bodies that may not stall ([`body`]), the JSON error body ([`error_response`]), logging that
-//! cannot be forged by what callers send ([`init_logging`]), the shutdown signal, and the
-//! in-flight gauge that cannot leak ([`InFlight`]).
+//! bodies that may not stall ([`body`]), one error type and JSON error body ([`ApiError`],
+//! [`error_response`]), logging that cannot be forged by what callers send ([`init_logging`]),
+//! the shutdown signal, and the in-flight gauge that cannot leak ([`InFlight`]).
 //!
 //! It lives in the storage crate because that is the one crate below both servers that already
 //! speaks HTTP (the guarded fetch); scan-core stays free of service concerns, and neither server
 //! depends on the other.
 
 pub mod body;
+mod error;
 mod listen;
 mod log;
 pub mod metrics;
@@ -16,12 +17,11 @@ pub mod openapi;
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 
+pub use error::{ApiError, error_response};
 pub use listen::serve;
 pub use log::{init_logging, shutdown_signal};
 
@@ -80,34 +80,6 @@ impl EdgeConfig {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The error body both APIs answer with: `{"error": message, "status": code}`, with
-/// `Retry-After` on 503 and 429 and `WWW-Authenticate: Bearer` on 401. For a 500 the message is
-/// the cause, which goes to the log; the caller gets one generic sentence.
-pub fn error_response(status: StatusCode, message: &str) -> Response {
-    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = %message, "internal error");
-        "internal error; the cause is in the server log"
-    } else {
-        message
-    };
-    let mut response = (
-        status,
-        Json(serde_json::json!({ "error": message, "status": status.as_u16() })),
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    if matches!(
-        status,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-    ) {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
 }
 
 /// Counts one unit of work in a gauge for as long as it lives, so a request whose client goes
@@ -217,14 +189,5 @@ mod tests {
         assert_eq!(gauge.get(), 1);
         drop(second);
         assert_eq!(gauge.get(), 0);
-    }
-
-    #[test]
-    fn error_bodies_carry_their_headers() {
-        let busy = error_response(StatusCode::SERVICE_UNAVAILABLE, "busy");
-        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
-        let refused = error_response(StatusCode::UNAUTHORIZED, "no");
-        assert_eq!(refused.headers()[header::WWW_AUTHENTICATE], "Bearer");
-        assert!(!refused.headers().contains_key(header::RETRY_AFTER));
     }
 }

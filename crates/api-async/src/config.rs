@@ -296,15 +296,18 @@ impl Default for CallbackConfig {
 }
 
 impl ServiceConfig for Config {
-    /// The overrides: `VERDICT_LISTEN`, `VERDICT_API_KEYS`, `VERDICT_API_KEYS_FILE`,
+    fn shared_mut(&mut self) -> (&mut SocketAddr, &mut StorageConfig) {
+        (&mut self.listen, &mut self.storage)
+    }
+
+    /// verdict-async's own overrides: `VERDICT_API_KEYS`, `VERDICT_API_KEYS_FILE`,
     /// `VERDICT_PUBLIC_URL`, `VERDICT_WORKERS`, `VERDICT_QUEUE_PATH` (embedded queue file),
     /// `VERDICT_REDIS_URL` (switches to Redis), `VERDICT_CALLBACK_SECRET`,
-    /// `VERDICT_CALLBACK_SECRET_FILE`, `VERDICT_DATA_DIR` (local storage root),
-    /// `VERDICT_S3_ENDPOINT` (switches to S3, path-style).
-    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError> {
-        if let Some(listen) = config_file::env(&get, "VERDICT_LISTEN")? {
-            self.listen = listen;
-        }
+    /// `VERDICT_CALLBACK_SECRET_FILE`.
+    fn apply_own_env(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigFileError> {
         if let Some(keys) = get("VERDICT_API_KEYS") {
             self.api_keys = Some(keys);
         }
@@ -333,7 +336,6 @@ impl ServiceConfig for Config {
         if let Some(file) = get("VERDICT_CALLBACK_SECRET_FILE") {
             self.callback.secret_file = file.into();
         }
-        self.storage.apply_env(get);
         Ok(())
     }
 }

@@ -101,13 +101,16 @@ impl Default for TokenConfig {
 }
 
 impl ServiceConfig for Config {
-    /// The overrides: `VERDICT_LISTEN`, `VERDICT_USERS_FILE`, `VERDICT_TOKEN_SECRET`,
-    /// `VERDICT_TOKEN_SECRET_FILE`, `VERDICT_DATA_DIR` (local storage root),
-    /// `VERDICT_S3_ENDPOINT` (switches to S3, path-style), `VERDICT_MAX_BODY_BYTES`.
-    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError> {
-        if let Some(listen) = config_file::env(&get, "VERDICT_LISTEN")? {
-            self.listen = listen;
-        }
+    fn shared_mut(&mut self) -> (&mut SocketAddr, &mut StorageConfig) {
+        (&mut self.listen, &mut self.storage)
+    }
+
+    /// verdict-sync's own overrides: `VERDICT_USERS_FILE`, `VERDICT_TOKEN_SECRET`,
+    /// `VERDICT_TOKEN_SECRET_FILE`, `VERDICT_MAX_BODY_BYTES`.
+    fn apply_own_env(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigFileError> {
         if let Some(users) = get("VERDICT_USERS_FILE") {
             self.users_file = users.into();
         }
@@ -117,7 +120,6 @@ impl ServiceConfig for Config {
         if let Some(file) = get("VERDICT_TOKEN_SECRET_FILE") {
             self.token.secret_file = Some(file.into());
         }
-        self.storage.apply_env(get);
         if let Some(max) = config_file::env(&get, "VERDICT_MAX_BODY_BYTES")? {
             self.max_body_bytes = Some(max);
         }

@@ -1,10 +1,13 @@
 //! Reading a service's TOML configuration file and its environment overrides, with errors that
 //! name the file or the variable; both servers load their configuration through here.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
+
+use crate::StorageConfig;
 
 /// A configuration file or an override could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +42,29 @@ pub enum ConfigFileError {
 }
 
 /// A service's whole configuration: a TOML file's sections, then the `VERDICT_*` variables that
-/// override them.
+/// override them. Every service listens somewhere and keeps objects somewhere; those overrides
+/// are the same for all and applied here, the rest by each service.
 pub trait ServiceConfig: DeserializeOwned + Default {
-    /// Applies the overrides that `get` knows (the process environment, or a map in tests).
-    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError>;
+    /// The parts every service has: the address it listens on, and its storage.
+    fn shared_mut(&mut self) -> (&mut SocketAddr, &mut StorageConfig);
+
+    /// Applies the overrides of this service's own settings that `get` knows.
+    fn apply_own_env(
+        &mut self,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigFileError>;
+
+    /// Applies every override that `get` knows (the process environment, or a map in tests):
+    /// `VERDICT_LISTEN`, the storage's (`VERDICT_DATA_DIR` for a local root,
+    /// `VERDICT_S3_ENDPOINT` for S3, path-style), then the service's own.
+    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError> {
+        let (listen, storage) = self.shared_mut();
+        if let Some(address) = env(&get, "VERDICT_LISTEN")? {
+            *listen = address;
+        }
+        storage.apply_env(get);
+        self.apply_own_env(get)
+    }
 
     /// Reads `path` (the defaults when there is none), then applies the process environment.
     fn load(path: Option<&Path>) -> Result<Self, ConfigFileError> {
@@ -121,5 +143,62 @@ mod tests {
         let err = env::<usize>(&get, "N").unwrap_err().to_string();
         assert!(err.starts_with("N \"x\": invalid digit"), "{err}");
         assert_eq!(env::<usize>(&get, "OTHER").unwrap(), None);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Service {
+        listen: SocketAddr,
+        storage: StorageConfig,
+        workers: usize,
+    }
+
+    impl Default for Service {
+        fn default() -> Self {
+            Service {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                storage: StorageConfig::default(),
+                workers: 1,
+            }
+        }
+    }
+
+    impl ServiceConfig for Service {
+        fn shared_mut(&mut self) -> (&mut SocketAddr, &mut StorageConfig) {
+            (&mut self.listen, &mut self.storage)
+        }
+        fn apply_own_env(
+            &mut self,
+            get: &dyn Fn(&str) -> Option<String>,
+        ) -> Result<(), ConfigFileError> {
+            if let Some(workers) = env(&get, "VERDICT_WORKERS")? {
+                self.workers = workers;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_shared_overrides_and_the_services_own_all_apply() {
+        let vars = [
+            ("VERDICT_LISTEN", "0.0.0.0:9999"),
+            ("VERDICT_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("VERDICT_WORKERS", "7"),
+        ];
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        let mut config = Service::default();
+        config.apply_env(&get).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert!(
+            matches!(&config.storage, StorageConfig::S3(s3) if s3.endpoint.as_deref() == Some("http://127.0.0.1:9000"))
+        );
+        assert_eq!(config.workers, 7);
+        let bad = |name: &str| (name == "VERDICT_LISTEN").then(|| "nowhere".to_owned());
+        let err = Service::default().apply_env(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("VERDICT_LISTEN \"nowhere\""), "{err}");
     }
 }

@@ -7,7 +7,7 @@
 //! only if every object was fully examined by every engine.
 //!
 //! ```
-//! use scan_core::{Engine, EngineError, Detection, ScanObject, Scanner, Verdict, async_trait};
+//! use scan_core::{Detection, Engine, EngineError, ScanObject, Scanner, Verdict, async_trait};
 //!
 //! /// Flags any object containing the word "malicious".
 //! struct Words;

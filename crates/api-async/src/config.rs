@@ -9,7 +9,7 @@ use engines::SpoolConfig;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
-use storage::config_file::{self, ConfigFileError, ServiceConfig};
+use storage::config_file::{self, ConfigFileError, ServiceConfig, Vars};
 use storage::edge::EdgeConfig;
 use storage::fetch::FetchConfig;
 
@@ -304,10 +304,7 @@ impl ServiceConfig for Config {
     /// `VERDICT_PUBLIC_URL`, `VERDICT_WORKERS`, `VERDICT_QUEUE_PATH` (embedded queue file),
     /// `VERDICT_REDIS_URL` (switches to Redis), `VERDICT_CALLBACK_SECRET`,
     /// `VERDICT_CALLBACK_SECRET_FILE`.
-    fn apply_own_env(
-        &mut self,
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigFileError> {
+    fn apply_own_env(&mut self, get: Vars<'_>) -> Result<(), ConfigFileError> {
         if let Some(keys) = get("VERDICT_API_KEYS") {
             self.api_keys = Some(keys);
         }

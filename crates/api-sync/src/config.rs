@@ -9,7 +9,7 @@ use engines::SpoolConfig;
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
-use storage::config_file::{self, ConfigFileError, ServiceConfig};
+use storage::config_file::{self, ConfigFileError, ServiceConfig, Vars};
 use storage::edge::EdgeConfig;
 use storage::fetch::FetchConfig;
 
@@ -107,10 +107,7 @@ impl ServiceConfig for Config {
 
     /// verdict-sync's own overrides: `VERDICT_USERS_FILE`, `VERDICT_TOKEN_SECRET`,
     /// `VERDICT_TOKEN_SECRET_FILE`, `VERDICT_MAX_BODY_BYTES`.
-    fn apply_own_env(
-        &mut self,
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigFileError> {
+    fn apply_own_env(&mut self, get: Vars<'_>) -> Result<(), ConfigFileError> {
         if let Some(users) = get("VERDICT_USERS_FILE") {
             self.users_file = users.into();
         }

@@ -41,6 +41,10 @@ pub enum ConfigFileError {
     },
 }
 
+/// Where overrides come from: a variable's value by its name (the process environment, or a map
+/// in tests).
+pub type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// A service's whole configuration: a TOML file's sections, then the `VERDICT_*` variables that
 /// override them. Every service listens somewhere and keeps objects somewhere; those overrides
 /// are the same for all and applied here, the rest by each service.
@@ -49,15 +53,12 @@ pub trait ServiceConfig: DeserializeOwned + Default {
     fn shared_mut(&mut self) -> (&mut SocketAddr, &mut StorageConfig);
 
     /// Applies the overrides of this service's own settings that `get` knows.
-    fn apply_own_env(
-        &mut self,
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigFileError>;
+    fn apply_own_env(&mut self, get: Vars<'_>) -> Result<(), ConfigFileError>;
 
     /// Applies every override that `get` knows (the process environment, or a map in tests):
     /// `VERDICT_LISTEN`, the storage's (`VERDICT_DATA_DIR` for a local root,
     /// `VERDICT_S3_ENDPOINT` for S3, path-style), then the service's own.
-    fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigFileError> {
+    fn apply_env(&mut self, get: Vars<'_>) -> Result<(), ConfigFileError> {
         let (listen, storage) = self.shared_mut();
         if let Some(address) = env(&get, "VERDICT_LISTEN")? {
             *listen = address;
@@ -167,10 +168,7 @@ mod tests {
         fn shared_mut(&mut self) -> (&mut SocketAddr, &mut StorageConfig) {
             (&mut self.listen, &mut self.storage)
         }
-        fn apply_own_env(
-            &mut self,
-            get: &dyn Fn(&str) -> Option<String>,
-        ) -> Result<(), ConfigFileError> {
+        fn apply_own_env(&mut self, get: Vars<'_>) -> Result<(), ConfigFileError> {
             if let Some(workers) = env(&get, "VERDICT_WORKERS")? {
                 self.workers = workers;
             }

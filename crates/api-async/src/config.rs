@@ -12,6 +12,7 @@ use storage::StorageConfig;
 use storage::config_file::{self, ConfigFileError, ServiceConfig, Vars};
 use storage::edge::EdgeConfig;
 use storage::fetch::FetchConfig;
+pub use storage::filters::FiltersConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,84 +82,6 @@ pub struct Config {
     pub filters: FiltersConfig,
 }
 
-/// The `[filters]` section: bucket events' objects to skip, decided before any byte is
-/// downloaded. A skipped object is counted (`jobs_finished{status="skipped"}`) and logged; it
-/// is never scanned, never reported clean and never tagged.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FiltersConfig {
-    /// Keys starting with any of these.
-    pub skip_prefixes: Vec<String>,
-    /// Keys ending with any of these (case-insensitive), e.g. `.log`.
-    pub skip_suffixes: Vec<String>,
-    /// Objects smaller than this many bytes.
-    pub min_size: Option<u64>,
-    /// Objects larger than this many bytes.
-    pub max_size: Option<u64>,
-    /// Objects carrying any of these tags: `key=value`, or `key` for any value.
-    pub skip_tagged: Vec<String>,
-    /// Objects already tagged with a `scan-result` by the same engines and rules (their
-    /// `scan-engines` tag is this instance's fingerprint), so a rescan of a bucket only scans
-    /// what is new or was scanned by other rules.
-    pub skip_already_scanned: bool,
-}
-
-impl FiltersConfig {
-    /// Why `key` is skipped by its name alone, if it is.
-    pub fn by_name(&self, key: &str) -> Option<String> {
-        if let Some(prefix) = self
-            .skip_prefixes
-            .iter()
-            .find(|p| key.starts_with(p.as_str()))
-        {
-            return Some(format!("its key starts with {prefix:?}"));
-        }
-        let lower = key.to_lowercase();
-        self.skip_suffixes
-            .iter()
-            .find(|s| lower.ends_with(&s.to_lowercase()))
-            .map(|suffix| format!("its key ends with {suffix:?}"))
-    }
-
-    /// Whether the size or tags need to be looked up.
-    pub fn needs_head(&self) -> bool {
-        self.min_size.is_some()
-            || self.max_size.is_some()
-            || !self.skip_tagged.is_empty()
-            || self.skip_already_scanned
-    }
-
-    /// Why an object of `size` bytes with `tags` is skipped, if it is.
-    pub fn by_head(&self, size: u64, tags: &[(String, String)]) -> Option<String> {
-        self.by_size(size).or_else(|| self.by_tags(tags))
-    }
-
-    /// Why an object of `size` bytes is skipped, if it is.
-    pub fn by_size(&self, size: u64) -> Option<String> {
-        if let Some(min) = self.min_size.filter(|min| size < *min) {
-            return Some(format!("it is {size} bytes, under min_size {min}"));
-        }
-        self.max_size
-            .filter(|max| size > *max)
-            .map(|max| format!("it is {size} bytes, over max_size {max}"))
-    }
-
-    /// Why an object with `tags` is skipped, if it is.
-    pub fn by_tags(&self, tags: &[(String, String)]) -> Option<String> {
-        self.skip_tagged
-            .iter()
-            .find(|rule| {
-                let (key, value) = match rule.split_once('=') {
-                    Some((k, v)) => (k, Some(v)),
-                    None => (rule.as_str(), None),
-                };
-                tags.iter()
-                    .any(|(k, v)| k == key && value.is_none_or(|value| v == value))
-            })
-            .map(|rule| format!("it is tagged {rule}"))
-    }
-}
-
 /// The `[events]` section.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -173,6 +96,27 @@ pub struct EventsConfig {
 }
 
 impl EventsConfig {
+    /// Refuses watching a quarantine: what is moved there would be scanned and moved again.
+    /// (With no buckets named, every bucket is watched but the quarantines, whose events are
+    /// ignored.)
+    pub fn check_against(&self, actions: &storage::actions::ActionsConfig) -> Result<(), String> {
+        let prefixes: Vec<&str> = if self.prefixes.is_empty() {
+            vec![""]
+        } else {
+            self.prefixes.iter().map(String::as_str).collect()
+        };
+        for bucket in &self.buckets {
+            for prefix in &prefixes {
+                if let Some((q, p)) = actions.quarantine_overlapping(bucket, prefix) {
+                    return Err(format!(
+                        "[events] watches bucket {bucket:?} (prefix {prefix:?}), which holds the quarantine {q}/{p}: what is moved there would be scanned and moved again; name only the buckets and prefixes uploads land in"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether an event for `bucket`/`key` is for us.
     pub fn wants(&self, bucket: &str, key: &str) -> bool {
         (self.buckets.is_empty() || self.buckets.iter().any(|b| b == bucket))
@@ -353,6 +297,38 @@ mod tests {
         assert!(narrow.wants("uploads", "new/a"));
         assert!(!narrow.wants("uploads", "old/a"));
         assert!(!narrow.wants("logs", "in/a"));
+    }
+
+    #[test]
+    fn watching_a_quarantine_is_refused() {
+        let actions: storage::actions::ActionsConfig = toml::from_str(
+            "infected = \"move\"\nquarantine_bucket = \"uploads\"\nquarantine_prefix = \"held/\"",
+        )
+        .unwrap();
+        let watching = |buckets: &[&str], prefixes: &[&str]| EventsConfig {
+            buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),
+            prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+            ..EventsConfig::default()
+        };
+        let err = watching(&["uploads"], &[])
+            .check_against(&actions)
+            .unwrap_err();
+        assert!(err.contains("quarantine uploads/held/"), "{err}");
+        assert!(
+            watching(&["uploads"], &["held/x/"])
+                .check_against(&actions)
+                .is_err()
+        );
+        assert!(
+            watching(&["uploads"], &["in/"])
+                .check_against(&actions)
+                .is_ok()
+        );
+        assert!(watching(&["other"], &[]).check_against(&actions).is_ok());
+        assert!(
+            watching(&[], &[]).check_against(&actions).is_ok(),
+            "all but the quarantine"
+        );
     }
 
     #[test]

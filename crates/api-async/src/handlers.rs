@@ -396,55 +396,40 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, 
     let _slot = state.sync_slot()?;
     let sources = state.sources();
     let (name, _) = sources.describe(&source);
-    let (mut result, verdict, read) = match sources.fetch(&source).await {
+    let (mut result, outcome, read) = match sources.fetch(&source).await {
         Ok(fetched) => {
             let report = state.scan(&name, fetched.input).await;
             (
                 ScanResult::of(&report),
-                Some(report.verdict),
+                storage::actions::Outcome::of(&report),
                 fetched.object,
             )
         }
-        Err(why) => (ScanResult::not_scanned(why), None, None),
+        Err(why) => (
+            ScanResult::not_scanned(why),
+            storage::actions::Outcome::unread(),
+            None,
+        ),
     };
     // The caller waits for the verdict, so an object that changed since is not re-scanned
     // here: it is simply not acted on, and the answer says so.
-    if state.settings.actions.on_requests && matches!(source, Source::S3 { .. }) {
-        result.object_action = match &read {
-            Some(read) if changed(state, &source, read).await => {
-                Some(storage::actions::ActionReport {
-                    action: "none".to_owned(),
-                    done: false,
-                    to: None,
-                    error: Some(
-                        "the object changed after it was scanned; it was not acted on".to_owned(),
-                    ),
-                })
-            }
-            _ => crate::worker::act_on_object(state, &source, verdict, read.as_ref()).await,
+    if state.settings.actions.on_requests
+        && let Source::S3 {
+            bucket,
+            key,
+            version,
+        } = &source
+    {
+        let object = storage::ObjectRef {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            version: version.clone(),
         };
+        let acted =
+            crate::worker::act_on_object(state, &object, read.as_ref(), outcome, true).await;
+        result.object_action = Some(acted.into_report());
     }
     Ok(Json(result))
-}
-
-/// Whether the S3 object of `source` changed since it was read as `read`.
-async fn changed(state: &AppState, source: &Source, read: &storage::ObjectInfo) -> bool {
-    let Source::S3 {
-        bucket,
-        key,
-        version,
-    } = source
-    else {
-        return false;
-    };
-    let object = storage::ObjectRef {
-        bucket: bucket.clone(),
-        key: key.clone(),
-        version: version.clone(),
-    };
-    storage::actions::changed_since(state.objects.as_ref(), &object, read)
-        .await
-        .is_some()
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/sync/binary", tag = "sync", security(("bearer" = []), ("api_key" = [])),
@@ -560,7 +545,12 @@ pub(crate) async fn queue_created(
     let mut queued = 0;
     let mut elsewhere = 0;
     for object in created {
-        if !state.settings.events.wants(&object.bucket, &object.key) {
+        if !state.settings.events.wants(&object.bucket, &object.key)
+            || state
+                .settings
+                .actions
+                .in_quarantine(&object.bucket, &object.key)
+        {
             tracing::debug!(bucket = ?object.bucket, key = ?object.key, "an event for a bucket or prefix not watched; ignored");
             elsewhere += 1;
             continue;

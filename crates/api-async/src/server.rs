@@ -113,6 +113,10 @@ impl AppState {
             .actions
             .check()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
+        config
+            .events
+            .check_against(&config.actions)
+            .map_err(StartError::Invalid)?;
         let keys = ApiKeys::new(config.api_keys.as_deref(), keys_file.as_deref());
         if keys.is_empty() {
             return Err(StartError::Invalid(

@@ -41,6 +41,8 @@ pub struct Config {
     /// What `/api/Scan/Existing` does to the object after its scan, when `on_requests` is set
     /// (or `tag_existing`): tag, move to quarantine, delete, or nothing, per outcome and prefix.
     pub actions: storage::actions::ActionsConfig,
+    /// Objects `[actions]` leaves alone (a legal hold, say): scanned, never acted on.
+    pub filters: storage::filters::FiltersConfig,
     /// Expansion limits.
     pub limits: Limits,
     /// Spooling.
@@ -68,6 +70,7 @@ impl Default for Config {
             upload_idle_timeout_secs: 60,
             tag_existing: false,
             actions: storage::actions::ActionsConfig::default(),
+            filters: storage::filters::FiltersConfig::default(),
             limits: Limits::default(),
             spool: SpoolConfig::default(),
             storage: StorageConfig::default(),

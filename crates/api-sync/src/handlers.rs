@@ -381,37 +381,35 @@ struct Existing {
     uploaded_by: Option<String>,
 }
 
-/// Carries out the `[actions]` policy on a scanned existing object, unless it changed since it
-/// was read: the verdict is about the bytes that were read, so a newer object is left alone.
+/// Carries out the `[actions]` policy on a scanned existing object (see
+/// [`storage::actions::act`]): the verdict is about the bytes that were read, so a newer object
+/// is left alone, as are objects the `[filters]` name.
 async fn act_on_existing(
     state: &AppState,
     object: &ObjectRef,
     read: &storage::ObjectInfo,
-    verdict: scan_core::Verdict,
+    report: &Report,
     response: &ScanResponse,
 ) -> storage::actions::ActionReport {
     use storage::actions;
-    let policy = state.actions.policy_for(&object.bucket, &object.key);
-    let action = policy.action_for(Some(verdict));
-    if action != actions::Action::None
-        && let Some(why) = actions::changed_since(state.store.as_ref(), object, read).await
-    {
-        return actions::ActionReport {
-            action: "none".to_owned(),
-            done: false,
-            to: None,
-            error: Some(format!(
-                "the object changed after it was scanned ({why}); it was not acted on"
-            )),
-        };
-    }
     let tags = actions::tags_for(
-        Some(verdict),
+        Some(report.verdict),
         &response.verdict.date_scanned,
         &state.fingerprint,
     );
-    let target = actions::scanned_version(object, Some(read));
-    actions::apply(state.store.as_ref(), action, &policy, &target, &tags).await
+    actions::act(
+        state.store.as_ref(),
+        &state.actions,
+        Some(&state.filters),
+        actions::Scanned {
+            object,
+            read: Some(read),
+            outcome: actions::Outcome::of(report),
+        },
+        &tags,
+    )
+    .await
+    .into_report()
 }
 
 /// `POST /api/Scan/Existing`: scans an object already in the store.
@@ -452,7 +450,7 @@ pub(crate) async fn scan_existing(
     tracing::info!(bucket = ?object.bucket, key = ?object.key, uploaded_by = ?request.uploaded_by, verdict = %report.verdict, "scanned existing object");
     let mut response = ScanResponse::from(&report);
     if state.actions.on_requests {
-        let done = act_on_existing(&state, &object, &read, report.verdict, &response).await;
+        let done = act_on_existing(&state, &object, &read, &report, &response).await;
         if !done.done {
             response.tag_error.clone_from(&done.error);
         }

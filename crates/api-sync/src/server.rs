@@ -49,6 +49,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// What is done to existing objects once scanned (when `on_requests`).
     pub actions: storage::actions::ActionsConfig,
+    /// Objects the actions leave alone.
+    pub filters: storage::filters::FiltersConfig,
     /// The engines' fingerprint, for the `scan-engines` tag (worked out at start).
     pub fingerprint: String,
     /// How long an upload may stall.
@@ -102,6 +104,7 @@ impl AppState {
             check_memory: crate::users::CheckMemory::default(),
             metrics,
             actions,
+            filters: config.filters.clone(),
             fingerprint,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
             http: config.http.clone(),

@@ -214,6 +214,22 @@ impl Report {
         }
     }
 
+    /// Whether another try could come out differently: an engine or the scan itself failed, or
+    /// the scan ran out of time (which depends on the load as much as on the bytes). Nothing
+    /// irreversible should follow such an outcome.
+    pub fn may_change(&self) -> bool {
+        self.problems.iter().any(|p| {
+            matches!(
+                p.reason,
+                Reason::EngineError { .. }
+                    | Reason::Failed
+                    | Reason::LimitExceeded {
+                        limit: Limit::MaxScanTime
+                    }
+            )
+        })
+    }
+
     /// The limits that were hit, each once.
     pub fn limits_hit(&self) -> Vec<Limit> {
         let mut limits: Vec<Limit> = Vec::new();

@@ -33,6 +33,7 @@ pub mod config_file;
 #[cfg(feature = "edge")]
 pub mod edge;
 pub mod fetch;
+pub mod filters;
 mod local;
 mod s3;
 
@@ -100,6 +101,20 @@ pub struct ListPage {
     pub more: bool,
 }
 
+/// How to copy an object (see [`ObjectStore::copy`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyRequest<'a> {
+    /// The copy's tags (the source's are not carried over by themselves).
+    pub tags: &'a [(String, String)],
+    /// User metadata set on the copy over the source's own.
+    pub metadata: &'a [(String, String)],
+    /// The entity tag the source must still have for the copy to be made.
+    pub if_match: Option<&'a str>,
+}
+
+/// S3's limit on an object's user metadata: names and values together, bytes.
+pub const MAX_METADATA_BYTES: usize = 2048;
+
 /// An object's bytes, as a stream.
 pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -133,6 +148,10 @@ pub enum StorageError {
     /// The bucket or key is not acceptable (escapes the local root, empty, ...).
     #[error("invalid object name: {0}")]
     InvalidName(String),
+    /// The object is no longer what was read: a condition on its entity tag failed (412), so
+    /// nothing was done to it.
+    #[error("the object changed since it was read: {0}")]
+    Changed(String),
     /// The store could not be reached or failed.
     #[error("storage failed: {0}")]
     Backend(String),
@@ -179,15 +198,36 @@ pub fn merge_tags(
         .collect();
     merged.extend(ours.iter().cloned());
     if merged.len() > MAX_TAGS {
-        let theirs: Vec<&str> = existing.iter().map(|(k, _)| k.as_str()).collect();
+        // The count only: the object's tag keys are its owner's business, not the caller's.
         return Err(StorageError::InvalidName(format!(
-            "the object already has {} tags ({}); with the scan's {} it would pass S3's limit of {MAX_TAGS}",
+            "the object already has {} tags; with the scan's {} it would pass S3's limit of {MAX_TAGS}",
             existing.len(),
-            theirs.join(", "),
             ours.len()
         )));
     }
     Ok(merged)
+}
+
+/// `ours` first, then as many of `existing` (those ours do not replace) as fit under S3's
+/// limit of [`MAX_TAGS`], in their order; the ones that did not fit come second. For when the
+/// scan's tags must land whatever the object already carries.
+pub fn tags_making_room(
+    existing: &[(String, String)],
+    ours: &[(String, String)],
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let mut kept: Vec<(String, String)> = ours.iter().take(MAX_TAGS).cloned().collect();
+    let mut left_out = Vec::new();
+    for tag in existing
+        .iter()
+        .filter(|(key, _)| !ours.iter().any(|(k, _)| k == key))
+    {
+        if kept.len() < MAX_TAGS {
+            kept.push(tag.clone());
+        } else {
+            left_out.push(tag.clone());
+        }
+    }
+    (kept, left_out)
 }
 
 /// Tags `object` with a scan's outcome, merged into the tags it already has: `scan-result`
@@ -215,28 +255,6 @@ pub async fn tag_with(
 /// The tag naming the engines and rules that decided (a short fingerprint of them), so an
 /// object scanned by the same ones can be recognised and skipped.
 pub const FINGERPRINT_TAG: &str = "scan-engines";
-
-/// Moves `object` to `to_bucket` under `to_prefix` (same key below it): copied with its
-/// content, metadata and tags, plus `quarantined-from` (`bucket/key`), then the original version
-/// deleted. The copy is made first, so a failure leaves the original where it was.
-pub async fn quarantine(
-    store: &dyn ObjectStore,
-    object: &ObjectRef,
-    to_bucket: &str,
-    to_prefix: &str,
-    outcome_tags: &[(String, String)],
-) -> Result<ObjectRef, StorageError> {
-    let mut ours = outcome_tags.to_vec();
-    ours.push((
-        "quarantined-from".to_owned(),
-        format!("{}/{}", object.bucket, object.key),
-    ));
-    let tags = merge_tags(&store.tags(object).await?, &ours)?;
-    let to = ObjectRef::new(to_bucket, format!("{to_prefix}{}", object.key));
-    store.copy(object, &to, &tags).await?;
-    store.delete(object).await?;
-    Ok(to)
-}
 
 /// The tags a scan's outcome sets: `scan-result` (`clean`, `infected`, `unscannable` or
 /// `error`; `error` too when it could not be read) and `scan-date`.
@@ -292,16 +310,23 @@ pub trait ObjectStore: Send + Sync {
     /// The object's tags.
     async fn tags(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError>;
 
-    /// Copies the object (its bytes, content type and metadata) to `to`, which gets `tags`.
+    /// Copies the object (its bytes, content type and metadata) to `to`, as `copy` says: its
+    /// tags, metadata added to the object's own, and the entity tag the source must still have
+    /// ([`StorageError::Changed`] when it has not). Returns what was written.
     async fn copy(
         &self,
         from: &ObjectRef,
         to: &ObjectRef,
-        tags: &[(String, String)],
-    ) -> Result<(), StorageError>;
+        copy: &CopyRequest<'_>,
+    ) -> Result<ObjectInfo, StorageError>;
 
-    /// Deletes the object (the given version, on a versioned bucket).
-    async fn delete(&self, object: &ObjectRef) -> Result<(), StorageError>;
+    /// Deletes the object (the given version, on a versioned bucket); with `if_match`, only if
+    /// its entity tag is still that ([`StorageError::Changed`] when it is not; a store that
+    /// cannot make the condition part of the request checks it just before).
+    async fn delete(&self, object: &ObjectRef, if_match: Option<&str>) -> Result<(), StorageError>;
+
+    /// The object's user metadata (`x-amz-meta-*` on S3, names without that prefix).
+    async fn metadata(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError>;
 
     /// Up to `max` objects under `prefix` whose keys sort after `after` (from the first when
     /// `None`), in key order. The last key of a page is where the next one starts, so a listing

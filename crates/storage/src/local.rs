@@ -12,7 +12,9 @@ const MAX_NAME_BYTES: usize = 255;
 use async_trait::async_trait;
 use scan_core::ScanInput;
 
-use crate::{ByteReader, ListPage, Listed, ObjectInfo, ObjectRef, ObjectStore, StorageError};
+use crate::{
+    ByteReader, CopyRequest, ListPage, Listed, ObjectInfo, ObjectRef, ObjectStore, StorageError,
+};
 
 /// Objects as files under a root directory: `<root>/<bucket>/<key>`.
 #[derive(Debug, Clone)]
@@ -20,8 +22,36 @@ pub struct LocalStore {
     root: PathBuf,
 }
 
-/// The end of the name of the file beside each object that holds its scan tags.
+/// The end of the name of the file beside each object that holds its tags (and, when it has
+/// any, its metadata).
 const TAGS_SUFFIX: &str = ".tags.json";
+
+/// What the file beside an object holds: a plain map of its tags, or, when it has metadata too,
+/// both under `tags` and `metadata`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Sidecar {
+    tags: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl Sidecar {
+    fn parse(text: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Sidecar(Sidecar),
+            Tags(std::collections::BTreeMap<String, String>),
+        }
+        Ok(match serde_json::from_slice(text)? {
+            Stored::Sidecar(sidecar) => sidecar,
+            Stored::Tags(tags) => Sidecar {
+                tags,
+                ..Sidecar::default()
+            },
+        })
+    }
+}
 
 impl LocalStore {
     /// A store rooted at `root` (created if missing).
@@ -122,6 +152,38 @@ impl LocalStore {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(file.with_file_name(format!(".{name}{TAGS_SUFFIX}")))
+    }
+
+    /// What is kept beside `object` (nothing yet: empty), after checking it exists.
+    async fn sidecar(&self, object: &ObjectRef) -> Result<Sidecar, StorageError> {
+        self.head(object).await?;
+        let path = self.tags_path(&object.bucket, &object.key)?;
+        match tokio::fs::read(&path).await {
+            Ok(text) => Sidecar::parse(&text)
+                .map_err(|e| StorageError::Backend(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Sidecar::default()),
+            Err(e) => Err(not_found_or(e, object)),
+        }
+    }
+
+    async fn write_sidecar(
+        &self,
+        object: &ObjectRef,
+        sidecar: &Sidecar,
+    ) -> Result<(), StorageError> {
+        self.head(object).await?;
+        let path = self.tags_path(&object.bucket, &object.key)?;
+        // Plain tags are written as the plain map they always were; the wrapped form only when
+        // there is metadata to keep too.
+        let text = if sidecar.metadata.is_empty() {
+            serde_json::to_vec_pretty(&sidecar.tags)
+        } else {
+            serde_json::to_vec_pretty(sidecar)
+        }
+        .map_err(|e| StorageError::Backend(e.to_string()))?;
+        tokio::fs::write(&path, text)
+            .await
+            .map_err(|e| not_found_or(e, object))
     }
 }
 
@@ -249,62 +311,72 @@ impl ObjectStore for LocalStore {
     }
 
     async fn tag(&self, object: &ObjectRef, tags: &[(String, String)]) -> Result<(), StorageError> {
-        self.head(object).await?;
-        let path = self.tags_path(&object.bucket, &object.key)?;
-        let map: serde_json::Map<String, serde_json::Value> = tags
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let text =
-            serde_json::to_vec_pretty(&map).map_err(|e| StorageError::Backend(e.to_string()))?;
-        tokio::fs::write(&path, text)
-            .await
-            .map_err(|e| not_found_or(e, object))
+        let mut sidecar = self.sidecar(object).await?;
+        sidecar.tags = tags.iter().cloned().collect();
+        self.write_sidecar(object, &sidecar).await
     }
 
     async fn tags(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError> {
-        self.head(object).await?;
-        let path = self.tags_path(&object.bucket, &object.key)?;
-        let text = match tokio::fs::read(&path).await {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(not_found_or(e, object)),
-        };
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&text)
-            .map_err(|e| StorageError::Backend(format!("{}: {e}", path.display())))?;
-        Ok(map
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
-            .collect())
+        Ok(self.sidecar(object).await?.tags.into_iter().collect())
+    }
+
+    async fn metadata(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(self.sidecar(object).await?.metadata.into_iter().collect())
     }
 
     async fn copy(
         &self,
         from: &ObjectRef,
         to: &ObjectRef,
-        tags: &[(String, String)],
-    ) -> Result<(), StorageError> {
+        copy: &CopyRequest<'_>,
+    ) -> Result<ObjectInfo, StorageError> {
         Self::no_versions(from)?;
         let source = self.path(&from.bucket, &from.key)?;
         let target = self.path(&to.bucket, &to.key)?;
+        let mut sidecar = self.sidecar(from).await?;
         let object = from.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let expected = copy.if_match.map(str::to_owned);
+        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            let io = |e| not_found_or(e, &object);
             let dir = target.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::fs::copy(&source, tmp.path())?;
-            tmp.persist(&target).map_err(|e| e.error)?;
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+            let mut file = std::fs::File::open(&source).map_err(io)?;
+            // Compared on the open file, so the bytes copied are the ones that matched.
+            if let Some(expected) = &expected
+                && etag_of(&file.metadata().map_err(io)?).as_ref() != Some(expected)
+            {
+                return Err(StorageError::Changed(format!(
+                    "{}/{} was written again since it was read",
+                    object.bucket, object.key
+                )));
+            }
+            std::io::copy(&mut file, &mut tmp.as_file()).map_err(io)?;
+            tmp.persist(&target).map_err(|e| io(e.error))?;
             Ok(())
         })
         .await
-        .map_err(|e| StorageError::Backend(e.to_string()))?
-        .map_err(|e| not_found_or(e, &object))?;
-        self.tag(to, tags).await
+        .map_err(|e| StorageError::Backend(e.to_string()))??;
+        sidecar.tags = copy.tags.iter().cloned().collect();
+        sidecar.metadata.extend(copy.metadata.iter().cloned());
+        self.write_sidecar(to, &sidecar).await?;
+        self.head(to).await
     }
 
-    async fn delete(&self, object: &ObjectRef) -> Result<(), StorageError> {
+    async fn delete(&self, object: &ObjectRef, if_match: Option<&str>) -> Result<(), StorageError> {
         Self::no_versions(object)?;
         let path = self.path(&object.bucket, &object.key)?;
+        if let Some(expected) = if_match {
+            // A file system has no conditional delete: checked just before, which leaves only
+            // the time between the two calls.
+            let now = self.head(object).await?;
+            if now.etag.as_deref() != Some(expected) {
+                return Err(StorageError::Changed(format!(
+                    "{}/{} was written again since it was read",
+                    object.bucket, object.key
+                )));
+            }
+        }
         tokio::fs::remove_file(&path)
             .await
             .map_err(|e| not_found_or(e, object))?;
@@ -356,7 +428,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn quarantine_moves_the_file_with_merged_tags_and_removes_the_original() {
+    async fn copies_carry_tags_and_metadata_and_conditions_on_the_entity_tag_hold() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path().to_path_buf()).unwrap();
         for bucket in ["in", "held"] {
@@ -365,37 +437,58 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("in/a")).unwrap();
         std::fs::write(dir.path().join("in/a/bad.bin"), b"payload").unwrap();
         let object = ObjectRef::new("in", "a/bad.bin");
-        store
-            .tag(&object, &[("owner".into(), "team-a".into())])
-            .await
-            .unwrap();
-        let outcome =
-            crate::outcome_tags(Some(scan_core::Verdict::Infected), "2026-12-01T00:00:00Z");
-        let to = crate::quarantine(&store, &object, "held", "q/", &outcome)
-            .await
-            .unwrap();
-        assert_eq!(
-            (to.bucket.as_str(), to.key.as_str()),
-            ("held", "q/a/bad.bin")
-        );
+        let read = store.head(&object).await.unwrap();
+        let to = ObjectRef::new("held", "q/a/bad.bin");
+        let tags = [("scan-result".to_owned(), "infected".to_owned())];
+        let metadata = [("quarantined-from".to_owned(), "in/a/bad.bin".to_owned())];
+        let copy = CopyRequest {
+            tags: &tags,
+            metadata: &metadata,
+            if_match: read.etag.as_deref(),
+        };
+        store.copy(&object, &to, &copy).await.unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("held/q/a/bad.bin")).unwrap(),
             b"payload"
         );
+        assert_eq!(store.tags(&to).await.unwrap(), tags);
+        assert_eq!(store.metadata(&to).await.unwrap(), metadata);
+
+        // Written again: neither copied nor deleted on the old entity tag.
+        std::fs::write(dir.path().join("in/a/bad.bin"), b"other bytes").unwrap();
+        let stale = store
+            .copy(&object, &ObjectRef::new("held", "again"), &copy)
+            .await;
+        assert!(matches!(stale, Err(StorageError::Changed(_))), "{stale:?}");
+        assert!(!dir.path().join("held/again").exists());
+        let stale = store.delete(&object, read.etag.as_deref()).await;
+        assert!(matches!(stale, Err(StorageError::Changed(_))), "{stale:?}");
+        let now = store.head(&object).await.unwrap();
+        store.delete(&object, now.etag.as_deref()).await.unwrap();
         assert!(!dir.path().join("in/a/bad.bin").exists());
-        assert!(
-            !dir.path().join("in/a/.bad.bin.tags.json").exists(),
-            "its tags went with it"
-        );
-        let tags: std::collections::BTreeMap<_, _> =
-            store.tags(&to).await.unwrap().into_iter().collect();
-        assert_eq!(tags["owner"], "team-a");
-        assert_eq!(tags["scan-result"], "infected");
-        assert_eq!(tags["quarantined-from"], "in/a/bad.bin");
         assert!(matches!(
-            store.delete(&object).await,
+            store.delete(&object, None).await,
             Err(StorageError::NoSuchKey { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn tag_files_written_before_metadata_existed_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/f"), "x").unwrap();
+        std::fs::write(
+            dir.path().join("b/.f.tags.json"),
+            r#"{"scan-result": "clean"}"#,
+        )
+        .unwrap();
+        let object = ObjectRef::new("b", "f");
+        assert_eq!(
+            store.tags(&object).await.unwrap(),
+            [("scan-result".to_owned(), "clean".to_owned())]
+        );
+        assert!(store.metadata(&object).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use scan_core::ScanInput;
 use serde::Deserialize;
 
-use crate::{ByteReader, ListPage, Listed, ObjectInfo, ObjectRef, ObjectStore, StorageError};
+use crate::{
+    ByteReader, CopyRequest, ListPage, Listed, ObjectInfo, ObjectRef, ObjectStore, StorageError,
+};
 
 /// Objects at or above this size are uploaded in parts of this size, so no upload ever holds
 /// more than one part in memory.
@@ -150,6 +152,9 @@ where
     };
     let code = err.code().map(str::to_owned);
     match (code.as_deref(), status) {
+        (Some("PreconditionFailed"), _) | (_, Some(412)) => StorageError::Changed(format!(
+            "s3://{bucket}/{key} no longer has the entity tag that was read"
+        )),
         (Some("NoSuchBucket"), _) => StorageError::NoSuchBucket(bucket.to_owned()),
         (Some("NoSuchVersion"), _) => StorageError::NoSuchVersion {
             key: key.to_owned(),
@@ -295,45 +300,121 @@ impl ObjectStore for S3Store {
         &self,
         from: &ObjectRef,
         to: &ObjectRef,
-        tags: &[(String, String)],
-    ) -> Result<(), StorageError> {
+        copy: &CopyRequest<'_>,
+    ) -> Result<ObjectInfo, StorageError> {
         crate::check_key_length(&from.key)?;
         crate::check_key_length(&to.key)?;
-        let mut source = format!("{}/{}", from.bucket, encode_key(&from.key));
-        if let Some(version) = &from.version {
-            source.push_str("?versionId=");
-            source.push_str(&encode_key(version));
+        // The source's content headers and metadata, at the version copied: adding metadata
+        // means replacing it, so what the object had is sent again with ours over it. The
+        // entity tag is compared here too, for servers that ignore the copy's own condition.
+        let source = self
+            .client
+            .head_object()
+            .bucket(&from.bucket)
+            .key(&from.key)
+            .set_version_id(from.version.clone())
+            .send()
+            .await
+            .map_err(|e| map_error(e, &from.bucket, &from.key, from.version.as_deref()))?;
+        if let Some(expected) = copy.if_match
+            && source.e_tag() != Some(expected)
+        {
+            return Err(StorageError::Changed(format!(
+                "s3://{}/{} no longer has the entity tag that was read",
+                from.bucket, from.key
+            )));
         }
-        let tagging = tags
+        let mut metadata = source.metadata().cloned().unwrap_or_default();
+        for (name, value) in copy.metadata {
+            metadata.insert(name.clone(), value.clone());
+        }
+        let size: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > crate::MAX_METADATA_BYTES {
+            return Err(StorageError::InvalidName(format!(
+                "the copy's metadata would be {size} bytes, over S3's limit of {}",
+                crate::MAX_METADATA_BYTES
+            )));
+        }
+        let mut source_name = format!("{}/{}", from.bucket, encode_key(&from.key));
+        if let Some(version) = &from.version {
+            source_name.push_str("?versionId=");
+            source_name.push_str(&encode_key(version));
+        }
+        let tagging = copy
+            .tags
             .iter()
             .map(|(k, v)| format!("{}={}", encode_key(k), encode_key(v)))
             .collect::<Vec<_>>()
             .join("&");
-        self.client
+        let request = self
+            .client
             .copy_object()
-            .copy_source(source)
+            .copy_source(source_name)
+            .set_copy_source_if_match(copy.if_match.map(str::to_owned))
             .bucket(&to.bucket)
             .key(&to.key)
-            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
             .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace)
-            .tagging(tagging)
+            .tagging(tagging);
+        let request = if copy.metadata.is_empty() {
+            request.metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
+        } else {
+            request
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .set_metadata(Some(metadata))
+                .set_content_type(source.content_type().map(str::to_owned))
+                .set_content_encoding(source.content_encoding().map(str::to_owned))
+                .set_content_disposition(source.content_disposition().map(str::to_owned))
+                .set_content_language(source.content_language().map(str::to_owned))
+                .set_cache_control(source.cache_control().map(str::to_owned))
+                .set_website_redirect_location(
+                    source.website_redirect_location().map(str::to_owned),
+                )
+        };
+        let done = request
             .send()
             .await
             .map_err(|e| map_error(e, &from.bucket, &from.key, from.version.as_deref()))?;
-        Ok(())
+        Ok(ObjectInfo {
+            size: source.content_length().unwrap_or_default().max(0) as u64,
+            version: done.version_id().map(str::to_owned),
+            etag: done
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(str::to_owned),
+        })
     }
 
-    async fn delete(&self, object: &ObjectRef) -> Result<(), StorageError> {
+    async fn delete(&self, object: &ObjectRef, if_match: Option<&str>) -> Result<(), StorageError> {
         crate::check_key_length(&object.key)?;
         self.client
             .delete_object()
             .bucket(&object.bucket)
             .key(&object.key)
             .set_version_id(object.version.clone())
+            .set_if_match(if_match.map(str::to_owned))
             .send()
             .await
             .map_err(|e| map_error(e, &object.bucket, &object.key, object.version.as_deref()))?;
         Ok(())
+    }
+
+    async fn metadata(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, StorageError> {
+        crate::check_key_length(&object.key)?;
+        let out = self
+            .client
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version.clone())
+            .send()
+            .await
+            .map_err(|e| map_error(e, &object.bucket, &object.key, object.version.as_deref()))?;
+        let mut pairs: Vec<(String, String)> = out
+            .metadata()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        pairs.sort();
+        Ok(pairs)
     }
 
     async fn list_page(
@@ -350,15 +431,35 @@ impl ObjectStore for S3Store {
             .prefix(prefix)
             .set_start_after(after.map(str::to_owned))
             .max_keys(max.clamp(1, 1000) as i32)
+            // Keys come percent-encoded, so a key holding a character XML 1.0 cannot carry
+            // (a control character) cannot break the answer and stop its prefix's listing.
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .send()
             .await
             .map_err(|e| map_error(e, bucket, prefix, None))?;
+        let encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
         let objects = page
             .contents()
             .iter()
             .filter_map(|o| {
+                let key = o.key()?;
+                let key = if encoded {
+                    match decode_listed_key(key) {
+                        Some(key) => key,
+                        None => {
+                            tracing::warn!(
+                                bucket,
+                                key,
+                                "a listed key does not decode to UTF-8; left out of the listing"
+                            );
+                            return None;
+                        }
+                    }
+                } else {
+                    key.to_owned()
+                };
                 Some(Listed {
-                    key: o.key()?.to_owned(),
+                    key,
                     size: o.size().unwrap_or_default().max(0) as u64,
                     etag: o.e_tag().map(str::to_owned),
                 })
@@ -375,6 +476,17 @@ impl ObjectStore for S3Store {
     }
 }
 
+/// A key from a listing asked for with `encoding-type=url`: percent-decoded, with `+` for a
+/// space (AWS writes spaces so; other servers write `%20`, and a real `+` comes as `%2B` from
+/// both). `None` when the bytes are not UTF-8.
+fn decode_listed_key(encoded: &str) -> Option<String> {
+    let spaced = encoded.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|key| key.into_owned())
+}
+
 /// Percent-encodes everything but unreserved characters and `/`, as `x-amz-copy-source` and
 /// `x-amz-tagging` want it.
 fn encode_key(text: &str) -> String {
@@ -387,4 +499,21 @@ fn encode_key(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_keys_decode_both_spellings_of_a_space_and_control_characters() {
+        assert_eq!(
+            decode_listed_key("in/invoice+%281%29.exe").as_deref(),
+            Some("in/invoice (1).exe")
+        );
+        assert_eq!(decode_listed_key("a%20b%2Bc").as_deref(), Some("a b+c"));
+        assert_eq!(decode_listed_key("x%01y").as_deref(), Some("x\u{1}y"));
+        assert_eq!(decode_listed_key("%C3%A9t%C3%A9").as_deref(), Some("été"));
+        assert_eq!(decode_listed_key("bad%FF"), None);
+    }
 }

@@ -260,10 +260,19 @@ pub(crate) async fn list_page(
             continue;
         }
         // Name and size are known from the listing, so those filters cost no request; tag
-        // rules are left to the object's job, which reads the tags.
-        let skip = filters
-            .by_name(&object.key)
-            .or_else(|| filters.by_size(object.size));
+        // rules are left to the object's job, which reads the tags. What is in a quarantine
+        // was judged already, and is never acted on again.
+        let skip = if state
+            .settings
+            .actions
+            .in_quarantine(&bulk.bucket, &object.key)
+        {
+            Some("it is in the quarantine".to_owned())
+        } else {
+            filters
+                .by_name(&object.key)
+                .or_else(|| filters.by_size(object.size))
+        };
         if let Some(why) = skip {
             tracing::debug!(bulk = id, key = ?object.key, reason = %why, "skipped by the filters");
             state.metrics.finished("skipped");

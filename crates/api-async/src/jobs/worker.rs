@@ -171,7 +171,6 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     let (name, download_url) = sources.describe(&job.spec.source);
     let mut download_time = 0.0;
     let mut scan_time = 0.0;
-    let mut verdict: Option<scan_core::Verdict> = None;
     if job.spec.watched
         && let Some(why) = skipped(state, job).await
     {
@@ -185,6 +184,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     }
     let mut scanned = None;
     let mut size = 0;
+    let mut outcome = storage::actions::Outcome::unread();
     let mut result = if job.attempts > state.settings.max_attempts {
         tracing::error!(
             job = job.id,
@@ -205,7 +205,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
                 let started = Instant::now();
                 let report = state.scan(&name, fetched.input).await;
                 scan_time = started.elapsed().as_secs_f64();
-                verdict = Some(report.verdict);
+                outcome = storage::actions::Outcome::of(&report);
                 size = report.size;
                 tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
                 ScanResult::of(&report)
@@ -217,43 +217,39 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         }
     };
 
-    if job.spec.tag_object {
-        // Nothing is done to the object when the policy says so, so whether it changed since
-        // does not matter then (and costs a request per object).
-        let acts = object_policy(state, job)
-            .is_some_and(|policy| policy.action_for(verdict) != storage::actions::Action::None);
-        let mut action = None;
-        if acts
-            && let Some(read) = &scanned
-            && let Some(why) = changed_since(state, job, read).await
-        {
-            if !job.spec.watched {
-                // A caller asked about the bytes that were read: the verdict stands for them,
-                // and the object, which is something else now, is left alone.
-                action = Some(storage::actions::ActionReport {
-                    action: "none".to_owned(),
-                    done: false,
-                    to: None,
-                    error: Some(format!(
-                        "the object changed after it was scanned ({why}); it was not acted on"
-                    )),
-                });
-            } else if rescan(state, job, &why).await {
-                complete(state, job).await;
-                return None;
-            } else {
-                // It keeps changing: no verdict holds for what is there now.
-                verdict = None;
+    if job.spec.tag_object
+        && let crate::job::Source::S3 {
+            bucket,
+            key,
+            version,
+        } = &job.spec.source
+    {
+        let object = storage::ObjectRef {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            version: version.clone(),
+        };
+        match act_on_object(state, &object, scanned.as_ref(), outcome, !job.spec.watched).await {
+            storage::actions::Acted::Changed(why) if job.spec.watched => {
+                if rescan(state, job, &why).await {
+                    complete(state, job).await;
+                    return None;
+                }
+                // It keeps changing: no verdict holds for what is there now, which is tagged
+                // as not judged.
+                outcome = storage::actions::Outcome::unread();
                 result = ScanResult::not_scanned(format!(
                     "the object changed between its scan and the action on it {} times ({why}); it is left unjudged",
                     job.spec.rescans + 1
                 ));
+                result.object_action = Some(
+                    act_on_object(state, &object, None, outcome, false)
+                        .await
+                        .into_report(),
+                );
             }
+            acted => result.object_action = Some(acted.into_report()),
         }
-        result.object_action = match action {
-            Some(action) => Some(action),
-            None => act_on_object(state, &job.spec.source, verdict, scanned.as_ref()).await,
-        };
     }
 
     if let Some(trace_id) = &job.spec.result_key()
@@ -269,7 +265,7 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         return None;
     }
 
-    if !record_in_bulk(state, job, crate::bulk::Outcome::of(verdict), size).await {
+    if !record_in_bulk(state, job, crate::bulk::Outcome::of(outcome.verdict), size).await {
         return None;
     }
     state.metrics.finished(result.status.as_str());
@@ -291,9 +287,8 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     })
 }
 
-/// Why the `[filters]` skip a bucket event's object, if they do: by its key, then (only when a
-/// rule needs them) by its size and tags. An object whose size or tags cannot be read is not
-/// skipped: the scan then reports why it could not be read.
+/// Why the `[filters]` (or the quarantine) leave a watched object alone, if they do: decided
+/// before any byte is read.
 async fn skipped(state: &AppState, job: &Job) -> Option<String> {
     let crate::job::Source::S3 {
         bucket,
@@ -303,33 +298,20 @@ async fn skipped(state: &AppState, job: &Job) -> Option<String> {
     else {
         return None;
     };
-    let filters = &state.settings.filters;
-    if let Some(why) = filters.by_name(key) {
-        return Some(why);
-    }
-    if !filters.needs_head() {
-        return None;
+    if state.settings.actions.in_quarantine(bucket, key) {
+        return Some("it is in the quarantine".to_owned());
     }
     let object = storage::ObjectRef {
         bucket: bucket.clone(),
         key: key.clone(),
         version: version.clone(),
     };
-    let info = state.objects.head(&object).await.ok()?;
-    let tags = if filters.skip_tagged.is_empty() && !filters.skip_already_scanned {
-        Vec::new()
-    } else {
-        state.objects.tags(&object).await.ok()?
-    };
-    filters.by_head(info.size, &tags).or_else(|| {
-        let ours = state.fingerprint();
-        (filters.skip_already_scanned
-            && tags
-                .iter()
-                .any(|(k, v)| k == storage::FINGERPRINT_TAG && *v == ours)
-            && tags.iter().any(|(k, _)| k == "scan-result"))
-        .then(|| format!("it was scanned already by the same engines and rules ({ours})"))
-    })
+    let fingerprint = state.fingerprint();
+    state
+        .settings
+        .filters
+        .leaves_alone(state.objects.as_ref(), &object, Some(&fingerprint))
+        .await
 }
 
 /// Runs a bulk scan's page job and completes it; a failure gives it back after a pause that
@@ -381,37 +363,8 @@ async fn record_in_bulk(
     }
 }
 
-/// The `[actions]` policy for the job's object, if it is one.
-fn object_policy(state: &AppState, job: &Job) -> Option<storage::actions::Policy> {
-    match &job.spec.source {
-        crate::job::Source::S3 { bucket, key, .. } => {
-            Some(state.settings.actions.policy_for(bucket, key))
-        }
-        _ => None,
-    }
-}
-
 /// Times an object may change under its scan before it is left unjudged.
 const MAX_RESCANS: u32 = 3;
-
-/// Why the object is no longer the one that was scanned, if it is not (see
-/// [`storage::actions::changed_since`]).
-async fn changed_since(state: &AppState, job: &Job, read: &storage::ObjectInfo) -> Option<String> {
-    let crate::job::Source::S3 {
-        bucket,
-        key,
-        version,
-    } = &job.spec.source
-    else {
-        return None;
-    };
-    let object = storage::ObjectRef {
-        bucket: bucket.clone(),
-        key: key.clone(),
-        version: version.clone(),
-    };
-    storage::actions::changed_since(state.objects.as_ref(), &object, read).await
-}
 
 /// Queues the object to be scanned again because it changed; `false` when it has changed too
 /// often already (or cannot be queued), and is to be reported as it is.
@@ -456,47 +409,39 @@ async fn rescan(state: &AppState, job: &Job, why: &str) -> bool {
     }
 }
 
-/// Carries out the `[actions]` policy for the object's bucket and prefix on the version that
-/// was scanned (see [`storage::actions::apply`]). A failure is counted
-/// (`object_actions{outcome="failed"}`) and reported in the result's `object_action`; the
-/// object then keeps no `scan-result` tag, so it stays visibly unscanned.
+/// Carries out the `[actions]` policy on the object (see [`storage::actions::act`]); the
+/// `[filters]` apply when a caller asked (`asked`), since watched objects met them before
+/// their scan. A failure is counted (`object_actions{outcome="failed"}`) and reported in the
+/// result's `object_action`.
 pub(crate) async fn act_on_object(
     state: &AppState,
-    source: &crate::job::Source,
-    verdict: Option<scan_core::Verdict>,
+    object: &storage::ObjectRef,
     read: Option<&storage::ObjectInfo>,
-) -> Option<storage::actions::ActionReport> {
-    let crate::job::Source::S3 {
-        bucket,
-        key,
-        version,
-    } = source
-    else {
-        return None;
-    };
-    let asked = storage::ObjectRef {
-        bucket: bucket.clone(),
-        key: key.clone(),
-        version: version.clone(),
-    };
-    let object = storage::actions::scanned_version(&asked, read);
-    let policy = state.settings.actions.policy_for(bucket, key);
+    outcome: storage::actions::Outcome,
+    asked: bool,
+) -> storage::actions::Acted {
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let tags = storage::actions::tags_for(verdict, &date, &state.fingerprint());
-    let report = storage::actions::apply(
+    let tags = storage::actions::tags_for(outcome.verdict, &date, &state.fingerprint());
+    let acted = storage::actions::act(
         state.objects.as_ref(),
-        policy.action_for(verdict),
-        &policy,
-        &object,
+        &state.settings.actions,
+        asked.then_some(&state.settings.filters),
+        storage::actions::Scanned {
+            object,
+            read,
+            outcome,
+        },
         &tags,
     )
     .await;
-    if report.action != "none" {
+    if let storage::actions::Acted::Reported(report) = &acted
+        && report.action != "none"
+    {
         state.metrics.action(report.done);
     }
-    Some(report)
+    acted
 }
 
 /// Delivers a job's callback (with retries, for a bounded time), then completes the job either
@@ -581,16 +526,23 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("data/b")).unwrap();
         std::fs::write(dir.path().join("data/b/f.txt"), "first").unwrap();
         let job = object_job("f.txt", 0);
-        let read = state
-            .objects
-            .head(&storage::ObjectRef::new("b", "f.txt"))
-            .await
-            .unwrap();
-        assert_eq!(changed_since(&state, &job, &read).await, None);
+        let object = storage::ObjectRef::new("b", "f.txt");
+        let read = state.objects.head(&object).await.unwrap();
 
         std::fs::write(dir.path().join("data/b/f.txt"), "second, longer").unwrap();
-        let why = changed_since(&state, &job, &read).await.unwrap();
+        let clean = storage::actions::Outcome {
+            verdict: Some(scan_core::Verdict::Clean),
+            may_change: false,
+        };
+        let acted = act_on_object(&state, &object, Some(&read), clean, false).await;
+        let storage::actions::Acted::Changed(why) = acted else {
+            panic!("{acted:?}")
+        };
         assert!(why.contains("entity tag"), "{why}");
+        assert!(
+            state.objects.tags(&object).await.unwrap().is_empty(),
+            "the new bytes were not tagged clean"
+        );
         assert!(rescan(&state, &job, &why).await);
         let again = state.queue.claim(1, Duration::ZERO).await.unwrap();
         assert_eq!(again.len(), 1);
@@ -600,8 +552,5 @@ mod tests {
 
         // One that keeps changing is not queued for ever.
         assert!(!rescan(&state, &object_job("f.txt", MAX_RESCANS), &why).await);
-        // Gone since: changed too (acting on it could only fail or hit a new object).
-        std::fs::remove_file(dir.path().join("data/b/f.txt")).unwrap();
-        assert!(changed_since(&state, &job, &read).await.is_some());
     }
 }

@@ -790,6 +790,21 @@ async fn the_status_page_shows_the_queue_last_hours_jobs_workers_and_engines_wit
         201
     );
     server.result("for-the-page", Duration::from_secs(20)).await;
+    // The result is stored before the job leaves the queue: wait for the queue to be empty,
+    // which is what the page is asserted to show.
+    scan_core::testing::wait_until("the queue to empty", Duration::from_secs(10), || async {
+        let health: serde_json::Value = server
+            .client
+            .get(server.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        health["pending_jobs"] == 0
+    })
+    .await;
     let page = server.client.get(server.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200, "no key needed");
     assert!(

@@ -77,7 +77,13 @@ fn tags_beside(data: &std::path::Path, bucket: &str, key: &str) -> BTreeMap<Stri
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let text = std::fs::read_to_string(path.with_file_name(format!(".{name}.tags.json")))
         .unwrap_or_else(|e| panic!("{key} has no tags: {e}"));
-    serde_json::from_str(&text).unwrap()
+    // A plain map of tags, or tags beside metadata.
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let tags = value
+        .get("tags")
+        .filter(|t| t.is_object())
+        .unwrap_or(&value);
+    serde_json::from_value(tags.clone()).unwrap()
 }
 
 #[tokio::test]
@@ -474,4 +480,68 @@ async fn the_bulk_store_contract_holds_on_the_embedded_store_and_on_redis() {
         .unwrap()
         .unwrap();
     assert_eq!(progress.listed, 6);
+}
+
+#[tokio::test]
+async fn a_moved_objects_own_event_and_a_bulk_scan_of_the_quarantine_leave_it_alone() {
+    let server = Server::start_with(|c| {
+        c.actions.infected = storage::actions::Action::Move;
+        c.actions.quarantine_bucket = Some("q".into());
+        c.actions.quarantine_prefix = "held/".into();
+    })
+    .await;
+    let data = server.data_dir();
+    for bucket in ["b", "q"] {
+        std::fs::create_dir_all(data.join(bucket)).unwrap();
+    }
+    std::fs::write(data.join("b/bad.com"), eicar()).unwrap();
+    std::fs::write(data.join("q/note.txt"), b"outside the quarantine prefix").unwrap();
+    let created = |bucket: &str, key: &str| json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]});
+    let answer: Value = server
+        .post("/api/v1/events/s3", &created("b", "bad.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["queued"], 1);
+    let moved = data.join("q/held/bad.com");
+    scan_core::testing::wait_until(
+        "the infected object moved",
+        Duration::from_secs(20),
+        || async { moved.exists() },
+    )
+    .await;
+
+    // The quarantine's own bucket notifies too: its event is ignored, not a second move.
+    let answer: Value = server
+        .post("/api/v1/events/s3", &created("q", "held/bad.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer["queued"].clone(), answer["ignored"].clone()),
+        (json!(0), json!(1)),
+        "{answer}"
+    );
+
+    let id = start_bulk(&server.client, &server.base, &json!({"bucket": "q"})).await;
+    let status = wait_bulk(
+        &server.client,
+        &server.base,
+        &id,
+        Duration::from_secs(20),
+        |s| s["finished"] == true,
+    )
+    .await;
+    assert_eq!(status["listed"], 2, "{status}");
+    assert_eq!(status["skipped"], 1, "the quarantined object: {status}");
+    assert_eq!(status["clean"], 1, "the rest of the bucket: {status}");
+    assert!(moved.exists(), "still where it was moved to");
+    assert!(
+        !data.join("q/held/held/bad.com").exists(),
+        "never moved again"
+    );
+    let tags = tags_beside(&data, "q", "held/bad.com");
+    assert_eq!(tags["scan-result"], "infected");
 }

@@ -761,7 +761,11 @@ async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_uns
         .collect();
     assert_eq!(tags["scan-result"], "infected");
     assert_eq!(tags["owner"], "team-a");
-    assert_eq!(tags["quarantined-from"], format!("{bucket}/in/eicar.com"));
+    let origin = held
+        .metadata()
+        .and_then(|m| m.get(storage::actions::ORIGIN_METADATA))
+        .cloned();
+    assert_eq!(origin, Some(format!("{bucket}/in/eicar.com")));
     // Unscannable (encrypted): deleted, not quarantined. Clean: tagged, in place.
     assert!(!exists(quarantine.clone(), "held/in/locked.zip").await);
     let fine = client
@@ -924,13 +928,19 @@ async fn with_on_requests_the_policy_also_acts_on_objects_callers_ask_about() {
     let server = Server::start_with(|c| {
         c.actions.on_requests = true;
         c.actions.infected = storage::actions::Action::Delete;
-        // Filters are for watched buckets: a caller's own request is never skipped.
-        c.filters.skip_suffixes = vec![".com".into()];
+        // A legal hold holds whoever asks: a held object is scanned, never acted on.
+        c.filters.skip_tagged = vec!["legal-hold".into()];
     })
     .await;
     let data = server.data_dir();
     std::fs::create_dir_all(data.join("b")).unwrap();
     std::fs::write(data.join("b/bad.com"), eicar()).unwrap();
+    std::fs::write(data.join("b/held.com"), eicar()).unwrap();
+    std::fs::write(
+        data.join("b/.held.com.tags.json"),
+        r#"{"legal-hold": "case-7"}"#,
+    )
+    .unwrap();
     std::fs::write(data.join("b/fine.com"), b"fine").unwrap();
 
     let queued = server
@@ -946,6 +956,29 @@ async fn with_on_requests_the_policy_also_acts_on_objects_callers_ask_about() {
     assert_eq!(result["object_action"]["done"], true, "{result}");
     assert!(!data.join("b/bad.com").exists());
 
+    let held: serde_json::Value = server
+        .post(
+            "/api/v1/scan/sync/s3",
+            &json!({"bucket": "b", "key": "held.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(held["status"], "infected", "scanned all the same: {held}");
+    assert_eq!(held["object_action"]["done"], false, "{held}");
+    assert!(
+        held["object_action"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("legal-hold"),
+        "{held}"
+    );
+    assert!(
+        data.join("b/held.com").exists(),
+        "a held object is not deleted"
+    );
+
     let answer: serde_json::Value = server
         .post(
             "/api/v1/scan/sync/s3",
@@ -958,4 +991,41 @@ async fn with_on_requests_the_policy_also_acts_on_objects_callers_ask_about() {
     assert_eq!(answer["status"], "clean", "{answer}");
     assert_eq!(answer["object_action"]["action"], "tag", "{answer}");
     assert!(data.join("b/.fine.com.tags.json").exists());
+}
+
+#[tokio::test]
+async fn an_engine_down_never_deletes_or_moves_an_object() {
+    // clamd at a loopback port nobody listens on: a real engine outage.
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let server = Server::start_with(|c| {
+        c.engines = vec![engines::EngineConfig::Clamd(engines::ClamdConfig {
+            address: closed.to_string(),
+            connect_timeout_secs: 0.5,
+            ..Default::default()
+        })];
+        c.actions.not_examined = storage::actions::Action::Delete;
+        c.actions.infected = storage::actions::Action::Move;
+        c.actions.quarantine_bucket = Some("q".into());
+    })
+    .await;
+    let data = server.data_dir();
+    for bucket in ["b", "q"] {
+        std::fs::create_dir_all(data.join(bucket)).unwrap();
+    }
+    std::fs::write(data.join("b/report.pdf"), b"%PDF-1.4 clean enough").unwrap();
+    notify_created(&server, "b", &["report.pdf"]).await;
+    let tags_file = data.join("b/.report.pdf.tags.json");
+    scan_core::testing::wait_until("the object tagged", WITHIN, || async { tags_file.exists() })
+        .await;
+    let tags: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tags_file).unwrap()).unwrap();
+    assert_eq!(tags["scan-result"], "error", "{tags}");
+    assert!(
+        data.join("b/report.pdf").exists(),
+        "not deleted on an engine outage"
+    );
+    assert!(std::fs::read_dir(data.join("q")).unwrap().next().is_none());
 }

@@ -24,6 +24,12 @@ pub struct Config {
     pub api_keys: Option<String>,
     /// A file of API keys, one per line (`#` comments allowed); re-read at start only.
     pub api_keys_file: Option<PathBuf>,
+    /// Keys with their own grants: what each may scan, bulk-scan and post events for, its
+    /// quota and callback key (see [`crate::keys`]).
+    pub keys: Vec<crate::keys::KeyConfig>,
+    /// Jobs one key may have queued at once, unless its `[[keys]]` entry says otherwise; past
+    /// it, its submissions get 429 and its bulk scans wait.
+    pub max_queued_jobs_per_key: usize,
     /// The address clients reach this service at, for `Location` headers
     /// (`https://scan.example.com`); taken from each request's `Host` when unset.
     pub public_url: Option<String>,
@@ -130,6 +136,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             api_keys: None,
             api_keys_file: None,
+            keys: Vec::new(),
+            max_queued_jobs_per_key: 10_000,
             public_url: None,
             queue: QueueConfig::default(),
             workers: 16,

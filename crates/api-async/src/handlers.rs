@@ -182,6 +182,7 @@ fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiE
         trace_id,
         custom_data,
         owner: None,
+        submitted_by: None,
         tag_object: false,
         watched: false,
         bulk: None,
@@ -196,7 +197,8 @@ async fn submit(
     request_headers: &HeaderMap,
     mut spec: JobSpec,
 ) -> Response {
-    spec.owner = caller.scope;
+    spec.owner = caller.scope.clone();
+    spec.submitted_by = Some(caller.grant.id.clone());
     let mut id = [0u8; 16];
     rand::fill(&mut id[..]);
     let job = Job {
@@ -230,7 +232,11 @@ async fn submit(
             }
         }
     };
-    let pushed = match state.queue.push(&job).await {
+    let pushed = match state
+        .queue
+        .push_within(&job, caller.grant.max_queued_jobs)
+        .await
+    {
         Ok(pushed) => pushed,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -249,12 +255,24 @@ async fn submit(
             return ApiError::Unavailable("the job queue is full; retry shortly".to_owned())
                 .into_response();
         }
+        Pushed::OverQuota => {
+            state.metrics.submitted("over_quota");
+            return quota_full(&caller).into_response();
+        }
     }
-    tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, "job queued");
+    tracing::info!(job = job.id, key = caller.grant.name, trace_id = ?job.spec.trace_id, "job queued");
     match location {
         Some(location) => (StatusCode::CREATED, [(header::LOCATION, location)]).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// 429: the caller's key has as many jobs queued as its quota allows.
+fn quota_full(caller: &Caller) -> ApiError {
+    ApiError::QuotaFull(format!(
+        "this API key has {} jobs queued, as many as its quota allows; retry once some are done",
+        caller.grant.max_queued_jobs
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/async/download", tag = "async", security(("bearer" = []), ("api_key" = [])),
@@ -290,6 +308,7 @@ pub(crate) async fn async_s3(
         let bucket = required(&fields, "bucket")?;
         let key = required(&fields, "key")?;
         let version = string(&fields, "version")?.filter(|v| !v.is_empty());
+        caller.may_scan(&bucket, &key)?;
         let mut spec = delivery(
             &fields,
             Source::S3 {
@@ -373,12 +392,14 @@ pub(crate) async fn sync_download(
 /// `{bucket, key, version?}`, scanned in the request.
 pub(crate) async fn sync_s3(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ScanResult>, ApiError> {
     let fields = object(body)?;
     let bucket = required(&fields, "bucket")?;
     let key = required(&fields, "key")?;
     let version = string(&fields, "version")?.filter(|v| !v.is_empty());
+    caller.may_scan(&bucket, &key)?;
     scan_now(
         &state,
         Source::S3 {
@@ -518,11 +539,16 @@ pub(crate) async fn s3_events(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    if caller.grant.events.is_empty() {
+        return Err(ApiError::Forbidden(
+            "this API key may not post bucket events; give it an events scope in [[keys]]"
+                .to_owned(),
+        ));
+    }
     let body = buffered(body)?;
     let notification =
         crate::events::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let (queued, elsewhere) =
-        queue_created(&state, caller.scope.clone(), notification.created).await?;
+    let (queued, elsewhere) = queue_created(&state, Some(&caller), notification.created).await?;
     tracing::info!(
         queued,
         other_events = notification.other_events,
@@ -535,11 +561,12 @@ pub(crate) async fn s3_events(
 }
 
 /// Queues a job for each created object the `[events]` section watches (scan, then act on
-/// it), in order; how many were queued and how many were for buckets or prefixes not watched,
-/// or the failure that stopped it (jobs before it stay queued).
+/// it), in order; how many were queued and how many were for buckets or prefixes not watched
+/// (or, for a `caller`, outside its key's events scope), or the failure that stopped it (jobs
+/// before it stay queued). `None` for the service's own intake (SQS).
 pub(crate) async fn queue_created(
     state: &AppState,
-    owner: Option<String>,
+    caller: Option<&Caller>,
     created: Vec<crate::events::CreatedObject>,
 ) -> Result<(usize, usize), ApiError> {
     let mut queued = 0;
@@ -550,8 +577,9 @@ pub(crate) async fn queue_created(
                 .settings
                 .actions
                 .in_quarantine(&object.bucket, &object.key)
+            || caller.is_some_and(|c| !c.grant.events.allows(&object.bucket, &object.key))
         {
-            tracing::debug!(bucket = ?object.bucket, key = ?object.key, "an event for a bucket or prefix not watched; ignored");
+            tracing::debug!(bucket = ?object.bucket, key = ?object.key, "an event for a bucket or prefix not watched (or not this key's); ignored");
             elsewhere += 1;
             continue;
         }
@@ -569,7 +597,8 @@ pub(crate) async fn queue_created(
                 callback_headers: BTreeMap::new(),
                 trace_id: None,
                 custom_data: None,
-                owner: owner.clone(),
+                owner: caller.and_then(|c| c.scope.clone()),
+                submitted_by: caller.map(|c| c.grant.id.clone()),
                 tag_object: true,
                 watched: true,
                 bulk: None,
@@ -578,10 +607,17 @@ pub(crate) async fn queue_created(
             attempts: 0,
             receipt: String::new(),
         };
-        match state.queue.push(&job).await? {
+        let quota = caller.map(|c| c.grant.max_queued_jobs);
+        match state.queue.push_limited(&job, quota).await? {
             Pushed::Queued => {
                 state.metrics.submitted("queued");
                 queued += 1;
+            }
+            Pushed::OverQuota => {
+                state.metrics.submitted("over_quota");
+                return Err(ApiError::QuotaFull(format!(
+                    "this API key has as many jobs queued as its quota allows, after {queued} of this notification's objects; send it again shortly"
+                )));
             }
             Pushed::Full | Pushed::TraceIdPending => {
                 state.metrics.submitted("full");
@@ -628,6 +664,14 @@ pub(crate) async fn bulk_start(
         Ok(parsed) => parsed,
         Err(e) => return e.into_response(),
     };
+    // Within the key's bulk scope only: a bulk scan acts on every object it lists and names
+    // them in its callbacks and counts.
+    if !caller.grant.bulk.covers(&bucket, &prefix) {
+        return ApiError::Forbidden(format!(
+            "this API key may not bulk-scan s3://{bucket}/{prefix}; plain keys may bulk-scan the buckets [events] names, other keys what their bulk scope names"
+        ))
+        .into_response();
+    }
     // Listed once here, so a missing bucket or a refusal is answered now, not found later.
     if let Err(e) = state.objects.list_page(&bucket, &prefix, None, 1).await {
         tracing::warn!(bucket = ?bucket, error = %e, "a bulk scan's bucket cannot be listed");
@@ -640,7 +684,14 @@ pub(crate) async fn bulk_start(
         }
         .into_response();
     }
-    let bulk = crate::bulk::new_bulk(caller.scope, bucket, prefix, callback_url, callback_headers);
+    let bulk = crate::bulk::new_bulk(
+        caller.scope.clone(),
+        Some(caller.grant.id.clone()),
+        bucket,
+        prefix,
+        callback_url,
+        callback_headers,
+    );
     match crate::bulk::start(&state, &bulk).await {
         Ok(Pushed::Queued) => {}
         Ok(_) => {

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::callback::CallbackPolicy;
 use crate::config::{Config, QueueConfig};
 use crate::error::ApiError;
+use crate::keys::{ApiKeys, Grant};
 use crate::metrics::Metrics;
-use crate::security::ApiKeys;
 use crate::source::Sources;
 use crate::store::{JobQueue, ResultStore};
 use crate::{EmbeddedStore, RedisStore, handlers, worker};
@@ -117,10 +117,22 @@ impl AppState {
             .events
             .check_against(&config.actions)
             .map_err(StartError::Invalid)?;
-        let keys = ApiKeys::new(config.api_keys.as_deref(), keys_file.as_deref());
+        let quota = config.max_queued_jobs_per_key.max(1);
+        let plain = Grant {
+            id: String::new(),
+            name: String::new(),
+            scan: storage::scope::Scopes::any(),
+            bulk: storage::scope::Scopes::buckets(&config.events.buckets, &config.events.prefixes),
+            events: storage::scope::Scopes::default(),
+            max_queued_jobs: quota,
+            callback_secret: None,
+        };
+        let keys = ApiKeys::plain(config.api_keys.as_deref(), keys_file.as_deref(), &plain)
+            .with_entries(&config.keys, quota, |path| std::fs::read_to_string(path))
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
         if keys.is_empty() {
             return Err(StartError::Invalid(
-                "no API keys: set api_keys (comma-separated) or api_keys_file in the config, or VERDICT_API_KEYS".to_owned(),
+                "no API keys: set api_keys (comma-separated), api_keys_file or [[keys]] in the config, or VERDICT_API_KEYS".to_owned(),
             ));
         }
         let scanner = engines::build_scanner(
@@ -249,6 +261,17 @@ impl AppState {
         Arc::clone(&self.sync_scans)
             .try_acquire_owned()
             .map_err(|_| ApiError::Unavailable("too many scans at once; retry shortly".to_owned()))
+    }
+
+    /// The quota of queued jobs of the key with id `key_id` (`None` for the service's own jobs,
+    /// which only the queue's size bounds).
+    pub(crate) fn quota_of(&self, key_id: Option<&str>) -> Option<usize> {
+        let key_id = key_id?;
+        Some(
+            self.keys
+                .by_id(key_id)
+                .map_or(0, |grant| grant.max_queued_jobs),
+        )
     }
 
     /// Scans `input` as `name`, counted in the metrics.
@@ -384,12 +407,12 @@ async fn require_key(
 ) -> Result<Response, ApiError> {
     let headers = request.headers();
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let id = state
+    let grant = state
         .keys
-        .bearer_id(text(axum::http::header::AUTHORIZATION.as_str()))
-        .or_else(|| text("x-api-key").and_then(|key| state.keys.id_of(key)))
-        .map(str::to_owned);
-    let Some(id) = id else {
+        .bearer(text(axum::http::header::AUTHORIZATION.as_str()))
+        .or_else(|| text("x-api-key").and_then(|key| state.keys.find(key)))
+        .cloned();
+    let Some(grant) = grant else {
         return Err(ApiError::Unauthorized(
             "missing or unknown API key; send Authorization: Bearer <api key>".to_owned(),
         ));
@@ -397,16 +420,33 @@ async fn require_key(
     let mut request = request;
     // With shared trace ids every key acts in one scope.
     request.extensions_mut().insert(Caller {
-        scope: (!state.settings.shared_trace_ids).then_some(id),
+        scope: (!state.settings.shared_trace_ids).then(|| grant.id.clone()),
+        grant,
     });
     Ok(next.run(request).await)
 }
 
-/// Who is calling, as the key middleware found it: the scope of the caller's trace ids.
+/// Who is calling, as the key middleware found it.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
-    /// The key's id; `None` when trace ids are shared by all keys.
+    /// The scope of the caller's trace ids: its key's id; `None` when trace ids are shared by
+    /// all keys.
     pub(crate) scope: Option<String>,
+    /// What its key may do.
+    pub(crate) grant: Arc<Grant>,
+}
+
+impl Caller {
+    /// Refuses (403) an object its key may not scan.
+    pub(crate) fn may_scan(&self, bucket: &str, key: &str) -> Result<(), ApiError> {
+        if self.grant.scan.allows(bucket, key) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this API key may not scan objects in s3://{bucket}/{key}"
+            )))
+        }
+    }
 }
 
 /// Serves HTTP on `listener` and runs the workers until `shutdown` resolves; then stops

@@ -122,6 +122,11 @@ pub struct CallbackBody {
     /// The caller's data, untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_data: Option<String>,
+    /// The id of the API key that asked (the first 16 hex digits of its SHA-256), inside the
+    /// signed body: a receiver that checks it cannot be handed a signed result of another
+    /// key's job. Absent for the service's own jobs (SQS events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 #[cfg(test)]

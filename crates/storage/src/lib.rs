@@ -36,6 +36,7 @@ pub mod fetch;
 pub mod filters;
 mod local;
 mod s3;
+pub mod scope;
 
 use std::pin::Pin;
 use std::sync::Arc;

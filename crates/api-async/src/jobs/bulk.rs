@@ -26,8 +26,12 @@ use crate::store::{Pushed, StoreError};
 pub struct BulkScan {
     /// The bulk scan's id.
     pub id: String,
-    /// The submitting key's id (see [`JobSpec::owner`]).
+    /// The submitting key's id as a trace-id scope (see [`JobSpec::owner`]).
     pub owner: Option<String>,
+    /// The submitting key's id (see [`JobSpec::submitted_by`]): its object jobs count against
+    /// that key's quota.
+    #[serde(default)]
+    pub submitted_by: Option<String>,
     /// Bucket.
     pub bucket: String,
     /// Only keys starting with this.
@@ -124,14 +128,29 @@ impl Outcome {
 pub struct Advance {
     /// The page number the checkpoint must stand at.
     pub page: u64,
-    /// The page's last key.
+    /// The key the checkpoint must stand at: where this run's listing started.
+    pub from: Option<String>,
+    /// The last key dealt with: where the next listing starts.
     pub after: Option<String>,
-    /// Objects on the page.
+    /// Objects dealt with (queued, skipped, or recorded before).
     pub listed: u64,
     /// Jobs queued for them.
     pub queued: u64,
+    /// Whether the whole page was dealt with, so the page number moves on; a page cut short by
+    /// a full queue moves only the key, and its job comes back for the rest.
+    pub whole: bool,
     /// Whether this was the last page.
     pub last: bool,
+}
+
+/// What a page job came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// Its work is done (or was done by another run): complete it.
+    Done,
+    /// No room to queue what it listed (the queue is full, or the key's quota is): the
+    /// checkpoint stands after what was queued, and the job comes back later for the rest.
+    Deferred(&'static str),
 }
 
 /// Where bulk scans and their counts are kept: beside the queue, in the same store.
@@ -184,6 +203,7 @@ pub(crate) fn page_job(bulk: &BulkScan, page: u64) -> Job {
             trace_id: Some(page_trace(&bulk.id, page)),
             custom_data: None,
             owner: bulk.owner.clone(),
+            submitted_by: bulk.submitted_by.clone(),
             tag_object: false,
             watched: false,
             bulk: None,
@@ -200,42 +220,41 @@ pub(crate) async fn start(state: &AppState, bulk: &BulkScan) -> Result<Pushed, S
     state.queue.push(&page_job(bulk, 0)).await
 }
 
-/// Pushes `job`, waiting while the queue is full (a bulk scan fills it faster than workers
-/// empty it; the page job's claim is renewed meanwhile, so nobody takes it over).
-async fn push_waiting(state: &AppState, job: &Job) -> Result<Pushed, StoreError> {
-    loop {
-        match state.queue.push(job).await? {
-            Pushed::Full => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
-            other => return Ok(other),
-        }
+/// Queues the job of page `page`, unless the queue is full. Its reserved trace id keeps it
+/// from being queued twice.
+async fn queue_page(state: &AppState, bulk: &BulkScan, page: u64) -> Result<Listing, String> {
+    match state.queue.push(&page_job(bulk, page)).await {
+        Ok(Pushed::Queued | Pushed::TraceIdPending) => Ok(Listing::Done),
+        Ok(Pushed::Full | Pushed::OverQuota) => Ok(Listing::Deferred("the job queue is full")),
+        Err(e) => Err(e.to_string()),
     }
 }
 
-/// Runs one page job (see the module docs). An error leaves the job to be tried again.
+/// Runs one page job (see the module docs). It never waits for room in the queue: what it
+/// cannot queue now it leaves after the checkpoint, and says [`Listing::Deferred`]. An error
+/// leaves the job to be tried again.
 pub(crate) async fn list_page(
     state: &AppState,
     job: &Job,
     id: &str,
     page: u64,
-) -> Result<(), String> {
+) -> Result<Listing, String> {
     let Some((bulk, progress)) = state.bulks.bulk(id).await.map_err(|e| e.to_string())? else {
         tracing::warn!(
             job = job.id,
             bulk = id,
             "a page job for an unknown bulk scan; dropped"
         );
-        return Ok(());
+        return Ok(Listing::Done);
     };
     if progress.pages != page {
-        // This page was listed and the checkpoint moved on before its job finished (a crash
-        // in between). If the next page's job may not have been queued, queue it; its reserved
-        // trace id keeps it from being queued twice.
+        // This page was listed and the checkpoint moved on before its job finished (a crash,
+        // or a full queue, in between). If the next page's job may not have been queued,
+        // queue it.
         if progress.pages == page + 1 && !progress.listing_done {
-            push_waiting(state, &page_job(&bulk, page + 1))
-                .await
-                .map_err(|e| e.to_string())?;
+            return queue_page(state, &bulk, page + 1).await;
         }
-        return Ok(());
+        return Ok(Listing::Done);
     }
     let listing = state
         .objects
@@ -254,71 +273,74 @@ pub(crate) async fn list_page(
         .await
         .map_err(|e| e.to_string())?;
     let filters = &state.settings.filters;
+    let quota = state.quota_of(bulk.submitted_by.as_deref());
+    let mut dealt_with: usize = 0;
     let mut queued = 0;
+    let mut no_room = None;
     for (object, already) in listing.objects.iter().zip(already) {
-        if already {
-            continue;
+        if !already {
+            // Name and size are known from the listing, so those filters cost no request; tag
+            // rules are left to the object's job, which reads the tags. What is in a
+            // quarantine was judged already, and is never acted on again.
+            let skip = if state
+                .settings
+                .actions
+                .in_quarantine(&bulk.bucket, &object.key)
+            {
+                Some("it is in the quarantine".to_owned())
+            } else {
+                filters
+                    .by_name(&object.key)
+                    .or_else(|| filters.by_size(object.size))
+            };
+            if let Some(why) = skip {
+                tracing::debug!(bulk = id, key = ?object.key, reason = %why, "skipped by the filters");
+                state.metrics.finished("skipped");
+                state
+                    .bulks
+                    .record(id, &object.key, Outcome::Skipped, 0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else {
+                let pushed = state
+                    .queue
+                    .push_limited(&object_job(&bulk, &object.key), quota)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match pushed {
+                    Pushed::Queued | Pushed::TraceIdPending => {
+                        state.metrics.submitted("queued");
+                        queued += 1;
+                    }
+                    Pushed::Full => {
+                        no_room = Some("the job queue is full");
+                        break;
+                    }
+                    Pushed::OverQuota => {
+                        no_room = Some("the key's quota of queued jobs is full");
+                        break;
+                    }
+                }
+            }
         }
-        // Name and size are known from the listing, so those filters cost no request; tag
-        // rules are left to the object's job, which reads the tags. What is in a quarantine
-        // was judged already, and is never acted on again.
-        let skip = if state
-            .settings
-            .actions
-            .in_quarantine(&bulk.bucket, &object.key)
-        {
-            Some("it is in the quarantine".to_owned())
-        } else {
-            filters
-                .by_name(&object.key)
-                .or_else(|| filters.by_size(object.size))
-        };
-        if let Some(why) = skip {
-            tracing::debug!(bulk = id, key = ?object.key, reason = %why, "skipped by the filters");
-            state.metrics.finished("skipped");
-            state
-                .bulks
-                .record(id, &object.key, Outcome::Skipped, 0)
-                .await
-                .map_err(|e| e.to_string())?;
-            continue;
-        }
-        let object_job = Job {
-            id: new_id(),
-            spec: JobSpec {
-                source: Source::S3 {
-                    bucket: bulk.bucket.clone(),
-                    key: object.key.clone(),
-                    version: None,
-                },
-                callback_url: bulk.callback_url.clone(),
-                callback_headers: bulk.callback_headers.clone(),
-                trace_id: None,
-                custom_data: None,
-                owner: bulk.owner.clone(),
-                tag_object: true,
-                watched: true,
-                bulk: Some(id.to_owned()),
-                rescans: 0,
-            },
-            attempts: 0,
-            receipt: String::new(),
-        };
-        push_waiting(state, &object_job)
-            .await
-            .map_err(|e| e.to_string())?;
-        state.metrics.submitted("queued");
-        queued += 1;
+        dealt_with += 1;
+    }
+    let whole = no_room.is_none();
+    if let Some(why) = no_room
+        && dealt_with == 0
+    {
+        return Ok(Listing::Deferred(why));
     }
     let advance = Advance {
         page,
-        after: listing
-            .objects
-            .last()
-            .map(|o| o.key.clone())
+        from: progress.after.clone(),
+        after: dealt_with
+            .checked_sub(1)
+            .map(|last| listing.objects[last].key.clone())
             .or(progress.after),
-        listed: listing.objects.len() as u64,
+        listed: dealt_with as u64,
         queued,
+        whole,
         last: !listing.more,
     };
     let moved = state
@@ -331,16 +353,48 @@ pub(crate) async fn list_page(
         page,
         listed = advance.listed,
         queued,
+        whole,
         last = advance.last,
         moved,
         "bulk scan page listed"
     );
-    if moved && !advance.last {
-        push_waiting(state, &page_job(&bulk, page + 1))
-            .await
-            .map_err(|e| e.to_string())?;
+    if !moved {
+        // Another run of this page moved the checkpoint first; it carries the listing on.
+        return Ok(Listing::Done);
     }
-    Ok(())
+    if let Some(why) = no_room {
+        return Ok(Listing::Deferred(why));
+    }
+    if !advance.last {
+        return queue_page(state, &bulk, page + 1).await;
+    }
+    Ok(Listing::Done)
+}
+
+/// The job scanning one listed object of `bulk`.
+fn object_job(bulk: &BulkScan, key: &str) -> Job {
+    Job {
+        id: new_id(),
+        spec: JobSpec {
+            source: Source::S3 {
+                bucket: bulk.bucket.clone(),
+                key: key.to_owned(),
+                version: None,
+            },
+            callback_url: bulk.callback_url.clone(),
+            callback_headers: bulk.callback_headers.clone(),
+            trace_id: None,
+            custom_data: None,
+            owner: bulk.owner.clone(),
+            submitted_by: bulk.submitted_by.clone(),
+            tag_object: true,
+            watched: true,
+            bulk: Some(bulk.id.clone()),
+            rescans: 0,
+        },
+        attempts: 0,
+        receipt: String::new(),
+    }
 }
 
 /// The JSON a bulk scan's status is answered with.
@@ -367,6 +421,7 @@ pub(crate) fn status_json(bulk: &BulkScan, progress: &Progress) -> serde_json::V
 /// A new bulk scan's record.
 pub(crate) fn new_bulk(
     owner: Option<String>,
+    submitted_by: Option<String>,
     bucket: String,
     prefix: String,
     callback_url: Option<String>,
@@ -375,6 +430,7 @@ pub(crate) fn new_bulk(
     BulkScan {
         id: new_id(),
         owner,
+        submitted_by,
         bucket,
         prefix,
         callback_url,

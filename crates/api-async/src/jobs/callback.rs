@@ -15,7 +15,7 @@ use crate::security::sign_callback;
 /// How callbacks are sent.
 #[derive(Debug, Clone)]
 pub struct CallbackPolicy {
-    /// The HMAC key.
+    /// The HMAC key, for jobs whose key has none of its own.
     pub secret: Vec<u8>,
     /// One attempt.
     pub timeout: Duration,
@@ -36,10 +36,12 @@ const OURS: [&str; 5] = [
     "x-verdict-job-id",
 ];
 
-/// Delivers `body` to `url`; `Ok(attempts)` once the receiver answered 2xx, or why it gave up.
+/// Delivers `body` to `url`, signed with `secret`; `Ok(attempts)` once the receiver answered
+/// 2xx, or why it gave up.
 pub(crate) async fn deliver(
     fetcher: &Fetcher,
     policy: &CallbackPolicy,
+    secret: &[u8],
     url: &str,
     caller_headers: &BTreeMap<String, String>,
     job_id: &str,
@@ -63,7 +65,7 @@ pub(crate) async fn deliver(
             ("X-Verdict-Timestamp".to_owned(), timestamp.to_string()),
             (
                 "X-Verdict-Signature".to_owned(),
-                sign_callback(&policy.secret, timestamp, &body),
+                sign_callback(secret, timestamp, &body),
             ),
             ("X-Verdict-Job-Id".to_owned(), job_id.to_owned()),
         ]);

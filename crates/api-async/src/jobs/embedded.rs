@@ -54,6 +54,8 @@ struct Entry {
     id: String,
     trace_id: Option<String>,
     attempts: u32,
+    /// The submitting key's id, whose queued jobs are counted.
+    submitted_by: Option<String>,
 }
 
 #[derive(Default)]
@@ -68,7 +70,28 @@ struct State {
     traces: HashMap<String, String>,
     /// Pushes being committed, counted against the size limit.
     committing: usize,
+    /// Jobs stored (or being committed) per submitting key.
+    by_key: HashMap<String, usize>,
     next_seq: u64,
+}
+
+impl State {
+    fn count_in(&mut self, key: Option<&str>) {
+        if let Some(key) = key {
+            *self.by_key.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn count_out(&mut self, key: Option<&str>) {
+        if let Some(key) = key
+            && let Some(count) = self.by_key.get_mut(key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.by_key.remove(key);
+            }
+        }
+    }
 }
 
 enum Op {
@@ -175,12 +198,14 @@ impl EmbeddedStore {
                         }
                         state.ids.insert(job.id.clone(), seq);
                         state.waiting.insert(seq);
+                        state.count_in(job.spec.submitted_by.as_deref());
                         state.jobs.insert(
                             seq,
                             Entry {
                                 id: job.id,
                                 trace_id: job.spec.result_key(),
                                 attempts: job.attempts,
+                                submitted_by: job.spec.submitted_by,
                             },
                         );
                     }
@@ -330,12 +355,18 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl JobQueue for EmbeddedStore {
-    async fn push(&self, job: &Job) -> Result<Pushed, StoreError> {
+    async fn push_limited(&self, job: &Job, quota: Option<usize>) -> Result<Pushed, StoreError> {
         let json = serde_json::to_vec(job).map_err(backend)?;
+        let submitted_by = job.spec.submitted_by.as_deref();
         let seq = {
             let mut state = self.state()?;
             if state.jobs.len() + state.committing >= self.shared.max_jobs {
                 return Ok(Pushed::Full);
+            }
+            if let (Some(quota), Some(key)) = (quota, submitted_by)
+                && state.by_key.get(key).copied().unwrap_or(0) >= quota
+            {
+                return Ok(Pushed::OverQuota);
             }
             if let Some(trace) = &job.spec.result_key() {
                 if state.traces.contains_key(trace) {
@@ -344,6 +375,7 @@ impl JobQueue for EmbeddedStore {
                 state.traces.insert(trace.clone(), job.id.clone());
             }
             state.committing += 1;
+            state.count_in(submitted_by);
             state.next_seq += 1;
             state.next_seq - 1
         };
@@ -366,6 +398,7 @@ impl JobQueue for EmbeddedStore {
                         id: job.id.clone(),
                         trace_id: job.spec.result_key(),
                         attempts: job.attempts,
+                        submitted_by: job.spec.submitted_by.clone(),
                     },
                 );
                 drop(state);
@@ -376,6 +409,7 @@ impl JobQueue for EmbeddedStore {
                 if let Some(trace) = &job.spec.result_key() {
                     state.traces.remove(trace);
                 }
+                state.count_out(submitted_by);
                 Err(e)
             }
         }
@@ -417,6 +451,7 @@ impl JobQueue for EmbeddedStore {
         let mut state = self.state()?;
         if let Some(entry) = state.jobs.remove(&seq) {
             state.ids.remove(&entry.id);
+            state.count_out(entry.submitted_by.as_deref());
             if let Some(trace) = entry.trace_id
                 && state.traces.get(&trace) == Some(&entry.id)
             {
@@ -433,6 +468,33 @@ impl JobQueue for EmbeddedStore {
             self.shared.ready.notify_waiters();
         }
         Ok(())
+    }
+
+    async fn defer(&self, job: &Job, after: Duration) -> Result<(), StoreError> {
+        let Some(seq) = self.seq_of(job)? else {
+            return Ok(());
+        };
+        if let Some(entry) = self.state()?.jobs.get_mut(&seq) {
+            entry.attempts = entry.attempts.saturating_sub(1);
+        }
+        // Claims live in this process alone: held out of line until then. A stop meanwhile
+        // loses nothing, since every stored job is queued again at the next start.
+        let store = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Ok(mut state) = store.state()
+                && state.jobs.contains_key(&seq)
+            {
+                state.waiting.insert(seq);
+                drop(state);
+                store.shared.ready.notify_waiters();
+            }
+        });
+        Ok(())
+    }
+
+    async fn queued_by(&self, key_id: &str) -> Result<usize, StoreError> {
+        Ok(self.state()?.by_key.get(key_id).copied().unwrap_or(0))
     }
 
     async fn pending(&self) -> Result<usize, StoreError> {
@@ -568,14 +630,16 @@ fn commit(db: &Database, batch: &[Request], sweep: Option<u64>) -> Result<Vec<bo
                 }
                 Op::BulkAdvance { id, advance } => {
                     effect = change_progress(&mut bulks, id, |progress| {
-                        if progress.pages != advance.page {
+                        if progress.pages != advance.page || progress.after != advance.from {
                             return false;
                         }
-                        progress.pages += 1;
+                        if advance.whole {
+                            progress.pages += 1;
+                        }
                         progress.after.clone_from(&advance.after);
                         progress.listed += advance.listed;
                         progress.queued += advance.queued;
-                        progress.listing_done = advance.last;
+                        progress.listing_done = advance.whole && advance.last;
                         true
                     })?;
                 }
@@ -767,6 +831,7 @@ mod tests {
                 trace_id: Some(format!("trace-{id}")),
                 custom_data: None,
                 owner: None,
+                submitted_by: None,
                 tag_object: false,
                 watched: false,
                 bulk: None,

@@ -52,6 +52,11 @@ pub struct JobSpec {
     /// another key neither sees its result nor replaces it. `None` when trace ids are shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The id of the API key that submitted the job, shared trace ids or not: its queued jobs
+    /// count against that key's quota, and its callback names it. `None` for the service's own
+    /// jobs (SQS events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
     /// Carry out the `[actions]` policy on the S3 object once it is scanned (jobs from bucket
     /// events and bulk scans).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -34,6 +34,8 @@ pub enum Pushed {
     TraceIdPending,
     /// Refused: the queue holds its maximum number of jobs.
     Full,
+    /// Refused: the submitting key has as many jobs queued as its quota allows.
+    OverQuota,
 }
 
 /// Jobs waiting to be scanned. Delivery is at least once: a job leaves the queue only through
@@ -45,8 +47,20 @@ pub enum Pushed {
 /// job's result exists.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Adds a job at the end of the queue, durably, unless refused.
-    async fn push(&self, job: &Job) -> Result<Pushed, StoreError>;
+    /// Adds a job at the end of the queue, durably, unless refused. Its submitting key's
+    /// queued jobs are counted, but not limited (see [`push_within`](JobQueue::push_within)).
+    async fn push(&self, job: &Job) -> Result<Pushed, StoreError> {
+        self.push_limited(job, None).await
+    }
+
+    /// As [`push`](JobQueue::push), refused with [`Pushed::OverQuota`] when the job's
+    /// submitting key already has `quota` jobs queued.
+    async fn push_within(&self, job: &Job, quota: usize) -> Result<Pushed, StoreError> {
+        self.push_limited(job, Some(quota)).await
+    }
+
+    /// The push both of the above make.
+    async fn push_limited(&self, job: &Job, quota: Option<usize>) -> Result<Pushed, StoreError>;
 
     /// Claims up to `max` jobs nobody holds, oldest first, waiting at most `wait` for one.
     async fn claim(&self, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError>;
@@ -59,6 +73,14 @@ pub trait JobQueue: Send + Sync {
 
     /// Gives a claimed job back at once (on shutdown), for any worker to claim.
     async fn release(&self, job: &Job) -> Result<(), StoreError>;
+
+    /// Gives a claimed job back to be claimed again after `after`, without counting this claim
+    /// as an attempt: for a job that found no room to do its work (a bulk listing facing a
+    /// full queue), so that waiting never holds a worker.
+    async fn defer(&self, job: &Job, after: Duration) -> Result<(), StoreError>;
+
+    /// How many jobs the key with this id has queued (waiting or claimed).
+    async fn queued_by(&self, key_id: &str) -> Result<usize, StoreError>;
 
     /// How many jobs are waiting or claimed.
     async fn pending(&self) -> Result<usize, StoreError>;

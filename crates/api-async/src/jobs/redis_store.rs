@@ -29,11 +29,16 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 /// How long a trace id stays reserved at most; only matters if a job were lost outright.
 const TRACE_RESERVATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// KEYS: stream, trace reservation, result. ARGV: job id, job JSON, max jobs, reservation ms,
-/// whether there is a trace id. Returns 1 queued, 0 trace id pending, -1 full.
+/// KEYS: stream, trace reservation, result, jobs per key. ARGV: job id, job JSON, max jobs,
+/// reservation ms, whether there is a trace id, submitting key ('' for none), its quota (-1 for
+/// none). Returns 1 queued, 0 trace id pending, -1 full, -2 over the key's quota.
 const PUSH: &str = r"
 if tonumber(ARGV[3]) > 0 and redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   return -1
+end
+if ARGV[6] ~= '' and tonumber(ARGV[7]) >= 0
+   and tonumber(redis.call('HGET', KEYS[4], ARGV[6]) or '0') >= tonumber(ARGV[7]) then
+  return -2
 end
 if ARGV[5] == '1' then
   if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then
@@ -42,13 +47,23 @@ if ARGV[5] == '1' then
   redis.call('DEL', KEYS[3])
 end
 redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
+if ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+end
 return 1
 ";
 
-/// KEYS: stream, trace reservation, attempts hash. ARGV: entry id, job id, group.
+/// KEYS: stream, trace reservation, attempts hash, jobs per key. ARGV: entry id, job id, group,
+/// submitting key ('' for none). The key's count goes down once, however often one job is
+/// completed (a job taken over may be completed twice).
 const COMPLETE: &str = r"
-redis.call('XACK', KEYS[1], ARGV[3], ARGV[1])
+local acked = redis.call('XACK', KEYS[1], ARGV[3], ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
+if ARGV[4] ~= '' and acked == 1 then
+  if redis.call('HINCRBY', KEYS[4], ARGV[4], -1) <= 0 then
+    redis.call('HDEL', KEYS[4], ARGV[4])
+  end
+end
 redis.call('HDEL', KEYS[3], ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[2] then
   redis.call('DEL', KEYS[2])
@@ -64,6 +79,8 @@ pub struct RedisStore {
     namespace: String,
     stream: String,
     attempts: String,
+    /// Jobs queued per submitting key.
+    queued_by: String,
     group: String,
     consumer: String,
     lease: Duration,
@@ -135,6 +152,7 @@ impl RedisStore {
             conn,
             blocking: tokio::sync::Mutex::new(blocking),
             attempts: format!("{{{namespace}}}:attempts"),
+            queued_by: format!("{{{namespace}}}:queued-by"),
             namespace: namespace.to_owned(),
             stream,
             group,
@@ -225,7 +243,7 @@ impl RedisStore {
 
 #[async_trait]
 impl JobQueue for RedisStore {
-    async fn push(&self, job: &Job) -> Result<Pushed, StoreError> {
+    async fn push_limited(&self, job: &Job, quota: Option<usize>) -> Result<Pushed, StoreError> {
         let json = serde_json::to_string(job).map_err(backend)?;
         let result_key = job.spec.result_key();
         let trace = result_key.as_deref().unwrap_or("");
@@ -235,17 +253,21 @@ impl JobQueue for RedisStore {
             .key(&self.stream)
             .key(self.trace_key(trace))
             .key(self.result_key(trace))
+            .key(&self.queued_by)
             .arg(&job.id)
             .arg(json)
             .arg(self.max_jobs)
             .arg(TRACE_RESERVATION.as_millis() as u64)
             .arg(if result_key.is_some() { "1" } else { "0" })
+            .arg(job.spec.submitted_by.as_deref().unwrap_or(""))
+            .arg(quota.map_or(-1, |q| i64::try_from(q).unwrap_or(i64::MAX)))
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
         Ok(match outcome {
             1 => Pushed::Queued,
             0 => Pushed::TraceIdPending,
+            -2 => Pushed::OverQuota,
             _ => Pushed::Full,
         })
     }
@@ -325,9 +347,11 @@ impl JobQueue for RedisStore {
             .key(&self.stream)
             .key(self.trace_key(trace))
             .key(&self.attempts)
+            .key(&self.queued_by)
             .arg(&job.receipt)
             .arg(&job.id)
             .arg(&self.group)
+            .arg(job.spec.submitted_by.as_deref().unwrap_or(""))
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
@@ -350,6 +374,34 @@ impl JobQueue for RedisStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn defer(&self, job: &Job, after: Duration) -> Result<(), StoreError> {
+        // Marked idle for all but `after` of a lease, so a takeover picks it up once `after`
+        // has passed; the claim it came back from is not counted as an attempt.
+        let idle = self.lease.saturating_sub(after).as_millis() as u64;
+        let mut conn = self.conn.clone();
+        let _: (redis::Value, i64) = redis::pipe()
+            .cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(&job.receipt)
+            .arg("IDLE")
+            .arg(idle)
+            .arg("JUSTID")
+            .hincr(&self.attempts, &job.id, -1)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn queued_by(&self, key_id: &str) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let count: Option<i64> = conn.hget(&self.queued_by, key_id).await.map_err(backend)?;
+        Ok(count.unwrap_or(0).max(0) as usize)
     }
 
     async fn pending(&self) -> Result<usize, StoreError> {
@@ -391,13 +443,22 @@ impl ResultStore for RedisStore {
 /// How long a bulk scan's record stays after its last change.
 const BULK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// KEYS: bulk hash. ARGV: page, after (empty: none), listed, queued, last ('1'), ttl ms.
-/// Moves the checkpoint on if it stands at ARGV[1]; 1 if it did.
+/// KEYS: bulk hash. ARGV: page, after (empty: none), listed, queued, last ('1'), ttl ms, the
+/// checkpoint's key the page started from (empty: none), whether the page was whole ('1').
+/// Moves the checkpoint on if it stands at ARGV[1] and ARGV[7]; 1 if it did. A page cut
+/// short moves the key, not the page number.
 const BULK_ADVANCE: &str = r"
-if tonumber(redis.call('HGET', KEYS[1], 'pages') or '-1') ~= tonumber(ARGV[1]) then
+local at = redis.call('HMGET', KEYS[1], 'pages', 'after')
+if tonumber(at[1] or '-1') ~= tonumber(ARGV[1]) or (at[2] or '') ~= ARGV[7] then
   return 0
 end
-redis.call('HSET', KEYS[1], 'pages', tonumber(ARGV[1]) + 1, 'after', ARGV[2], 'listing_done', ARGV[5])
+local pages = tonumber(ARGV[1])
+local done = '0'
+if ARGV[8] == '1' then
+  pages = pages + 1
+  done = ARGV[5]
+end
+redis.call('HSET', KEYS[1], 'pages', pages, 'after', ARGV[2], 'listing_done', done)
 redis.call('HINCRBY', KEYS[1], 'listed', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'queued', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
@@ -493,6 +554,8 @@ impl crate::bulk::BulkStore for RedisStore {
             .arg(advance.queued)
             .arg(if advance.last { "1" } else { "0" })
             .arg(BULK_TTL.as_millis() as u64)
+            .arg(advance.from.as_deref().unwrap_or(""))
+            .arg(if advance.whole { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;

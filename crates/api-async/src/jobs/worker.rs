@@ -70,15 +70,27 @@ pub(crate) async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
                     let deliveries = Arc::clone(&deliveries);
                     tasks.spawn(async move {
                         let work = async {
-                            if let Some(callback) = examine(&state, &job).await {
-                                // The worker slot is freed while the callback is delivered
-                                // (retries can take minutes), once a delivery slot is held: a
-                                // receiver that is down does not stop scanning, and deliveries
-                                // stay bounded.
-                                let delivering = deliveries.acquire_owned().await;
-                                drop(permit);
-                                deliver(&state, &job, callback).await;
-                                drop(delivering);
+                            match examine(&state, &job).await {
+                                Next::Finished => {}
+                                Next::Deliver(callback) => {
+                                    // The worker slot is freed while the callback is delivered
+                                    // (retries can take minutes), once a delivery slot is
+                                    // held: a receiver that is down does not stop scanning,
+                                    // and deliveries stay bounded.
+                                    let delivering = deliveries.acquire_owned().await;
+                                    drop(permit);
+                                    deliver(&state, &job, callback).await;
+                                    drop(delivering);
+                                }
+                                Next::TryAgainIn(pause) => {
+                                    // Waited out without the worker slot; the claim is
+                                    // renewed meanwhile.
+                                    drop(permit);
+                                    tokio::time::sleep(pause).await;
+                                    if let Err(e) = state.queue.release(&job).await {
+                                        tracing::error!(job = job.id, error = %e, "giving the job back failed; it returns when its lease runs out");
+                                    }
+                                }
                             }
                         };
                         if AssertUnwindSafe(work).catch_unwind().await.is_err() {
@@ -159,14 +171,31 @@ struct Callback {
     body: bytes::Bytes,
 }
 
+/// What is left of a job once its work in the worker slot is over.
+enum Next {
+    /// Nothing: it is completed, given back or deferred.
+    Finished,
+    /// Its callback, to deliver (then complete it).
+    Deliver(Callback),
+    /// Give it back after this pause (counted as an attempt).
+    TryAgainIn(Duration),
+}
+
 /// Fetches and scans a job and stores its result for polling. Failures to fetch or scan become a
 /// `status: "no"` result; a failure of the result store gives the job back to be tried again.
 /// Completes the job unless it has a callback, which is returned for [`deliver`].
-async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
+async fn examine(state: &AppState, job: &Job) -> Next {
     if let crate::job::Source::Listing { bulk, page } = &job.spec.source {
-        list_page(state, job, bulk, *page).await;
-        return None;
+        return list_page(state, job, bulk, *page).await;
     }
+    match examine_object(state, job).await {
+        Some(callback) => Next::Deliver(callback),
+        None => Next::Finished,
+    }
+}
+
+/// [`examine`] for a job that scans one object.
+async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
     let sources = state.sources();
     let (name, download_url) = sources.describe(&job.spec.source);
     let mut download_time = 0.0;
@@ -185,7 +214,10 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
     let mut scanned = None;
     let mut size = 0;
     let mut outcome = storage::actions::Outcome::unread();
-    let mut result = if job.attempts > state.settings.max_attempts {
+    let mut result = if let Some(why) = no_longer_allowed(state, job) {
+        tracing::warn!(job = job.id, reason = %why, "a queued job's key may no longer do this");
+        ScanResult::not_scanned(why)
+    } else if job.attempts > state.settings.max_attempts {
         tracing::error!(
             job = job.id,
             attempts = job.attempts,
@@ -280,10 +312,34 @@ async fn examine(state: &AppState, job: &Job) -> Option<Callback> {
         download_url,
         trace_id: job.spec.trace_id.clone(),
         custom_data: job.spec.custom_data.clone(),
+        key_id: job.spec.submitted_by.clone(),
     };
     Some(Callback {
         url: url.clone(),
         body: bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+    })
+}
+
+/// Why a job queued by a key may not run any more, if it may not: the key was removed, or its
+/// scope no longer reaches the object (for the scope the job came through: a bulk scan, a
+/// bucket event, or a request). The configuration may have changed since it was queued.
+fn no_longer_allowed(state: &AppState, job: &Job) -> Option<String> {
+    let key_id = job.spec.submitted_by.as_deref()?;
+    let Some(grant) = state.keys.by_id(key_id) else {
+        return Some("the API key that asked for this scan is no longer configured".to_owned());
+    };
+    let crate::job::Source::S3 { bucket, key, .. } = &job.spec.source else {
+        return None;
+    };
+    let (scope, kind) = if job.spec.bulk.is_some() {
+        (&grant.bulk, "bulk-scan")
+    } else if job.spec.watched {
+        (&grant.events, "post events for")
+    } else {
+        (&grant.scan, "scan")
+    };
+    (!scope.allows(bucket, key)).then(|| {
+        format!("the API key that asked may no longer {kind} objects in s3://{bucket}/{key}")
     })
 }
 
@@ -314,22 +370,40 @@ async fn skipped(state: &AppState, job: &Job) -> Option<String> {
         .await
 }
 
-/// Runs a bulk scan's page job and completes it; a failure gives it back after a pause that
-/// grows with its attempts (the listing resumes from its checkpoint), until it is given up.
-async fn list_page(state: &AppState, job: &Job, bulk: &str, page: u64) {
+/// How long a page job that found no room in the queue waits before it comes back.
+const PAGE_DEFERRED_FOR: Duration = Duration::from_secs(2);
+
+/// Runs a bulk scan's page job: completes it, defers it when the queue has no room (without
+/// holding a worker), or, on a failure, gives it back after a pause that grows with its
+/// attempts (the listing resumes from its checkpoint), until it is given up.
+async fn list_page(state: &AppState, job: &Job, bulk: &str, page: u64) -> Next {
     match crate::bulk::list_page(state, job, bulk, page).await {
-        Ok(()) => complete(state, job).await,
+        Ok(crate::bulk::Listing::Done) => {
+            complete(state, job).await;
+            Next::Finished
+        }
+        Ok(crate::bulk::Listing::Deferred(why)) => {
+            tracing::debug!(
+                job = job.id,
+                bulk,
+                page,
+                reason = why,
+                "a bulk scan's listing waits for room"
+            );
+            if let Err(e) = state.queue.defer(job, PAGE_DEFERRED_FOR).await {
+                tracing::error!(job = job.id, error = %e, "deferring the page job failed; it returns when its lease runs out");
+            }
+            Next::Finished
+        }
         Err(why) if job.attempts >= state.settings.max_attempts => {
             tracing::error!(job = job.id, bulk, page, attempts = job.attempts, error = %why, "a bulk scan's listing keeps failing; given up, the bulk scan stays unfinished");
             complete(state, job).await;
+            Next::Finished
         }
         Err(why) => {
             let pause = Duration::from_secs(1 << job.attempts.min(6));
             tracing::warn!(job = job.id, bulk, page, error = %why, retry_in_secs = pause.as_secs(), "listing a bulk scan's page failed");
-            tokio::time::sleep(pause).await;
-            if let Err(e) = state.queue.release(job).await {
-                tracing::error!(job = job.id, error = %e, "giving the page job back failed; it returns when its lease runs out");
-            }
+            Next::TryAgainIn(pause)
         }
     }
 }
@@ -447,9 +521,17 @@ pub(crate) async fn act_on_object(
 /// Delivers a job's callback (with retries, for a bounded time), then completes the job either
 /// way: its result stays pollable, and a callback that could not be delivered is logged.
 async fn deliver(state: &AppState, job: &Job, callback: Callback) {
+    let own = job
+        .spec
+        .submitted_by
+        .as_deref()
+        .and_then(|id| state.keys.by_id(id))
+        .and_then(|grant| grant.callback_secret.clone());
+    let secret = own.as_deref().unwrap_or(&state.callbacks.secret);
     match callback::deliver(
         &state.fetcher,
         &state.callbacks,
+        secret,
         &callback.url,
         &job.spec.callback_headers,
         &job.id,
@@ -509,6 +591,7 @@ mod tests {
                 trace_id: None,
                 custom_data: None,
                 owner: None,
+                submitted_by: None,
                 tag_object: true,
                 watched: true,
                 bulk: None,

@@ -35,7 +35,12 @@ async fn test_endpoint_is_204_for_each_configured_key_and_401_otherwise() {
     };
     assert_eq!(by_header(OTHER_KEY).await.unwrap().status(), 204);
     assert_eq!(by_header("wrong").await.unwrap().status(), 401);
-    for bad in [Some("wrong"), Some(""), Some("test-key-1x"), None] {
+    for bad in [
+        Some("wrong"),
+        Some(""),
+        Some("test-key-1-0123456789x"),
+        None,
+    ] {
         let mut request = server.client.get(server.url("/api/v1/test"));
         if let Some(key) = bad {
             request = request.bearer_auth(key);

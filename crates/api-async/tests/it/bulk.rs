@@ -375,6 +375,7 @@ async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
     let scan = BulkScan {
         id: "b1".to_owned(),
         owner: Some("owner".to_owned()),
+        submitted_by: Some("owner".to_owned()),
         bucket: "bucket".to_owned(),
         prefix: "in/".to_owned(),
         callback_url: None,
@@ -384,14 +385,47 @@ async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
     store.create(&scan).await.unwrap();
     let page = |page, after: &str, last| Advance {
         page,
+        from: (page > 0).then(|| "in/c".to_owned()),
         after: Some(after.to_owned()),
         listed: 3,
         queued: 2,
+        whole: true,
         last,
     };
-    assert!(store.advance("b1", &page(0, "in/c", false)).await.unwrap());
+    // A page cut short (the queue was full) moves the key only, from where it started.
+    let cut_short = Advance {
+        page: 0,
+        from: None,
+        after: Some("in/a".to_owned()),
+        listed: 1,
+        queued: 1,
+        whole: false,
+        last: false,
+    };
+    assert!(store.advance("b1", &cut_short).await.unwrap());
+    let (_, progress) = store.bulk("b1").await.unwrap().unwrap();
+    assert_eq!(
+        (progress.pages, progress.after.as_deref()),
+        (0, Some("in/a"))
+    );
     assert!(
-        !store.advance("b1", &page(0, "in/c", false)).await.unwrap(),
+        !store.advance("b1", &cut_short).await.unwrap(),
+        "a run that started before the cut-short one moved it does not move it again"
+    );
+    let rest = Advance {
+        page: 0,
+        from: Some("in/a".to_owned()),
+        after: Some("in/c".to_owned()),
+        listed: 2,
+        queued: 1,
+        whole: true,
+        last: false,
+    };
+    assert!(store.advance("b1", &rest).await.unwrap());
+    let mut again = page(0, "in/c", false);
+    again.from = None;
+    assert!(
+        !store.advance("b1", &again).await.unwrap(),
         "a page moves it once"
     );
     assert!(
@@ -544,4 +578,91 @@ async fn a_moved_objects_own_event_and_a_bulk_scan_of_the_quarantine_leave_it_al
     );
     let tags = tags_beside(&data, "q", "held/bad.com");
     assert_eq!(tags["scan-result"], "infected");
+}
+
+/// Starts verdict-async on `dir` with a queue of 12 jobs, 2 workers and pages of 5.
+async fn small_queue_server(dir: std::sync::Arc<tempfile::TempDir>) -> Server {
+    let mut config = crate::testutil::base_config(dir.path());
+    config.max_queued_jobs = 12;
+    config.workers = 2;
+    config.bulk_page_size = 5;
+    Server::start_in(dir, &config).await
+}
+
+#[tokio::test]
+async fn many_bulk_scans_on_a_small_queue_drain_to_the_end_and_after_a_restart_too() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let server = small_queue_server(std::sync::Arc::clone(&dir)).await;
+    let data = server.data_dir();
+    for scan in 0..4 {
+        let folder = data.join("b").join(format!("s{scan}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for n in 0..30 {
+            std::fs::write(folder.join(format!("{n:02}.txt")), format!("file {n}")).unwrap();
+        }
+    }
+    // Four listings at once against a queue of 12 and 2 workers: each page job finds the queue
+    // full again and again, and must give its worker back each time.
+    let mut ids = Vec::new();
+    for scan in 0..3 {
+        let prefix = format!("s{scan}/");
+        ids.push(
+            start_bulk(
+                &server.client,
+                &server.base,
+                &json!({"bucket": "b", "prefix": prefix}),
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        let status = wait_bulk(
+            &server.client,
+            &server.base,
+            id,
+            Duration::from_secs(60),
+            |s| s["finished"] == true,
+        )
+        .await;
+        assert_eq!(
+            (status["listed"].clone(), status["clean"].clone()),
+            (json!(30), json!(30)),
+            "{status}"
+        );
+    }
+
+    // Again, stopped while the queue is full of a bulk scan's jobs, then started again.
+    let id = start_bulk(
+        &server.client,
+        &server.base,
+        &json!({"bucket": "b", "prefix": "s3/"}),
+    )
+    .await;
+    wait_bulk(
+        &server.client,
+        &server.base,
+        &id,
+        Duration::from_secs(30),
+        |s| s["queued"].as_u64().unwrap_or(0) >= 5,
+    )
+    .await;
+    server.stop().await;
+    let server = small_queue_server(dir).await;
+    let status = wait_bulk(
+        &server.client,
+        &server.base,
+        &id,
+        Duration::from_secs(60),
+        |s| s["finished"] == true,
+    )
+    .await;
+    assert_eq!(
+        (
+            status["listed"].clone(),
+            status["clean"].clone(),
+            status["done"].clone()
+        ),
+        (json!(30), json!(30), json!(30)),
+        "every object once: {status}"
+    );
 }

@@ -459,9 +459,8 @@ async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
                     trace_id: Some("poison".into()),
                     custom_data: None,
                     // Submitted through the API with the test key, it would carry that key's id.
-                    owner: api_async::ApiKeys::new(Some(crate::testutil::KEY), None)
-                        .id_of(crate::testutil::KEY)
-                        .map(str::to_owned),
+                    owner: Some(api_async::keys::key_id(crate::testutil::KEY.as_bytes())),
+                    submitted_by: Some(api_async::keys::key_id(crate::testutil::KEY.as_bytes())),
                     tag_object: false,
                     watched: false,
                     bulk: None,

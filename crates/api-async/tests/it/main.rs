@@ -10,4 +10,5 @@ mod golden;
 mod jobs;
 mod redis_queue;
 mod sdk;
+mod tenants;
 mod testutil;

@@ -20,6 +20,7 @@ fn job(id: &str) -> Job {
             trace_id: Some(id.to_owned()),
             custom_data: None,
             owner: None,
+            submitted_by: None,
             tag_object: false,
             watched: false,
             bulk: None,

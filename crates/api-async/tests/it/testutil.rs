@@ -16,8 +16,11 @@ use axum::routing::{get, post};
 use serde_json::Value;
 use storage::StorageConfig;
 
-pub(crate) const KEY: &str = "test-key-1";
-pub(crate) const OTHER_KEY: &str = "test-key-2";
+/// Two keys that may do everything (`[[keys]]` entries scoped to `*`), as one tenant's services.
+pub(crate) const KEY: &str = "test-key-1-0123456789";
+pub(crate) const OTHER_KEY: &str = "test-key-2-0123456789";
+/// A plain key (`api_keys`): scans anything, posts no events, bulk-scans watched buckets only.
+pub(crate) const PLAIN_KEY: &str = "test-plain-key-0123456789";
 pub(crate) const CALLBACK_SECRET: &str = "callback-secret-0123456789";
 
 /// A callback as the receiver got it.
@@ -205,8 +208,17 @@ async fn receive_callback(
 /// The configuration every test server starts from: loopback allowed, fast retries, files in a
 /// temp dir.
 pub(crate) fn base_config(dir: &Path) -> Config {
+    let everything = |name: &str, key: &str| api_async::KeyConfig {
+        name: name.to_owned(),
+        key: Some(key.to_owned()),
+        scan: storage::scope::Scopes::any(),
+        bulk: storage::scope::Scopes::any(),
+        events: storage::scope::Scopes::any(),
+        ..api_async::KeyConfig::default()
+    };
     let mut config = Config {
-        api_keys: Some(format!("{KEY}, {OTHER_KEY}")),
+        api_keys: Some(PLAIN_KEY.to_owned()),
+        keys: vec![everything("one", KEY), everything("other", OTHER_KEY)],
         storage: StorageConfig::Local {
             root: dir.join("data"),
         },
@@ -446,8 +458,13 @@ impl Drop for Process {
 /// The TOML lines every child process shares: keys, secret, loopback allowed, fast retries.
 pub(crate) fn process_toml(dir: &Path) -> String {
     format!(
-        r#"api_keys = "{KEY}"
-shutdown_grace_secs = 2
+        r#"shutdown_grace_secs = 2
+[[keys]]
+name = "tests"
+key = "{KEY}"
+scan = ["*"]
+bulk = ["*"]
+events = ["*"]
 [callback]
 secret = "{CALLBACK_SECRET}"
 first_backoff_ms = 100

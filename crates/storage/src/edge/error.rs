@@ -36,6 +36,9 @@ pub enum ApiError {
     /// Too much at once (scan slots taken, the queue full) or a part we need is away; retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller has as much queued as its quota allows; retry once some of it is done.
+    #[error("{0}")]
+    QuotaFull(String),
     /// Too many failed logins: the next attempt may run after this long.
     #[error("too many failed logins; retry in {} s", .0.as_secs().max(1))]
     Throttled(Duration),
@@ -66,7 +69,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Throttled(_) | ApiError::QuotaFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Body(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -97,6 +100,7 @@ impl From<StorageError> for ApiError {
             }
             e @ S::AccessDenied(_) => ApiError::Forbidden(e.to_string()),
             e @ S::InvalidName(_) => ApiError::BadRequest(e.to_string()),
+            e @ S::Changed(_) => ApiError::Conflict(e.to_string()),
             e => {
                 tracing::warn!(error = %e, "storage failed");
                 ApiError::BadGateway(e.public_message())

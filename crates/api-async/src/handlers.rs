@@ -387,6 +387,7 @@ pub(crate) async fn sync_download(
     responses(
         (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = crate::wire::ScanResult),
         (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
+        (status = 403, description = "The key may not scan this object", body = storage::edge::openapi::ErrorBody),
         (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/s3` (the original product has it beside the two the contract names):
 /// `{bucket, key, version?}`, scanned in the request.
@@ -529,6 +530,8 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     responses(
         (status = 200, description = "Every created object is queued as a job; the answer counts them", body = crate::openapi::EventsQueued),
         (status = 400, description = "Not an S3 event notification", body = storage::edge::openapi::ErrorBody),
+        (status = 403, description = "The key may not post bucket events", body = storage::edge::openapi::ErrorBody),
+        (status = 429, description = "The key has as many jobs queued as its quota allows; send the notification again later", body = storage::edge::openapi::ErrorBody),
         (status = 503, description = "The queue is full or unreachable; send the notification again", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/events/s3`: a bucket's event webhook. Each `ObjectCreated:*` object becomes a
 /// job that scans it and tags it with the outcome; the answer comes once every job is durably
@@ -635,7 +638,7 @@ pub(crate) async fn queue_created(
     responses(
         (status = 201, description = "The bulk scan is started; `Location` is where its counts are read", body = crate::openapi::BulkStatus),
         (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
-        (status = 403, description = "The bucket may not be listed", body = storage::edge::openapi::ErrorBody),
+        (status = 403, description = "The key may not bulk-scan this bucket and prefix, or the bucket may not be listed", body = storage::edge::openapi::ErrorBody),
         (status = 404, description = "No such bucket", body = storage::edge::openapi::ErrorBody),
         (status = 503, description = "The queue or the storage is unavailable", body = storage::edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/async/s3/bulk`: scans every object under `prefix` in `bucket`; each is

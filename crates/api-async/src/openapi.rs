@@ -57,9 +57,15 @@ pub(crate) enum Submitted {
     /// No or unknown API key.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// The key may not scan this object (`async/s3`).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// `trace_id` belongs to a job still pending.
     #[response(status = 409)]
     Pending(ErrorBody),
+    /// The key has as many jobs queued as its quota allows; retry later.
+    #[response(status = 429, headers(("Retry-After" = String, description = "Seconds to wait")))]
+    OverQuota(ErrorBody),
     /// The queue is full or unreachable; retry.
     #[response(status = 503)]
     Unavailable(ErrorBody),

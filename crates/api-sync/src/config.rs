@@ -43,6 +43,10 @@ pub struct Config {
     pub actions: storage::actions::ActionsConfig,
     /// Objects `[actions]` leaves alone (a legal hold, say): scanned, never acted on.
     pub filters: storage::filters::FiltersConfig,
+    /// What each user may reach, by user name (`[scopes.alice]`). Without any entry every user
+    /// reaches every bucket; with entries, a user without one reaches what `[scopes."*"]`
+    /// says, or nothing.
+    pub scopes: std::collections::BTreeMap<String, UserScopes>,
     /// Expansion limits.
     pub limits: Limits,
     /// Spooling.
@@ -71,6 +75,7 @@ impl Default for Config {
             tag_existing: false,
             actions: storage::actions::ActionsConfig::default(),
             filters: storage::filters::FiltersConfig::default(),
+            scopes: std::collections::BTreeMap::new(),
             limits: Limits::default(),
             spool: SpoolConfig::default(),
             storage: StorageConfig::default(),
@@ -78,6 +83,34 @@ impl Default for Config {
             engines: Vec::new(),
             http: EdgeConfig::default(),
         }
+    }
+}
+
+/// One `[scopes.NAME]` entry: the buckets and prefixes (`"*"`, `"bucket"`,
+/// `"bucket/prefix"`) a user may reach.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserScopes {
+    /// Objects it may scan where they are (`/api/Scan/Existing`).
+    pub scan: storage::scope::Scopes,
+    /// Where it may store clean uploads (`uploadTo`).
+    pub upload: storage::scope::Scopes,
+}
+
+impl UserScopes {
+    /// What `user` may reach, from the `[scopes]` entries (see [`Config::scopes`]).
+    pub fn of(entries: &std::collections::BTreeMap<String, UserScopes>, user: &str) -> Self {
+        if entries.is_empty() {
+            return UserScopes {
+                scan: storage::scope::Scopes::any(),
+                upload: storage::scope::Scopes::any(),
+            };
+        }
+        entries
+            .get(user)
+            .or_else(|| entries.get("*"))
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use scan_core::{InputError, Report, ScanInput, SpoolPolicy, Verdict};
@@ -17,7 +17,7 @@ use storage::edge::body::{self, Form};
 use storage::edge::{ApiError, InFlight};
 use storage::fetch::FetchError;
 
-use crate::server::AppState;
+use crate::server::{AppState, User};
 use crate::wire::SyncScanResponse;
 
 /// Text fields (`uploadTo`, `composite`, `url`) are small; anything longer is refused.
@@ -186,6 +186,7 @@ impl From<&Report> for ScanResponse {
         (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
         (status = 400, description = "No file part or a malformed body", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The user may not store uploads where uploadTo says", body = crate::openapi::ErrorBody),
         (status = 408, description = "The body stalled", body = crate::openapi::ErrorBody),
         (status = 413, description = "Over the body limit", body = crate::openapi::ErrorBody),
         (status = 503, description = "Too many scans at once", body = crate::openapi::ErrorBody)))]
@@ -193,6 +194,7 @@ impl From<&Report> for ScanResponse {
 /// `uploadTo` and `composite`), or a raw body with optional `File-Name` and `Upload-To` headers.
 pub(crate) async fn scan(
     State(state): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
     request: Request,
 ) -> Result<Json<ScanResponse>, ApiError> {
     // A body announced as larger than the limit is answered before a byte of it is read (and
@@ -220,7 +222,9 @@ pub(crate) async fn scan(
         let input = body::spool(request.into_body().into_data_stream(), spool).await?;
         (name, input, upload_to)
     };
-    answer(&state, &name, input, upload_to).await.map(Json)
+    answer(&state, &name, input, upload_to, Some(&user))
+        .await
+        .map(Json)
 }
 
 /// The body's length as its `Content-Length` announces it.
@@ -309,18 +313,30 @@ fn upstream_input_error(err: InputError) -> ApiError {
     }
 }
 
-/// Scans, records, and stores a clean upload when asked.
+/// Scans, records, and stores a clean upload when asked (where `user` may store it: refused
+/// before the scan otherwise).
 async fn answer(
     state: &AppState,
     name: &str,
     input: ScanInput,
     upload_to: Option<String>,
+    user: Option<&User>,
 ) -> Result<ScanResponse, ApiError> {
+    let target = upload_to
+        .map(|target| upload_target(&target, name))
+        .transpose()?;
+    if let (Some((bucket, key)), Some(user)) = (&target, user)
+        && !user.scopes.upload.allows(bucket, key)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "user {:?} may not store uploads in {bucket}/{key}",
+            user.name
+        )));
+    }
     let input = Arc::new(input);
     let report = scan_recorded(state, name, Arc::clone(&input)).await;
     let mut response = ScanResponse::from(&report);
-    if let Some(target) = upload_to {
-        let (bucket, key) = upload_target(&target, name)?;
+    if let Some((bucket, key)) = target {
         if report.verdict == Verdict::Clean {
             match state.store.put(&bucket, &key, input).await {
                 Ok(_) => {
@@ -418,9 +434,11 @@ async fn act_on_existing(
     responses(
         (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
         (status = 400, description = "container or objectPath missing", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The user may not scan this object", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such bucket, object or version", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn scan_existing(
     State(state): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
     body: Bytes,
 ) -> Result<Json<ScanResponse>, ApiError> {
     let _slot = state.scans.try_take().ok_or_else(ApiError::busy)?;
@@ -437,6 +455,12 @@ pub(crate) async fn scan_existing(
         .object_path
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("objectPath is required".to_owned()))?;
+    if !user.scopes.scan.allows(&bucket, &key) {
+        return Err(ApiError::Forbidden(format!(
+            "user {:?} may not scan objects in {bucket}/{key}",
+            user.name
+        )));
+    }
     let object = ObjectRef {
         bucket,
         key,
@@ -481,7 +505,7 @@ pub(crate) async fn scan_url(
         .await
         .map_err(upstream_input_error)?;
     let name = storage::fetch::file_name(&url);
-    Ok(Json(answer(&state, &name, input, None).await?))
+    Ok(Json(answer(&state, &name, input, None, None).await?))
 }
 
 async fn url_from_body(headers: &HeaderMap, raw: &Bytes) -> Result<String, ApiError> {

@@ -51,6 +51,8 @@ pub struct AppState {
     pub actions: storage::actions::ActionsConfig,
     /// Objects the actions leave alone.
     pub filters: storage::filters::FiltersConfig,
+    /// What each user may reach (see [`crate::config::UserScopes::of`]).
+    pub scopes: std::collections::BTreeMap<String, crate::config::UserScopes>,
     /// The engines' fingerprint, for the `scan-engines` tag (worked out at start).
     pub fingerprint: String,
     /// How long an upload may stall.
@@ -105,6 +107,7 @@ impl AppState {
             metrics,
             actions,
             filters: config.filters.clone(),
+            scopes: config.scopes.clone(),
             fingerprint,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
             http: config.http.clone(),
@@ -195,7 +198,22 @@ async fn require_token(
         return Err(refused("the token's user no longer exists"));
     }
     tracing::debug!(user = ?claims.sub, "authenticated");
+    let scopes = crate::config::UserScopes::of(&state.scopes, &claims.sub);
+    let mut request = request;
+    request.extensions_mut().insert(User {
+        name: claims.sub,
+        scopes,
+    });
     Ok(next.run(request).await)
+}
+
+/// Who is calling, as the token said, and what the user may reach.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    /// The user name.
+    pub(crate) name: String,
+    /// What it may reach.
+    pub(crate) scopes: crate::config::UserScopes,
 }
 
 /// The router with paths lower-cased before routing, ready to serve.

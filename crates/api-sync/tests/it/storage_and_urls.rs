@@ -6,7 +6,7 @@ use axum::routing::get;
 use scan_core::testing::{self, eicar};
 use storage::StorageConfig;
 
-use crate::testutil::{Server, detection_files, json};
+use crate::testutil::{Server, USER, detection_files, json};
 
 fn s3_endpoint() -> String {
     std::env::var("VERDICT_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
@@ -404,4 +404,82 @@ async fn urls_are_scanned_in_json_and_multipart_form_and_guarded() {
     let error = json(response).await["error"].as_str().unwrap().to_owned();
     assert!(error.contains("not allowed"), "{error}");
     assert!(!error.contains("loopback"), "{error}");
+}
+
+#[tokio::test]
+async fn each_user_scans_and_stores_only_where_its_scopes_reach() {
+    let server = Server::start_with(|c| {
+        c.scopes.insert(
+            USER.to_owned(),
+            toml::from_str("scan = [\"bucket/mine/\"]\nupload = [\"bucket/in/\"]").unwrap(),
+        );
+    })
+    .await;
+    // A second user, whom no entry names: with scopes configured, it reaches nothing.
+    api_sync::users::add_user(
+        &server.dir.path().join("users"),
+        "bob",
+        "bob's own password",
+    )
+    .unwrap();
+    let data = server.data_dir();
+    std::fs::create_dir_all(data.join("bucket/mine")).unwrap();
+    std::fs::create_dir_all(data.join("bucket/theirs")).unwrap();
+    std::fs::write(data.join("bucket/mine/a.txt"), "mine").unwrap();
+    std::fs::write(data.join("bucket/theirs/a.txt"), "theirs").unwrap();
+    let token = server.token().await;
+    let existing = |token: String, key: &'static str| {
+        let request = server
+            .client
+            .post(server.url("/api/Scan/Existing"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"container": "bucket", "objectPath": key}));
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(existing(token.clone(), "mine/a.txt").await.status(), 200);
+    let refused = existing(token.clone(), "theirs/a.txt").await;
+    assert_eq!(refused.status(), 403);
+    assert!(
+        json(refused).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("may not scan")
+    );
+
+    let stored = server
+        .scan(&token, "ok.txt", b"fine".to_vec(), Some("bucket/in/ok.txt"))
+        .await;
+    assert_eq!(stored.status(), 200);
+    assert!(data.join("bucket/in/ok.txt").exists());
+    let refused = server
+        .scan(
+            &token,
+            "ok.txt",
+            b"fine".to_vec(),
+            Some("bucket/out/ok.txt"),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    assert!(!data.join("bucket/out/ok.txt").exists());
+
+    let bob: serde_json::Value = server
+        .client
+        .post(server.url("/api/Token"))
+        .json(&serde_json::json!({"username": "bob", "password": "bob's own password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob = bob["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(existing(bob.clone(), "mine/a.txt").await.status(), 403);
+    // Scanning without storing stays open to every user.
+    assert_eq!(
+        server
+            .scan(&bob, "x.txt", b"x".to_vec(), None)
+            .await
+            .status(),
+        200
+    );
 }

@@ -37,7 +37,7 @@ fn buffered(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         } else {
             // A stalled body is the client's timeout (408), not a malformed request.
             match BodyError::from_cause(&rejection) {
-                stalled @ BodyError::Stalled(_) => ApiError::from(stalled),
+                slow @ (BodyError::Stalled(_) | BodyError::TooSlow(_)) => ApiError::from(slow),
                 _ => ApiError::BadRequest(format!("the body could not be read: {rejection}")),
             }
         }

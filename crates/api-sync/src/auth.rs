@@ -75,31 +75,45 @@ impl Tokens {
 #[error("token refused: {0}")]
 pub struct TokenRefused(#[source] jsonwebtoken::errors::Error);
 
-/// Slows down password guessing. Failures are counted per client address and per user name;
-/// past a few, each further attempt on either count gets a turn of its own, later by a delay
-/// that doubles with the failures (capped). Turns are handed out when attempts arrive, so
-/// parallel guesses queue behind each other instead of all running at once, and an attempt
-/// whose turn is too far off is refused without touching the password hash. Only the user's own
-/// successful login clears the user's count; the address's count is never cleared by a
+/// Slows down password guessing. Attempts are counted per client address (an IPv6 client's
+/// /64) and per address and user name together, from the moment they start: an attempt still
+/// being checked counts as a failure until it succeeds, so guesses sent in parallel meet the
+/// throttle as guesses sent in a row do. Past a few, each further attempt on either count gets a
+/// turn of its own, later by a delay that doubles with the count (capped); an attempt whose
+/// turn is too far off is refused without touching the password hash.
+///
+/// Nothing is counted per user name alone, so guessing at a user's password from one address
+/// never keeps that user out from another. (Guessing from many addresses at once is bounded by
+/// the pool of password checks and argon2's cost, not by this.) A user's own successful login
+/// clears that user's count from that address; the address's count is never cleared by a
 /// success (another account's login from the same address must not wipe it), only by time.
 #[derive(Debug, Default)]
 pub struct Throttle {
     records: std::sync::Mutex<HashMap<Subject, Record>>,
 }
 
-/// What failures are counted against.
+/// What attempts are counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Subject {
     Address(IpAddr),
-    User(String),
+    AddressUser(IpAddr, String),
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Record {
+    /// Failed attempts not yet forgotten.
     failures: u32,
+    /// Attempts started and not finished.
+    pending: u32,
     last: Instant,
     /// The earliest time the next attempt may run.
     next_turn: Instant,
+}
+
+impl Record {
+    fn counted(&self) -> u32 {
+        self.failures + self.pending
+    }
 }
 
 const FREE_FAILURES: u32 = 3;
@@ -115,12 +129,29 @@ const MAX_NAME: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused(pub Duration);
 
-fn step(failures: u32) -> Duration {
-    if failures <= FREE_FAILURES {
+/// The wait before the next attempt once `count` attempts are counted.
+fn step(count: u32) -> Duration {
+    if count < FREE_FAILURES {
         return Duration::ZERO;
     }
-    let doublings = (failures - FREE_FAILURES).min(10);
-    (Duration::from_millis(250) * 2u32.pow(doublings - 1)).min(MAX_DELAY)
+    let doublings = (count - FREE_FAILURES).min(10);
+    (Duration::from_millis(250) * 2u32.pow(doublings)).min(MAX_DELAY)
+}
+
+/// Whom an address is counted as: itself, or an IPv6 address's /64 (one client commonly holds
+/// a whole /64). An IPv4 address mapped into IPv6 counts as itself.
+fn client_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+        v4 => v4,
+    }
 }
 
 fn subjects(client: IpAddr, user: &str) -> [Subject; 2] {
@@ -128,28 +159,64 @@ fn subjects(client: IpAddr, user: &str) -> [Subject; 2] {
     while !user.is_char_boundary(end) {
         end -= 1;
     }
+    let client = client_of(client);
     [
         Subject::Address(client),
-        Subject::User(user[..end].to_owned()),
+        Subject::AddressUser(client, user[..end].to_owned()),
     ]
+}
+
+/// An attempt that holds its place in the counts until it is [`finished`](Attempt::finished);
+/// one dropped unfinished (the client went away mid-check) counts as failed.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    subjects: [Subject; 2],
+    /// How long to wait before checking the password.
+    pub wait: Duration,
+    finished: bool,
+}
+
+impl Attempt<'_> {
+    /// Ends the attempt: a failure stays counted; a success clears the user's count from this
+    /// address.
+    pub fn finished(mut self, succeeded: bool) {
+        self.finished = true;
+        self.throttle
+            .finish(&self.subjects, succeeded, Instant::now());
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.throttle.finish(&self.subjects, false, Instant::now());
+        }
+    }
 }
 
 impl Throttle {
     /// Takes a turn for an attempt by `client` as `user`: how long to wait before checking the
     /// password, or [`Refused`] when the turn is too far off.
-    pub fn reserve(&self, client: IpAddr, user: &str) -> Result<Duration, Refused> {
-        self.reserve_at(Instant::now(), client, user)
+    pub fn attempt(&self, client: IpAddr, user: &str) -> Result<Attempt<'_>, Refused> {
+        let subjects = subjects(client, user);
+        let wait = self.reserve_at(Instant::now(), &subjects)?;
+        Ok(Attempt {
+            throttle: self,
+            subjects,
+            wait,
+            finished: false,
+        })
     }
 
-    fn reserve_at(&self, now: Instant, client: IpAddr, user: &str) -> Result<Duration, Refused> {
+    fn reserve_at(&self, now: Instant, subjects: &[Subject; 2]) -> Result<Duration, Refused> {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let subjects = subjects(client, user);
+        if records.len() >= MAX_TRACKED {
+            records.retain(|_, record| live(record, now) || record.pending > 0);
+        }
         let mut turn = now;
-        for subject in &subjects {
-            if let Some(record) = records
-                .get(subject)
-                .filter(|r| live(r, now) && step(r.failures) > Duration::ZERO)
-            {
+        for subject in subjects {
+            if let Some(record) = records.get(subject).filter(|r| live(r, now)) {
                 turn = turn.max(record.next_turn);
             }
         }
@@ -157,34 +224,14 @@ impl Throttle {
         if wait > MAX_WAIT {
             return Err(Refused(wait - MAX_WAIT));
         }
-        for subject in &subjects {
-            if let Some(record) = records.get_mut(subject).filter(|r| live(r, now)) {
-                let step = step(record.failures);
-                if step > Duration::ZERO {
-                    record.next_turn = turn + step;
-                }
-            }
-        }
-        Ok(wait)
-    }
-
-    /// Records a failed login by `client` as `user`.
-    pub fn failed(&self, client: IpAddr, user: &str) {
-        self.failed_at(Instant::now(), client, user);
-    }
-
-    fn failed_at(&self, now: Instant, client: IpAddr, user: &str) {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        if records.len() >= MAX_TRACKED {
-            records.retain(|_, record| live(record, now));
-        }
-        for subject in subjects(client, user) {
-            if records.len() >= MAX_TRACKED && !records.contains_key(&subject) {
+        for subject in subjects {
+            if records.len() >= MAX_TRACKED && !records.contains_key(subject) {
                 // Full of live records: an attacker's flood of names; the address still counts.
                 continue;
             }
-            let record = records.entry(subject).or_insert(Record {
+            let record = records.entry(subject.clone()).or_insert(Record {
                 failures: 0,
+                pending: 0,
                 last: now,
                 next_turn: now,
             });
@@ -192,20 +239,32 @@ impl Throttle {
                 record.failures = 0;
                 record.next_turn = now;
             }
-            record.failures += 1;
+            record.pending += 1;
             record.last = now;
-            // The first throttled turn is one step after this failure.
-            record.next_turn = record.next_turn.max(now + step(record.failures));
+            let step = step(record.counted());
+            if step > Duration::ZERO {
+                record.next_turn = record.next_turn.max(turn) + step;
+            }
         }
+        Ok(wait)
     }
 
-    /// Clears `user`'s count after the user logged in. The address's count stays.
-    pub fn succeeded(&self, user: &str) {
-        let [_, user] = subjects(IpAddr::from([0, 0, 0, 0]), user);
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&user);
+    fn finish(&self, subjects: &[Subject; 2], succeeded: bool, now: Instant) {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        for subject in subjects {
+            let Some(record) = records.get_mut(subject) else {
+                continue;
+            };
+            record.pending = record.pending.saturating_sub(1);
+            record.last = now;
+            match (succeeded, subject) {
+                (true, Subject::AddressUser(..)) => {
+                    records.remove(subject);
+                }
+                (true, Subject::Address(_)) => {}
+                (false, _) => record.failures += 1,
+            }
+        }
     }
 }
 
@@ -229,31 +288,50 @@ mod tests {
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
 
+    /// `n` attempts by `client` as `user` at `now`, each finished as failed.
+    fn fail(throttle: &Throttle, now: Instant, client: IpAddr, user: &str, n: usize) {
+        for _ in 0..n {
+            let subjects = subjects(client, user);
+            let _ = throttle.reserve_at(now, &subjects);
+            throttle.finish(&subjects, false, now);
+        }
+    }
+
     #[test]
-    fn attempts_wait_longer_after_the_free_failures_and_the_users_success_clears_them() {
+    fn attempts_wait_longer_past_the_free_ones_and_the_users_success_clears_them() {
         let throttle = Throttle::default();
         let t0 = Instant::now();
-        for _ in 0..FREE_FAILURES {
-            throttle.failed_at(t0, A, "alice");
+        fail(&throttle, t0, A, "alice", FREE_FAILURES as usize);
+        let wait = throttle.reserve_at(t0, &subjects(A, "alice")).unwrap();
+        assert_eq!(wait, Duration::from_millis(250));
+        throttle.finish(&subjects(A, "alice"), true, t0);
+        // The address still counts the failures; the user from this address does not.
+        let records = throttle.records.lock().unwrap();
+        assert!(!records.contains_key(&subjects(A, "alice")[1]));
+        assert_eq!(records[&subjects(A, "alice")[0]].failures, 3);
+    }
+
+    #[test]
+    fn guessing_from_one_address_never_keeps_the_user_out_from_another() {
+        let throttle = Throttle::default();
+        let t0 = Instant::now();
+        // A guess a second for a minute, as the attack did.
+        for second in 0..60 {
+            let at = t0 + Duration::from_secs(second);
+            let subjects = subjects(A, "admin");
+            let _ = throttle.reserve_at(at, &subjects);
+            throttle.finish(&subjects, false, at);
         }
-        assert_eq!(throttle.reserve_at(t0, A, "alice"), Ok(Duration::ZERO));
-        throttle.failed_at(t0, A, "alice");
+        let later = t0 + Duration::from_secs(61);
         assert_eq!(
-            throttle.reserve_at(t0, A, "alice"),
-            Ok(Duration::from_millis(250))
-        );
-        // From another address the user's own count still applies.
-        let t1 = t0 + Duration::from_secs(1);
-        throttle.failed_at(t1, B, "alice");
-        assert_eq!(
-            throttle.reserve_at(t1, B, "alice"),
-            Ok(Duration::from_millis(500))
-        );
-        throttle.succeeded("alice");
-        assert_eq!(
-            throttle.reserve_at(t1 + Duration::from_secs(1), B, "alice"),
+            throttle.reserve_at(later, &subjects(B, "admin")),
             Ok(Duration::ZERO),
-            "B has one failure and alice none"
+            "the owner, from elsewhere, is not held up"
+        );
+        assert_ne!(
+            throttle.reserve_at(later, &subjects(A, "admin")),
+            Ok(Duration::ZERO),
+            "the guesser still is"
         );
     }
 
@@ -261,49 +339,71 @@ mod tests {
     fn another_users_success_does_not_clear_the_address() {
         let throttle = Throttle::default();
         let t0 = Instant::now();
-        for _ in 0..6 {
-            throttle.failed_at(t0, A, "alice");
-        }
-        throttle.succeeded("mallory");
-        let wait = throttle.reserve_at(t0, A, "bob").unwrap();
+        fail(&throttle, t0, A, "alice", 6);
+        throttle.finish(&subjects(A, "mallory"), true, t0);
+        let wait = throttle.reserve_at(t0, &subjects(A, "bob")).unwrap();
         assert!(wait >= Duration::from_secs(1), "{wait:?}");
     }
 
     #[test]
-    fn parallel_attempts_queue_and_the_far_ones_are_refused() {
+    fn parallel_attempts_count_before_they_fail_so_a_burst_is_bounded() {
         let throttle = Throttle::default();
         let t0 = Instant::now();
-        for _ in 0..5 {
-            throttle.failed_at(t0, A, "alice");
-        }
-        // 32 attempts arriving together, before any of them has failed.
-        let answers: Vec<_> = (0..32)
-            .map(|_| throttle.reserve_at(t0, A, "alice"))
+        // 46 attempts arriving together on a fresh address, none of them finished yet.
+        let answers: Vec<_> = (0..46)
+            .map(|i| throttle.reserve_at(t0, &subjects(A, &format!("user-{i}"))))
             .collect();
         let waits: Vec<Duration> = answers.iter().filter_map(|a| a.ok()).collect();
-        assert!(
-            waits.windows(2).all(|w| w[1] > w[0]),
-            "each attempt waits longer than the one before: {waits:?}"
+        assert_eq!(
+            waits.iter().filter(|w| w.is_zero()).count(),
+            FREE_FAILURES as usize,
+            "only the free ones run at once: {waits:?}"
         );
         assert!(waits.iter().all(|w| *w <= MAX_WAIT));
-        let refused = answers.iter().filter(|a| a.is_err()).count();
-        assert!(refused >= 10, "{refused} of 32 refused");
+        assert!(
+            waits.len() <= 10,
+            "{} of 46 get a password check at all",
+            waits.len()
+        );
     }
 
     #[test]
-    fn counts_expire_and_names_are_bounded() {
+    fn an_abandoned_attempt_counts_as_failed() {
+        let throttle = Throttle::default();
+        for _ in 0..5 {
+            let attempt = throttle.attempt(A, "alice").unwrap();
+            drop(attempt);
+        }
+        let records = throttle.records.lock().unwrap();
+        let address = &records[&Subject::Address(A)];
+        assert_eq!((address.failures, address.pending), (5, 0));
+    }
+
+    #[test]
+    fn counts_expire_names_are_bounded_and_ipv6_counts_by_its_64() {
         let throttle = Throttle::default();
         let t0 = Instant::now();
         let long = "é".repeat(1000);
-        for _ in 0..8 {
-            throttle.failed_at(t0, A, &long);
-        }
+        fail(&throttle, t0, A, &long, 8);
         let later = t0 + FORGET_AFTER + Duration::from_secs(1);
-        assert_eq!(throttle.reserve_at(later, A, &long), Ok(Duration::ZERO));
-        let records = throttle.records.lock().unwrap();
-        assert!(records.keys().all(|k| match k {
-            Subject::User(name) => name.len() <= MAX_NAME,
-            Subject::Address(_) => true,
-        }));
+        assert_eq!(
+            throttle.reserve_at(later, &subjects(A, &long)),
+            Ok(Duration::ZERO)
+        );
+        {
+            let records = throttle.records.lock().unwrap();
+            assert!(records.keys().all(|k| match k {
+                Subject::AddressUser(_, name) => name.len() <= MAX_NAME,
+                Subject::Address(_) => true,
+            }));
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::ffff:1".parse().unwrap();
+        fail(&throttle, t0, v6, "alice", 8);
+        assert_ne!(
+            throttle.reserve_at(t0, &subjects(same_64, "bob")),
+            Ok(Duration::ZERO),
+            "another address of the same /64 is the same client"
+        );
     }
 }

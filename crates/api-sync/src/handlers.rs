@@ -31,31 +31,76 @@ struct Login {
     password: String,
 }
 
-/// `POST /api/Token`: the body is JSON whatever the Content-Type says (some clients send none).
+/// Refuses a login a web page could make a visitor's browser send: a body type an HTML form
+/// or a simple cross-origin request can carry (`text/plain`, form encodings; 415), or a request
+/// the browser itself marks as coming from another site (403). JSON, and no content type at all
+/// (as some clients send it), are what the contract's clients use; a browser only sends a body
+/// without a type along with `Sec-Fetch-Site` or `Origin`, which say where it came from.
+fn refuse_cross_site_login(headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(content_type) = text(header::CONTENT_TYPE.as_str()) {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the login body must be JSON (Content-Type: application/json), not {essence}"
+            )));
+        }
+    }
+    let cross_site = match text("sec-fetch-site") {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => text(header::ORIGIN.as_str()).is_some_and(|origin| {
+            let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+            Some(authority) != text(header::HOST.as_str())
+        }),
+    };
+    if cross_site {
+        return Err(ApiError::Forbidden(
+            "a login from a page of another site is refused".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/Token`: the body is JSON, with that Content-Type or none (some clients send
+/// none); a login another site's page could send is refused.
 #[utoipa::path(post, path = "/api/Token", tag = "auth",
     request_body = crate::openapi::LoginRequest,
     responses(
         (status = 200, description = "A bearer token", body = crate::openapi::TokenResponse),
         (status = 400, description = "Not JSON", body = crate::openapi::ErrorBody),
         (status = 401, description = "Wrong username or password", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed logins from this address or for this user; retry after Retry-After seconds", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Sent by a page of another site", body = crate::openapi::ErrorBody),
+        (status = 408, description = "The body stalled or trickled", body = crate::openapi::ErrorBody),
+        (status = 415, description = "A Content-Type other than JSON", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed logins from this address; retry after Retry-After seconds", body = crate::openapi::ErrorBody),
         (status = 503, description = "Too many password checks at once; retry shortly", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    refuse_cross_site_login(&headers)?;
+    let body = body.map_err(|rejection| match body::BodyError::from_cause(&rejection) {
+        slow @ (body::BodyError::Stalled(_) | body::BodyError::TooSlow(_)) => ApiError::from(slow),
+        _ => ApiError::BadRequest(format!("the body could not be read: {rejection}")),
+    })?;
     let login: Login = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON {{\"username\": ..., \"password\": ...}}: {e}"
         ))
     })?;
-    let delay = state
+    let attempt = state
         .throttle
-        .reserve(client.ip(), &login.username)
+        .attempt(client.ip(), &login.username)
         .map_err(|refused| ApiError::Throttled(refused.0))?;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+    if !attempt.wait.is_zero() {
+        tokio::time::sleep(attempt.wait).await;
     }
     // The throttle above runs first, so a throttled guess never reaches the hash.
     let permit = tokio::time::timeout(
@@ -80,14 +125,13 @@ pub(crate) async fn token(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
+    attempt.finished(valid);
     if !valid {
-        state.throttle.failed(client.ip(), &login.username);
         tracing::info!(client = %client.ip(), user = ?login.username, "failed login");
         return Err(ApiError::Unauthorized(
             "wrong username or password".to_owned(),
         ));
     }
-    state.throttle.succeeded(&login.username);
     let token = state
         .tokens
         .issue(&login.username)

@@ -6,6 +6,7 @@
 mod api;
 mod bulk;
 mod durability;
+mod edge;
 mod golden;
 mod jobs;
 mod redis_queue;

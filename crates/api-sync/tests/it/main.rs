@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod edge;
 mod golden;
 mod page;
 mod scan;

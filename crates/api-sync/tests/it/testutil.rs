@@ -164,3 +164,75 @@ pub(crate) fn detection_files(body: &serde_json::Value) -> Vec<String> {
     files.sort();
     files
 }
+
+/// The real `verdict-sync` binary, configured by a TOML file, with `alice` as its user.
+pub(crate) struct Binary {
+    child: std::process::Child,
+    pub(crate) base: String,
+    pub(crate) addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    /// Starts it with `extra` appended to a configuration of local storage, a token secret and
+    /// a users file holding `alice`, and waits until it answers.
+    pub(crate) async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        api_sync::users::add_user(&dir.path().join("users"), USER, PASSWORD).unwrap();
+        std::fs::create_dir_all(dir.path().join("data/bucket")).unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = dir.path().join("sync.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{addr}\"\nusers_file = \"{}\"\n{extra}\n[token]\nsecret = \"{SECRET}\"\n[storage]\ntype = \"local\"\nroot = \"{}\"\n",
+                dir.path().join("users").display(),
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("sync.log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_verdict-sync"))
+            .arg("--config")
+            .arg(&config)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let base = format!("http://{addr}");
+        let client = reqwest::Client::new();
+        wait_until("verdict-sync to answer", WITHIN, || {
+            let health = client.get(format!("{base}/health")).send();
+            async move { health.await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        Binary {
+            child,
+            base,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client whose connections come from `source` (another loopback address is another
+/// client to the server).
+pub(crate) fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}

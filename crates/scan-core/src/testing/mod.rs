@@ -471,6 +471,55 @@ where
     }
 }
 
+/// A connection from `source` (another loopback address is another client to a server) to
+/// `addr` that sends `head`, then trickles `body` a byte every `every`, until the server
+/// answers or closes: the status line and headers it answered with (empty if it closed without
+/// a word). How the servers' edge tests play a slow client.
+pub async fn trickle(
+    addr: std::net::SocketAddr,
+    source: &str,
+    head: String,
+    body: Vec<u8>,
+    every: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::new(
+            source.parse().expect("a source address"),
+            0,
+        ))
+        .expect("bind the source address");
+    let stream = socket.connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        if writer.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        for byte in body {
+            tokio::time::sleep(every).await;
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    sender.abort();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Compares `actual` with the golden JSON file at `path`, after `volatile` fields (dates,
 /// timings, ids: JSON pointers such as `/dateScanned`) are replaced by `"<volatile>"`. With
 /// `VERDICT_BLESS=1` the file is written instead, so a deliberate change of an API's answer is

@@ -1,4 +1,5 @@
-//! Request bodies at the edge: [`IdleBody`] (every byte of every body under one idle timeout),
+//! Request bodies at the edge: [`TimedBody`] (every byte of every body under one idle timeout
+//! and a minimum rate),
 //! [`Form`] (multipart whose preamble and part heads are bounded), and [`spool`] (a body stream
 //! into a [`ScanInput`] without holding it in memory), all failing with one [`BodyError`].
 
@@ -24,6 +25,26 @@ pub struct Stalled {
     pub after: Duration,
 }
 
+/// The client sent, while the server waited, less than the minimum rate over a window.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body arrived slower than {} bytes/s over {} s", pace.min_rate, pace.window.as_secs())]
+pub struct TooSlow {
+    /// The rule that was broken.
+    pub pace: Pace,
+}
+
+/// How fast a request body must arrive: at least `min_rate` bytes per second, counted over each
+/// `window` of time the server spends waiting for it. A client trickling a byte now and then
+/// (to hold a connection, a scan slot, a login) is cut off after one window; a body that ends
+/// within its first window is never judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Bytes per second, at least (0: no rule).
+    pub min_rate: u64,
+    /// The span the rate is measured over.
+    pub window: Duration,
+}
+
 /// A multipart preamble or part head ran past its bound without ending.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error(
@@ -40,6 +61,9 @@ pub enum BodyError {
     /// The client stopped sending (408).
     #[error("the request sent nothing for {} s and was stopped", .0.as_secs())]
     Stalled(Duration),
+    /// The client sent too slowly (408).
+    #[error("the request was stopped: {0}")]
+    TooSlow(TooSlow),
     /// The body is over the spool's size limit (413).
     #[error("the body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -71,7 +95,7 @@ impl BodyError {
     pub fn status(&self) -> axum::http::StatusCode {
         use axum::http::StatusCode;
         match self {
-            BodyError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Stalled(_) | BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -85,6 +109,9 @@ impl BodyError {
         while let Some(e) = cause {
             if let Some(stalled) = e.downcast_ref::<Stalled>() {
                 return BodyError::Stalled(stalled.after);
+            }
+            if let Some(slow) = e.downcast_ref::<TooSlow>() {
+                return BodyError::TooSlow(*slow);
             }
             if let Some(head) = e.downcast_ref::<HeadTooLong>() {
                 return BodyError::HeadTooLong(*head);
@@ -103,29 +130,42 @@ impl BodyError {
 }
 
 pin_project_lite::pin_project! {
-    /// A request body that fails with [`Stalled`] when the client sends nothing for `idle` while
-    /// the server waits for it. Time the server spends not asking (scanning, writing the spool)
-    /// does not count: the clock starts when a read finds nothing ready.
-    pub struct IdleBody<B> {
+    /// A request body under two rules, which only count time the server spends waiting for
+    /// it (not time spent scanning or writing the spool): it fails with [`Stalled`] when the
+    /// client sends nothing for `idle`, and with [`TooSlow`] when, over a window of waiting,
+    /// it sends less than its [`Pace`] asks.
+    pub struct TimedBody<B> {
         #[pin]
         inner: B,
         idle: Duration,
-        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        pace: Pace,
+        idle_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        // The window being measured: bytes received in it, the waiting it has had before the
+        // wait now under way, and when that wait began.
+        window_bytes: u64,
+        window_waited: Duration,
+        waiting_since: Option<tokio::time::Instant>,
+        window_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
-impl<B> IdleBody<B> {
-    /// Wraps `inner` with the idle timeout `idle`.
-    pub fn new(inner: B, idle: Duration) -> Self {
-        IdleBody {
+impl<B> TimedBody<B> {
+    /// Wraps `inner` with the idle timeout `idle` and the minimum pace `pace`.
+    pub fn new(inner: B, idle: Duration, pace: Pace) -> Self {
+        TimedBody {
             inner,
             idle,
-            deadline: None,
+            pace,
+            idle_deadline: None,
+            window_bytes: 0,
+            window_waited: Duration::ZERO,
+            waiting_since: None,
+            window_deadline: None,
         }
     }
 }
 
-impl<B> http_body::Body for IdleBody<B>
+impl<B> http_body::Body for TimedBody<B>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -140,21 +180,56 @@ where
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                *this.deadline = None;
+                *this.idle_deadline = None;
+                if let Some(since) = this.waiting_since.take() {
+                    *this.window_waited += since.elapsed();
+                    *this.window_deadline = None;
+                }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+                    && let Some(data) = data
+                {
+                    *this.window_bytes += data.len() as u64;
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
                 let idle = *this.idle;
                 let deadline = this
-                    .deadline
+                    .idle_deadline
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                match deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        *this.deadline = None;
-                        Poll::Ready(Some(Err(Box::new(Stalled { after: idle }))))
-                    }
-                    Poll::Pending => Poll::Pending,
+                if deadline.as_mut().poll(cx).is_ready() {
+                    *this.idle_deadline = None;
+                    return Poll::Ready(Some(Err(Box::new(Stalled { after: idle }))));
                 }
+                let pace = *this.pace;
+                if pace.min_rate == 0 || pace.window.is_zero() {
+                    return Poll::Pending;
+                }
+                let now = tokio::time::Instant::now();
+                let since = *this.waiting_since.get_or_insert(now);
+                let waited = *this.window_waited + (now - since);
+                if waited >= pace.window {
+                    let wanted = pace.min_rate.saturating_mul(pace.window.as_secs().max(1));
+                    if *this.window_bytes < wanted {
+                        return Poll::Ready(Some(Err(Box::new(TooSlow { pace }))));
+                    }
+                    // The window was fast enough: the next one starts now.
+                    *this.window_bytes = 0;
+                    *this.window_waited = Duration::ZERO;
+                    *this.waiting_since = Some(now);
+                    *this.window_deadline = None;
+                }
+                let left =
+                    pace.window - (*this.window_waited + (now - this.waiting_since.unwrap_or(now)));
+                let window = this
+                    .window_deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(left)));
+                if window.as_mut().poll(cx).is_ready() {
+                    // Due: judged on the next poll, which this wakes.
+                    *this.window_deadline = None;
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
             }
         }
     }
@@ -328,12 +403,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::SinkExt;
     use http_body::Body as _;
+
+    const NO_PACE: Pace = Pace {
+        min_rate: 0,
+        window: Duration::ZERO,
+    };
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_stops_sending_fails_with_stalled() {
         let (mut tx, body) = http_body_util_channel();
-        let mut body = IdleBody::new(body, Duration::from_secs(5));
+        let mut body = TimedBody::new(body, Duration::from_secs(5), NO_PACE);
         tx.try_send(Ok(Frame::data(Bytes::from_static(b"first"))))
             .unwrap();
         let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
@@ -348,6 +429,69 @@ mod tests {
             "{err}"
         );
         drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_fails_after_one_window_and_a_steady_body_does_not() {
+        let pace = Pace {
+            min_rate: 100,
+            window: Duration::from_secs(10),
+        };
+        // A byte every 2 s: never idle for 5 s, but 5 bytes in 10 s.
+        let (mut tx, body) = http_body_util_channel();
+        let mut trickled = TimedBody::new(body, Duration::from_secs(5), pace);
+        let feeder = tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if tx
+                    .try_send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let failure = loop {
+            match std::future::poll_fn(|cx| Pin::new(&mut trickled).poll_frame(cx)).await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break e,
+                None => panic!("the trickle ended without failing"),
+            }
+        };
+        assert!(
+            matches!(
+                BodyError::from_cause(failure.as_ref()),
+                BodyError::TooSlow(_)
+            ),
+            "{failure}"
+        );
+        assert!(
+            started.elapsed() <= Duration::from_secs(11),
+            "{:?}",
+            started.elapsed()
+        );
+        feeder.abort();
+
+        // 200 bytes/s for 30 s passes every window.
+        let (mut tx, body) = http_body_util_channel();
+        let mut steady = TimedBody::new(body, Duration::from_secs(5), pace);
+        let feeder = tokio::spawn(async move {
+            for _ in 0..30 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                tx.send(Ok(Frame::data(Bytes::from(vec![0u8; 200]))))
+                    .await
+                    .unwrap();
+            }
+        });
+        let mut got = 0;
+        while let Some(frame) =
+            std::future::poll_fn(|cx| Pin::new(&mut steady).poll_frame(cx)).await
+        {
+            got += frame.unwrap().into_data().unwrap().len();
+        }
+        assert_eq!(got, 6000);
+        feeder.await.unwrap();
     }
 
     type Frames = futures::channel::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>;

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The body is not of a type the endpoint takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// Too much at once (scan slots taken, the queue full) or a part we need is away; retry.
     #[error("{0}")]
     Unavailable(String),
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Throttled(_) | ApiError::QuotaFull(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,

@@ -35,6 +35,16 @@ pub struct EdgeConfig {
     pub header_timeout_secs: u64,
     /// Open connections at most; past it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 client's /64) at most, below
+    /// `max_connections`, so one client cannot take them all; past it, a new connection is
+    /// answered 503 and closed.
+    pub max_connections_per_address: usize,
+    /// Every request body must arrive at this many bytes per second at least, measured over
+    /// each `body_rate_window_secs` of time the server spends waiting for it (408 otherwise);
+    /// 0 turns the rule off.
+    pub min_body_rate: u64,
+    /// The window `min_body_rate` is measured over, seconds.
+    pub body_rate_window_secs: u64,
     /// Largest request head (request line and headers), bytes; larger heads get 431.
     pub max_header_bytes: usize,
     /// On shutdown, seconds in-flight requests get to finish before their connections close.
@@ -49,6 +59,9 @@ impl Default for EdgeConfig {
         EdgeConfig {
             header_timeout_secs: 10,
             max_connections: 512,
+            max_connections_per_address: 64,
+            min_body_rate: 1024,
+            body_rate_window_secs: 30,
             max_header_bytes: 64 * 1024,
             drain_secs: 30,
             metrics_token: None,
@@ -60,6 +73,14 @@ impl EdgeConfig {
     /// The header timeout as a duration (at least one second).
     pub fn header_timeout(&self) -> Duration {
         Duration::from_secs(self.header_timeout_secs.max(1))
+    }
+
+    /// The pace every request body must keep.
+    pub fn body_pace(&self) -> body::Pace {
+        body::Pace {
+            min_rate: self.min_body_rate,
+            window: Duration::from_secs(self.body_rate_window_secs.max(1)),
+        }
     }
 
     /// Whether a `/metrics` request with these headers may read the metrics.

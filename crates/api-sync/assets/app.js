@@ -242,11 +242,17 @@ function renderResult(name, body) {
   return item;
 }
 
-/// Paths of detections and problems (`upload.zip/inner.zip/eicar.com`) as nested rows.
+/// Rows nested deeper than this are not drawn as rows in rows: browsers lay out deep nesting
+/// slowly or not at all, and a member's name can hold any number of `/`.
+const MAX_TREE_DEPTH = 32;
+
+/// Paths of detections and problems (`upload.zip/inner.zip/eicar.com`) as nested rows, down to
+/// MAX_TREE_DEPTH; below that, each finding or problem is one row named by its path from there.
+/// Built without recursion, so no path is too deep to draw.
 function renderTree(rootName, body) {
   const root = { name: rootName, children: new Map(), findings: [], problems: [] };
   const nodeAt = (path) => {
-    let parts = path.split("/");
+    let parts = String(path).split("/");
     if (parts[0] === rootName) { parts = parts.slice(1); }
     let node = root;
     for (const part of parts) {
@@ -265,17 +271,51 @@ function renderTree(rootName, body) {
   list.className = "tree";
   list.setAttribute("role", "tree");
   list.setAttribute("aria-label", "What was found in " + rootName);
-  list.append(renderNode(root));
+  const pending = [{ node: root, label: root.name, into: list, depth: 0 }];
+  while (pending.length) {
+    const { node, label, into, depth } = pending.pop();
+    const item = renderRow(label, node);
+    into.append(item);
+    if (!node.children.size) { continue; }
+    const group = document.createElement("ul");
+    group.className = "tree";
+    group.setAttribute("role", "group");
+    item.append(group);
+    const children = [...node.children.values()];
+    if (depth + 1 < MAX_TREE_DEPTH) {
+      // Reversed onto the stack, so they are drawn in order.
+      for (const child of children.reverse()) {
+        pending.push({ node: child, label: child.name, into: group, depth: depth + 1 });
+      }
+    } else {
+      for (const { node: below, path } of flatten(children)) { group.append(renderRow(path, below)); }
+    }
+  }
   return list;
 }
 
-function renderNode(node) {
+/// The nodes under `nodes` that have findings or problems, each with its path from there.
+function flatten(nodes) {
+  const found = [];
+  const pending = nodes.map((node) => ({ node, path: node.name })).reverse();
+  while (pending.length) {
+    const { node, path } = pending.pop();
+    if (node.findings.length || node.problems.length) { found.push({ node, path }); }
+    for (const child of [...node.children.values()].reverse()) {
+      pending.push({ node: child, path: path + "/" + child.name });
+    }
+  }
+  return found;
+}
+
+/// One row: the member's name and what was found in it or kept it from being examined.
+function renderRow(label, node) {
   const item = document.createElement("li");
   item.setAttribute("role", "treeitem");
-  const label = document.createElement("span");
-  label.className = "node-name";
-  label.textContent = node.name;
-  item.append(label);
+  const name = document.createElement("span");
+  name.className = "node-name";
+  name.textContent = label;
+  item.append(name);
   for (const f of node.findings) {
     const line = document.createElement("span");
     line.className = "finding";
@@ -294,13 +334,6 @@ function renderNode(node) {
     line.textContent = "Not examined: " + p.message;
     item.append(line);
   }
-  if (node.children.size) {
-    const list = document.createElement("ul");
-    list.className = "tree";
-    list.setAttribute("role", "group");
-    for (const child of node.children.values()) { list.append(renderNode(child)); }
-    item.append(list);
-  }
   return item;
 }
 
@@ -311,8 +344,15 @@ function remember(name, body) {
 }
 
 function restoreHistory() {
-  const history = JSON.parse(sessionStorage.getItem(HISTORY_KEY) || "[]");
-  for (const { name, body } of history.reverse()) { $("results").prepend(renderResult(name, body)); }
+  // A stored entry that cannot be drawn is forgotten, so no result can break the page for
+  // the rest of the session.
+  try {
+    const history = JSON.parse(sessionStorage.getItem(HISTORY_KEY) || "[]");
+    for (const { name, body } of history.reverse()) { $("results").prepend(renderResult(name, body)); }
+  } catch (e) {
+    sessionStorage.removeItem(HISTORY_KEY);
+    $("results").replaceChildren();
+  }
 }
 
 restoreHistory();

@@ -2,7 +2,10 @@
 person would: log in, drop a clean file, a zip holding EICAR three levels deep, and a file over
 the size limit, checking what the page shows and saving a screenshot of each state.
 
-    page_test.py BASE_URL USER PASSWORD CLEAN_FILE NESTED_ZIP BIG_FILE OUT_DIR
+    page_test.py BASE_URL USER PASSWORD CLEAN_FILE NESTED_ZIP BIG_FILE DEEP_ZIP OUT_DIR
+
+DEEP_ZIP holds EICAR under a member name of 1,500 folders: the page must draw it, and still
+work after a reload.
 
 Run by the api-sync integration test `page::*`; exits non-zero with the reason on failure.
 """
@@ -16,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-base, user, password, clean, nested, big, out = sys.argv[1:8]
+base, user, password, clean, nested, big, deep, out = sys.argv[1:9]
 os.makedirs(out, exist_ok=True)
 
 options = webdriver.ChromeOptions()
@@ -94,11 +97,26 @@ try:
     check("limit" in refused.text, "413 message: " + refused.text)
     shot("5-too-large")
 
-    # The session's history survives a reload.
+    # A member 1,500 folders deep: drawn, with the rows nested no deeper than the page's cap.
+    drop(deep)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, 'li.result[data-result="Infected"]')) == 2)
+    newest = driver.find_elements(By.CSS_SELECTOR, 'li.result[data-result="Infected"]')[0]
+    check(os.path.basename(deep) in newest.text, "deep row: " + newest.text[:200])
+    deep_finding = newest.find_element(By.CSS_SELECTOR, ".finding")
+    rows_deep = driver.execute_script(
+        "let n = arguments[0].closest('li'), d = 0;"
+        "while (n) { n = n.parentElement.closest('li[role=treeitem]'); d++; } return d;",
+        deep_finding)
+    check(rows_deep <= 40, "the deep member is drawn %d rows deep" % rows_deep)
+    check("eicar.com" in newest.text, "the deep member's path is shown")
+    shot("6-deep-tree")
+
+    # The session's history survives a reload, the deep result included.
     driver.refresh()
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'li.result[data-result="Infected"]')))
-    check(len(driver.find_elements(By.CSS_SELECTOR, "li.result[data-result]")) == 2, "history after reload")
-    shot("6-after-reload")
+    check(len(driver.find_elements(By.CSS_SELECTOR, "li.result[data-result]")) == 3, "history after reload")
+    check(driver.find_element(By.ID, "scan-panel").is_displayed(), "the page works after a reload")
+    shot("7-after-reload")
     print("page test passed")
 finally:
     driver.quit()

@@ -63,6 +63,9 @@ async fn in_a_browser_a_new_user_logs_in_drops_files_and_reads_the_verdict_tree(
     .unwrap();
     let big = files.path().join("big.bin");
     std::fs::write(&big, vec![0x5a; 3 << 20]).unwrap();
+    let deep = files.path().join("deep.zip");
+    let deep_name = format!("{}eicar.com", "d/".repeat(1500));
+    std::fs::write(&deep, testing::zip(&[(deep_name.as_str(), &eicar())])).unwrap();
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("page-screenshots");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/page_test.py");
     let mut command = std::process::Command::new(python);
@@ -71,7 +74,7 @@ async fn in_a_browser_a_new_user_logs_in_drops_files_and_reads_the_verdict_tree(
         .arg(&server.base)
         .arg(api_sync::users::FIRST_USER)
         .arg(&password)
-        .args([&clean, &nested, &big])
+        .args([&clean, &nested, &big, &deep])
         .arg(&out);
     // The browser talks to the server on this test's runtime: wait for it off that runtime.
     let run = tokio::task::spawn_blocking(move || command.output())
@@ -86,7 +89,14 @@ async fn in_a_browser_a_new_user_logs_in_drops_files_and_reads_the_verdict_tree(
     eprintln!("{said}");
     assert!(run.status.success(), "{said}");
     assert!(said.contains("page test passed"), "{said}");
-    for shot in ["1-login", "3-clean", "4-infected-tree", "5-too-large"] {
+    for shot in [
+        "1-login",
+        "3-clean",
+        "4-infected-tree",
+        "5-too-large",
+        "6-deep-tree",
+        "7-after-reload",
+    ] {
         let png = out.join(format!("{shot}.png"));
         assert!(
             std::fs::metadata(&png).unwrap().len() > 1000,

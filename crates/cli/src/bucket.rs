@@ -40,17 +40,55 @@ pub struct State {
 }
 
 impl State {
+    /// The state in `path` for `target`, or a fresh one when there is none. A state file says
+    /// which objects to skip and whether the scan is finished, so only one this user wrote is
+    /// trusted (the rule ssh keeps for its keys): a regular file, not a symbolic link, owned by
+    /// the user running verdict, and writable by nobody else.
     fn load(path: &Path, target: &str) -> anyhow::Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path);
+        let mut file = match opened {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(State {
                     target: target.to_owned(),
                     ..State::default()
                 });
             }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                anyhow::bail!(
+                    "--resume {}: it is a symbolic link; a state file is trusted only as a plain file of your own",
+                    path.display()
+                )
+            }
             Err(e) => return Err(e).with_context(|| format!("--resume {}", path.display())),
         };
+        let meta = file
+            .metadata()
+            .with_context(|| format!("--resume {}", path.display()))?;
+        anyhow::ensure!(
+            meta.is_file(),
+            "--resume {}: not a regular file",
+            path.display()
+        );
+        anyhow::ensure!(
+            meta.uid() == rustix::process::geteuid().as_raw(),
+            "--resume {}: the file belongs to another user; a state file is trusted only when you wrote it",
+            path.display()
+        );
+        anyhow::ensure!(
+            meta.mode() & 0o022 == 0,
+            "--resume {}: others may write the file (mode {:o}); a state file is trusted only when only you can write it",
+            path.display(),
+            meta.mode() & 0o777
+        );
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .with_context(|| format!("--resume {}", path.display()))?;
         let state: State = serde_json::from_str(&text)
             .with_context(|| format!("--resume {}: not a state file of verdict", path.display()))?;
         anyhow::ensure!(
@@ -62,13 +100,25 @@ impl State {
         Ok(state)
     }
 
-    /// Written beside and renamed over, so a kill mid-write leaves the previous state whole.
+    /// Written to a new file of its own beside `path` (created exclusively, mode 0600, so no
+    /// link planted there is followed) and renamed over it, so a kill mid-write leaves the
+    /// previous state whole.
     fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("tmp");
         let json = serde_json::to_vec_pretty(self)?;
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("cannot write the state file {}", path.display()))
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let written = tempfile::Builder::new()
+            .prefix(".verdict-state-")
+            .tempfile_in(dir)
+            .and_then(|mut tmp| {
+                tmp.write_all(&json)?;
+                tmp.as_file().sync_all()?;
+                tmp.persist(path).map_err(|e| e.error)?;
+                Ok(())
+            });
+        written.with_context(|| format!("cannot write the state file {}", path.display()))
     }
 }
 
@@ -323,5 +373,50 @@ mod tests {
         );
         std::fs::write(&path, "not json").unwrap();
         assert!(State::load(&path, "s3://b/p/").is_err());
+    }
+
+    #[test]
+    fn only_a_state_file_of_ones_own_is_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let finished = State {
+            target: "s3://b/p/".into(),
+            finished: true,
+            ..State::default()
+        };
+        finished.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "written for its owner only");
+        assert!(State::load(&path, "s3://b/p/").unwrap().finished);
+
+        // Writable by others: someone else could have said it is finished.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = State::load(&path, "s3://b/p/").unwrap_err().to_string();
+        assert!(err.contains("others may write"), "{err}");
+
+        // A link, wherever it points.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let err = State::load(&link, "s3://b/p/").unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+
+        // Saving replaces a link planted at the state file's name; it never writes through it.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let planted = dir.path().join("planted.json");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        finished.save(&planted).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(!std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+
+        // Another user's file (the tests may run as root, which can make one).
+        if rustix::process::geteuid().is_root() {
+            let theirs = dir.path().join("theirs.json");
+            finished.save(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = State::load(&theirs, "s3://b/p/").unwrap_err().to_string();
+            assert!(err.contains("another user"), "{err}");
+        }
     }
 }

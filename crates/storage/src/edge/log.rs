@@ -3,7 +3,9 @@
 //! Callers put strings in our logs (URLs, trace ids, keys, user names, and the error messages
 //! that quote them). A newline in one would start a forged log line, and terminal escapes would
 //! rewrite what an operator sees; so every event is written with its control characters
-//! escaped, whatever field or message carried them. Fields holding caller strings are also
+//! escaped, whatever field or message carried them, and so are the Unicode line and paragraph
+//! separators (which log viewers and JSON tools break lines at) and the bidirectional controls
+//! (which reorder what a line shows). Fields holding caller strings are also
 //! logged with `?` (quoted and escaped) where they are written.
 
 use std::io::Write;
@@ -55,14 +57,23 @@ impl<W: Write> Write for EscapingWriter<W> {
     }
 }
 
+/// Characters that are not control characters but change how a line reads: the line and
+/// paragraph separators, and the bidirectional marks, embeddings, overrides and isolates.
+fn reshapes_lines(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
 /// `event` with every control character (but a final newline) written as `\n`, `\r`, `\t` or
-/// `\xNN`, and DEL and the C1 controls as `\u{..}`.
+/// `\xNN`, and DEL, the C1 controls and the characters of [`reshapes_lines`] as `\u{..}`.
 fn escape_event(event: &[u8]) -> Vec<u8> {
     let (body, end) = match event.strip_suffix(b"\n") {
         Some(body) => (body, &b"\n"[..]),
         None => (event, &b""[..]),
     };
-    if !body.iter().any(|&b| b.is_ascii_control() || b == 0xC2) {
+    if body.iter().all(|&b| b.is_ascii() && !b.is_ascii_control()) {
         return event.to_vec();
     }
     let text = String::from_utf8_lossy(body);
@@ -72,7 +83,7 @@ fn escape_event(event: &[u8]) -> Vec<u8> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            c if c.is_control() || reshapes_lines(c) => {
                 if (c as u32) < 0x80 {
                     out.push_str(&format!("\\x{:02x}", c as u32));
                 } else {
@@ -121,6 +132,16 @@ mod tests {
             "INFO job queued url=http://x/\\n2026-01-01 INFO admin logged in \\x1b[2J\\u{9b}31m\n"
         );
         assert_eq!(escaped.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn line_separators_and_bidirectional_controls_are_escaped() {
+        let event = "INFO login user=adm\u{2028}INFO fake line key=\u{202e}exe.pdf\u{2066}x\u{2069}\n";
+        let escaped = String::from_utf8(escape_event(event.as_bytes())).unwrap();
+        assert_eq!(
+            escaped,
+            "INFO login user=adm\\u{2028}INFO fake line key=\\u{202e}exe.pdf\\u{2066}x\\u{2069}\n"
+        );
     }
 
     #[test]

@@ -49,6 +49,24 @@ pub enum EngineError {
     NotExamined(String),
 }
 
+impl EngineError {
+    /// What a report says of the failure, for the caller to read: why, without where the
+    /// engine lives (an unreachable engine's address and the system's words are for the
+    /// operator's log, where the error itself goes).
+    pub fn public_message(&self) -> String {
+        match self {
+            EngineError::Unavailable(_) => {
+                "could not be reached (the cause is in the server log)".to_owned()
+            }
+            EngineError::Timeout(after) => {
+                format!("did not answer within {} s", after.as_secs_f64())
+            }
+            EngineError::Failed(why) => format!("answered with an error: {why}"),
+            EngineError::NotExamined(why) => format!("did not examine it: {why}"),
+        }
+    }
+}
+
 /// A scanning engine.
 ///
 /// `scan` may do CPU work synchronously: the [`Scanner`](crate::Scanner) always calls it from a

@@ -228,7 +228,7 @@ impl<'s> Walker<'s> {
                     self.problem(
                         object.path,
                         reason,
-                        format!("engine {engine} failed: {err}"),
+                        format!("engine {engine} {}", err.public_message()),
                     );
                 }
             }

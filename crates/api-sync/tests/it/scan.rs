@@ -512,3 +512,34 @@ async fn an_upload_announced_over_the_limit_is_413_before_it_is_sent() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_answer_says_an_engine_failed_without_saying_where_it_lives() {
+    // clamd at a loopback port nobody listens on: a real outage.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = Server::start_with(|c| {
+        c.engines = vec![engines::EngineConfig::Clamd(engines::ClamdConfig {
+            address: closed.to_string(),
+            connect_timeout_secs: 0.5,
+            ..Default::default()
+        })];
+    })
+    .await;
+    let token = server.token().await;
+    let body =
+        crate::testutil::json(server.scan(&token, "a.txt", b"hello".to_vec(), None).await).await;
+    assert_eq!(body["result"], "Error", "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("clamd") && text.contains("could not be reached"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&closed.port().to_string()),
+        "the engine's address: {text}"
+    );
+    assert!(!text.contains("refused"), "the system's words: {text}");
+}

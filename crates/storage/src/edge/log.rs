@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn line_separators_and_bidirectional_controls_are_escaped() {
-        let event = "INFO login user=adm\u{2028}INFO fake line key=\u{202e}exe.pdf\u{2066}x\u{2069}\n";
+        let event =
+            "INFO login user=adm\u{2028}INFO fake line key=\u{202e}exe.pdf\u{2066}x\u{2069}\n";
         let escaped = String::from_utf8(escape_event(event.as_bytes())).unwrap();
         assert_eq!(
             escaped,

@@ -516,11 +516,18 @@ pub(crate) async fn metrics(
     ))
 }
 
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running, with pending_jobs"), (status = 503, description = "The queue does not answer", body = storage::edge::openapi::ErrorBody)))]
-/// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not.
-pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running; with pending_jobs unless http.metrics_token is set and not given"), (status = 503, description = "The queue does not answer", body = storage::edge::openapi::ErrorBody)))]
+/// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not. The count
+/// of pending jobs is shown to whoever may read the metrics.
+pub(crate) async fn health(
+    State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
+) -> Response {
     match state.queue.pending().await {
-        Ok(pending) => Json(json!({"status": "ok", "pending_jobs": pending})).into_response(),
+        Ok(pending) if state.settings.http.metrics_allowed(&request_headers) => {
+            Json(json!({"status": "ok", "pending_jobs": pending})).into_response()
+        }
+        Ok(_) => Json(json!({"status": "ok"})).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -742,8 +749,18 @@ pub(crate) async fn bulk_status(
 }
 
 /// `GET /`: a status page for people, needing no key and showing nothing secret: the queue,
-/// what this instance finished in the last hour, its workers, and its engines' health.
-pub(crate) async fn status_page(State(state): State<Arc<AppState>>) -> Response {
+/// what this instance finished in the last hour, its workers, and its engines' health. With
+/// `http.metrics_token` set it is closed like the metrics: it needs that token too.
+pub(crate) async fn status_page(
+    State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
+) -> Response {
+    if !state.settings.http.metrics_allowed(&request_headers) {
+        return ApiError::Unauthorized(
+            "the status page needs Authorization: Bearer <metrics token>".to_owned(),
+        )
+        .into_response();
+    }
     let queue = match state.queue.pending().await {
         Ok(pending) => format!("{pending} jobs waiting or running"),
         Err(e) => {

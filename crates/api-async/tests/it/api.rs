@@ -781,6 +781,33 @@ async fn metrics_need_the_metrics_token_when_one_is_set() {
     let allowed = metrics(Some("scrape-token-1")).await.unwrap();
     assert_eq!(allowed.status(), 200);
     assert!(allowed.text().await.unwrap().contains("verdict_scans"));
+
+    // The token closes every count: the status page, and /health's.
+    let get = |path: &'static str, token: Option<&'static str>| {
+        let mut request = server.client.get(server.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get("/", None).await.unwrap().status(), 401);
+    assert_eq!(
+        get("/", Some("scrape-token-1")).await.unwrap().status(),
+        200
+    );
+    let health: serde_json::Value = get("/health", None).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        health,
+        serde_json::json!({"status": "ok"}),
+        "up, without counts"
+    );
+    let health: serde_json::Value = get("/health", Some("scrape-token-1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(health["pending_jobs"].is_u64(), "{health}");
 }
 
 #[tokio::test]

@@ -367,9 +367,14 @@ mod tests {
                 ("scan-date", "2026-12-01")
             ])
         );
-        let nine: Vec<(String, String)> =
-            (0..9).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let nine: Vec<(String, String)> = (0..9)
+            .map(|i| (format!("private-key-{i}"), "v".to_owned()))
+            .collect();
         let err = merge_tags(&nine, &ours).unwrap_err();
         assert!(err.to_string().contains("limit of 10"), "{err}");
+        assert!(
+            !err.to_string().contains("private-key"),
+            "the object's own tag keys are not the caller's to read: {err}"
+        );
     }
 }

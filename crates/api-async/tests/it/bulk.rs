@@ -274,11 +274,11 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
         .await;
 
     let dir = tempfile::tempdir().unwrap();
+    let space = namespace();
     let config = format!(
-        "workers = 4\njob_lease_secs = 1\nbulk_page_size = 100\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{}\"\n",
+        "workers = 4\njob_lease_secs = 1\nbulk_page_size = 100\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{space}\"\n",
         s3_process_toml(dir.path(), &endpoint),
         redis_url(),
-        namespace()
     );
     let http = reqwest::Client::new();
     let mut doomed = Process::start(dir.path(), "doomed", &config).await;
@@ -294,6 +294,36 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
         s["done"].as_u64().unwrap() >= 300
     })
     .await;
+    // The kill must land while the instance holds claims, and the test must know which: frozen
+    // (SIGSTOP, so it can neither finish nor renew a claim), its claims are read from Redis, and
+    // only then is it killed. Frozen with none held, it is let go and caught again.
+    let redis = redis::Client::open(redis_url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("{{{space}}}:jobs");
+    let mine = format!("-{}-", doomed.pid());
+    let mut held: Vec<String> = Vec::new();
+    for _ in 0..200 {
+        doomed.signal("STOP");
+        let pending: redis::streams::StreamPendingCountReply =
+            redis::AsyncCommands::xpending_count(&mut conn, &stream, "workers", "-", "+", 10_000)
+                .await
+                .unwrap();
+        held = pending
+            .ids
+            .into_iter()
+            .filter(|p| p.consumer.contains(&mine))
+            .map(|p| p.id)
+            .collect();
+        if !held.is_empty() {
+            break;
+        }
+        doomed.signal("CONT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !held.is_empty(),
+        "the instance never held a claim to be killed with"
+    );
     doomed.kill();
     assert_eq!(
         at_kill["listing_done"], false,
@@ -360,10 +390,27 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
         .await
         .unwrap();
     assert!(outside.tag_set().is_empty());
-    let log = std::fs::read_to_string(dir.path().join("survivor.log")).unwrap();
+    // The claims the dead instance held were taken over and finished: none is pending now.
+    let pending: redis::streams::StreamPendingCountReply =
+        redis::AsyncCommands::xpending_count(&mut conn, &stream, "workers", "-", "+", 10_000)
+            .await
+            .unwrap();
+    let left: Vec<&String> = pending
+        .ids
+        .iter()
+        .map(|p| &p.id)
+        .filter(|id| held.contains(id))
+        .collect();
     assert!(
-        log.contains("taking over jobs"),
-        "the dead instance's claims were taken over: {log}"
+        left.is_empty(),
+        "claims of the dead instance still pending: {left:?}"
+    );
+    let logs = ["survivor.log", "restarted.log"]
+        .map(|name| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default());
+    assert!(
+        logs.iter().any(|log| log.contains("taking over jobs")),
+        "the dead instance's {} claims were taken over by another instance",
+        held.len()
     );
 }
 

@@ -441,6 +441,21 @@ impl Process {
         );
     }
 
+    /// Sends `signal` (`STOP`, `CONT`...) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal}");
+    }
+
+    /// The consumer name its Redis store claims jobs under starts `<host>-<pid>-`.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub(crate) fn kill(&mut self) {
         self.child.kill().unwrap();

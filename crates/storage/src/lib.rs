@@ -185,6 +185,9 @@ impl StorageError {
 /// S3's limit on tags per object.
 pub const MAX_TAGS: usize = 10;
 
+/// An object's tags (or metadata), as key and value pairs in order.
+pub type Tags = Vec<(String, String)>;
+
 /// `existing` with `ours` set over it: keys of ours replace the same keys, others stay, so a
 /// scan never wipes tags somebody else put on the object. Refused (as an invalid name, naming
 /// the keys) when the result would pass S3's limit of [`MAX_TAGS`].
@@ -212,10 +215,7 @@ pub fn merge_tags(
 /// `ours` first, then as many of `existing` (those ours do not replace) as fit under S3's
 /// limit of [`MAX_TAGS`], in their order; the ones that did not fit come second. For when the
 /// scan's tags must land whatever the object already carries.
-pub fn tags_making_room(
-    existing: &[(String, String)],
-    ours: &[(String, String)],
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn tags_making_room(existing: &[(String, String)], ours: &[(String, String)]) -> (Tags, Tags) {
     let mut kept: Vec<(String, String)> = ours.iter().take(MAX_TAGS).cloned().collect();
     let mut left_out = Vec::new();
     for tag in existing

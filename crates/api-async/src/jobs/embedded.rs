@@ -478,10 +478,15 @@ impl JobQueue for EmbeddedStore {
             entry.attempts = entry.attempts.saturating_sub(1);
         }
         // Claims live in this process alone: held out of line until then. A stop meanwhile
-        // loses nothing, since every stored job is queued again at the next start.
-        let store = self.clone();
+        // loses nothing, since every stored job is queued again at the next start; the wait
+        // does not keep the store (and its file) open.
+        let shared = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let store = EmbeddedStore { shared };
             if let Ok(mut state) = store.state()
                 && state.jobs.contains_key(&seq)
             {
@@ -491,10 +496,6 @@ impl JobQueue for EmbeddedStore {
             }
         });
         Ok(())
-    }
-
-    async fn queued_by(&self, key_id: &str) -> Result<usize, StoreError> {
-        Ok(self.state()?.by_key.get(key_id).copied().unwrap_or(0))
     }
 
     async fn pending(&self) -> Result<usize, StoreError> {

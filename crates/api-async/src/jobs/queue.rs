@@ -79,9 +79,6 @@ pub trait JobQueue: Send + Sync {
     /// full queue), so that waiting never holds a worker.
     async fn defer(&self, job: &Job, after: Duration) -> Result<(), StoreError>;
 
-    /// How many jobs the key with this id has queued (waiting or claimed).
-    async fn queued_by(&self, key_id: &str) -> Result<usize, StoreError>;
-
     /// How many jobs are waiting or claimed.
     async fn pending(&self) -> Result<usize, StoreError>;
 }

@@ -398,12 +398,6 @@ impl JobQueue for RedisStore {
         Ok(())
     }
 
-    async fn queued_by(&self, key_id: &str) -> Result<usize, StoreError> {
-        let mut conn = self.conn.clone();
-        let count: Option<i64> = conn.hget(&self.queued_by, key_id).await.map_err(backend)?;
-        Ok(count.unwrap_or(0).max(0) as usize)
-    }
-
     async fn pending(&self) -> Result<usize, StoreError> {
         let mut conn = self.conn.clone();
         conn.xlen(&self.stream).await.map_err(backend)

@@ -241,3 +241,52 @@ async fn a_consumer_group_lost_with_its_data_is_created_again() {
     );
     assert_eq!(claimed[0].id, "after-restart");
 }
+
+#[tokio::test]
+async fn a_keys_quota_counts_its_queued_jobs_until_they_are_done() {
+    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    let store = RedisStore::open(
+        &redis_url(),
+        &namespace(),
+        "quota",
+        Duration::from_secs(5),
+        100,
+    )
+    .await
+    .unwrap();
+    let of = |id: &str, key: Option<&str>| {
+        let mut job = job(id);
+        job.spec.submitted_by = key.map(str::to_owned);
+        job
+    };
+    assert_eq!(
+        store.push_within(&of("1", Some("k")), 2).await.unwrap(),
+        Pushed::Queued
+    );
+    assert_eq!(
+        store.push_within(&of("2", Some("k")), 2).await.unwrap(),
+        Pushed::Queued
+    );
+    assert_eq!(
+        store.push_within(&of("3", Some("k")), 2).await.unwrap(),
+        Pushed::OverQuota
+    );
+    assert_eq!(
+        store.push_within(&of("4", Some("other")), 2).await.unwrap(),
+        Pushed::Queued,
+        "another key's quota is its own"
+    );
+    let claimed = store.claim(10, Duration::ZERO).await.unwrap();
+    let first = claimed.iter().find(|j| j.id == "1").unwrap();
+    store.complete(first).await.unwrap();
+    // Completed twice (a job taken over can be): counted down once.
+    store.complete(first).await.unwrap();
+    assert_eq!(
+        store.push_within(&of("5", Some("k")), 2).await.unwrap(),
+        Pushed::Queued
+    );
+    assert_eq!(
+        store.push_within(&of("6", Some("k")), 2).await.unwrap(),
+        Pushed::OverQuota
+    );
+}

@@ -214,9 +214,10 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
     let mut scanned = None;
     let mut size = 0;
     let mut outcome = storage::actions::Outcome::unread();
-    let mut result = if let Some(why) = no_longer_allowed(state, job) {
+    let refused = no_longer_allowed(state, job);
+    let mut result = if let Some(why) = &refused {
         tracing::warn!(job = job.id, reason = %why, "a queued job's key may no longer do this");
-        ScanResult::not_scanned(why)
+        ScanResult::not_scanned(why.as_str())
     } else if job.attempts > state.settings.max_attempts {
         tracing::error!(
             job = job.id,
@@ -249,7 +250,9 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
         }
     };
 
+    // A job its key may no longer run is not acted on either: the object is not its to touch.
     if job.spec.tag_object
+        && refused.is_none()
         && let crate::job::Source::S3 {
             bucket,
             key,

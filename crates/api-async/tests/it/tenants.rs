@@ -293,6 +293,8 @@ async fn a_queued_job_of_a_key_whose_scope_narrowed_is_not_scanned() {
     let mut config = crate::testutil::base_config(dir.path());
     config.keys.push(billing());
     config.workers = 0;
+    // The job would tag the object it scans.
+    config.actions.on_requests = true;
     let server = Server::start_in(std::sync::Arc::clone(&dir), &config).await;
     std::fs::create_dir_all(server.data_dir().join("invoices/in")).unwrap();
     std::fs::write(server.data_dir().join("invoices/in/a.pdf"), b"%PDF-1.4").unwrap();

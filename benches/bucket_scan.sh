@@ -87,6 +87,8 @@ temp_dir = "$work"
 type = "s3"
 endpoint = "$endpoint"
 path_style = true
+[events]
+buckets = ["$bucket"]
 [actions]
 $actions
 EOF

@@ -74,7 +74,10 @@ async fn a_failing_engine_makes_the_verdict_error_never_clean() {
     );
     // Why, without the engine's own words (which may name where it lives): those go to the log.
     let message = report.error_message().unwrap();
-    assert!(message.contains("engine broken could not be reached"), "{message}");
+    assert!(
+        message.contains("engine broken could not be reached"),
+        "{message}"
+    );
     assert!(!message.contains("connection refused"), "{message}");
     assert_eq!(
         report

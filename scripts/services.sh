@@ -10,7 +10,7 @@
 # exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
 # VERDICT_TEST_ICAP_URL, VERDICT_TEST_S3_ENDPOINT (moto, an S3-compatible server, with test
 # credentials in AWS_*), VERDICT_TEST_REDIS_URL, VERDICT_TEST_SDK_PYTHON (a Python with the
-# attachmentAV SDK), VERDICT_TEST_CLAMAV_TESTFILES (ClamAV's test carriers); scripts/test.sh
+# attachmentAV SDK), VERDICT_TEST_MSOFFCRYPTO (msoffcrypto-tool), VERDICT_TEST_CLAMAV_TESTFILES (ClamAV's test carriers); scripts/test.sh
 # sources it before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,9 @@ STATE="${VERDICT_SERVICES_DIR:-$PWD/target/test-services}"
 MOTO_VENV="${VERDICT_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/moto-5.2.5-s3-sqs}"
 # The original product's own Python SDK, which verdict-async's compatibility test drives.
 SDK_VENV="${VERDICT_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/attachmentav-sdk-0.5.0}"
+# Tools from PyPI that write carriers the tests scan (msoffcrypto-tool encrypts OOXML documents
+# as Office does).
+CARRIER_VENV="${VERDICT_CARRIER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/carriers-1}"
 # Selenium, which drives Debian's headless Chromium through chromedriver for the page's tests.
 BROWSER_VENV="${VERDICT_BROWSER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/selenium-4.38.0}"
 
@@ -83,6 +86,13 @@ install_sdk() {
     "$SDK_VENV/bin/pip" install -q "attachmentav-virus-malware-scan-sdk==0.5.0"
 }
 
+install_carriers() {
+    [ -x "$CARRIER_VENV/bin/msoffcrypto-tool" ] && return 0
+    log "installing carrier tools (msoffcrypto-tool) into $CARRIER_VENV"
+    python3 -m venv "$CARRIER_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$CARRIER_VENV"; }
+    "$CARRIER_VENV/bin/pip" install -q "msoffcrypto-tool==5.4.2"
+}
+
 install_browser() {
     apt_install chromium chromium-driver
     [ -x "$BROWSER_VENV/bin/python" ] && "$BROWSER_VENV/bin/python" -c 'import selenium' 2>/dev/null && return 0
@@ -115,6 +125,7 @@ start() {
     apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip
     install_moto
     install_sdk
+    install_carriers
     install_browser
     stop >/dev/null 2>&1 || true
     mkdir -p "$STATE/tmp" "$STATE/db"
@@ -197,6 +208,7 @@ export VERDICT_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 export VERDICT_TEST_SDK_PYTHON=$SDK_VENV/bin/python
 export VERDICT_TEST_BROWSER_PYTHON=$BROWSER_VENV/bin/python
+export VERDICT_TEST_MSOFFCRYPTO=$CARRIER_VENV/bin/msoffcrypto-tool
 export VERDICT_TEST_CLAMAV_TESTFILES=/usr/share/clamav-testfiles
 export AWS_ACCESS_KEY_ID=verdict-test
 export AWS_SECRET_ACCESS_KEY=verdict-test

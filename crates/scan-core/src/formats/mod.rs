@@ -16,6 +16,7 @@ mod iso;
 mod mime;
 mod mscompress;
 mod nsis;
+mod office_crypto;
 mod ole;
 mod pdf;
 mod rtf;

@@ -31,6 +31,10 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
         Ok(file) => file,
         Err(e) => return members.corrupt("OLE compound file", e),
     };
+    // An encrypted OOXML package is all there is of interest in its OLE wrapper.
+    if super::office_crypto::examine(members, &mut file) {
+        return;
+    }
     let streams: Vec<(PathBuf, u64)> = file
         .walk()
         .filter(|entry| entry.is_stream())

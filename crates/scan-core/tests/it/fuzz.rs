@@ -284,3 +284,45 @@ async fn mutated_carriers_never_panic_a_decoder() {
     }
     assert_eq!(scanned, iterations * seeds().len());
 }
+
+#[tokio::test]
+async fn mutated_encrypted_office_documents_never_panic_a_decoder() {
+    let tool = scan_core::service_or_skip!("VERDICT_TEST_MSOFFCRYPTO");
+    // Each intact descriptor costs two key derivations of 100,000 hashes: fewer rounds here.
+    let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .map_or(60, |n| n / 10);
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner_with(dir.path(), Limits::default());
+    let (workbook, _) = crate::documents::workbooks();
+    let mut word = vec![0u8; 64];
+    word[0..2].copy_from_slice(&0xA5ECu16.to_le_bytes());
+    word[11] = 0x01;
+    let seeds = [
+        (
+            "velvet.xlsx",
+            crate::documents::office_encrypted(&tool, &workbook, "VelvetSweatshop"),
+        ),
+        (
+            "locked.doc",
+            testing::ole(&[("WordDocument", word.as_slice())]),
+        ),
+    ];
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for (name, seed) in seeds {
+        for _ in 0..iterations {
+            let input = mutate(&seed, &mut rng);
+            let report = scan(&scanner, name, input.clone()).await;
+            if report.problems.iter().any(|p| p.reason == Reason::Failed) {
+                let kept = std::env::temp_dir().join(format!("verdict-fuzz-{name}"));
+                std::fs::write(&kept, &input).unwrap();
+                panic!(
+                    "{name}: a decoder failed (kept in {}): {:?}",
+                    kept.display(),
+                    report.problems
+                );
+            }
+        }
+    }
+}

@@ -140,8 +140,9 @@ pub fn describe(data: &[u8]) -> String {
         FileType::Other if data.is_empty() => "empty".to_owned(),
         FileType::Other if looks_like_text(data) => "text".to_owned(),
         FileType::Other => "binary".to_owned(),
-        // Text that carries data URIs is still text to the person reading the report.
-        FileType::Container("data-uri") => "text".to_owned(),
+        // Text that carries data URIs or script strings is still text to the person reading
+        // the report.
+        FileType::Container("data-uri" | "script") => "text".to_owned(),
         other => other.name().to_owned(),
     }
 }

@@ -1,5 +1,6 @@
 //! `data:` URIs in HTML, SVG and other text (HTML smuggling carries whole files in them): each
-//! payload, base64 or percent-encoded, decoded as a member named by its offset.
+//! payload, base64 or percent-encoded, decoded as a member named by its offset; the script
+//! string payloads of the same text too (see [`super::script`]).
 
 use super::Format;
 use super::text::{Decoder, Percent, SixBits};
@@ -121,4 +122,6 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             members.member(&name, declared, &mut Decoder::new(payload, Percent), None);
         }
     }
+    // The same page may rebuild files from script strings too.
+    super::script::take(members, data);
 }

@@ -20,6 +20,7 @@ mod office_crypto;
 mod ole;
 mod pdf;
 mod rtf;
+mod script;
 mod sevenz;
 mod sis;
 mod stream;
@@ -76,6 +77,7 @@ pub(crate) static FORMATS: &[Format] = &[
     pdf::FORMAT,
     binhex::FORMAT,
     datauri::FORMAT,
+    script::FORMAT,
 ];
 
 /// The format that opens `data`, if any.

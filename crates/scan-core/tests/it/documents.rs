@@ -516,3 +516,62 @@ async fn legacy_office_encryption_is_reported_encrypted() {
     .await;
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
 }
+
+fn base64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[tokio::test]
+async fn scripts_that_rebuild_files_from_strings_are_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let encoded = base64(&eicar());
+    let (a, b) = encoded.split_at(50);
+
+    // HTML smuggling: atob into a Blob, no data: URI anywhere.
+    let html = format!(
+        "<html><body><script>\nconst bytes = atob(\"{a}\" +\n  \"{b}\");\nconst blob = new Blob([Uint8Array.from(bytes, c => c.charCodeAt(0))]);\nlocation.href = URL.createObjectURL(blob);\n</script></body></html>"
+    );
+    let at = html.find(&format!("\"{a}")).unwrap();
+    assert_found(
+        &scan(&scanner, "invoice.html", html.into_bytes()).await,
+        &format!("invoice.html/script@{at}"),
+    );
+
+    // An HTA in VBScript, the string cut over lines with & _.
+    let hta = format!(
+        "<html><head><hta:application id=\"x\"/>\n<script language=\"VBScript\">\nDim s : s = \"{a}\" & _\r\n    \"{b}\"\r\nSet x = CreateObject(\"Msxml2.DOMDocument\")\r\n</script></head></html>"
+    );
+    let at = hta.find(&format!("\"{a}")).unwrap();
+    assert_found(
+        &scan(&scanner, "update.hta", hta.into_bytes()).await,
+        &format!("update.hta/script@{at}"),
+    );
+
+    // PowerShell, hex this time.
+    let hex: String = eicar().iter().map(|b| format!("{b:02x}")).collect();
+    let ps1 = format!(
+        "$b = [byte[]] -split ('{hex}' -replace '..', '0x$& ')\n[IO.File]::WriteAllBytes('x.exe', $b)\n"
+    );
+    let at = ps1.find('\'').unwrap();
+    assert_found(
+        &scan(&scanner, "run.ps1", ps1.into_bytes()).await,
+        &format!("run.ps1/script@{at}"),
+    );
+
+    // A data URI and a script string in one page: both are opened.
+    let both = format!(
+        "<html><a href=\"data:application/octet-stream;base64,{encoded}\">x</a><script>var p = '{encoded}';</script></html>"
+    );
+    let report = scan(&scanner, "both.html", both.into_bytes()).await;
+    assert_eq!(report.detections.len(), 2, "{report:#?}");
+
+    // Ordinary script strings (ids, short tokens, prose) are no payloads, and a page of them
+    // is clean.
+    let page =
+        b"<script>var id = 'a1b2c3'; alert(\"it's fine\"); var t = 'short';</script>".to_vec();
+    let report = scan(&scanner, "page.html", page).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert_eq!(report.objects, 1, "nothing taken from it: {report:#?}");
+}

@@ -166,6 +166,16 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             testing::binhex("a.exe", &[e.clone(), vec![0; 40]].concat()),
         ),
         ("page.html", testing::html_data_uri("a.exe", &e)),
+        (
+            "smuggle.js",
+            format!(
+                "var a = atob('{}' +\n '{}');\nvar h = \"{}\";",
+                "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJE",
+                "LUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=",
+                "4d5a90000300000004000000ffff0000b800000000000000400000000000000000000000000000000000000000000000000000000000000000000000"
+            )
+            .into_bytes(),
+        ),
         ("office.doc", ole(office)),
         (
             "a.zip",

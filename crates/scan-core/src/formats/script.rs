@@ -141,7 +141,9 @@ fn payloads(data: &[u8]) -> impl Iterator<Item = Payload> + '_ {
             let hex = pieces
                 .iter()
                 .all(|p| data[p.clone()].iter().all(u8::is_ascii_hexdigit));
-            if (hex && length >= MIN_HEX && length % 2 == 0) || (!hex && length >= MIN_BASE64) {
+            if (hex && length >= MIN_HEX && length.is_multiple_of(2))
+                || (!hex && length >= MIN_BASE64)
+            {
                 return Some(Payload { at: q, pieces, hex });
             }
         }

@@ -1,6 +1,6 @@
 //! Small expanding decoders of document and installer formats: PDF's LZWDecode (through
 //! weezl) and RunLengthDecode, BinHex 4.0's run-length encoding, and the LZSS of MS-Compress
-//! (SZDD and KWAJ files, `expand.exe`). Each is a streaming `Read`, so its
+//! (SZDD and KWAJ files, `expand.exe`); and the PNG and TIFF predictors PDF applies after them. Each is a streaming `Read`, so its
 //! output reaches the caps as it is produced.
 
 use std::io::{self, BufRead, BufReader, Read};
@@ -295,5 +295,175 @@ mod tests {
             .encode(&text)
             .expect("encodes");
         assert_eq!(all(Lzw::new(&encoded[..], true)), text);
+    }
+}
+
+/// What a PDF (or TIFF) predictor undoes: each row of image-like data was stored as its
+/// difference from the pixels before it (TIFF predictor 2) or by a PNG filter chosen per row
+/// (predictors 10 to 15, a filter-type byte before each row: none, sub, up, average, Paeth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Prediction {
+    /// `/Predictor`: 2 (TIFF), 10-15 (PNG).
+    pub(crate) predictor: u32,
+    /// `/Colors`: components per pixel.
+    pub(crate) colors: u32,
+    /// `/BitsPerComponent`.
+    pub(crate) bits: u32,
+    /// `/Columns`: pixels per row.
+    pub(crate) columns: u32,
+}
+
+/// Longest predicted row accepted, bytes (a real one is a few thousand).
+const MAX_ROW: usize = 1 << 20;
+
+impl Prediction {
+    /// Bytes per row, and per whole pixel (at least 1); `None` when the parameters cannot
+    /// describe real data.
+    fn shape(&self) -> Option<(usize, usize)> {
+        if !matches!(self.bits, 1 | 2 | 4 | 8 | 16) || self.colors == 0 || self.columns == 0 {
+            return None;
+        }
+        let bits = u64::from(self.colors) * u64::from(self.bits) * u64::from(self.columns);
+        let row = usize::try_from(bits.div_ceil(8))
+            .ok()
+            .filter(|&r| r <= MAX_ROW)?;
+        let pixel = ((self.colors * self.bits) as usize).div_ceil(8).max(1);
+        Some((row, pixel))
+    }
+}
+
+/// A stream with its predictor undone, a row at a time.
+pub(crate) struct Predicted<R> {
+    inner: R,
+    png: bool,
+    tiff_bytes: bool,
+    row: usize,
+    pixel: usize,
+    prior: Vec<u8>,
+    current: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl<R: Read> Predicted<R> {
+    /// `inner` as `prediction` says, or why not.
+    pub(crate) fn new(inner: R, prediction: Prediction) -> io::Result<Self> {
+        let (row, pixel) = prediction.shape().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("impossible predictor parameters {prediction:?}"),
+            )
+        })?;
+        let png = prediction.predictor >= 10;
+        if !png && prediction.predictor != 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("predictor {} is not one PDF defines", prediction.predictor),
+            ));
+        }
+        Ok(Predicted {
+            inner,
+            png,
+            tiff_bytes: prediction.bits == 8,
+            row,
+            pixel,
+            prior: vec![0; row],
+            current: Vec::with_capacity(row),
+            at: 0,
+            done: false,
+        })
+    }
+
+    /// Reads up to `len` bytes; fewer only at the end of the stream.
+    fn fill(&mut self, len: usize) -> io::Result<usize> {
+        self.current.clear();
+        self.current.resize(len, 0);
+        let mut got = 0;
+        while got < len {
+            match self.inner.read(&mut self.current[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        self.current.truncate(got);
+        Ok(got)
+    }
+
+    fn next_row(&mut self) -> io::Result<()> {
+        if self.png {
+            let mut kind = [0u8; 1];
+            if self.inner.read(&mut kind)? == 0 {
+                self.done = true;
+                self.current.clear();
+                return Ok(());
+            }
+            self.fill(self.row)?;
+            let (pixel, prior) = (self.pixel, &self.prior);
+            let row = &mut self.current;
+            for i in 0..row.len() {
+                let left = if i >= pixel { row[i - pixel] } else { 0 };
+                let up = prior[i];
+                let up_left = if i >= pixel { prior[i - pixel] } else { 0 };
+                row[i] = row[i].wrapping_add(match kind[0] {
+                    0 => 0,
+                    1 => left,
+                    2 => up,
+                    3 => ((u16::from(left) + u16::from(up)) / 2) as u8,
+                    4 => paeth(left, up, up_left),
+                    other => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("PNG row filter {other} does not exist"),
+                        ));
+                    }
+                });
+            }
+        } else {
+            self.fill(self.row)?;
+            // TIFF predictor 2 on 8-bit components; other depths are left as they are.
+            if self.tiff_bytes {
+                for i in self.pixel..self.current.len() {
+                    self.current[i] = self.current[i].wrapping_add(self.current[i - self.pixel]);
+                }
+            }
+        }
+        if self.current.is_empty() {
+            self.done = true;
+        } else {
+            self.prior[..self.current.len()].copy_from_slice(&self.current);
+        }
+        Ok(())
+    }
+}
+
+fn paeth(left: u8, up: u8, up_left: u8) -> u8 {
+    let p = i16::from(left) + i16::from(up) - i16::from(up_left);
+    let (pa, pb, pc) = (
+        (p - i16::from(left)).abs(),
+        (p - i16::from(up)).abs(),
+        (p - i16::from(up_left)).abs(),
+    );
+    if pa <= pb && pa <= pc {
+        left
+    } else if pb <= pc {
+        up
+    } else {
+        up_left
+    }
+}
+
+impl<R: Read> Read for Predicted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            self.next_row()?;
+            self.at = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }

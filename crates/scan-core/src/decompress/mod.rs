@@ -13,6 +13,7 @@ mod ovba;
 
 pub(crate) use cab::{CabCompression, CabFolder};
 pub(crate) use chm::{ChmLzx, ChmSection, FRAME as CHM_FRAME};
+pub(crate) use filters::{Predicted, Prediction};
 
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -128,6 +128,7 @@ fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[
     let mut reader: Box<dyn Read + '_> = Box::new(counting);
     let early_change = !matches!(int_value(dict, b"/EarlyChange"), Some(0));
     let mut compressed = false;
+    let mut image = false;
     for (index, filter) in filters.iter().enumerate() {
         reader = match filter.as_str() {
             "FlateDecode" | "Fl" => {
@@ -160,7 +161,10 @@ fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[
             "ASCIIHexDecode" | "AHx" => Box::new(Decoder::new(reader, Hex::default())),
             "ASCII85Decode" | "A85" => Box::new(Decoder::new(reader, Ascii85::default())),
             // Image codecs: the data stays as it is (a JPEG is scanned as a JPEG).
-            "DCTDecode" | "DCT" | "JPXDecode" | "CCITTFaxDecode" | "CCF" | "JBIG2Decode" => break,
+            "DCTDecode" | "DCT" | "JPXDecode" | "CCITTFaxDecode" | "CCF" | "JBIG2Decode" => {
+                image = true;
+                break;
+            }
             other => {
                 let child = members.child(name);
                 let message = format!(
@@ -168,6 +172,21 @@ fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[
                 );
                 return members.member_problem(&child, Reason::Unsupported, message);
             }
+        };
+    }
+    // Predictors (PNG rows, TIFF differencing) are undone after the filters; any stream may
+    // have one, not only images.
+    if let Some(predictor) = int_value(dict, b"/Predictor").filter(|&p| p >= 2 && !image) {
+        let prediction = crate::decompress::Prediction {
+            predictor: u32::try_from(predictor).unwrap_or(u32::MAX),
+            colors: int_value(dict, b"/Colors").map_or(1, |v| u32::try_from(v).unwrap_or(0)),
+            bits: int_value(dict, b"/BitsPerComponent")
+                .map_or(8, |v| u32::try_from(v).unwrap_or(0)),
+            columns: int_value(dict, b"/Columns").map_or(1, |v| u32::try_from(v).unwrap_or(0)),
+        };
+        reader = match crate::decompress::Predicted::new(reader, prediction) {
+            Ok(predicted) => Box::new(predicted),
+            Err(e) => return members.corrupt("PDF stream", e),
         };
     }
     let declared = Declared {

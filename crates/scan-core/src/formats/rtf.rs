@@ -42,9 +42,19 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             None => members.walk(&child, &decoded),
         }
     }
+    let objects: Vec<usize> = memmem::find_iter(data, b"\\objdata").collect();
     for at in memmem::find_iter(data, b"\\bin") {
         if members.stopped() {
             return;
+        }
+        // Raw data of an object's group was read with the object above.
+        let in_object = objects
+            .iter()
+            .rev()
+            .find(|&&o| o < at)
+            .is_some_and(|&o| !data[o..at].contains(&b'}'));
+        if in_object {
+            continue;
         }
         let rest = &data[at + 4..];
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -65,13 +75,20 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
 
 /// The hex digits of an `\objdata` group, read as Word reads them: white space, control words
 /// (`\foo`, `\foo-12 `), control symbols and nested groups between the digits are skipped, which
-/// is how exploit documents hide their objects from simpler readers; the `}` closing the group
+/// is how exploit documents hide their objects from simpler readers; `\binN` is followed by N
+/// bytes of the object as they are (not hex), as Word takes them; the `}` closing the group
 /// ends the data.
 #[derive(Default)]
 struct ObjectHex {
     high: Option<u8>,
     depth: usize,
     state: Skip,
+    /// The control word being read, when it may still be `bin`.
+    word: Vec<u8>,
+    /// Its numeric parameter so far.
+    parameter: u64,
+    /// Raw bytes of a `\binN` still to copy.
+    raw: u64,
 }
 
 /// What the reader is in the middle of skipping.
@@ -89,29 +106,74 @@ enum Skip {
     Escaped(u8),
 }
 
+impl ObjectHex {
+    /// A control word just ended: a `\binN` starts N raw bytes (kept when they are the
+    /// object's own, skipped inside a nested group, but never read as braces or hex).
+    fn word_ended(&mut self) {
+        if self.word == b"bin" {
+            self.raw = self.parameter;
+        }
+        self.word.clear();
+        self.parameter = 0;
+    }
+}
+
 impl Transfer for ObjectHex {
     fn decode(&mut self, input: &[u8], _last: bool, out: &mut Vec<u8>) -> (usize, bool) {
-        for (i, &c) in input.iter().enumerate() {
+        let mut i = 0;
+        while i < input.len() {
+            if self.raw > 0 {
+                let n = (self.raw.min((input.len() - i) as u64)) as usize;
+                if self.depth == 0 {
+                    out.extend_from_slice(&input[i..i + n]);
+                }
+                self.raw -= n as u64;
+                i += n;
+                continue;
+            }
+            let c = input[i];
+            i += 1;
             match self.state {
                 Skip::Backslash => {
                     self.state = match c {
-                        b'a'..=b'z' | b'A'..=b'Z' => Skip::Word,
+                        b'a'..=b'z' | b'A'..=b'Z' => {
+                            self.word.clear();
+                            self.word.push(c);
+                            Skip::Word
+                        }
                         b'\'' => Skip::Escaped(2),
                         _ => Skip::Nothing,
                     };
                     continue;
                 }
-                Skip::Word if c.is_ascii_alphabetic() => continue,
+                Skip::Word if c.is_ascii_alphabetic() => {
+                    if self.word.len() < 8 {
+                        self.word.push(c);
+                    }
+                    continue;
+                }
                 Skip::Word | Skip::Parameter
                     if c.is_ascii_digit() || (c == b'-' && self.state == Skip::Word) =>
                 {
+                    if c.is_ascii_digit() {
+                        self.parameter = self
+                            .parameter
+                            .saturating_mul(10)
+                            .saturating_add(u64::from(c - b'0'));
+                    }
                     self.state = Skip::Parameter;
                     continue;
                 }
                 Skip::Word | Skip::Parameter => {
                     self.state = Skip::Nothing;
+                    self.word_ended();
                     // One space delimits a control word and belongs to it.
                     if c == b' ' {
+                        continue;
+                    }
+                    if self.raw > 0 {
+                        // The raw bytes start right here: this one is the first of them.
+                        i -= 1;
                         continue;
                     }
                 }
@@ -128,7 +190,7 @@ impl Transfer for ObjectHex {
             match c {
                 b'\\' => self.state = Skip::Backslash,
                 b'{' => self.depth += 1,
-                b'}' if self.depth == 0 => return (i + 1, true),
+                b'}' if self.depth == 0 => return (i, true),
                 b'}' => self.depth -= 1,
                 _ if self.depth > 0 => {}
                 _ => {
@@ -194,6 +256,16 @@ mod tests {
         assert_eq!(
             decode(b"01\\par 05\\li-120 00{\\*\\junk ff}00\\~\\'41ab}"),
             [1, 5, 0, 0, 0xab]
+        );
+        // \binN: N raw bytes (here a brace and a backslash among them), then hex again.
+        assert_eq!(
+            decode(b"01\\bin4 }\\\xff\x00 02}"),
+            [1, b'}', b'\\', 0xff, 0, 2]
+        );
+        assert_eq!(
+            decode(b"\\bin2\x10\x20}"),
+            [0x10, 0x20],
+            "no space: the bytes follow the digits"
         );
     }
 }

@@ -208,13 +208,29 @@ async fn rtf_objects_packages_embedded_documents_and_bin_data() {
         "doc.rtf/objdata-1.Word.Document.8/?Ole10Native/payload.exe",
     );
 
-    let mut bin = b"{\\rtf1{\\object{\\*\\objdata \\bin68 ".to_vec();
+    // Raw \bin data outside an object (a picture's, say) is a member of its own.
+    let mut bin = b"{\\rtf1{\\pict\\wmetafile8 \\bin68 ".to_vec();
     let at = bin.len() - 7;
     bin.extend_from_slice(&eicar());
-    bin.extend_from_slice(b"}}}");
+    bin.extend_from_slice(b"}}");
     assert_found(
         &scan(&scanner, "bin.rtf", bin).await,
         &format!("bin.rtf/bin@{at}"),
+    );
+
+    // An object given as \binN raw bytes instead of hex (Word reads both): the OLE1 package
+    // inside is opened as the hex one is.
+    let object = testing::ole1_object("Package", &testing::package_native("payload.exe", &eicar()));
+    let mut raw = format!(
+        "{{\\rtf1{{\\object\\objemb{{\\*\\objclass Package}}{{\\*\\objdata \\bin{} ",
+        object.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&object);
+    raw.extend_from_slice(b"}}}");
+    assert_found(
+        &scan(&scanner, "raw.rtf", raw).await,
+        "raw.rtf/objdata-1/payload.exe",
     );
 }
 
@@ -574,4 +590,99 @@ async fn scripts_that_rebuild_files_from_strings_are_opened() {
     let report = scan(&scanner, "page.html", page).await;
     assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
     assert_eq!(report.objects, 1, "nothing taken from it: {report:#?}");
+}
+
+/// `data` PNG-predicted in rows of `columns` bytes, each row with filter `kind` (0 none, 1 sub,
+/// 2 up, 3 average, 4 Paeth), as a PDF writer with `/Predictor 10+` stores it before deflating.
+fn png_predicted(data: &[u8], columns: usize, kinds: &[u8]) -> Vec<u8> {
+    fn paeth(a: u8, b: u8, c: u8) -> u8 {
+        let p = i16::from(a) + i16::from(b) - i16::from(c);
+        let (pa, pb, pc) = (
+            (p - i16::from(a)).abs(),
+            (p - i16::from(b)).abs(),
+            (p - i16::from(c)).abs(),
+        );
+        if pa <= pb && pa <= pc {
+            a
+        } else if pb <= pc {
+            b
+        } else {
+            c
+        }
+    }
+    let mut out = Vec::new();
+    let mut prior = vec![0u8; columns];
+    for (n, chunk) in data.chunks(columns).enumerate() {
+        let mut row = chunk.to_vec();
+        row.resize(columns, 0);
+        let kind = kinds[n % kinds.len()];
+        out.push(kind);
+        for i in 0..columns {
+            let left = if i > 0 { row[i - 1] } else { 0 };
+            let up_left = if i > 0 { prior[i - 1] } else { 0 };
+            let predicted = match kind {
+                0 => 0,
+                1 => left,
+                2 => prior[i],
+                3 => ((u16::from(left) + u16::from(prior[i])) / 2) as u8,
+                _ => paeth(left, prior[i], up_left),
+            };
+            out.push(row[i].wrapping_sub(predicted));
+        }
+        prior = row;
+    }
+    out
+}
+
+#[tokio::test]
+async fn pdf_streams_with_predictors_are_decoded_to_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    // EICAR is 68 bytes: 17 rows of 4, every row filter in turn.
+    let predicted = png_predicted(&eicar(), 4, &[0, 1, 2, 3, 4]);
+    let pdf = testing::pdf(&[
+        PdfObject::dict("/Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles 3 0 R >>"),
+        PdfObject::dict("/Type /Pages /Kids [] /Count 0"),
+        PdfObject::dict("/Names [(attachment) 4 0 R]"),
+        PdfObject::dict("/Type /Filespec /F (payload.exe) /EF << /F 5 0 R >>"),
+        PdfObject::stream(
+            "/Type /EmbeddedFile /DecodeParms << /Predictor 12 /Columns 4 >>",
+            &predicted,
+            &[PdfFilter::Flate],
+        ),
+    ]);
+    assert_found(
+        &scan(&scanner, "predicted.pdf", pdf).await,
+        "predicted.pdf/embedded/payload.exe",
+    );
+
+    // TIFF predictor 2: each byte stored as its difference from the one before in its row.
+    let mut tiff = eicar();
+    for row in tiff.chunks_mut(17) {
+        for i in (1..row.len()).rev() {
+            row[i] = row[i].wrapping_sub(row[i - 1]);
+        }
+    }
+    let pdf = testing::pdf(&[
+        PdfObject::dict("/Type /Catalog"),
+        PdfObject::stream(
+            "/DecodeParms << /Predictor 2 /Columns 17 >>",
+            &tiff,
+            &[PdfFilter::Flate],
+        ),
+    ]);
+    let report = scan(&scanner, "tiff.pdf", pdf).await;
+    assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
+
+    // Parameters no real stream has are damage, never a silent pass.
+    let pdf = testing::pdf(&[
+        PdfObject::dict("/Type /Catalog"),
+        PdfObject::stream(
+            "/DecodeParms << /Predictor 12 /Columns 0 >>",
+            b"anything",
+            &[PdfFilter::Flate],
+        ),
+    ]);
+    let report = scan(&scanner, "bad.pdf", pdf).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
 }

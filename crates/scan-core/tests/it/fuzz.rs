@@ -167,6 +167,26 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("page.html", testing::html_data_uri("a.exe", &e)),
         (
+            "predicted.pdf",
+            testing::pdf(&[
+                PdfObject::dict("/Type /Catalog"),
+                PdfObject::stream(
+                    "/DecodeParms << /Predictor 12 /Columns 4 /Colors 1 /BitsPerComponent 8 >>",
+                    &e.chunks(4).flat_map(|row| [&[2u8][..], row].concat()).collect::<Vec<u8>>(),
+                    &[PdfFilter::Flate],
+                ),
+            ]),
+        ),
+        (
+            "raw-object.rtf",
+            [
+                b"{\\rtf1{\\object{\\*\\objdata \\bin80 ".as_slice(),
+                &testing::ole1_object("Package", &testing::package_native("a.exe", &e))[..80],
+                b" 0102}}}",
+            ]
+            .concat(),
+        ),
+        (
             "smuggle.js",
             format!(
                 "var a = atob('{}' +\n '{}');\nvar h = \"{}\";",

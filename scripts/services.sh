@@ -121,8 +121,9 @@ start() {
     # the engines tests scan with a hash signature of clam.exe. cpio, mscompress, gcab,
     # genisoimage, msitools, xz, 7z, arj, makensis and zip write the old-format archives, SZDD files,
     # cabinets, disk images, MSI packages, raw LZMA streams, PPMd 7z archives, ARJ archives and
-    # NSIS installers of scan-core's tests.
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip
+    # NSIS installers of scan-core's tests; lzip, ncompress (compress) and rpm (rpmbuild) the
+    # lzip, .Z and RPM files.
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm
     install_moto
     install_sdk
     install_carriers

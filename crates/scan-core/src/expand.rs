@@ -703,6 +703,11 @@ fn join(parent: &str, name: &str) -> String {
 /// A member's name as shown in paths: control characters replaced so a hostile name cannot
 /// forge log lines or report paths; an empty name replaced by its index.
 fn member_name(raw: &str, index: usize) -> String {
+    // `./usr/bin/x` (how cpio and tar name what was archived from `.`) is `usr/bin/x`.
+    let mut raw = raw;
+    while let Some(rest) = raw.strip_prefix("./") {
+        raw = rest;
+    }
     let cleaned: String = raw
         .trim_end_matches('/')
         .chars()
@@ -724,5 +729,7 @@ mod tests {
         assert_eq!(member_name("evil\nname", 3), "evil?name");
         assert_eq!(member_name("", 3), "#3");
         assert_eq!(member_name("dir/", 0), "dir");
+        assert_eq!(member_name("././usr/bin/x", 0), "usr/bin/x");
+        assert_eq!(member_name("./", 4), "#4");
     }
 }

@@ -64,10 +64,6 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
         "cpio (old ASCII format)"
     } else if starts(&[0x02, 0x21, 0x4C, 0x18]) {
         "lz4 (legacy format)"
-    } else if starts(&[0x1F, 0x9D]) {
-        "compress (.Z)"
-    } else if starts(&[0xED, 0xAB, 0xEE, 0xDB]) {
-        "rpm"
     } else if starts(b"ISc(") {
         "InstallShield cabinet"
     } else if starts(&[0x7A, 0x1A, 0x20, 0x10]) && at(8, &[0x19, 0x04, 0x00, 0x10]) {

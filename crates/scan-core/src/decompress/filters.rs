@@ -467,3 +467,199 @@ impl<R: Read> Read for Predicted<R> {
         Ok(n)
     }
 }
+
+/// Unix `compress` (`.Z`): LZW with codes from 9 bits up to the maximum the header gives (at
+/// most 16), least significant bit first; in block mode code 256 clears the table. compress
+/// reads codes in groups of eight of one width, so a change of width (or a clear) skips to the
+/// end of the group the last code was in, as its decoder does.
+pub(super) struct UnixCompress<R> {
+    inner: BufReader<R>,
+    max_bits: u32,
+    block_mode: bool,
+    bits: u32,
+    /// Bits read but not used, and how many.
+    buffer: u64,
+    buffered: u32,
+    /// Codes read at the current width since the last group boundary.
+    in_group: u32,
+    prefix: Vec<u16>,
+    suffix: Vec<u8>,
+    previous: Option<u16>,
+    first: u8,
+    out: Vec<u8>,
+    served: usize,
+    done: bool,
+}
+
+const COMPRESS_CLEAR: u16 = 256;
+
+impl<R: Read> UnixCompress<R> {
+    pub(super) fn new(inner: R) -> io::Result<Self> {
+        let mut inner = BufReader::new(inner);
+        let mut header = [0u8; 3];
+        inner.read_exact(&mut header)?;
+        if header[..2] != [0x1F, 0x9D] {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a compress (.Z) stream",
+            ));
+        }
+        let max_bits = u32::from(header[2] & 0x1F);
+        if !(9..=16).contains(&max_bits) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("compress codes of {max_bits} bits"),
+            ));
+        }
+        let block_mode = header[2] & 0x80 != 0;
+        let mut decoder = UnixCompress {
+            inner,
+            max_bits,
+            block_mode,
+            bits: 9,
+            buffer: 0,
+            buffered: 0,
+            in_group: 0,
+            prefix: Vec::with_capacity(1 << max_bits),
+            suffix: Vec::with_capacity(1 << max_bits),
+            previous: None,
+            first: 0,
+            out: Vec::new(),
+            served: 0,
+            done: false,
+        };
+        decoder.reset_table();
+        Ok(decoder)
+    }
+
+    fn reset_table(&mut self) {
+        self.prefix.clear();
+        self.suffix.clear();
+        for byte in 0..=255u8 {
+            self.prefix.push(u16::MAX);
+            self.suffix.push(byte);
+        }
+        if self.block_mode {
+            // 256 is the clear code, not an entry.
+            self.prefix.push(u16::MAX);
+            self.suffix.push(0);
+        }
+    }
+
+    /// Skips the rest of the current group of eight codes.
+    fn end_group(&mut self) -> io::Result<()> {
+        let left = (8 - self.in_group % 8) % 8;
+        let mut skip = u64::from(left) * u64::from(self.bits);
+        let drop = skip.min(u64::from(self.buffered)) as u32;
+        self.buffer = self.buffer.checked_shr(drop).unwrap_or(0);
+        self.buffered -= drop;
+        skip -= u64::from(drop);
+        while skip >= 8 {
+            let mut byte = [0u8; 1];
+            if self.inner.read(&mut byte)? == 0 {
+                break;
+            }
+            skip -= 8;
+        }
+        self.in_group = 0;
+        Ok(())
+    }
+
+    /// The next code, or `None` at the end of the input.
+    fn code(&mut self) -> io::Result<Option<u16>> {
+        while self.buffered < self.bits {
+            let mut byte = [0u8; 1];
+            if self.inner.read(&mut byte)? == 0 {
+                return Ok(None);
+            }
+            self.buffer |= u64::from(byte[0]) << self.buffered;
+            self.buffered += 8;
+        }
+        let code = (self.buffer & ((1 << self.bits) - 1)) as u16;
+        self.buffer >>= self.bits;
+        self.buffered -= self.bits;
+        self.in_group += 1;
+        Ok(Some(code))
+    }
+
+    /// Decodes codes into `out` until some output is ready or the stream ends.
+    fn step(&mut self) -> io::Result<()> {
+        let Some(code) = self.code()? else {
+            self.done = true;
+            return Ok(());
+        };
+        if self.block_mode && code == COMPRESS_CLEAR {
+            self.end_group()?;
+            self.reset_table();
+            self.bits = 9;
+            self.previous = None;
+            return Ok(());
+        }
+        let size = self.prefix.len();
+        let known = usize::from(code) < size;
+        let Some(previous) = self.previous else {
+            if usize::from(code) > 255 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a compress stream starts with a code that is not a byte",
+                ));
+            }
+            self.first = code as u8;
+            self.out.push(self.first);
+            self.previous = Some(code);
+            return Ok(());
+        };
+        if !known && usize::from(code) != size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("compress code {code} is not in the table of {size}"),
+            ));
+        }
+        // The string of `code`, written backwards then turned round; for the code being
+        // defined (not in the table yet), the previous string and its own first byte.
+        let start = self.out.len();
+        let mut at = if known { code } else { previous };
+        loop {
+            self.out.push(self.suffix[usize::from(at)]);
+            match self.prefix[usize::from(at)] {
+                u16::MAX => break,
+                next => at = next,
+            }
+        }
+        self.out[start..].reverse();
+        if !known {
+            let first = self.out[start];
+            self.out.push(first);
+        }
+        self.first = self.out[start];
+        if size < 1 << self.max_bits {
+            self.prefix.push(previous);
+            self.suffix.push(self.first);
+            if self.prefix.len() == 1 << self.bits && self.bits < self.max_bits {
+                self.end_group()?;
+                self.bits += 1;
+            }
+        }
+        self.previous = Some(code);
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for UnixCompress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.served == self.out.len() {
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.served = 0;
+            while self.out.len() < 4096 && !self.done {
+                self.step()?;
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.served);
+        buf[..n].copy_from_slice(&self.out[self.served..self.served + n]);
+        self.served += n;
+        Ok(n)
+    }
+}

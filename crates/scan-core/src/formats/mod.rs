@@ -19,6 +19,7 @@ mod nsis;
 mod office_crypto;
 mod ole;
 mod pdf;
+mod rpm;
 mod rtf;
 mod script;
 mod sevenz;
@@ -56,6 +57,8 @@ pub(crate) static FORMATS: &[Format] = &[
     stream::XZ,
     stream::ZSTD,
     stream::LZ4,
+    stream::LZIP,
+    stream::COMPRESS,
     ar::FORMAT,
     arj::FORMAT,
     cpio::FORMAT,
@@ -70,6 +73,7 @@ pub(crate) static FORMATS: &[Format] = &[
     mscompress::SZDD,
     mscompress::KWAJ,
     rtf::FORMAT,
+    rpm::FORMAT,
     tar::FORMAT,
     iso::FORMAT,
     stream::LZMA,

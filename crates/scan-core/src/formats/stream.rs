@@ -1,10 +1,11 @@
-//! Single-stream compression formats (gzip, bzip2, xz, zstd, lz4, raw LZMA): one member, the
+//! Single-stream compression formats (gzip, bzip2, xz, zstd, lz4, lzip, Unix compress, raw
+//! LZMA): one member, the
 //! decoded stream, named after gzip's stored name or the parent without its compression suffix.
 
 use std::io::Cursor;
 
 use super::Format;
-use crate::decompress::{Codec, Counting, stream_decoder};
+use crate::decompress::{Codec, Counting, seekable_decoder};
 use crate::expand::{DECODER_MEMORY_LIMIT, Declared, Members};
 use crate::verdict::Reason;
 
@@ -40,6 +41,21 @@ pub(super) const LZ4: Format = Format {
     expand: |members, data| expand(members, data, Codec::Lz4),
 };
 
+pub(super) const LZIP: Format = Format {
+    name: "lzip",
+    identify: |data| data.starts_with(b"LZIP\x01"),
+    expand: |members, data| expand(members, data, Codec::Lzip),
+};
+
+pub(super) const COMPRESS: Format = Format {
+    name: "compress",
+    identify: |data| {
+        data.starts_with(&[0x1F, 0x9D])
+            && data.get(2).is_some_and(|f| (9..=16).contains(&(f & 0x1F)))
+    },
+    expand: |members, data| expand(members, data, Codec::UnixCompress),
+};
+
 pub(super) const LZMA: Format = Format {
     name: "lzma",
     identify: is_lzma_alone,
@@ -71,7 +87,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8], codec: Codec) {
         return;
     }
     let (counting, consumed) = Counting::new(Cursor::new(data));
-    match stream_decoder(codec, counting) {
+    match seekable_decoder(codec, counting) {
         Ok(mut decoder) => {
             members.read(&child, &mut decoder, Some(consumed));
         }
@@ -106,6 +122,8 @@ fn member_name(parent_path: &str, data: &[u8], codec: Codec) -> String {
         Codec::Zstd => (&[(".tzst", ".tar"), (".zst", "")], "zstd"),
         Codec::Lz4 => (&[(".tlz4", ".tar"), (".lz4", "")], "lz4"),
         Codec::LzmaAlone => (&[(".tlz", ".tar"), (".lzma", "")], "lzma"),
+        Codec::Lzip => (&[(".tlz", ".tar"), (".lz", "")], "lzip"),
+        Codec::UnixCompress => (&[(".taz", ".tar"), (".z", "")], "compress"),
         _ => (&[], "stream"),
     };
     for (suffix, replacement) in suffixes {

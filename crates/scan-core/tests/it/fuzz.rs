@@ -10,7 +10,7 @@ use std::time::Duration;
 use scan_core::testing::{self, PdfFilter, PdfObject, eicar};
 use scan_core::{Limits, Reason};
 
-use crate::installers::{arj, gcab, gnu_cpio, iso, lzma, nsis, sfx, szdd};
+use crate::installers::{arj, gcab, gnu_cpio, iso, lzma, nsis, rpm, sfx, szdd, tool_output};
 use crate::testutil::{scan, scanner_with};
 
 struct Rng(u64);
@@ -166,6 +166,15 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             testing::binhex("a.exe", &[e.clone(), vec![0; 40]].concat()),
         ),
         ("page.html", testing::html_data_uri("a.exe", &e)),
+        ("a.rpm", rpm(&e, "w6.xzdio")),
+        (
+            "a.tar.lz",
+            tool_output(&[("a.tar", &testing::tar(&[("a.exe", &e)]))], "lzip", &["-k", "a.tar"], "a.tar.lz"),
+        ),
+        (
+            "a.tar.Z",
+            tool_output(&[("a.tar", &testing::tar(&[("a.exe", &e)]))], "compress", &["-f", "a.tar"], "a.tar.Z"),
+        ),
         (
             "predicted.pdf",
             testing::pdf(&[

@@ -1002,3 +1002,135 @@ async fn a_self_extractor_with_adjusted_offsets_is_one_zip() {
     );
     assert_eq!(report.objects, 5);
 }
+
+/// The test file followed by something compressible, so compressors have work to do (and
+/// pass their own code-width changes and table resets).
+fn padded_payload(len: usize) -> Vec<u8> {
+    let mut text = eicar();
+    text.extend((0..len).map(|i| {
+        b"the quick brown fox jumps over the lazy dog "[i % 44] ^ (((i / 997) % 3) as u8)
+    }));
+    text
+}
+
+#[tokio::test]
+async fn lzip_and_compress_streams_written_by_their_tools_are_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let payload = padded_payload(300_000);
+    let tar = testing::tar(&[("docs/readme.txt", b"hello"), ("bin/payload.exe", &payload)]);
+
+    let lz = tool_output(&[("a.tar", &tar)], "lzip", &["-k", "a.tar"], "a.tar.lz");
+    let report = scan(&scanner, "a.tar.lz", lz).await;
+    assert_eq!(
+        paths(&report),
+        ["a.tar.lz/a.tar/bin/payload.exe"],
+        "{report:#?}"
+    );
+    // Several members (lzip -b closes one at every 100 kB it writes), read one after another:
+    // noise that does not compress makes several.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..400_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let tar = testing::tar(&[("noise.bin", &noise), ("bin/payload.exe", &payload)]);
+    let members = tool_output(
+        &[("a.tar", &tar)],
+        "lzip",
+        &["-k", "-b", "100000", "a.tar"],
+        "a.tar.lz",
+    );
+    assert!(members.windows(5).filter(|w| w == b"LZIP\x01").count() > 2);
+    let report = scan(&scanner, "multi.tar.lz", members).await;
+    assert_eq!(
+        paths(&report),
+        ["multi.tar.lz/multi.tar/bin/payload.exe"],
+        "{report:#?}"
+    );
+
+    // compress: 16-bit codes (the default), then 10-bit ones, whose table fills and resets
+    // (ncompress's own -b 9 output is unreadable, by itself and by gzip alike).
+    for bits in ["16", "12", "10"] {
+        let z = tool_output(
+            &[("a.tar", &tar)],
+            "compress",
+            &["-f", "-b", bits, "a.tar"],
+            "a.tar.Z",
+        );
+        let report = scan(&scanner, "a.tar.Z", z).await;
+        assert_eq!(
+            paths(&report),
+            ["a.tar.Z/a.tar/bin/payload.exe"],
+            "-b {bits}: {report:#?}"
+        );
+        assert!(report.problems.is_empty(), "-b {bits}: {report:#?}");
+    }
+
+    // Cut short: damaged, not clean (lzip has sizes to tell by; compress has no end marker,
+    // so a cut .Z is a shorter one, for its own tools as for us).
+    let lz = tool_output(
+        &[("a.bin", b"some words ".repeat(10_000).as_slice())],
+        "lzip",
+        &["-k", "a.bin"],
+        "a.bin.lz",
+    );
+    let report = scan(&scanner, "cut.lz", lz[..lz.len() - 30].to_vec()).await;
+    assert_ne!(report.verdict, Verdict::Clean, "{report:#?}");
+}
+
+/// An RPM package holding `file` at /usr/share/payload/eicar.com, built by rpmbuild with the
+/// payload compressed as `payload` says (`w9.gzdio`, `w6.xzdio`, `w19.zstdio`, `w9.bzdio`).
+pub(crate) fn rpm(file: &[u8], payload: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("SOURCES")).unwrap();
+    std::fs::write(dir.path().join("SOURCES/eicar.com"), file).unwrap();
+    std::fs::write(
+        dir.path().join("t.spec"),
+        "Name: payload\nVersion: 1\nRelease: 1\nSummary: test\nLicense: none\nBuildArch: noarch\n%description\ntest\n%install\nmkdir -p %{buildroot}/usr/share/payload\ncp %{_sourcedir}/eicar.com %{buildroot}/usr/share/payload/\n%files\n/usr/share/payload/eicar.com\n",
+    )
+    .unwrap();
+    let status = Command::new("rpmbuild")
+        .arg("--quiet")
+        .arg("--define")
+        .arg(format!("_topdir {}", dir.path().display()))
+        .arg("--define")
+        .arg(format!("_binary_payload {payload}"))
+        .args(["-bb", "t.spec"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("rpmbuild runs (scripts/services.sh installs rpm)");
+    assert!(status.success(), "rpmbuild {payload}");
+    std::fs::read(dir.path().join("RPMS/noarch/payload-1-1.noarch.rpm")).unwrap()
+}
+
+#[tokio::test]
+async fn rpm_packages_are_opened_through_their_payload_whatever_compresses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    for (payload, suffix) in [
+        ("w9.gzdio", "gz"),
+        ("w6.xzdio", "xz"),
+        ("w19.zstdio", "zst"),
+        ("w9.bzdio", "bz2"),
+    ] {
+        let report = scan(&scanner, "payload.rpm", rpm(&eicar(), payload)).await;
+        assert_eq!(
+            paths(&report),
+            [format!(
+                "payload.rpm/payload.cpio.{suffix}/payload.cpio/usr/share/payload/eicar.com"
+            )],
+            "{payload}: {report:#?}"
+        );
+    }
+    let mut broken = rpm(&eicar(), "w9.gzdio");
+    broken[96 + 8..96 + 12].copy_from_slice(&u32::MAX.to_be_bytes());
+    let report = scan(&scanner, "broken.rpm", broken).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+}

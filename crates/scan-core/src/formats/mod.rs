@@ -18,6 +18,7 @@ mod mscompress;
 mod nsis;
 mod office_crypto;
 mod ole;
+mod onenote;
 mod pdf;
 mod rpm;
 mod rtf;
@@ -65,6 +66,7 @@ pub(crate) static FORMATS: &[Format] = &[
     cpio::ODC,
     cpio::BINARY,
     ole::FORMAT,
+    onenote::FORMAT,
     tnef::FORMAT,
     cab::FORMAT,
     sis::FORMAT,

@@ -686,3 +686,53 @@ async fn pdf_streams_with_predictors_are_decoded_to_their_bytes() {
     let report = scan(&scanner, "bad.pdf", pdf).await;
     assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
 }
+
+/// A OneNote section laid out as MS-ONESTORE describes it (no free tool writes one): the
+/// section GUID, other structures, then one FileDataStoreObject per file (header GUID, length,
+/// reserved fields, the file, padding to 8 bytes, footer GUID), then more structures.
+pub(crate) fn onenote(files: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![
+        0xE4, 0x52, 0x5C, 0x7B, 0x8C, 0xD8, 0xA7, 0x4D, 0xAE, 0xB1, 0x53, 0x78, 0xD0, 0x29, 0x96,
+        0xD3,
+    ];
+    out.extend(std::iter::repeat_n(0x11u8, 1000));
+    for file in files {
+        out.extend_from_slice(&[
+            0xE7, 0x16, 0xE3, 0xBD, 0x65, 0x26, 0x11, 0x45, 0xA4, 0xC4, 0x8D, 0x4D, 0x0B, 0x7A,
+            0x9E, 0xAC,
+        ]);
+        out.extend_from_slice(&(file.len() as u64).to_le_bytes());
+        out.extend_from_slice(&[0; 12]);
+        out.extend_from_slice(file);
+        out.resize(out.len().next_multiple_of(8), 0);
+        out.extend_from_slice(&[
+            0x22, 0xA7, 0xFB, 0x71, 0x79, 0x0F, 0x0B, 0x4A, 0xBB, 0x13, 0x89, 0x92, 0x56, 0x42,
+            0x6B, 0x24,
+        ]);
+        out.extend(std::iter::repeat_n(0x22u8, 300));
+    }
+    out
+}
+
+#[tokio::test]
+async fn onenote_attachments_are_taken_at_their_declared_length() {
+    let dir = tempfile::tempdir().unwrap();
+    // The whole-file hash engine: a member one byte too long would not match.
+    let scanner = crate::testutil::scanner_of(
+        dir.path(),
+        crate::testutil::Whole::of(&eicar(), "EICAR-Whole"),
+    );
+    let section = onenote(&[b"a harmless note", &eicar()]);
+    let report = scan(&scanner, "meeting.one", section.clone()).await;
+    assert_eq!(paths(&report), ["meeting.one/embedded-2"], "{report:#?}");
+    assert!(report.problems.is_empty(), "{report:#?}");
+    // A length past the end of the section is damage, not a shorter file.
+    let mut cut = section;
+    let at = cut
+        .windows(4)
+        .rposition(|w| w == [0xE7, 0x16, 0xE3, 0xBD])
+        .unwrap();
+    cut[at + 16..at + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let report = scan(&scanner, "cut.one", cut).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+}

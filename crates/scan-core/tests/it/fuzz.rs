@@ -167,6 +167,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("page.html", testing::html_data_uri("a.exe", &e)),
         ("a.rpm", rpm(&e, "w6.xzdio")),
+        ("note.one", crate::documents::onenote(&[b"note", &e])),
         (
             "a.tar.lz",
             tool_output(&[("a.tar", &testing::tar(&[("a.exe", &e)]))], "lzip", &["-k", "a.tar"], "a.tar.lz"),

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Makes sure this machine can build Verdict: a C toolchain (for zstd and aws-lc) and the Rust
+# Makes sure this machine can build Verdict: a C toolchain (for zstd and aws-lc), libarchive and the Rust
 # toolchain pinned in rust-toolchain.toml. Safe to run again; installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-apt_install build-essential pkg-config ca-certificates
+# libarchive-dev: RAR archives are read through the system's libarchive (scan-core's feature rar).
+apt_install build-essential pkg-config ca-certificates libarchive-dev
 
 toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
 if ! command -v cargo >/dev/null 2>&1; then

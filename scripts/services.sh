@@ -10,7 +10,7 @@
 # exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
 # VERDICT_TEST_ICAP_URL, VERDICT_TEST_S3_ENDPOINT (moto, an S3-compatible server, with test
 # credentials in AWS_*), VERDICT_TEST_REDIS_URL, VERDICT_TEST_SDK_PYTHON (a Python with the
-# attachmentAV SDK), VERDICT_TEST_MSOFFCRYPTO (msoffcrypto-tool), VERDICT_TEST_CLAMAV_TESTFILES (ClamAV's test carriers); scripts/test.sh
+# attachmentAV SDK), VERDICT_TEST_MSOFFCRYPTO (msoffcrypto-tool), VERDICT_TEST_RAR_SAMPLES (RAR archives), VERDICT_TEST_CLAMAV_TESTFILES (ClamAV's test carriers); scripts/test.sh
 # sources it before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,7 @@ SDK_VENV="${VERDICT_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/attachment
 # Tools from PyPI that write carriers the tests scan (msoffcrypto-tool encrypts OOXML documents
 # as Office does).
 CARRIER_VENV="${VERDICT_CARRIER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/carriers-1}"
+RAR_SAMPLES="${XDG_CACHE_HOME:-$HOME/.cache}/verdict/rar-samples"
 # Selenium, which drives Debian's headless Chromium through chromedriver for the page's tests.
 BROWSER_VENV="${VERDICT_BROWSER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/selenium-4.38.0}"
 
@@ -87,10 +88,18 @@ install_sdk() {
 }
 
 install_carriers() {
-    [ -x "$CARRIER_VENV/bin/msoffcrypto-tool" ] && return 0
-    log "installing carrier tools (msoffcrypto-tool) into $CARRIER_VENV"
-    python3 -m venv "$CARRIER_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$CARRIER_VENV"; }
-    "$CARRIER_VENV/bin/pip" install -q "msoffcrypto-tool==5.4.2"
+    if [ ! -x "$CARRIER_VENV/bin/msoffcrypto-tool" ]; then
+        log "installing carrier tools (msoffcrypto-tool) into $CARRIER_VENV"
+        python3 -m venv "$CARRIER_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$CARRIER_VENV"; }
+        "$CARRIER_VENV/bin/pip" install -q "msoffcrypto-tool==5.4.2"
+    fi
+    # RAR samples: no free tool writes RAR; the rarfile package's source ships its test archives.
+    if [ ! -d "$RAR_SAMPLES/rarfile-4.2/test/files" ]; then
+        log "fetching RAR test archives (PyPI rarfile 4.2 source) into $RAR_SAMPLES"
+        mkdir -p "$RAR_SAMPLES"
+        "$CARRIER_VENV/bin/pip" download -q --no-deps --no-binary :all: -d "$RAR_SAMPLES" "rarfile==4.2"
+        tar -xzf "$RAR_SAMPLES/rarfile-4.2.tar.gz" -C "$RAR_SAMPLES"
+    fi
 }
 
 install_browser() {
@@ -122,8 +131,8 @@ start() {
     # genisoimage, msitools, xz, 7z, arj, makensis and zip write the old-format archives, SZDD files,
     # cabinets, disk images, MSI packages, raw LZMA streams, PPMd 7z archives, ARJ archives and
     # NSIS installers of scan-core's tests; lzip, ncompress (compress) and rpm (rpmbuild) the
-    # lzip, .Z and RPM files.
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm
+    # lzip, .Z and RPM files; unar extracts the RAR samples for the bytes to expect.
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm unar
     install_moto
     install_sdk
     install_carriers
@@ -210,6 +219,7 @@ export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 export VERDICT_TEST_SDK_PYTHON=$SDK_VENV/bin/python
 export VERDICT_TEST_BROWSER_PYTHON=$BROWSER_VENV/bin/python
 export VERDICT_TEST_MSOFFCRYPTO=$CARRIER_VENV/bin/msoffcrypto-tool
+export VERDICT_TEST_RAR_SAMPLES=$RAR_SAMPLES/rarfile-4.2/test/files
 export VERDICT_TEST_CLAMAV_TESTFILES=/usr/share/clamav-testfiles
 export AWS_ACCESS_KEY_ID=verdict-test
 export AWS_SECRET_ACCESS_KEY=verdict-test

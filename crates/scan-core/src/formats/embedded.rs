@@ -1,21 +1,26 @@
 //! Carriers that start inside another file, the way self-extracting archives, installers and
 //! droppers carry them: archives in a Windows executable (its overlay, or a resource; an NSIS
-//! setup's data), Windows executables inside any other data, and a zip appended to an image or
-//! any other file. Candidates are found by a bounded, linear search for magic numbers and kept
+//! setup's data), Windows executables and RAR, 7z and cabinet archives inside any other data,
+//! and a zip appended to an image or any other file. Candidates are found by a bounded, linear search for magic numbers and kept
 //! only when the carrier's own identification accepts the data from there; each becomes a
 //! member named `<path>@<offset>`.
 
 use memchr::memmem;
 
-/// Magic numbers searched for inside a Windows executable: zip, 7z, cabinet, OLE (MSI).
+/// Magic numbers searched for inside a Windows executable: zip, 7z, RAR (WinRAR's
+/// self-extractors), cabinet, OLE (MSI).
 const MAGICS: &[&[u8]] = &[
     b"PK\x03\x04",
     b"7z\xBC\xAF\x27\x1C",
+    b"Rar!\x1A\x07",
     b"MSCF\0\0\0\0",
     b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1",
 ];
 /// At most this many zip end records are kept while looking for zips in one executable.
 const MAX_END_RECORDS: usize = 1 << 16;
+/// Where an embedded object starts, and how long it is.
+type Span = (usize, usize);
+
 /// At most this many embedded carriers are taken from one object.
 const MAX_EMBEDDED: usize = 64;
 
@@ -26,12 +31,14 @@ pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
         executable_contents(data, 0, image_end, data.len(), &mut found);
     } else {
         // Executables inside other data, each taken at its image's length (so a hash of the
-        // executable matches), with what it carries looked for up to the next one.
-        let executables = if text_at_both_ends(data) {
-            Vec::new()
+        // executable matches), with what it carries looked for up to the next one; and the
+        // archives a self-extractor's stub or any other data holds (RAR, 7z, cabinets).
+        let (executables, archives) = if text_at_both_ends(data) {
+            (Vec::new(), Vec::new())
         } else {
-            embedded_executables(data)
+            embedded_objects(data)
         };
+        found.extend(archives);
         let ends = executables.iter().skip(1).map(|e| e.0).chain([data.len()]);
         for (&(start, len), end) in executables.iter().zip(ends) {
             found.push((start, len));
@@ -225,16 +232,58 @@ fn carrier_at(data: &[u8], at: usize, eocds: &[usize]) -> Option<usize> {
     None
 }
 
-/// Windows executables inside other data (a dropper's payload in an image, a document stream
-/// or any blob): each `MZ` whose `e_lfanew` points at a `PE\0\0` signature and whose section
-/// table holds together, with its image's length. Each candidate costs a few reads, so the
-/// search stays linear however many `MZ`s hostile data holds.
-fn embedded_executables(data: &[u8]) -> Vec<(usize, usize)> {
-    memmem::find_iter(data.get(1..).unwrap_or(&[]), b"MZ")
-        .map(|at| at + 1)
-        .filter_map(|start| Some((start, pe_image_end(&data[start..])?)))
-        .take(MAX_EMBEDDED)
-        .collect()
+/// What starts inside other data (a dropper's payload in an image, a document stream, a
+/// self-extractor's stub of another platform, any blob), found in one pass for every magic at
+/// once: Windows executables (each `MZ` whose `e_lfanew` points at a `PE\0\0` signature and
+/// whose section table holds together, with its image's length), and RAR, 7z and cabinet
+/// archives whose headers hold together (a RAR to the end of the data). Each candidate costs a
+/// few reads, so the search stays linear however many magic numbers hostile data holds.
+fn embedded_objects(data: &[u8]) -> (Vec<Span>, Vec<Span>) {
+    static MAGICS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::new([
+                &b"MZ"[..],
+                b"Rar!\x1A\x07",
+                b"7z\xBC\xAF\x27\x1C",
+                b"MSCF\0\0\0\0",
+            ])
+            .unwrap_or_else(|e| unreachable!("four plain patterns: {e}"))
+        });
+    let mut executables: Vec<Span> = Vec::new();
+    let mut archives: Vec<Span> = Vec::new();
+    for hit in MAGICS.find_overlapping_iter(data.get(1..).unwrap_or(&[])) {
+        if executables.len() + archives.len() >= MAX_EMBEDDED {
+            break;
+        }
+        let at = hit.start() + 1;
+        // Inside an archive already taken: walked with it.
+        if archives
+            .iter()
+            .any(|&(from, len)| (from..from + len).contains(&at))
+        {
+            continue;
+        }
+        let rest = &data[at..];
+        match hit.pattern().as_usize() {
+            0 => {
+                if let Some(len) = pe_image_end(rest) {
+                    executables.push((at, len));
+                }
+            }
+            1 => {
+                // RAR 4 (`...\x07\x00`) or 5 (`...\x07\x01\x00`).
+                if rest.get(6) == Some(&0) || rest.get(6..8) == Some(&[1, 0][..]) {
+                    archives.push((at, rest.len()));
+                }
+            }
+            _ => {
+                if let Some(len) = carrier_at(data, at, &[]) {
+                    archives.push((at, len));
+                }
+            }
+        }
+    }
+    (executables, archives)
 }
 
 /// Whether `data` reads as text at both ends (its first and last 8 KiB): a document, not a

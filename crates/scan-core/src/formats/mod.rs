@@ -20,6 +20,8 @@ mod office_crypto;
 mod ole;
 mod onenote;
 mod pdf;
+#[cfg(feature = "rar")]
+mod rar;
 mod rpm;
 mod rtf;
 mod script;
@@ -53,6 +55,8 @@ pub(crate) struct Format {
 pub(crate) static FORMATS: &[Format] = &[
     zip::FORMAT,
     sevenz::FORMAT,
+    #[cfg(feature = "rar")]
+    rar::FORMAT,
     stream::GZIP,
     stream::BZIP2,
     stream::XZ,

@@ -326,6 +326,34 @@ async fn mutated_carriers_never_panic_a_decoder() {
 }
 
 #[tokio::test]
+async fn mutated_rar_archives_never_fail_the_scan() {
+    let samples = std::path::PathBuf::from(scan_core::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
+    let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .map_or(300, |n| n / 3);
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner_with(dir.path(), Limits::default());
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    for name in ["rar3-subdirs.rar", "rar5-solid.rar", "rar5-psw.rar"] {
+        let seed = std::fs::read(samples.join(name)).unwrap();
+        for _ in 0..iterations {
+            let input = mutate(&seed, &mut rng);
+            let report = scan(&scanner, name, input.clone()).await;
+            if report.problems.iter().any(|p| p.reason == Reason::Failed) {
+                let kept = std::env::temp_dir().join(format!("verdict-fuzz-{name}"));
+                std::fs::write(&kept, &input).unwrap();
+                panic!(
+                    "{name}: the scan failed (kept in {}): {:?}",
+                    kept.display(),
+                    report.problems
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn mutated_encrypted_office_documents_never_panic_a_decoder() {
     let tool = scan_core::service_or_skip!("VERDICT_TEST_MSOFFCRYPTO");
     // Each intact descriptor costs two key derivations of 100,000 hashes: fewer rounds here.

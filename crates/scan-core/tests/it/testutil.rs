@@ -56,6 +56,21 @@ impl Needle {
 pub(crate) struct Whole;
 
 impl Whole {
+    /// Objects whose SHA-256 is one of `digests`, each reported as `name`.
+    pub(crate) fn any_of(
+        digests: Vec<[u8; 32]>,
+        name: &'static str,
+    ) -> Matching<impl Fn(&[u8]) -> bool + Send + Sync + use<>> {
+        use sha2::Digest;
+        Matching {
+            engine: "whole",
+            detection: name,
+            matches: move |data: &[u8]| {
+                digests.contains(&<[u8; 32]>::from(sha2::Sha256::digest(data)))
+            },
+        }
+    }
+
     pub(crate) fn of(
         data: &[u8],
         name: &'static str,

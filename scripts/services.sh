@@ -131,8 +131,9 @@ start() {
     # genisoimage, msitools, xz, 7z, arj, makensis and zip write the old-format archives, SZDD files,
     # cabinets, disk images, MSI packages, raw LZMA streams, PPMd 7z archives, ARJ archives and
     # NSIS installers of scan-core's tests; lzip, ncompress (compress) and rpm (rpmbuild) the
-    # lzip, .Z and RPM files; unar extracts the RAR samples for the bytes to expect.
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm unar
+    # lzip, .Z and RPM files; unar extracts the RAR samples for the bytes to expect; qpdf
+    # encrypts PDFs with every revision of the standard security handler.
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm unar qpdf
     install_moto
     install_sdk
     install_carriers

@@ -20,6 +20,7 @@ mod office_crypto;
 mod ole;
 mod onenote;
 mod pdf;
+mod pdf_crypt;
 #[cfg(feature = "rar")]
 mod rar;
 mod rpm;

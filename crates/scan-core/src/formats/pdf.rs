@@ -3,7 +3,9 @@
 //! their names, and JavaScript (`/JS` strings and streams) yielded so rules see the decoded
 //! script. Objects are found by a linear scan for `N G obj`, not through the xref table, so a
 //! broken or missing xref (common in the wild, and in malicious files on purpose) hides
-//! nothing; object streams are decoded and searched the same way.
+//! nothing; object streams are decoded and searched the same way. Files encrypted by the
+//! standard security handler with an empty user password (they open without a prompt) are
+//! decrypted first, by [`super::pdf_crypt`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
@@ -13,6 +15,7 @@ use std::sync::LazyLock;
 use memchr::memmem;
 
 use super::Format;
+use super::pdf_crypt::{Crypt, Locked, Method, Params};
 use super::text::{Ascii85, Decoder, Hex};
 use crate::decompress::{Codec, Counting, stream_decoder};
 use crate::expand::{Declared, Members, Taken};
@@ -32,9 +35,14 @@ const MAX_DICT: usize = 1 << 20;
 /// Object streams are searched in memory for scripts and file names up to this size.
 const MAX_OBJECT_STREAM: u64 = 64 << 20;
 
+/// How many `/Encrypt` entries, from the end, may name the encryption dictionary: one per
+/// incremental update is what writers leave.
+const MAX_ENCRYPT_ENTRIES: usize = 16;
+
 /// One indirect object found in the file.
 struct Object {
     number: u64,
+    generation: u16,
     dict: Range<usize>,
     stream: Option<Range<usize>>,
 }
@@ -53,27 +61,208 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             "it has no end-of-file marker (the file is cut short)",
         );
     }
-    if trailer_encrypts(data) {
-        members.problem(
-            Reason::Encrypted,
-            "the PDF is encrypted, so its streams could not be decoded and examined",
-        );
-    }
+    let crypt = match security(data, &objects) {
+        Security::Plain => None,
+        Security::Open(crypt) => Some(crypt),
+        Security::Locked(why) => {
+            members.problem(
+                Reason::Encrypted,
+                format!(
+                    "the PDF is encrypted {why}, so its streams could not be decoded and examined"
+                ),
+            );
+            None
+        }
+    };
     let mut names = Names::default();
     for object in &objects {
-        names.learn(&data[object.dict.clone()]);
+        names.learn(
+            &data[object.dict.clone()],
+            Strings::of(crypt.as_ref(), object),
+        );
     }
-    for object in &objects {
+    // Object streams go first: the file specifications packed in them name the attachments
+    // (streams themselves are never packed).
+    let packed = |o: &&Object| o.stream.is_some() && is_object_stream(&data[o.dict.clone()]);
+    let order = objects
+        .iter()
+        .filter(packed)
+        .chain(objects.iter().filter(|o| !packed(o)));
+    for object in order {
         if members.stopped() {
             return;
         }
         let dict = &data[object.dict.clone()];
-        scripts(members, dict, &format!("js-{}", object.number));
+        let strings = Strings::of(crypt.as_ref(), object);
+        scripts(members, dict, &format!("js-{}", object.number), strings);
         let Some(stream) = &object.stream else {
             continue;
         };
         let name = names.name(object.number);
-        stream_member(members, &name, dict, &data[stream.clone()]);
+        let raw = &data[stream.clone()];
+        stream_member(members, &name, dict, raw, strings, &mut names);
+    }
+}
+
+fn is_object_stream(dict: &[u8]) -> bool {
+    memmem::find(dict, b"/ObjStm").is_some()
+}
+
+/// Whether (and how) the file is encrypted.
+enum Security {
+    Plain,
+    Open(Crypt),
+    /// Encrypted in a way that cannot be opened here; says how, to finish "encrypted …".
+    Locked(String),
+}
+
+/// Finds the encryption dictionary the newest trailer names and derives the file key from the
+/// empty user password.
+fn security(data: &[u8], objects: &[Object]) -> Security {
+    let Some(dict) = encryption_dictionary(data, objects) else {
+        return if trailer_encrypts(data) {
+            Security::Locked("(its encryption dictionary could not be found)".into())
+        } else {
+            Security::Plain
+        };
+    };
+    let params = match encryption_params(dict, first_id(data)) {
+        Ok(params) => params,
+        Err(why) => return Security::Locked(why),
+    };
+    match Crypt::open(&params) {
+        Ok(crypt) => Security::Open(crypt),
+        Err(Locked::Password) => Security::Locked("with a user password".into()),
+        Err(Locked::Unsupported(what)) => {
+            Security::Locked(format!("with {what}, which is not supported"))
+        }
+        Err(Locked::Damaged(what)) => {
+            Security::Locked(format!("but its encryption dictionary is damaged ({what})"))
+        }
+    }
+}
+
+/// The dictionary the last `/Encrypt` entry names: written inline or as a reference to an
+/// object (its last definition, as an incremental update would leave it). Only the last
+/// [`MAX_ENCRYPT_ENTRIES`] entries are tried, so a file repeating the key cannot make the
+/// search quadratic; if none of them names a dictionary, the file stays locked.
+fn encryption_dictionary<'a>(data: &'a [u8], objects: &[Object]) -> Option<&'a [u8]> {
+    let mut last_definitions: Option<HashMap<u64, &Object>> = None;
+    memmem::rfind_iter(data, b"/Encrypt")
+        .take(MAX_ENCRYPT_ENTRIES)
+        .find_map(|at| {
+            let value = &data[at + 8..];
+            if let Some(number) = reference_at(value) {
+                let defined = last_definitions
+                    .get_or_insert_with(|| objects.iter().map(|o| (o.number, o)).collect());
+                let object = defined.get(&number)?;
+                let dict = &data[object.dict.clone()];
+                return dict.starts_with(b"<<").then_some(dict);
+            }
+            let value = skip_space(value);
+            if !value.starts_with(b"<<") {
+                return None;
+            }
+            dictionary_end(value).map(|end| &value[..end])
+        })
+}
+
+/// The first string of the last `/ID [<…> <…>]` (a trailer's or a cross-reference stream's).
+fn first_id(data: &[u8]) -> Vec<u8> {
+    memmem::rfind_iter(data, b"/ID")
+        .filter_map(|at| skip_space(&data[at + 3..]).strip_prefix(b"["))
+        .take(MAX_ENCRYPT_ENTRIES)
+        .find_map(|value| string_at(skip_space(value)))
+        .unwrap_or_default()
+}
+
+/// What the encryption dictionary declares, or why it cannot be used.
+fn encryption_params(dict: &[u8], id: Vec<u8>) -> Result<Params, String> {
+    let handler = entry_name(dict, b"Filter").unwrap_or_default();
+    if handler != "Standard" {
+        return Err(format!(
+            "by the {handler} security handler, which is not supported (only the standard one is)"
+        ));
+    }
+    let version = entry_int(dict, b"V").unwrap_or(0);
+    let revision = entry_int(dict, b"R").unwrap_or(0);
+    let length = entry_int(dict, b"Length");
+    let crypt_filter = |filter: &str| -> Result<(Method, Option<i64>), String> {
+        if filter == "Identity" {
+            return Ok((Method::Identity, None));
+        }
+        let filters = entry(dict, b"CF").ok_or("it names crypt filters but has no /CF")?;
+        let filter = entry(filters, filter.as_bytes())
+            .ok_or_else(|| format!("its crypt filter {filter} is not defined"))?;
+        let cfm = entry_name(filter, b"CFM").unwrap_or_else(|| "None".into());
+        let method = Method::named(&cfm)
+            .ok_or_else(|| format!("its crypt filter method {cfm} is not supported"))?;
+        Ok((method, entry_int(filter, b"Length")))
+    };
+    let (streams, strings, key_bits) = match version {
+        1 => (Method::Rc4, Method::Rc4, 40),
+        2 => (Method::Rc4, Method::Rc4, length.unwrap_or(40)),
+        4 | 5 => {
+            let stm = entry_name(dict, b"StmF").unwrap_or_else(|| "Identity".into());
+            let str_ = entry_name(dict, b"StrF").unwrap_or_else(|| "Identity".into());
+            let (streams, stream_len) = crypt_filter(&stm).map_err(damaged)?;
+            let (strings, _) = crypt_filter(&str_).map_err(damaged)?;
+            // Writers give a crypt filter's length in bytes or in bits.
+            let bits = length
+                .or(stream_len.map(|l| if l < 40 { l * 8 } else { l }))
+                .unwrap_or(128);
+            (streams, strings, if version == 5 { 256 } else { bits })
+        }
+        other => return Err(format!("with algorithm /V {other}, which is not supported")),
+    };
+    Ok(Params {
+        revision: revision.unsigned_abs(),
+        key_bits: key_bits.unsigned_abs(),
+        owner: entry_string(dict, b"O").unwrap_or_default(),
+        user: entry_string(dict, b"U").unwrap_or_default(),
+        user_key: entry_string(dict, b"UE").unwrap_or_default(),
+        // `/P` is a 32-bit field written as a signed (or, by some, unsigned) integer.
+        permissions: entry_int(dict, b"P").unwrap_or(-1) as i32,
+        encrypt_metadata: !matches!(entry(dict, b"EncryptMetadata"), Some(v) if v.starts_with(b"false")),
+        id,
+        streams,
+        strings,
+    })
+}
+
+fn damaged(what: String) -> String {
+    format!("but its encryption dictionary is damaged ({what})")
+}
+
+/// How the strings of one object are read: decrypted with its key when the file is encrypted.
+#[derive(Clone, Copy)]
+struct Strings<'a> {
+    crypt: Option<&'a Crypt>,
+    number: u64,
+    generation: u16,
+}
+
+impl<'a> Strings<'a> {
+    /// Strings inside an object stream: the stream was decrypted whole, they are plain.
+    const PLAIN: Strings<'static> = Strings {
+        crypt: None,
+        number: 0,
+        generation: 0,
+    };
+
+    fn of(crypt: Option<&'a Crypt>, object: &Object) -> Self {
+        Self {
+            crypt,
+            number: object.number,
+            generation: object.generation,
+        }
+    }
+
+    fn decode(self, raw: Vec<u8>) -> Vec<u8> {
+        match self.crypt {
+            Some(crypt) => crypt.string(self.number, self.generation, &raw),
+            None => raw,
+        }
     }
 }
 
@@ -86,9 +275,10 @@ struct Names {
 
 impl Names {
     /// Learns from a dictionary (a file specification's `/EF`, a `/JS` reference).
-    fn learn(&mut self, dict: &[u8]) {
+    fn learn(&mut self, dict: &[u8], strings: Strings<'_>) {
         if let Some(ef) = memmem::find(dict, b"/EF") {
-            let file_name = string_value(dict, b"/UF").or_else(|| string_value(dict, b"/F"));
+            let file_name =
+                string_value(dict, b"/UF", strings).or_else(|| string_value(dict, b"/F", strings));
             let refs = &dict[ef + 3..];
             // `/EF << /F 12 0 R /UF 12 0 R >>`: the references inside the next dictionary.
             let end = memmem::find(refs, b">>").unwrap_or(refs.len());
@@ -106,6 +296,33 @@ impl Names {
         }
     }
 
+    /// Learns from each object packed in a decoded object stream (`/N` objects, their numbers
+    /// and offsets from `/First` in the header).
+    fn learn_packed(&mut self, dict: &[u8], bytes: &[u8]) {
+        let (Some(count), Some(first)) = (int_value(dict, b"/N"), int_value(dict, b"/First"))
+        else {
+            return;
+        };
+        let Some(body) = usize::try_from(first).ok().and_then(|f| bytes.get(f..)) else {
+            return;
+        };
+        let header = &bytes[..bytes.len() - body.len()];
+        let offsets: Vec<usize> = header
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|t| !t.is_empty())
+            .skip(1)
+            .step_by(2)
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
+            .map_while(|t| std::str::from_utf8(t).ok()?.parse().ok())
+            .collect();
+        for (i, &start) in offsets.iter().enumerate() {
+            let end = offsets.get(i + 1).copied().unwrap_or(body.len());
+            if let Some(object) = body.get(start..end.max(start)) {
+                self.learn(object, Strings::PLAIN);
+            }
+        }
+    }
+
     fn name(&self, number: u64) -> String {
         if let Some(file) = self.files.get(&number) {
             format!("embedded/{file}")
@@ -117,15 +334,44 @@ impl Names {
     }
 }
 
-/// Decodes a stream through its filters and yields it; object streams are also searched for
-/// the scripts they hold.
-fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[u8]) {
+/// Decodes a stream (decrypted first when the file is encrypted) through its filters and
+/// yields it; object streams are also searched for the scripts they hold.
+fn stream_member(
+    members: &mut Members<'_, '_>,
+    name: &str,
+    dict: &[u8],
+    raw: &[u8],
+    strings: Strings<'_>,
+    names: &mut Names,
+) {
     if raw.is_empty() {
         return;
     }
-    let filters = filters(dict);
+    let mut filters = filters(dict);
+    // A stream may name its own crypt filter first: without a name (or `/Identity`) it is
+    // stored plain in an encrypted file.
+    let own_crypt_filter = filters.first().is_some_and(|f| f == "Crypt");
+    let plain_by_its_filter = own_crypt_filter
+        && entry(dict, b"DecodeParms")
+            .and_then(|parms| entry_name(parms, b"Name"))
+            .is_none_or(|name| name == "Identity");
+    if own_crypt_filter {
+        filters.remove(0);
+    }
     let (counting, consumed) = Counting::new(Cursor::new(raw));
     let mut reader: Box<dyn Read + '_> = Box::new(counting);
+    let mut zlib = zlib_header(raw);
+    if let Some(crypt) = strings.crypt.filter(|crypt| {
+        crypt.encrypts_streams() && !plain_by_its_filter && !stored_plain(dict, crypt)
+    }) {
+        let decrypted = crypt.stream(strings.number, strings.generation, reader);
+        let mut buffered = std::io::BufReader::with_capacity(64 << 10, decrypted);
+        zlib = match std::io::BufRead::fill_buf(&mut buffered) {
+            Ok(head) => zlib_header(head),
+            Err(e) => return members.corrupt("PDF stream", e),
+        };
+        reader = Box::new(buffered);
+    }
     let early_change = !matches!(int_value(dict, b"/EarlyChange"), Some(0));
     let mut compressed = false;
     let mut image = false;
@@ -134,7 +380,7 @@ fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[
             "FlateDecode" | "Fl" => {
                 compressed = true;
                 // Some writers store raw deflate without the zlib header; readers accept it.
-                let codec = if index == 0 && !zlib_header(raw) {
+                let codec = if index == 0 && !zlib {
                     Codec::Deflate
                 } else {
                     Codec::Zlib
@@ -198,8 +444,7 @@ fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[
         return;
     }
     let consumed = compressed.then_some(consumed);
-    let is_object_stream = memmem::find(dict, b"/ObjStm").is_some();
-    if !is_object_stream {
+    if !is_object_stream(dict) {
         members.read(&child, &mut reader, consumed);
         return;
     }
@@ -211,12 +456,23 @@ fn stream_member(members: &mut Members<'_, '_>, name: &str, dict: &[u8], raw: &[
     if (bytes.len() as u64) <= MAX_OBJECT_STREAM {
         // Objects inside an object stream have no `obj` keywords; their scripts are what the
         // stream may hide.
-        scripts(members, bytes, &format!("{name}/js"));
+        scripts(members, bytes, &format!("{name}/js"), Strings::PLAIN);
+        names.learn_packed(dict, bytes);
+    }
+}
+
+/// Whether an encrypted file keeps this stream plain: cross-reference streams always, and
+/// metadata when the dictionary says `/EncryptMetadata false`.
+fn stored_plain(dict: &[u8], crypt: &Crypt) -> bool {
+    match entry_name(dict, b"Type").as_deref() {
+        Some("XRef") => true,
+        Some("Metadata") => !crypt.encrypts_metadata(),
+        _ => false,
     }
 }
 
 /// Yields the literal or hex strings of `/JS` entries in `dict` as members named `name`.
-fn scripts(members: &mut Members<'_, '_>, dict: &[u8], name: &str) {
+fn scripts(members: &mut Members<'_, '_>, dict: &[u8], name: &str, strings: Strings<'_>) {
     let finder = memmem::Finder::new(b"/JS");
     let mut from = 0;
     while let Some(found) = finder.find(&dict[from..]) {
@@ -242,6 +498,7 @@ fn scripts(members: &mut Members<'_, '_>, dict: &[u8], name: &str) {
         if members.stopped() {
             return;
         }
+        let script = strings.decode(script);
         if !script.is_empty() && members.bytes(name, &script) == Taken::Broken {
             return;
         }
@@ -291,7 +548,7 @@ fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
     while let Some(found) = finder.find(&data[at..]) {
         let keyword = at + found;
         at = keyword + 3;
-        let Some(number) = object_number(data, keyword) else {
+        let Some((number, generation)) = object_id(data, keyword) else {
             continue;
         };
         if data
@@ -309,6 +566,7 @@ fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
                     // Unterminated: keep what follows searchable rather than skip it.
                     objects.push(Object {
                         number,
+                        generation,
                         dict: start..start + 2,
                         stream: None,
                     });
@@ -331,6 +589,7 @@ fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
             });
             objects.push(Object {
                 number,
+                generation,
                 dict: start..end,
                 stream: None,
             });
@@ -378,6 +637,7 @@ fn find_objects(data: &[u8]) -> (Vec<Object>, bool) {
         }
         objects.push(Object {
             number,
+            generation,
             dict,
             stream,
         });
@@ -418,18 +678,19 @@ fn resolve_indirect_lengths(data: &[u8], objects: &mut [Object]) {
     }
 }
 
-/// The object number of `N G obj` when `obj` at `keyword` is preceded by two integers, each
-/// after white space.
-fn object_number(data: &[u8], keyword: usize) -> Option<u64> {
+/// The object number and generation of `N G obj` when `obj` at `keyword` is preceded by two
+/// integers, each after white space.
+fn object_id(data: &[u8], keyword: usize) -> Option<(u64, u16)> {
     let before = &data[..keyword];
     if !before.last().is_some_and(u8::is_ascii_whitespace) {
         return None;
     }
-    let (_, rest) = trailing_integer(before, 5)?;
+    let (generation, rest) = trailing_integer(before, 5)?;
     if !rest.last().is_some_and(u8::is_ascii_whitespace) {
         return None;
     }
-    trailing_integer(rest, 10).map(|(number, _)| number)
+    let generation = u16::try_from(generation).unwrap_or(u16::MAX);
+    trailing_integer(rest, 10).map(|(number, _)| (number, generation))
 }
 
 /// The integer of at most `max_digits` digits that ends `data` (white space after it
@@ -539,7 +800,7 @@ fn literal_string(data: &[u8]) -> Vec<u8> {
 }
 
 /// The string value of `key` in `dict`, literal or hex, as text.
-fn string_value(dict: &[u8], key: &[u8]) -> Option<String> {
+fn string_value(dict: &[u8], key: &[u8], strings: Strings<'_>) -> Option<String> {
     let mut from = 0;
     while let Some(found) = memmem::find(&dict[from..], key) {
         let at = from + found + key.len();
@@ -551,16 +812,10 @@ fn string_value(dict: &[u8], key: &[u8]) -> Option<String> {
         {
             continue;
         }
-        let value = skip_space(&dict[at..]);
-        let bytes = match value.first() {
-            Some(b'(') => literal_string(&value[1..]),
-            Some(b'<') if value.get(1) != Some(&b'<') => {
-                let mut out = Vec::new();
-                let _ = Decoder::new(&value[1..], Hex::default()).read_to_end(&mut out);
-                out
-            }
-            _ => continue,
+        let Some(bytes) = string_at(skip_space(&dict[at..])) else {
+            continue;
         };
+        let bytes = strings.decode(bytes);
         // The first string value decides: one parse per dictionary, never one per repeat.
         let text = if bytes.starts_with(&[0xFE, 0xFF]) {
             let units: Vec<u16> = bytes[2..]
@@ -582,6 +837,126 @@ fn string_value(dict: &[u8], key: &[u8]) -> Option<String> {
         }
     }
     None
+}
+
+/// The bytes of the literal or hex string `value` starts with.
+fn string_at(value: &[u8]) -> Option<Vec<u8>> {
+    match value.first() {
+        Some(b'(') => Some(literal_string(&value[1..])),
+        Some(b'<') if value.get(1) != Some(&b'<') => {
+            let end = memchr::memchr(b'>', value).unwrap_or(value.len());
+            let mut out = Vec::new();
+            let _ = Decoder::new(&value[1..end], Hex::default()).read_to_end(&mut out);
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// The value of `key` (given without its slash) among the top-level entries of the
+/// dictionary `dict` starts with: what follows the key, from the value on. Unlike a search for
+/// the key, a nested dictionary's entry of the same name is not taken for it.
+fn entry<'a>(dict: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut rest = skip_space(dict).strip_prefix(b"<<")?;
+    loop {
+        rest = skip_space_and_comments(rest);
+        let name = rest.strip_prefix(b"/")?;
+        let len = name
+            .iter()
+            .position(|&b| is_delimiter(b) || b.is_ascii_whitespace())
+            .unwrap_or(name.len());
+        let value = skip_space_and_comments(&name[len..]);
+        if &name[..len] == key {
+            return Some(value);
+        }
+        let used = value_len(value)?;
+        rest = &value[used..];
+    }
+}
+
+/// How many bytes the object `value` starts with takes.
+fn value_len(value: &[u8]) -> Option<usize> {
+    match value.first()? {
+        b'<' if value.get(1) == Some(&b'<') => dictionary_end(value),
+        b'<' => memchr::memchr(b'>', value).map(|e| e + 1),
+        b'(' => Some(1 + literal_len(&value[1..])),
+        b'[' => array_end(value),
+        b'>' | b']' | b')' | b'{' | b'}' => None,
+        _ if reference_follows(value) => memchr::memchr(b'R', value).map(|r| r + 1),
+        _ => Some(
+            1 + value[1..]
+                .iter()
+                .position(|&b| is_delimiter(b) || b.is_ascii_whitespace())
+                .unwrap_or(value.len() - 1),
+        ),
+    }
+}
+
+/// The length of the array at the start of `data`, nested arrays, dictionaries and strings
+/// skipped, if it ends within [`MAX_DICT`].
+fn array_end(data: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    let limit = data.len().min(MAX_DICT);
+    while i < limit {
+        match data[i] {
+            b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b'<' if data.get(i + 1) == Some(&b'<') => i += dictionary_end(&data[i..])?,
+            b'(' => i += 1 + literal_len(&data[i + 1..]),
+            b'<' => i += memchr::memchr(b'>', &data[i..]).map_or(limit, |e| e + 1),
+            b'%' => i += memchr::memchr2(b'\n', b'\r', &data[i..]).unwrap_or(limit),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The name value of a top-level entry, without its slash.
+fn entry_name(dict: &[u8], key: &[u8]) -> Option<String> {
+    let name = entry(dict, key)?.strip_prefix(b"/")?;
+    let len = name
+        .iter()
+        .position(|&b| is_delimiter(b) || b.is_ascii_whitespace())
+        .unwrap_or(name.len());
+    Some(String::from_utf8_lossy(&name[..len]).into_owned())
+}
+
+/// The (signed) integer value of a top-level entry.
+fn entry_int(dict: &[u8], key: &[u8]) -> Option<i64> {
+    let value = entry(dict, key)?;
+    let (negative, digits) = match value.first() {
+        Some(b'-') => (true, &value[1..]),
+        Some(b'+') => (false, &value[1..]),
+        _ => (false, value),
+    };
+    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    let magnitude: i64 = std::str::from_utf8(&digits[..len]).ok()?.parse().ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// The bytes of a top-level string entry, literal or hex.
+fn entry_string(dict: &[u8], key: &[u8]) -> Option<Vec<u8>> {
+    string_at(entry(dict, key)?)
+}
+
+fn skip_space_and_comments(mut data: &[u8]) -> &[u8] {
+    loop {
+        data = skip_space(data);
+        if data.first() != Some(&b'%') {
+            return data;
+        }
+        data = &data[memchr::memchr2(b'\n', b'\r', data).unwrap_or(data.len())..];
+    }
 }
 
 /// The integer value of `key` in `dict`.
@@ -687,13 +1062,17 @@ mod tests {
         assert_eq!(
             string_value(
                 b"<< /Type /Filespec /F (C:\\\\x\\\\invoice.exe) /EF << /F 7 0 R >> >>",
-                b"/F"
+                b"/F",
+                Strings::PLAIN
             ),
             Some("invoice.exe".to_owned())
         );
         let mut names = Names::default();
-        names.learn(b"<< /Type /Filespec /UF <FEFF0061002E006500780065> /EF << /F 7 0 R >> >>");
-        names.learn(b"<< /S /JavaScript /JS 9 0 R >>");
+        names.learn(
+            b"<< /Type /Filespec /UF <FEFF0061002E006500780065> /EF << /F 7 0 R >> >>",
+            Strings::PLAIN,
+        );
+        names.learn(b"<< /S /JavaScript /JS 9 0 R >>", Strings::PLAIN);
         assert_eq!(names.name(7), "embedded/a.exe");
         assert_eq!(names.name(9), "js-9");
         assert_eq!(names.name(3), "obj-3");

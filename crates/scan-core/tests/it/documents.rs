@@ -736,3 +736,93 @@ async fn onenote_attachments_are_taken_at_their_declared_length() {
     let report = scan(&scanner, "cut.one", cut).await;
     assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
 }
+
+/// A PDF carrying `data` twice: as an attachment named payload.exe and as the script its
+/// catalog runs on opening.
+pub(crate) fn pdf_with_attachment_and_script(data: &[u8]) -> Vec<u8> {
+    testing::pdf(&[
+        PdfObject::dict(
+            "/Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles 3 0 R >> /OpenAction 6 0 R",
+        ),
+        PdfObject::dict("/Type /Pages /Kids [] /Count 0"),
+        PdfObject::dict("/Names [(attachment) 4 0 R]"),
+        PdfObject::dict("/Type /Filespec /F (payload.exe) /UF (payload.exe) /EF << /F 5 0 R >>"),
+        PdfObject::stream("/Type /EmbeddedFile", data, &[PdfFilter::Flate]),
+        PdfObject::dict(&format!("/S /JavaScript /JS ({})", pdf_literal(data))),
+    ])
+}
+
+/// `pdf` encrypted by qpdf: `encrypt` are the arguments of its `--encrypt` (user password,
+/// owner password, key length, options), `general` the options before them.
+pub(crate) fn qpdf_encrypted(pdf: &[u8], general: &[&str], encrypt: &[&str]) -> Vec<u8> {
+    let mut args = vec!["--allow-weak-crypto"];
+    args.extend_from_slice(general);
+    args.push("--encrypt");
+    args.extend_from_slice(encrypt);
+    args.extend_from_slice(&["--", "plain.pdf", "encrypted.pdf"]);
+    let encrypted =
+        crate::installers::tool_output(&[("plain.pdf", pdf)], "qpdf", &args, "encrypted.pdf");
+    // The test means something only if the names and scripts are no longer readable.
+    assert!(encrypted.windows(8).any(|w| w == b"/Encrypt"));
+    assert!(!encrypted.windows(11).any(|w| w == b"payload.exe"));
+    encrypted
+}
+
+#[tokio::test]
+async fn pdfs_encrypted_without_a_user_password_are_decrypted_and_examined() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let infected = pdf_with_attachment_and_script(&eicar());
+    let clean = pdf_with_attachment_and_script(&b"app.alert('hello');".repeat(40));
+    // Every revision of the standard handler qpdf writes: RC4 40 (R2) and 128 (R3), AES-128
+    // (R4), AES-256 (R6, and Acrobat 9's R5), and AES-128 with the objects packed into object
+    // streams (whose strings are not encrypted separately).
+    let variants: [(&str, &[&str], &[&str]); 7] = [
+        ("rc4-40", &[], &["", "owner", "40"]),
+        ("rc4-128", &[], &["", "owner", "128", "--use-aes=n"]),
+        ("aes-128", &[], &["", "owner", "128", "--use-aes=y"]),
+        (
+            "aes-128-objstm",
+            &["--object-streams=generate"],
+            &["", "owner", "128", "--use-aes=y"],
+        ),
+        (
+            "aes-128-plain-metadata",
+            &[],
+            &["", "owner", "128", "--use-aes=y", "--cleartext-metadata"],
+        ),
+        ("aes-256", &[], &["", "owner", "256"]),
+        ("aes-256-r5", &[], &["", "owner", "256", "--force-R5"]),
+    ];
+    for (label, general, encrypt) in variants {
+        let name = format!("{label}.pdf");
+        let report = scan(&scanner, &name, qpdf_encrypted(&infected, general, encrypt)).await;
+        assert_eq!(report.verdict, Verdict::Infected, "{label}: {report:#?}");
+        assert!(report.problems.is_empty(), "{label}: {report:#?}");
+        let found = paths(&report);
+        assert!(
+            found.contains(&format!("{name}/embedded/payload.exe").as_str()),
+            "{label}: the attachment, by its decrypted name: {found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("/js")),
+            "{label}: the decrypted script: {found:?}"
+        );
+
+        let report = scan(&scanner, &name, qpdf_encrypted(&clean, general, encrypt)).await;
+        assert_eq!(report.verdict, Verdict::Clean, "{label}: {report:#?}");
+    }
+
+    // A user password keeps the content out of reach: never clean.
+    for bits in ["128", "256"] {
+        let locked = qpdf_encrypted(&clean, &[], &["secret", "owner", bits]);
+        let report = scan(&scanner, "locked.pdf", locked).await;
+        assert_eq!(report.verdict, Verdict::Unscannable, "{bits}: {report:#?}");
+        assert_eq!(report.problems[0].reason, Reason::Encrypted);
+        assert!(
+            report.problems[0].message.contains("user password"),
+            "{}",
+            report.problems[0].message
+        );
+    }
+}

@@ -169,6 +169,22 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("a.rpm", rpm(&e, "w6.xzdio")),
         ("note.one", crate::documents::onenote(&[b"note", &e])),
         (
+            "aes-256.pdf",
+            crate::documents::qpdf_encrypted(
+                &crate::documents::pdf_with_attachment_and_script(&e),
+                &["--object-streams=generate"],
+                &["", "owner", "256"],
+            ),
+        ),
+        (
+            "rc4-128.pdf",
+            crate::documents::qpdf_encrypted(
+                &crate::documents::pdf_with_attachment_and_script(&e),
+                &[],
+                &["", "owner", "128", "--use-aes=n"],
+            ),
+        ),
+        (
             "a.tar.lz",
             tool_output(&[("a.tar", &testing::tar(&[("a.exe", &e)]))], "lzip", &["-k", "a.tar"], "a.tar.lz"),
         ),

@@ -4,9 +4,10 @@
 #   first), and `verdict scan` with (a) the embedded engines and (b) embedded + clamd.
 # Prints wall time, MB/s, infected files found, and peak RSS as a table.
 #
-#   benches/clamav_compare.sh [SIZE_MB] [mixed|documents|installers]   (default 300 MB of mixed
+#   benches/clamav_compare.sh [SIZE_MB] [mixed|documents|installers|images]   (default 300 MB of mixed
 #   files; "documents" is PDFs with deflated streams and e-mails with attachments; "installers"
-#   is disk images, cabinets, NSIS setups and ARJ archives)
+#   is disk images, cabinets, NSIS setups and ARJ archives; "images" is FAT, NTFS, VHD, VHDX and
+#   squashfs images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

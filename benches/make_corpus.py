@@ -10,7 +10,12 @@ With KIND "installers", the corpus is disk images, cabinets, NSIS setups and ARJ
 text files and program files (slices of this machine's /usr/bin), written by genisoimage, gcab,
 makensis and arj.
 
-usage: make_corpus.py DIR [SIZE_MB] [mixed|documents|installers]   -> prints the number of files that carry a payload
+With KIND "images", the corpus is file system and disk images of the same text and program
+files: FAT (mkfs.fat and mtools), NTFS (mkntfs, written through the ntfs-3g driver), dynamic
+VHD and VHDX disks with an MBR and a FAT partition (sfdisk, qemu-img) and squashfs
+(mksquashfs), a few carrying a payload.
+
+usage: make_corpus.py DIR [SIZE_MB] [mixed|documents|installers|images]   -> prints the number of files that carry a payload
 """
 import io
 import os
@@ -132,7 +137,7 @@ if kind == "documents":
     print(infected)
     sys.exit(0)
 
-if kind == "installers":
+if kind in ("installers", "images"):
     import shutil
     import subprocess
     import tempfile
@@ -152,6 +157,67 @@ if kind == "installers":
         finally:
             shutil.rmtree(folder)
 
+    # What installers and images carry: programs. This machine's own executables stand in for
+    # them (the same bytes on every run here), read in one sorted order; random bytes where
+    # there are none.
+    programs = b""
+    for name in sorted(os.listdir("/usr/bin")):
+        path = os.path.join("/usr/bin", name)
+        if os.path.isfile(path) and not os.path.islink(path) and len(programs) < 64 << 20:
+            with open(path, "rb") as f:
+                programs += f.read()
+
+    def program_bytes(n):
+        if len(programs) < n:
+            return random_bytes(n)
+        start = rng.randrange(len(programs) - n + 1)
+        return programs[start:start + n]
+
+if kind == "images":
+    def room(files):
+        return (sum(len(d) for _, d in files) * 5 // 4 >> 20) + 4
+
+    def sh(files, script, output):
+        return tool([("root/" + n, d) for n, d in files], ["bash", "-euo", "pipefail", "-c", script], output)
+
+    def fat(files):
+        return sh(files, f"mkfs.fat -C out.img {room(files) << 10} >/dev/null && mcopy -s -i out.img root/* ::/", "out.img")
+
+    def ntfs(files):
+        return sh(files, f"truncate -s {room(files) + 2}M out.img && mkntfs -F -Q out.img >/dev/null && mkdir m"
+                  " && ntfs-3g out.img m && cp -r root/* m/ && umount m", "out.img")
+
+    def vhd(files):
+        size = room(files) + 2
+        return sh(files, f"truncate -s {size}M d.img && printf 'start=2048, type=c\\n' | sfdisk -q d.img"
+                  f" && mkfs.fat --offset 2048 d.img {(size - 1) << 10} >/dev/null 2>&1"
+                  " && mcopy -s -i d.img@@1M root/* ::/ && qemu-img convert -q -f raw -O vpc -o subformat=dynamic d.img out.vhd",
+                  "out.vhd")
+
+    def vhdx(files):
+        size = room(files) + 2
+        return sh(files, f"truncate -s {size}M d.img && printf 'start=2048, type=c\\n' | sfdisk -q d.img"
+                  f" && mkfs.fat --offset 2048 d.img {(size - 1) << 10} >/dev/null 2>&1"
+                  " && mcopy -s -i d.img@@1M root/* ::/ && qemu-img convert -q -f raw -O vhdx d.img out.vhdx",
+                  "out.vhdx")
+
+    def squashfs(files):
+        return sh(files, "mksquashfs root out.sqfs -noappend -quiet", "out.sqfs")
+
+    put("images/infected-fat.img", fat([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    put("images/infected-ntfs.img", ntfs([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    put("images/infected.vhd", vhd([("setup/tool.bin", PAYLOAD + random_bytes(1000)), ("readme.txt", text(5000))])); infected += 1
+    put("images/infected.sqfs", squashfs([("bin/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    i = 0
+    while written < budget:
+        files = [(f"docs/f{j}.txt", text(rng.randint(50_000, 1 << 20))) for j in range(rng.randint(2, 6))]
+        files.append(("Program Files/app/program.bin", program_bytes(rng.randint(1, 4) << 20)))
+        maker = (fat, ntfs, vhd, vhdx, squashfs)[i % 5]
+        put(f"{maker.__name__}/image{i}.{maker.__name__}", maker(files))
+        i += 1
+    print(infected)
+    sys.exit(0)
+
     def iso(files):
         return tool([("root/" + n, d) for n, d in files], ["genisoimage", "-quiet", "-J", "-o", "out.iso", "root"], "out.iso")
 
@@ -165,21 +231,6 @@ if kind == "installers":
         script = "SetCompressor /SOLID lzma\nOutFile setup.exe\nSection\nSetOutPath $TEMP\n"
         script += "".join(f'File "{n}"\n' for n, _ in files) + "SectionEnd\n"
         return tool(files + [("setup.nsi", script.encode())], ["makensis", "-V1", "setup.nsi"], "setup.exe")
-
-    # What installers carry: programs. This machine's own executables stand in for them (the
-    # same bytes on every run here), read in one sorted order; random bytes where there are none.
-    programs = b""
-    for name in sorted(os.listdir("/usr/bin")):
-        path = os.path.join("/usr/bin", name)
-        if os.path.isfile(path) and not os.path.islink(path) and len(programs) < 64 << 20:
-            with open(path, "rb") as f:
-                programs += f.read()
-
-    def program_bytes(n):
-        if len(programs) < n:
-            return random_bytes(n)
-        start = rng.randrange(len(programs) - n + 1)
-        return programs[start:start + n]
 
     put("images/infected.iso", iso([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
     put("cab/infected.cab", cab([("eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1

@@ -315,13 +315,15 @@ async fn every_401_names_the_bearer_scheme_as_the_async_server_does() {
 
 /// Starts the real binary with `--init` and returns it with everything it wrote to stderr up to
 /// the moment it listens.
-async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child, String) {
+async fn start_binary(dir: &std::path::Path) -> (std::process::Child, String, String) {
     use std::io::BufRead;
     let config = dir.join("sync.toml");
+    // Port 0: the server picks a free port and logs it, so no other test can take it between
+    // a probe and the bind.
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\nusers_file = \"{}\"\n[token]\nsecret = \"{SECRET}\"\n[storage]\ntype = \"local\"\nroot = \"{}\"\n",
+            "listen = \"127.0.0.1:0\"\nusers_file = \"{}\"\n[token]\nsecret = \"{SECRET}\"\n[storage]\ntype = \"local\"\nroot = \"{}\"\n",
             dir.join("users").display(),
             dir.display()
         ),
@@ -332,36 +334,37 @@ async fn start_binary(dir: &std::path::Path, port: u16) -> (std::process::Child,
         .arg(&config)
         .arg("--init")
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let text = tokio::task::spawn_blocking(move || {
+    let (text, address) = tokio::task::spawn_blocking(move || {
         let mut seen = String::new();
         for line in std::io::BufReader::new(stderr).lines() {
             let line = line.unwrap();
             seen.push_str(&line);
             seen.push('\n');
             if line.contains("verdict-sync listening") {
-                break;
+                let address = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("address="))
+                    .map(str::to_owned);
+                return (seen, address);
             }
         }
-        seen
+        (seen, None)
     })
     .await
     .unwrap();
-    (child, text)
+    let address = address.unwrap_or_else(|| panic!("the server never listened: {text}"));
+    (child, text, address)
 }
 
 #[tokio::test]
 async fn the_first_start_prints_a_working_password_once() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (mut first, said) = start_binary(dir.path(), port).await;
+    let (mut first, said, address) = start_binary(dir.path()).await;
     let password = said
         .lines()
         .skip_while(|l| !l.contains("created the user `admin`"))
@@ -370,7 +373,7 @@ async fn the_first_start_prints_a_working_password_once() {
         .unwrap_or_else(|| panic!("no password shown: {said}"))
         .to_owned();
     let login = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/Token"))
+        .post(format!("http://{address}/api/Token"))
         .json(&serde_json::json!({ "username": "admin", "password": password }))
         .send()
         .await
@@ -378,7 +381,7 @@ async fn the_first_start_prints_a_working_password_once() {
     assert_eq!(login.status(), 200);
     first.kill().unwrap();
     first.wait().unwrap();
-    let (mut second, said_again) = start_binary(dir.path(), port).await;
+    let (mut second, said_again, _) = start_binary(dir.path()).await;
     assert!(!said_again.contains("created the user"), "{said_again}");
     assert!(
         !said_again.contains(&password),

@@ -11,6 +11,7 @@ mod cab;
 mod chm;
 mod cpio;
 mod datauri;
+mod disk;
 pub(crate) mod embedded;
 mod iso;
 mod mime;
@@ -28,6 +29,7 @@ mod rtf;
 mod script;
 mod sevenz;
 mod sis;
+mod squashfs;
 mod stream;
 mod tar;
 pub(crate) mod text;
@@ -82,7 +84,13 @@ pub(crate) static FORMATS: &[Format] = &[
     rtf::FORMAT,
     rpm::FORMAT,
     tar::FORMAT,
+    disk::VHD,
+    disk::VHDX,
+    squashfs::FORMAT,
     iso::FORMAT,
+    // After ISO 9660: a hybrid ISO (bootable from a USB stick) has an MBR too, and its ISO
+    // view is the one a user opens.
+    disk::RAW,
     stream::LZMA,
     mime::FORMAT,
     pdf::FORMAT,

@@ -410,3 +410,126 @@ async fn mutated_encrypted_office_documents_never_panic_a_decoder() {
         }
     }
 }
+
+/// Mutates a disk image where its structures are: most changes land in its first 64 KiB (boot
+/// sector, tables, headers, root directory), the rest anywhere, so the parsers' paths are
+/// walked rather than the file data.
+fn mutate_image(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut data = seed.to_vec();
+    if rng.below(8) == 0 {
+        data.truncate(rng.below(data.len()));
+        return data;
+    }
+    for _ in 0..1 + rng.below(4) {
+        let span = if rng.below(2) == 0 {
+            data.len().min(64 << 10)
+        } else {
+            data.len()
+        };
+        let at = rng.below(span);
+        if rng.below(2) == 0 {
+            if let Some(b) = data.get_mut(at) {
+                *b ^= 1 << rng.below(8);
+            }
+        } else {
+            let values = [0u32, u32::MAX, 0x7FFF_FFFF, 0x8000_0000, 1, 2, 0x0FFF_FFF8];
+            let value = values[rng.below(values.len())].to_le_bytes();
+            for (i, b) in value.iter().enumerate() {
+                if let Some(slot) = data.get_mut(at + i) {
+                    *slot = *b;
+                }
+            }
+        }
+    }
+    data
+}
+
+#[tokio::test]
+async fn mutated_disk_images_never_panic_a_decoder() {
+    let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .map_or(150, |n| n / 6);
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_files: 2_000,
+        max_scan_size: 256 << 20,
+        max_scan_time: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let scanner = scanner_with(dir.path(), limits);
+    let floppy = "mkfs.fat -C floppy.img 1440 >/dev/null
+        mmd -i floppy.img ::/Invoice
+        mcopy -i floppy.img notes.txt '::/Invoice/a long name.txt'
+        mcopy -i floppy.img payload.exe ::/a.exe";
+    let seeds = [
+        ("floppy.img", crate::images::built(floppy, "floppy.img")),
+        (
+            "gpt.img",
+            crate::images::built(
+                "truncate -s 2M gpt.img
+                sgdisk -o -n 1:2048:0 -t 1:0700 gpt.img >/dev/null
+                mkfs.fat --offset 2048 gpt.img 960 >/dev/null 2>&1
+                mcopy -i gpt.img@@1M payload.exe ::/a.exe",
+                "gpt.img",
+            ),
+        ),
+        (
+            "d.vhd",
+            crate::images::built(
+                &format!(
+                    "{floppy}\nqemu-img convert -q -f raw -O vpc -o subformat=dynamic floppy.img d.vhd"
+                ),
+                "d.vhd",
+            ),
+        ),
+        (
+            "d.vhdx",
+            crate::images::built(
+                &format!(
+                    "{floppy}\nqemu-img convert -q -f raw -O vhdx -o block_size=1M floppy.img d.vhdx"
+                ),
+                "d.vhdx",
+            ),
+        ),
+        (
+            "ntfs.img",
+            crate::images::built(
+                "truncate -s 2M ntfs.img
+                mkntfs -F -Q ntfs.img >/dev/null 2>&1
+                mkdir m
+                ntfs-3g -o streams_interface=windows ntfs.img m
+                trap 'umount m' EXIT
+                mkdir m/d
+                cp payload.exe m/d/a.exe
+                cp notes.txt 'm/d/a.exe:s'",
+                "ntfs.img",
+            ),
+        ),
+        (
+            "fs.sqfs",
+            crate::images::built(
+                "mkdir -p r/d && cp payload.exe r/d/a && cp notes.txt r/b
+                mksquashfs r fs.sqfs -comp xz -noappend -quiet >/dev/null",
+                "fs.sqfs",
+            ),
+        ),
+    ];
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    for (name, seed) in seeds {
+        let kept = std::env::temp_dir().join(format!("verdict-fuzz-{name}"));
+        for _ in 0..iterations {
+            let input = mutate_image(&seed, &mut rng);
+            std::fs::write(&kept, &input).unwrap();
+            let report = scan(&scanner, name, input).await;
+            if report.problems.iter().any(|p| p.reason == Reason::Failed) {
+                panic!(
+                    "{name}: a decoder failed on a mutated input (kept in {}): {:?}",
+                    kept.display(),
+                    report.problems
+                );
+            }
+        }
+        std::fs::remove_file(&kept).unwrap();
+    }
+}

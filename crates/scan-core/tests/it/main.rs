@@ -8,6 +8,7 @@ mod documents;
 mod engines;
 mod formats;
 mod fuzz;
+mod images;
 mod installers;
 mod mail;
 mod testutil;

@@ -1,0 +1,393 @@
+//! Disk images and file system images, each written by the real tools (mkfs.fat and mtools,
+//! sfdisk and sgdisk, mkntfs and the ntfs-3g driver, qemu-img, mksquashfs; all installed by
+//! scripts/services.sh): the payload is found at its exact path inside, byte for byte.
+
+use std::process::Command;
+
+use scan_core::{Reason, Report, Verdict};
+
+use crate::testutil::{Whole, scan, scanner_of};
+
+/// A payload that spans many clusters (so a file's chain is followed), unique to these tests.
+fn payload() -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut out = b"MZ payload for disk image tests ".to_vec();
+    while out.len() < 150_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out
+}
+
+/// Runs `script` with bash in a fresh folder holding payload.exe and notes.txt, and returns
+/// the file `output` it wrote.
+pub(crate) fn built(script: &str, output: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("payload.exe"), payload()).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"nothing to see ".repeat(300)).unwrap();
+    let run = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir.path())
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .output()
+        .expect("bash runs");
+    assert!(
+        run.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read(dir.path().join(output)).unwrap()
+}
+
+/// Scans `image` with an engine that knows only the payload's hash.
+async fn scanned(name: &str, image: Vec<u8>) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner_of(dir.path(), Whole::of(&payload(), "payload"));
+    scan(&scanner, name, image).await
+}
+
+fn assert_found_at(report: &Report, expected: &[String]) {
+    let mut found: Vec<&str> = report.detections.iter().map(|d| d.path.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(found, expected, "{report:#?}");
+    assert_eq!(report.verdict, Verdict::Infected);
+    assert!(report.problems.is_empty(), "{report:#?}");
+}
+
+/// A 40 MB disk with an MBR and one FAT32 partition from 1 MiB, the payload in a folder.
+const MBR_FAT32: &str = "truncate -s 40M mbr.img
+printf 'start=2048, type=c\\n' | sfdisk -q mbr.img
+mkfs.fat -F 32 --offset 2048 mbr.img 38912 >/dev/null 2>&1
+mmd -i mbr.img@@1M ::/Invoice
+mcopy -i mbr.img@@1M notes.txt ::/notes.txt
+mcopy -i mbr.img@@1M payload.exe ::/Invoice/report.exe";
+
+#[tokio::test]
+async fn fat_volumes_on_floppies_and_mbr_and_gpt_disks_give_files_by_their_path() {
+    let floppy = built(
+        "mkfs.fat -C floppy.img 1440 >/dev/null
+        mmd -i floppy.img ::/Invoice
+        mcopy -i floppy.img notes.txt ::/notes.txt
+        mcopy -i floppy.img payload.exe '::/Invoice/Quarterly Report.exe'",
+        "floppy.img",
+    );
+    let report = scanned("floppy.img", floppy).await;
+    assert_found_at(&report, &["floppy.img/Invoice/Quarterly Report.exe".into()]);
+    assert_eq!(report.file_type, "disk image");
+
+    let mbr = built(MBR_FAT32, "mbr.img");
+    assert_found_at(
+        &scanned("mbr.img", mbr).await,
+        &["mbr.img/part-1/Invoice/report.exe".into()],
+    );
+
+    // GPT, FAT16 in its second slot, and logical partitions of an extended MBR one.
+    let gpt = built(
+        "truncate -s 20M gpt.img
+        sgdisk -o -n 2:2048:0 -t 2:0700 gpt.img >/dev/null
+        mkfs.fat -F 16 --offset 2048 gpt.img 18432 >/dev/null 2>&1
+        mcopy -i gpt.img@@1M payload.exe ::/report.exe",
+        "gpt.img",
+    );
+    assert_found_at(
+        &scanned("gpt.img", gpt).await,
+        &["gpt.img/part-2/report.exe".into()],
+    );
+    let logical = built(
+        "truncate -s 24M ext.img
+        printf 'start=2048, size=4096, type=c\\nstart=8192, type=5\\nstart=10240, size=8192, type=c\\nstart=20480, type=c\\n' | sfdisk -q ext.img
+        mkfs.fat --offset 20480 ext.img 1024 >/dev/null 2>&1
+        mcopy -i ext.img@@10M payload.exe ::/second.exe
+        mkfs.fat --offset 10240 ext.img 4096 >/dev/null 2>&1
+        mcopy -i ext.img@@5M payload.exe ::/first.exe",
+        "ext.img",
+    );
+    assert_found_at(
+        &scanned("ext.img", logical).await,
+        &[
+            "ext.img/part-5/first.exe".into(),
+            "ext.img/part-6/second.exe".into(),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn vhd_and_vhdx_disks_are_read_through_their_block_tables() {
+    for (name, convert) in [
+        ("fixed.vhd", "-O vpc -o subformat=fixed"),
+        ("dynamic.vhd", "-O vpc -o subformat=dynamic"),
+        ("disk.vhdx", "-O vhdx"),
+        ("small-blocks.vhdx", "-O vhdx -o block_size=1M"),
+    ] {
+        let image = built(
+            &format!("{MBR_FAT32}\nqemu-img convert -q -f raw {convert} mbr.img {name}"),
+            name,
+        );
+        let report = scanned(name, image).await;
+        assert_found_at(&report, &[format!("{name}/part-1/Invoice/report.exe")]);
+    }
+}
+
+#[tokio::test]
+async fn ntfs_volumes_give_files_streams_and_hard_links_once() {
+    // Written by the ntfs-3g driver itself, mounted through FUSE.
+    let ntfs = built(
+        "truncate -s 24M ntfs.img
+        mkntfs -F -Q ntfs.img >/dev/null 2>&1
+        mkdir m
+        ntfs-3g -o streams_interface=windows ntfs.img m
+        trap 'umount m' EXIT
+        mkdir -p m/Invoice/2026
+        cp payload.exe m/Invoice/2026/report.exe
+        ln m/Invoice/2026/report.exe m/Invoice/copy.exe
+        cp notes.txt m/readme.txt
+        cp payload.exe 'm/readme.txt:hidden'",
+        "ntfs.img",
+    );
+    let report = scanned("ntfs.img", ntfs).await;
+    let mut found: Vec<&str> = report.detections.iter().map(|d| d.path.as_str()).collect();
+    found.sort_unstable();
+    // The hard link is one file: found once, under whichever of its names the walk met first.
+    assert_eq!(found.len(), 2, "{report:#?}");
+    assert_eq!(found[1], "ntfs.img/readme.txt:hidden");
+    assert!(
+        [
+            "ntfs.img/Invoice/2026/report.exe",
+            "ntfs.img/Invoice/copy.exe"
+        ]
+        .contains(&found[0]),
+        "{found:?}"
+    );
+    assert!(report.problems.is_empty(), "{report:#?}");
+
+    // An MBR disk holding NTFS, in a VHDX.
+    let vhdx = built(
+        "truncate -s 24M disk.img
+        printf 'start=2048, type=7\\n' | sfdisk -q disk.img
+        mkntfs -F -Q --offset 2048 disk.img >/dev/null 2>&1 || true
+        dd if=/dev/zero of=part.img bs=1M count=23 status=none
+        mkntfs -F -Q -p 2048 part.img >/dev/null 2>&1
+        mkdir m
+        ntfs-3g part.img m
+        trap 'umount m' EXIT
+        cp payload.exe m/report.exe
+        umount m
+        trap - EXIT
+        dd if=part.img of=disk.img bs=1M seek=1 conv=notrunc status=none
+        qemu-img convert -q -f raw -O vhdx disk.img disk.vhdx",
+        "disk.vhdx",
+    );
+    assert_found_at(
+        &scanned("disk.vhdx", vhdx).await,
+        &["disk.vhdx/part-1/report.exe".into()],
+    );
+}
+
+#[tokio::test]
+async fn squashfs_images_in_every_compression_give_files_by_their_path() {
+    for method in ["gzip", "xz", "zstd", "lz4"] {
+        let image = built(
+            &format!(
+                "mkdir -p root/usr/bin root/etc
+                cp payload.exe root/usr/bin/tool
+                cp notes.txt root/etc/notes
+                mksquashfs root fs.sqfs -comp {method} -noappend -quiet >/dev/null"
+            ),
+            "fs.sqfs",
+        );
+        let report = scanned("fs.sqfs", image).await;
+        assert_found_at(&report, &["fs.sqfs/usr/bin/tool".into()]);
+        assert_eq!(report.file_type, "squashfs");
+    }
+    let lzo = built(
+        "mkdir root && cp notes.txt root/ && mksquashfs root fs.sqfs -comp lzo -noappend -quiet >/dev/null",
+        "fs.sqfs",
+    );
+    let report = scanned("lzo.sqfs", lzo).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+}
+
+/// The byte offset of the directory entry with the 8.3 name `short` (11 bytes, padded).
+fn entry_at(image: &[u8], short: &[u8; 11]) -> usize {
+    image
+        .windows(11)
+        .position(|w| w == short)
+        .unwrap_or_else(|| panic!("{} is in the image", String::from_utf8_lossy(short)))
+}
+
+/// Sets FAT12 entry `cluster` to `value` in both tables of a 1.44 MB floppy (tables of 9
+/// sectors after one reserved sector).
+fn set_fat12(image: &mut [u8], cluster: usize, value: u16) {
+    for table in [512, 512 + 9 * 512] {
+        let at = table + cluster * 3 / 2;
+        let old = u16::from_le_bytes([image[at], image[at + 1]]);
+        let new = if cluster.is_multiple_of(2) {
+            (old & 0xF000) | value
+        } else {
+            (old & 0x000F) | (value << 4)
+        };
+        image[at..at + 2].copy_from_slice(&new.to_le_bytes());
+    }
+}
+
+#[tokio::test]
+async fn damaged_and_hostile_images_are_never_clean_and_stay_bounded() {
+    let floppy = || {
+        built(
+            "mkfs.fat -C floppy.img 1440 >/dev/null
+            mcopy -i floppy.img payload.exe ::/a.exe
+            mcopy -i floppy.img notes.txt ::/b.txt
+            mmd -i floppy.img ::/Invoice
+            mmd -i floppy.img ::/Invoice/loop",
+            "floppy.img",
+        )
+    };
+    // Never clean: unscannable, or infected where the payload was still found elsewhere.
+    let unscannable = |report: &Report, reason: Reason, words: &str| {
+        assert_ne!(report.verdict, Verdict::Clean, "{report:#?}");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.reason == reason && p.message.contains(words)),
+            "{words}: {report:#?}"
+        );
+    };
+
+    // A chain that loops: a.exe's third cluster points back to its first.
+    let mut image = floppy();
+    let first = usize::from(u16::from_le_bytes({
+        let at = entry_at(&image, b"A       EXE") + 26;
+        [image[at], image[at + 1]]
+    }));
+    set_fat12(&mut image, first + 2, first as u16);
+    unscannable(
+        &scanned("loop.img", image).await,
+        Reason::Corrupt,
+        "already read",
+    );
+
+    // Cross-linked files: b.txt starts on a.exe's first cluster.
+    let mut image = floppy();
+    let b = entry_at(&image, b"B       TXT") + 26;
+    image[b..b + 2].copy_from_slice(&(first as u16).to_le_bytes());
+    let report = scanned("cross.img", image).await;
+    assert!(
+        report.problems.iter().any(|p| p.path == "cross.img/b.txt"
+            && p.reason == Reason::Corrupt
+            && p.message.contains("already read")),
+        "{report:#?}"
+    );
+
+    // A directory that contains itself: Invoice/loop points back to Invoice.
+    let mut image = floppy();
+    let invoice = entry_at(&image, b"INVOICE    ") + 26;
+    let cluster = [image[invoice], image[invoice + 1]];
+    let lp = entry_at(&image, b"LOOP       ") + 26;
+    image[lp..lp + 2].copy_from_slice(&cluster);
+    unscannable(
+        &scanned("dirloop.img", image).await,
+        Reason::Corrupt,
+        "loops",
+    );
+
+    // A dynamic VHD of a terabyte with nothing written: read in an instant, and reported.
+    let sparse = built(
+        "qemu-img create -q -f vpc -o subformat=dynamic big.vhd 1T",
+        "big.vhd",
+    );
+    assert!(sparse.len() < 16 << 20);
+    unscannable(
+        &scanned("big.vhd", sparse).await,
+        Reason::Unsupported,
+        "no partition table",
+    );
+
+    // Cut short: a partition that ends past the disk, a dynamic VHD whose blocks are gone.
+    let mbr = built(MBR_FAT32, "mbr.img");
+    unscannable(
+        &scanned("cut.img", mbr[..8 << 20].to_vec()).await,
+        Reason::Corrupt,
+        "past the end",
+    );
+    let dynamic = built(
+        &format!(
+            "{MBR_FAT32}\nqemu-img convert -q -f raw -O vpc -o subformat=dynamic mbr.img d.vhd"
+        ),
+        "d.vhd",
+    );
+    let footer = dynamic[dynamic.len() - 512..].to_vec();
+    let cut = [&dynamic[..dynamic.len() / 2], &footer[..]].concat();
+    let report = scanned("cut.vhd", cut).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(
+        report.problems.iter().any(|p| p.reason == Reason::Corrupt),
+        "{report:#?}"
+    );
+
+    // A VHDX whose headers fail their checksums.
+    let mut vhdx = built(
+        &format!("{MBR_FAT32}\nqemu-img convert -q -f raw -O vhdx mbr.img d.vhdx"),
+        "d.vhdx",
+    );
+    vhdx[(64 << 10) + 100] ^= 1;
+    vhdx[(128 << 10) + 100] ^= 1;
+    unscannable(&scanned("bad.vhdx", vhdx).await, Reason::Corrupt, "headers");
+
+    // A partition with a file system this reader does not walk is never taken as empty:
+    // a small one is scanned whole (a tar written into it is opened), a large one reported.
+    let linux = built(
+        "truncate -s 8M l.img
+        printf 'start=2048, type=83\\n' | sfdisk -q l.img
+        tar -cf p.tar payload.exe
+        dd if=p.tar of=l.img bs=1024 seek=1024 conv=notrunc status=none",
+        "l.img",
+    );
+    assert_found_at(
+        &scanned("linux.img", linux).await,
+        &["linux.img/part-1/payload.exe".into()],
+    );
+    let large = built(
+        "truncate -s 100M l.img
+        printf 'start=2048, type=83\\n' | sfdisk -q l.img
+        printf 'an ext4 superblock, say' | dd of=l.img bs=1024 seek=1025 conv=notrunc status=none",
+        "l.img",
+    );
+    unscannable(
+        &scanned("large.img", large).await,
+        Reason::Unsupported,
+        "part-1",
+    );
+}
+
+#[tokio::test]
+async fn exfat_volumes_are_recognised_and_never_clean() {
+    // exFAT's files are not read yet: alone or in a partition, the volume is reported.
+    let alone = built(
+        "truncate -s 8M x.img && mkfs.exfat x.img >/dev/null",
+        "x.img",
+    );
+    let report = scanned("x.img", alone).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+    let partitioned = built(
+        "truncate -s 16M d.img
+        printf 'start=2048, type=7\\n' | sfdisk -q d.img
+        dd if=/dev/zero of=p.img bs=1M count=15 status=none
+        mkfs.exfat p.img >/dev/null
+        dd if=p.img of=d.img bs=1M seek=1 conv=notrunc status=none",
+        "d.img",
+    );
+    let report = scanned("d.img", partitioned).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == "d.img/part-1" && p.reason == Reason::Unsupported),
+        "{report:#?}"
+    );
+}

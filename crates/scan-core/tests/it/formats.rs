@@ -507,3 +507,27 @@ async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read
         "{report:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_rar_member_declaring_a_huge_size_is_refused_before_it_is_read() {
+    let samples = std::path::PathBuf::from(scan_core::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut archive = std::fs::read(samples.join("rar3-readonly-unix.rar")).unwrap();
+    // RAR 3 blocks after the 7-byte signature: CRC16, type, flags, size, then for a file
+    // header (type 0x74) its packed and unpacked sizes. The first file's unpacked size becomes
+    // 4 GiB - 1 and its header CRC (the low half of a CRC-32) is made to hold again.
+    let mut at = 7;
+    loop {
+        let size = usize::from(u16::from_le_bytes([archive[at + 5], archive[at + 6]]));
+        if archive[at + 2] == 0x74 {
+            archive[at + 11..at + 15].copy_from_slice(&u32::MAX.to_le_bytes());
+            let crc = crc32fast::hash(&archive[at + 2..at + size]) as u16;
+            archive[at..at + 2].copy_from_slice(&crc.to_le_bytes());
+            break;
+        }
+        at += size;
+    }
+    let report =
+        crate::testutil::scan(&crate::testutil::scanner(dir.path()), "huge.rar", archive).await;
+    crate::testutil::assert_limit(&report, scan_core::Limit::MaxFileSize);
+}

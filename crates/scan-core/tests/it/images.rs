@@ -391,3 +391,19 @@ async fn exfat_volumes_are_recognised_and_never_clean() {
         "{report:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_squashfs_of_one_block_shared_by_many_files_stops_on_the_ratio() {
+    // mksquashfs stores identical files once: a hundred 1 MiB files cost one block of the
+    // image, and expanding them all is a bomb.
+    let bomb = built(
+        "mkdir r
+        printf 'the same line, again and again.%.0s\\n' $(seq 1 32768) > r/f0
+        for i in $(seq 1 99); do cp r/f0 r/f$i; done
+        mksquashfs r bomb.sqfs -comp xz -noappend -quiet >/dev/null",
+        "bomb.sqfs",
+    );
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let report = scanned("bomb.sqfs", bomb).await;
+    crate::testutil::assert_limit(&report, scan_core::Limit::MaxCompressionRatio);
+}

@@ -13,6 +13,12 @@ use scan_core::{Limits, Reason};
 use crate::installers::{arj, gcab, gnu_cpio, iso, lzma, nsis, rpm, sfx, szdd, tool_output};
 use crate::testutil::{scan, scanner_with};
 
+/// Base64 of `data`: payloads are encoded here, at run time, never written into the source.
+fn base64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -129,7 +135,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         testing::ppt_document_stream(&object),
     ));
     office.extend(testing::msg_streams(&[("a.exe", &e)]));
-    let mail = b"From: a@b\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nhi=3D=\n there\n--b\nContent-Type: application/octet-stream; name=a.exe\nContent-Transfer-Encoding: base64\n\nWDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=\n--b\nContent-Type: message/rfc822\n\nFrom: c@d\nContent-Type: text/plain\n\nbegin 644 x.txt\n#0V%T\n`\nend\n--b--\n".to_vec();
+    let mail = format!("From: a@b\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nhi=3D=\n there\n--b\nContent-Type: application/octet-stream; name=a.exe\nContent-Transfer-Encoding: base64\n\n{eicar64}\n--b\nContent-Type: message/rfc822\n\nFrom: c@d\nContent-Type: text/plain\n\nbegin 644 x.txt\n#0V%T\n`\nend\n--b--\n", eicar64 = base64(&e)).into_bytes();
     vec![
         ("mail.eml", mail),
         (
@@ -216,8 +222,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "smuggle.js",
             format!(
                 "var a = atob('{}' +\n '{}');\nvar h = \"{}\";",
-                "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJE",
-                "LUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=",
+                &base64(&e)[..56],
+                &base64(&e)[56..],
                 "4d5a90000300000004000000ffff0000b800000000000000400000000000000000000000000000000000000000000000000000000000000000000000"
             )
             .into_bytes(),

@@ -184,8 +184,10 @@ if kind == "images":
         return sh(files, f"mkfs.fat -C out.img {room(files) << 10} >/dev/null && mcopy -s -i out.img root/* ::/", "out.img")
 
     def ntfs(files):
+        # The driver runs in the foreground and is waited for, so every write is in the image.
         return sh(files, f"truncate -s {room(files) + 2}M out.img && mkntfs -F -Q out.img >/dev/null && mkdir m"
-                  " && ntfs-3g out.img m && cp -r root/* m/ && umount m", "out.img")
+                  " && (ntfs-3g -o no_detach out.img m & pid=$!; until mountpoint -q m; do sleep 0.05; done;"
+                  " cp -r root/* m/; fusermount -u m; wait $pid)", "out.img")
 
     def vhd(files):
         size = room(files) + 2

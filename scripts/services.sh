@@ -133,10 +133,11 @@ start() {
     # NSIS installers of scan-core's tests; lzip, ncompress (compress) and rpm (rpmbuild) the
     # lzip, .Z and RPM files; unar extracts the RAR samples for the bytes to expect; qpdf
     # encrypts PDFs with every revision of the standard security handler. Disk images:
-    # dosfstools and mtools (FAT), ntfs-3g (NTFS, written through its FUSE driver), exfatprogs,
-    # fdisk and gdisk (MBR and GPT tables), qemu-utils (VHD, VHDX), squashfs-tools.
+    # dosfstools and mtools (FAT), ntfs-3g (NTFS, written through its FUSE driver), exfatprogs
+    # and exfat-fuse (exFAT), fdisk and gdisk (MBR and GPT tables), qemu-utils (VHD, VHDX),
+    # squashfs-tools.
     apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm unar qpdf \
-        dosfstools mtools ntfs-3g exfatprogs fdisk gdisk qemu-utils squashfs-tools
+        dosfstools mtools ntfs-3g exfatprogs exfat-fuse fdisk gdisk qemu-utils squashfs-tools
     install_moto
     install_sdk
     install_carriers

@@ -75,9 +75,6 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
         "ace"
     } else if at(2, b"-lh") && data.get(6) == Some(&b'-') {
         "lzh"
-    } else if at(3, b"EXFAT   ") {
-        // An exFAT volume (USB sticks, SD cards): its files are not read yet.
-        "exfat"
     } else if at(0x8001, b"CD001") || at(0x8801, b"CD001") || at(0x9001, b"CD001") {
         "iso9660"
     } else if at(0x8001, b"BEA01")

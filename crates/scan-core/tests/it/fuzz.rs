@@ -455,7 +455,7 @@ async fn mutated_disk_images_never_panic_a_decoder() {
     let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
-        .map_or(150, |n| n / 6);
+        .map_or(150, |n| n / 7);
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
         max_files: 2_000,
@@ -504,12 +504,27 @@ async fn mutated_disk_images_never_panic_a_decoder() {
                 "truncate -s 2M ntfs.img
                 mkntfs -F -Q ntfs.img >/dev/null 2>&1
                 mkdir m
-                ntfs-3g -o streams_interface=windows ntfs.img m
-                trap 'umount m' EXIT
+                fuse_mount m ntfs-3g -o no_detach,streams_interface=windows ntfs.img m
+                trap 'fuse_unmount m' EXIT
                 mkdir m/d
                 cp payload.exe m/d/a.exe
                 cp notes.txt 'm/d/a.exe:s'",
                 "ntfs.img",
+            ),
+        ),
+        (
+            "exfat.img",
+            crate::images::built(
+                "truncate -s 2M exfat.img
+                mkfs.exfat -b 32768 exfat.img >/dev/null
+                mkdir m
+                dev=$(losetup -f --show exfat.img)
+                fuse_mount m mount.exfat-fuse -d \"$dev\" m
+                trap 'fuse_unmount m; losetup -d \"$dev\"' EXIT
+                mkdir m/d
+                cp payload.exe 'm/d/a long name for a file.exe'
+                cp notes.txt m/b",
+                "exfat.img",
             ),
         ),
         (

@@ -1,5 +1,6 @@
 //! Disk images and file system images, each written by the real tools (mkfs.fat and mtools,
-//! sfdisk and sgdisk, mkntfs and the ntfs-3g driver, qemu-img, mksquashfs; all installed by
+//! sfdisk and sgdisk, mkntfs and the ntfs-3g driver, mkfs.exfat and the exFAT FUSE driver,
+//! qemu-img, mksquashfs; all installed by
 //! scripts/services.sh): the payload is found at its exact path inside, byte for byte.
 
 use std::process::Command;
@@ -21,6 +22,20 @@ fn payload() -> Vec<u8> {
     out
 }
 
+/// Shell functions for the scripts: a FUSE driver run in the foreground (`fuse_mount DIR
+/// COMMAND...`) and unmounted with its process waited for (`fuse_unmount DIR`), so every write
+/// is in the image before the script ends.
+const FUSE: &str = r#"
+fuse_mount() {
+    local dir=$1; shift
+    "$@" >/dev/null 2>&1 &
+    FUSE_PID=$!
+    for _ in $(seq 200); do mountpoint -q "$dir" && return 0; sleep 0.05; done
+    echo "$* did not mount" >&2; return 1
+}
+fuse_unmount() { fusermount -u "$1" 2>/dev/null || umount "$1"; wait "$FUSE_PID" || true; }
+"#;
+
 /// Runs `script` with bash in a fresh folder holding payload.exe and notes.txt, and returns
 /// the file `output` it wrote.
 pub(crate) fn built(script: &str, output: &str) -> Vec<u8> {
@@ -28,7 +43,7 @@ pub(crate) fn built(script: &str, output: &str) -> Vec<u8> {
     std::fs::write(dir.path().join("payload.exe"), payload()).unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"nothing to see ".repeat(300)).unwrap();
     let run = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", script])
+        .args(["-euo", "pipefail", "-c", &format!("{FUSE}\n{script}")])
         .current_dir(dir.path())
         .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
         .output()
@@ -137,8 +152,8 @@ async fn ntfs_volumes_give_files_streams_and_hard_links_once() {
         "truncate -s 24M ntfs.img
         mkntfs -F -Q ntfs.img >/dev/null 2>&1
         mkdir m
-        ntfs-3g -o streams_interface=windows ntfs.img m
-        trap 'umount m' EXIT
+        fuse_mount m ntfs-3g -o no_detach,streams_interface=windows ntfs.img m
+        trap 'fuse_unmount m' EXIT
         mkdir -p m/Invoice/2026
         cp payload.exe m/Invoice/2026/report.exe
         ln m/Invoice/2026/report.exe m/Invoice/copy.exe
@@ -166,15 +181,12 @@ async fn ntfs_volumes_give_files_streams_and_hard_links_once() {
     let vhdx = built(
         "truncate -s 24M disk.img
         printf 'start=2048, type=7\\n' | sfdisk -q disk.img
-        mkntfs -F -Q --offset 2048 disk.img >/dev/null 2>&1 || true
         dd if=/dev/zero of=part.img bs=1M count=23 status=none
         mkntfs -F -Q -p 2048 part.img >/dev/null 2>&1
         mkdir m
-        ntfs-3g part.img m
-        trap 'umount m' EXIT
+        fuse_mount m ntfs-3g -o no_detach part.img m
         cp payload.exe m/report.exe
-        umount m
-        trap - EXIT
+        fuse_unmount m
         dd if=part.img of=disk.img bs=1M seek=1 conv=notrunc status=none
         qemu-img convert -q -f raw -O vhdx disk.img disk.vhdx",
         "disk.vhdx",
@@ -364,31 +376,44 @@ async fn damaged_and_hostile_images_are_never_clean_and_stay_bounded() {
 }
 
 #[tokio::test]
-async fn exfat_volumes_are_recognised_and_never_clean() {
-    // exFAT's files are not read yet: alone or in a partition, the volume is reported.
-    let alone = built(
-        "truncate -s 8M x.img && mkfs.exfat x.img >/dev/null",
+async fn exfat_volumes_give_files_by_their_path() {
+    // Written by the exFAT FUSE driver (as root it mounts block devices only: a loop device
+    // stands for the image): a long name (several name entries), a file of many clusters, a
+    // folder.
+    let image = built(
+        "truncate -s 8M x.img
+        mkfs.exfat x.img >/dev/null
+        mkdir m
+        dev=$(losetup -f --show x.img)
+        fuse_mount m mount.exfat-fuse -d \"$dev\" m
+        trap 'fuse_unmount m; losetup -d \"$dev\"' EXIT
+        mkdir -p 'm/Invoices 2026'
+        cp notes.txt m/notes.txt
+        cp payload.exe 'm/Invoices 2026/Quarterly report for the board.exe'",
         "x.img",
     );
-    let report = scanned("x.img", alone).await;
-    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
-    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+    assert_found_at(
+        &scanned("x.img", image.clone()).await,
+        &["x.img/Invoices 2026/Quarterly report for the board.exe".into()],
+    );
+    // On a partitioned disk.
     let partitioned = built(
         "truncate -s 16M d.img
         printf 'start=2048, type=7\\n' | sfdisk -q d.img
         dd if=/dev/zero of=p.img bs=1M count=15 status=none
         mkfs.exfat p.img >/dev/null
+        mkdir m
+        dev=$(losetup -f --show p.img)
+        fuse_mount m mount.exfat-fuse -d \"$dev\" m
+        cp payload.exe m/report.exe
+        fuse_unmount m
+        losetup -d \"$dev\"
         dd if=p.img of=d.img bs=1M seek=1 conv=notrunc status=none",
         "d.img",
     );
-    let report = scanned("d.img", partitioned).await;
-    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.path == "d.img/part-1" && p.reason == Reason::Unsupported),
-        "{report:#?}"
+    assert_found_at(
+        &scanned("d.img", partitioned).await,
+        &["d.img/part-1/report.exe".into()],
     );
 }
 

@@ -1,11 +1,12 @@
 //! Disk images, the attachments that carry payloads past mark-of-the-web when Windows mounts
 //! them: VHD and VHDX virtual disks, raw images (`.img`), their MBR or GPT partitions, and the
-//! FAT and NTFS volumes on them. One expansion goes from the image through each layer to the
+//! FAT, exFAT and NTFS volumes on them. One expansion goes from the image through each layer to the
 //! files, reading only what the file systems point to (sparse and unallocated space is never
 //! read); files are members under their path in the volume, behind `part-N/` on a partitioned
 //! disk: `disk.vhd/part-1/Invoice/report.exe`.
 
 mod device;
+mod exfat;
 mod fat;
 mod ntfs;
 mod partition;
@@ -53,6 +54,7 @@ const MAX_RAW_PARTITION: u64 = 64 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Fat,
+    Exfat,
     Ntfs,
 }
 
@@ -60,6 +62,7 @@ impl Kind {
     fn what(self) -> &'static str {
         match self {
             Kind::Fat => "FAT volume",
+            Kind::Exfat => "exFAT volume",
             Kind::Ntfs => "NTFS volume",
         }
     }
@@ -69,6 +72,8 @@ impl Kind {
 fn volume_kind(sector: &[u8]) -> Option<Kind> {
     if ntfs::identify(sector) {
         Some(Kind::Ntfs)
+    } else if exfat::identify(sector) {
+        Some(Kind::Exfat)
     } else if fat::identify(sector) {
         Some(Kind::Fat)
     } else {
@@ -176,6 +181,7 @@ fn walk(
     }
     match kind {
         Kind::Fat => fat::walk(members, device, volume),
+        Kind::Exfat => exfat::walk(members, device, volume),
         Kind::Ntfs => ntfs::walk(members, device, volume),
     }
 }

@@ -10,7 +10,7 @@
 # exports VERDICT_TEST_CLAMD_TCP, VERDICT_TEST_CLAMD_SOCKET, VERDICT_TEST_CLAMD_DB,
 # VERDICT_TEST_ICAP_URL, VERDICT_TEST_S3_ENDPOINT (moto, an S3-compatible server, with test
 # credentials in AWS_*), VERDICT_TEST_REDIS_URL, VERDICT_TEST_SDK_PYTHON (a Python with the
-# attachmentAV SDK), VERDICT_TEST_MSOFFCRYPTO (msoffcrypto-tool), VERDICT_TEST_RAR_SAMPLES (RAR archives), VERDICT_TEST_CLAMAV_TESTFILES (ClamAV's test carriers); scripts/test.sh
+# attachmentAV SDK), VERDICT_TEST_MSOFFCRYPTO (msoffcrypto-tool), VERDICT_TEST_CARRIER_PYTHON (its venv's Python, with pycdlib), VERDICT_TEST_RAR_SAMPLES (RAR archives), VERDICT_TEST_CLAMAV_TESTFILES (ClamAV's test carriers); scripts/test.sh
 # sources it before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ MOTO_VENV="${VERDICT_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/moto-5.2
 # The original product's own Python SDK, which verdict-async's compatibility test drives.
 SDK_VENV="${VERDICT_SDK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/attachmentav-sdk-0.5.0}"
 # Tools from PyPI that write carriers the tests scan (msoffcrypto-tool encrypts OOXML documents
-# as Office does).
+# as Office does; pycdlib masters UDF discs whose UDF side names files the ISO 9660 side does not).
 CARRIER_VENV="${VERDICT_CARRIER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/verdict/carriers-1}"
 RAR_SAMPLES="${XDG_CACHE_HOME:-$HOME/.cache}/verdict/rar-samples"
 # Selenium, which drives Debian's headless Chromium through chromedriver for the page's tests.
@@ -88,10 +88,10 @@ install_sdk() {
 }
 
 install_carriers() {
-    if [ ! -x "$CARRIER_VENV/bin/msoffcrypto-tool" ]; then
-        log "installing carrier tools (msoffcrypto-tool) into $CARRIER_VENV"
+    if [ ! -x "$CARRIER_VENV/bin/msoffcrypto-tool" ] || ! "$CARRIER_VENV/bin/python" -c 'import pycdlib' 2>/dev/null; then
+        log "installing carrier tools (msoffcrypto-tool, pycdlib) into $CARRIER_VENV"
         python3 -m venv "$CARRIER_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$CARRIER_VENV"; }
-        "$CARRIER_VENV/bin/pip" install -q "msoffcrypto-tool==5.4.2"
+        "$CARRIER_VENV/bin/pip" install -q "msoffcrypto-tool==5.4.2" "pycdlib==1.22.0"
     fi
     # RAR samples: no free tool writes RAR; the rarfile package's source ships its test archives.
     if [ ! -d "$RAR_SAMPLES/rarfile-4.2/test/files" ]; then
@@ -135,9 +135,9 @@ start() {
     # encrypts PDFs with every revision of the standard security handler. Disk images:
     # dosfstools and mtools (FAT), ntfs-3g (NTFS, written through its FUSE driver), exfatprogs
     # and exfat-fuse (exFAT), fdisk and gdisk (MBR and GPT tables), qemu-utils (VHD, VHDX),
-    # squashfs-tools.
+    # squashfs-tools, udftools (mkudffs: empty UDF volumes of each revision).
     apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm unar qpdf \
-        dosfstools mtools ntfs-3g exfatprogs exfat-fuse fdisk gdisk qemu-utils squashfs-tools
+        dosfstools mtools ntfs-3g exfatprogs exfat-fuse fdisk gdisk qemu-utils squashfs-tools udftools
     install_moto
     install_sdk
     install_carriers
@@ -224,6 +224,7 @@ export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 export VERDICT_TEST_SDK_PYTHON=$SDK_VENV/bin/python
 export VERDICT_TEST_BROWSER_PYTHON=$BROWSER_VENV/bin/python
 export VERDICT_TEST_MSOFFCRYPTO=$CARRIER_VENV/bin/msoffcrypto-tool
+export VERDICT_TEST_CARRIER_PYTHON=$CARRIER_VENV/bin/python
 export VERDICT_TEST_RAR_SAMPLES=$RAR_SAMPLES/rarfile-4.2/test/files
 export VERDICT_TEST_CLAMAV_TESTFILES=/usr/share/clamav-testfiles
 export AWS_ACCESS_KEY_ID=verdict-test

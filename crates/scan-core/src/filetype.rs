@@ -77,14 +77,6 @@ fn unsupported(data: &[u8]) -> Option<&'static str> {
         "lzh"
     } else if at(0x8001, b"CD001") || at(0x8801, b"CD001") || at(0x9001, b"CD001") {
         "iso9660"
-    } else if at(0x8001, b"BEA01")
-        && [0x8801, 0x9001, 0x9801]
-            .iter()
-            .any(|&o| at(o, b"NSR02") || at(o, b"NSR03"))
-    {
-        // A UDF volume with no ISO 9660 one beside it (DVD and Blu-ray images, some ISO
-        // attachments): its files are not read.
-        "udf"
     } else {
         return None;
     })

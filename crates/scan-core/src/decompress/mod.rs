@@ -8,12 +8,14 @@ mod arj;
 mod cab;
 mod chm;
 mod filters;
+mod lzo;
 mod nrv;
 mod ovba;
 
 pub(crate) use cab::{CabCompression, CabFolder};
 pub(crate) use chm::{ChmLzx, ChmSection, FRAME as CHM_FRAME};
 pub(crate) use filters::{Predicted, Prediction};
+pub(crate) use lzo::lzo1x;
 
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -1,6 +1,7 @@
 //! ISO 9660 disk images (CDs, and the `.iso` attachments used to carry executables past
 //! mark-of-the-web): the directory tree is walked from the Joliet volume (long Unicode names)
-//! when there is one, else the primary volume, and every file is a member under its path.
+//! when there is one, else the primary volume, and every file is a member under its path. A
+//! bridge disc's UDF side is walked after it, for the files the ISO 9660 side does not name.
 
 use std::collections::HashSet;
 
@@ -30,6 +31,17 @@ struct Volume {
 }
 
 fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+    let mut read = HashSet::new();
+    walk(members, data, &mut read);
+    // A bridge disc: Windows shows its UDF side, which may name files the ISO 9660 side
+    // does not (or other bytes under the same names).
+    if super::disk::udf_identify(data) && !members.stopped() {
+        super::disk::udf_bridge(members, data, &read);
+    }
+}
+
+/// Walks the ISO 9660 tree, recording where each file read lies (offset and length).
+fn walk(members: &mut Members<'_, '_>, data: &[u8], read: &mut HashSet<(u64, u64)>) {
     let Some(volume) = volume(data) else {
         return members.corrupt(
             "ISO 9660 image",
@@ -92,6 +104,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
             let start = record.extent.saturating_mul(volume.block_size);
             match data.get(start..start.saturating_add(record.length)) {
                 Some(bytes) => {
+                    read.insert((start as u64, bytes.len() as u64));
                     members.bytes(&path, bytes);
                 }
                 None => {

@@ -88,6 +88,7 @@ pub(crate) static FORMATS: &[Format] = &[
     disk::VHDX,
     squashfs::FORMAT,
     iso::FORMAT,
+    disk::UDF,
     // After ISO 9660: a hybrid ISO (bootable from a USB stick) has an MBR too, and its ISO
     // view is the one a user opens.
     disk::RAW,

@@ -1,11 +1,13 @@
 //! squashfs images (Linux's compressed read-only file system: firmware, AppImages, live
-//! systems), version 4 with gzip, xz, zstd or lz4, read through the `backhand` crate: every
-//! regular file is a member under its path. LZO images are reported: the only Rust LZO reader
-//! is GPL-licensed.
+//! systems), version 4 with gzip, xz, zstd, lz4 or LZO, read through the `backhand` crate:
+//! every regular file is a member under its path. LZO blocks are decoded by our own decoder
+//! (the only Rust LZO crate, which backhand would use, is GPL-licensed).
 
 use std::io::Cursor;
 
-use backhand::{BackhandError, FilesystemReader, InnerNode};
+use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
+use backhand::kind::{self, Kind};
+use backhand::{BackhandError, FilesystemCompressor, FilesystemReader, InnerNode, SuperBlock};
 
 use super::Format;
 use crate::expand::{Declared, Members};
@@ -17,17 +19,61 @@ pub(super) const FORMAT: Format = Format {
     expand,
 };
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
-    let filesystem = match FilesystemReader::from_reader(Cursor::new(data)) {
-        Ok(filesystem) => filesystem,
-        Err(BackhandError::UnsupportedCompression(method)) => {
-            return members.problem(
-                Reason::Unsupported,
-                format!("the squashfs image is compressed with {method}, which is not supported"),
-            );
+/// backhand's decoders, with LZO added.
+struct Codecs;
+
+/// A squashfs block never holds more than this (its largest block size).
+const MAX_BLOCK: usize = 1 << 20;
+
+impl CompressionAction for Codecs {
+    type Error = BackhandError;
+    type Compressor = Compressor;
+    type FilesystemCompressor = FilesystemCompressor;
+    type SuperBlock = SuperBlock;
+
+    fn decompress(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        compressor: Compressor,
+    ) -> Result<(), BackhandError> {
+        match compressor {
+            Compressor::Lzo => crate::decompress::lzo1x(bytes, out, MAX_BLOCK)
+                .map_err(|_| BackhandError::CorruptedOrInvalidSquashfs),
+            other => DefaultCompressor.decompress(bytes, out, other),
         }
-        Err(e) => return members.corrupt("squashfs image", e),
-    };
+    }
+
+    fn compress(
+        &self,
+        _bytes: &[u8],
+        _fc: FilesystemCompressor,
+        _block_size: u32,
+    ) -> Result<Vec<u8>, BackhandError> {
+        // Images are only ever read here.
+        Err(BackhandError::UnsupportedCompression(
+            "writing is not supported".into(),
+        ))
+    }
+}
+
+static CODECS: Codecs = Codecs;
+
+fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+    let kind = Kind::new_v4_with_const(&CODECS, kind::LE_V4_0);
+    let filesystem =
+        match FilesystemReader::from_reader_with_offset_and_kind(Cursor::new(data), 0, kind) {
+            Ok(filesystem) => filesystem,
+            Err(BackhandError::UnsupportedCompression(method)) => {
+                return members.problem(
+                    Reason::Unsupported,
+                    format!(
+                        "the squashfs image is compressed with {method}, which is not supported"
+                    ),
+                );
+            }
+            Err(e) => return members.corrupt("squashfs image", e),
+        };
     let files = filesystem
         .files()
         .filter(|node| matches!(node.inner, InnerNode::File(_)))

@@ -450,12 +450,38 @@ fn mutate_image(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
     data
 }
 
+/// A UDF disc mutated where its structures are: UDF tags checksum only their own 16 bytes, so a
+/// descriptor's body (extents, lengths, identifiers) changed this way still passes the tag
+/// check and reaches the reader's own checks.
+fn mutate_udf(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut data = seed.to_vec();
+    let descriptors: Vec<usize> = data
+        .chunks_exact(2048)
+        .enumerate()
+        .filter(|(_, block)| {
+            let id = u16::from_le_bytes([block[0], block[1]]);
+            (1..=9).contains(&id) || (256..=266).contains(&id)
+        })
+        .map(|(index, _)| index * 2048)
+        .collect();
+    for _ in 0..1 + rng.below(3) {
+        let at = descriptors[rng.below(descriptors.len())] + 16 + rng.below(2048 - 20);
+        let values = [0u32, u32::MAX, 0x7FFF_FFFF, 0x8000_0000, 1, 2, 0xC000_0800];
+        if rng.below(2) == 0 {
+            data[at] ^= 1 << rng.below(8);
+        } else {
+            data[at..at + 4].copy_from_slice(&values[rng.below(values.len())].to_le_bytes());
+        }
+    }
+    data
+}
+
 #[tokio::test]
 async fn mutated_disk_images_never_panic_a_decoder() {
     let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
-        .map_or(150, |n| n / 7);
+        .map_or(150, |n| n / 9);
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
         max_files: 2_000,
@@ -527,6 +553,15 @@ async fn mutated_disk_images_never_panic_a_decoder() {
                 "exfat.img",
             ),
         ),
+        ("disc.udf", crate::images::udf_only_disc()),
+        (
+            "lzo.sqfs",
+            crate::images::built(
+                "mkdir -p r/d && seq 1 9000 | sed 's/$/ compressible/' > r/d/a && cp notes.txt r/b
+                mksquashfs r lzo.sqfs -comp lzo -noappend -quiet >/dev/null",
+                "lzo.sqfs",
+            ),
+        ),
         (
             "fs.sqfs",
             crate::images::built(
@@ -540,7 +575,11 @@ async fn mutated_disk_images_never_panic_a_decoder() {
     for (name, seed) in seeds {
         let kept = std::env::temp_dir().join(format!("verdict-fuzz-{name}"));
         for _ in 0..iterations {
-            let input = mutate_image(&seed, &mut rng);
+            let input = if name.ends_with(".udf") {
+                mutate_udf(&seed, &mut rng)
+            } else {
+                mutate_image(&seed, &mut rng)
+            };
             std::fs::write(&kept, &input).unwrap();
             let report = scan(&scanner, name, input).await;
             if report.problems.iter().any(|p| p.reason == Reason::Failed) {

@@ -213,13 +213,33 @@ async fn squashfs_images_in_every_compression_give_files_by_their_path() {
         assert_found_at(&report, &["fs.sqfs/usr/bin/tool".into()]);
         assert_eq!(report.file_type, "squashfs");
     }
-    let lzo = built(
-        "mkdir root && cp notes.txt root/ && mksquashfs root fs.sqfs -comp lzo -noappend -quiet >/dev/null",
-        "fs.sqfs",
-    );
-    let report = scanned("lzo.sqfs", lzo).await;
-    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
-    assert_eq!(report.problems[0].reason, Reason::Unsupported);
+    // LZO, by both of mksquashfs's kinds of compressor (fast and best): the decoder is ours, so
+    // the file found is one that compresses (random bytes are stored as they are), several
+    // blocks long, with the tables and directories LZO-compressed too.
+    let text: String = (1..=40_000)
+        .map(|i| format!("{i} lines of a compressible tool\n"))
+        .collect();
+    for algorithm in ["lzo1x_1", "lzo1x_999"] {
+        let image = built(
+            &format!(
+                "mkdir -p root/usr/bin root/etc
+                seq 1 40000 | sed 's/$/ lines of a compressible tool/' > root/usr/bin/tool
+                cp payload.exe root/etc/payload
+                mksquashfs root fs.sqfs -comp lzo -Xalgorithm {algorithm} -noappend -quiet >/dev/null"
+            ),
+            "fs.sqfs",
+        );
+        assert!(
+            image.len() < text.len() / 2 + 200_000,
+            "{} bytes",
+            image.len()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let scanner = scanner_of(dir.path(), Whole::of(text.as_bytes(), "tool"));
+        let report = scan(&scanner, "lzo.sqfs", image).await;
+        assert_found_at(&report, &["lzo.sqfs/usr/bin/tool".into()]);
+        assert_eq!(report.objects, 3, "{report:#?}");
+    }
 }
 
 /// The byte offset of the directory entry with the 8.3 name `short` (11 bytes, padded).
@@ -431,4 +451,156 @@ async fn a_squashfs_of_one_block_shared_by_many_files_stops_on_the_ratio() {
     assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
     let report = scanned("bomb.sqfs", bomb).await;
     crate::testutil::assert_limit(&report, scan_core::Limit::MaxCompressionRatio);
+}
+
+/// Rewrites a bridge disc's volume recognition sequence without its ISO 9660 descriptors: what
+/// a UDF-only mastering tool writes (Windows' `oscdimg -u2`), so only the UDF side is left.
+const STRIP_ISO9660: &str = "python3 - disc.iso <<'PY'
+import sys
+path = sys.argv[1]
+disc = bytearray(open(path, 'rb').read())
+S = 2048
+vrs = [bytes(disc[(16 + i) * S:(17 + i) * S]) for i in range(16)]
+kept = [d for d in vrs if d[1:6] in (b'BEA01', b'NSR02', b'NSR03', b'TEA01')]
+disc[16 * S:32 * S] = bytes(16 * S)
+for i, d in enumerate(kept):
+    disc[(16 + i) * S:(17 + i) * S] = d
+open(path, 'wb').write(disc)
+PY";
+
+/// A UDF-only disc: genisoimage's UDF 1.02 side, a folder and two files.
+pub(crate) fn udf_only_disc() -> Vec<u8> {
+    built(
+        &format!(
+            "mkdir -p root/Invoice
+            cp notes.txt root/notes.txt
+            cp payload.exe root/Invoice/report.exe
+            genisoimage -quiet -udf -o disc.iso root
+            {STRIP_ISO9660}"
+        ),
+        "disc.iso",
+    )
+}
+
+#[tokio::test]
+async fn udf_discs_without_iso9660_give_files_by_their_path() {
+    let disc = udf_only_disc();
+    assert_ne!(&disc[0x8001..0x8006], b"CD001");
+    let report = scanned("disc.iso", disc).await;
+    assert_found_at(&report, &["disc.iso/Invoice/report.exe".into()]);
+    // The disc and both files: every file was read, each once.
+    assert_eq!(report.objects, 3, "{report:#?}");
+
+    // Empty volumes of each UDF revision mkudffs writes for rewritable media, in 2 KiB and
+    // 512-byte blocks: the volume opens and holds nothing.
+    for (args, name) in [
+        ("-b 2048 -r 1.02", "v102.udf"),
+        ("-b 2048 -r 1.50", "v150.udf"),
+        ("-b 2048 -r 2.01", "v201.udf"),
+        ("-b 512 -r 2.01", "b512.udf"),
+    ] {
+        let image = built(
+            &format!("mkudffs --new-file -m hd {args} {name} 4096 >/dev/null"),
+            name,
+        );
+        let report = scanned(name, image).await;
+        assert_eq!(report.verdict, Verdict::Clean, "{name}: {report:#?}");
+        assert!(report.problems.is_empty(), "{name}: {report:#?}");
+    }
+    // A CD-RW's sparable partition and a DVD-R's virtual one are not read, and say so.
+    for (args, name) in [("-m cdrw", "cdrw.udf"), ("-m dvdr -r 2.50", "dvdr.udf")] {
+        let image = built(
+            &format!("mkudffs --new-file {args} {name} 8192 >/dev/null"),
+            name,
+        );
+        let report = scanned(name, image).await;
+        assert_eq!(report.verdict, Verdict::Unscannable, "{name}: {report:#?}");
+        assert_eq!(report.problems[0].reason, Reason::Unsupported, "{name}");
+    }
+}
+
+/// The root directory's block in its partition, from the file set descriptor (tag 256).
+fn udf_root_block(disc: &[u8]) -> u32 {
+    let fsd = disc
+        .chunks_exact(2048)
+        .find(|block| block[..2] == [0, 1])
+        .expect("a file set descriptor");
+    u32::from_le_bytes(fsd[404..408].try_into().unwrap())
+}
+
+#[tokio::test]
+async fn damaged_and_looping_udf_discs_are_never_clean() {
+    let disc = udf_only_disc();
+    // The folder's identifier made to name the root: the tree loops.
+    let mut looping = disc.clone();
+    let fid = looping
+        .windows(8)
+        .position(|w| w == b"\x08Invoice")
+        .expect("the folder's identifier")
+        - 38;
+    let root = udf_root_block(&looping);
+    looping[fid + 24..fid + 28].copy_from_slice(&root.to_le_bytes());
+    let report = scanned("loop.iso", looping).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.reason == Reason::Corrupt && p.message.contains("loops")),
+        "{report:#?}"
+    );
+    // The root's entry broken (its tag's checksum fails): nothing can be listed.
+    let mut broken = disc.clone();
+    let fsd = broken
+        .chunks_exact(2048)
+        .position(|block| block[..2] == [0, 1])
+        .unwrap();
+    // Partition blocks count from the partition's start, which the FSD's own tag names.
+    let fsd_location =
+        u32::from_le_bytes(broken[fsd * 2048 + 12..fsd * 2048 + 16].try_into().unwrap());
+    let partition_start = fsd - fsd_location as usize;
+    let root_at = (partition_start + udf_root_block(&broken) as usize) * 2048;
+    broken[root_at + 4] ^= 0xFF;
+    let report = scanned("broken.iso", broken).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert_eq!(report.problems[0].reason, Reason::Corrupt, "{report:#?}");
+    // Cut inside the payload: never clean.
+    let head = &payload()[..32];
+    let at = disc
+        .windows(32)
+        .position(|w| w == head)
+        .expect("the payload's bytes");
+    let cut = disc[..at + 1000].to_vec();
+    let report = scanned("cut.iso", cut).await;
+    assert_ne!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert!(!report.problems.is_empty(), "{report:#?}");
+}
+
+#[tokio::test]
+async fn a_bridge_discs_udf_side_is_read_for_the_files_only_it_names() {
+    // pycdlib masters a UDF 2.60 bridge disc whose ISO 9660 side lists only the notes: the
+    // payload is named on the UDF side alone, the side Windows shows when it mounts the disc.
+    let python = scan_core::service_or_skip!("VERDICT_TEST_CARRIER_PYTHON");
+    let disc = built(
+        &format!(
+            "{python} - <<'PY'
+import io, pycdlib
+disc = pycdlib.PyCdlib()
+disc.new(udf='2.60')
+notes = open('notes.txt', 'rb').read()
+payload = open('payload.exe', 'rb').read()
+disc.add_fp(io.BytesIO(notes), len(notes), '/NOTES.TXT;1', udf_path='/notes.txt')
+disc.add_directory(udf_path='/Invoice')
+disc.add_fp(io.BytesIO(payload), len(payload), udf_path='/Invoice/report.exe')
+disc.write('bridge.iso')
+PY"
+        ),
+        "bridge.iso",
+    );
+    assert_eq!(&disc[0x8001..0x8006], b"CD001");
+    let report = scanned("bridge.iso", disc).await;
+    assert_found_at(&report, &["bridge.iso/Invoice/report.exe".into()]);
+    // The notes are on both sides, on the same bytes: read once, from the ISO 9660 side (the
+    // disc, the notes and the payload).
+    assert_eq!(report.objects, 3, "{report:#?}");
 }

@@ -922,7 +922,7 @@ async fn executables_inside_other_data_are_found() {
 }
 
 #[tokio::test]
-async fn udf_only_images_are_recognised_and_not_clean() {
+async fn a_udf_recognition_sequence_without_a_volume_is_damaged_and_a_bridge_reads_iso9660() {
     let dir = tempfile::tempdir().unwrap();
     // UDF's volume recognition sequence: BEA01, NSR02 and TEA01 in the sectors after 32 KiB.
     let mut image = vec![0u8; 0xA000];
@@ -931,8 +931,8 @@ async fn udf_only_images_are_recognised_and_not_clean() {
     }
     let report = scan(&scanner(dir.path()), "disc.iso", image.clone()).await;
     assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
-    assert_eq!(report.problems[0].reason, Reason::Unsupported);
-    assert!(report.problems[0].message.contains("udf"));
+    assert_eq!(report.problems[0].reason, Reason::Corrupt);
+    assert!(report.problems[0].message.contains("UDF"), "{report:#?}");
     // A UDF bridge image (genisoimage -udf) also has ISO 9660, whose files are read.
     let bridge = tool_output(
         &[("root/payload.exe", &eicar())],

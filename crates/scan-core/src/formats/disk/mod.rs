@@ -1,19 +1,21 @@
 //! Disk images, the attachments that carry payloads past mark-of-the-web when Windows mounts
-//! them: VHD and VHDX virtual disks, raw images (`.img`), their MBR or GPT partitions, and the
-//! FAT, exFAT and NTFS volumes on them. One expansion goes from the image through each layer to the
-//! files, reading only what the file systems point to (sparse and unallocated space is never
-//! read); files are members under their path in the volume, behind `part-N/` on a partitioned
-//! disk: `disk.vhd/part-1/Invoice/report.exe`.
+//! them: VHD and VHDX virtual disks, raw images (`.img`), their MBR or GPT partitions, the FAT,
+//! exFAT and NTFS volumes on them, and UDF discs. One expansion goes from the image through each
+//! layer to the files, reading only what the file systems point to (sparse and unallocated
+//! space is never read); files are members under their path in the volume, behind `part-N/` on
+//! a partitioned disk: `disk.vhd/part-1/Invoice/report.exe`.
 
 mod device;
 mod exfat;
 mod fat;
 mod ntfs;
 mod partition;
+mod udf;
 mod vhd;
 mod vhdx;
 mod volume;
 
+use std::collections::HashSet;
 use std::io::{Cursor, Seek, SeekFrom};
 
 use super::Format;
@@ -33,6 +35,27 @@ pub(super) const VHDX: Format = Format {
     identify: vhdx::identify,
     expand: |members, data| layered(members, data, "VHDX image", vhdx::open),
 };
+
+/// A UDF volume from the first sector on (a disc image without ISO 9660 beside it; a bridge
+/// disc is opened as ISO 9660, which then calls [`udf_bridge`]).
+pub(super) const UDF: Format = Format {
+    name: "udf",
+    identify: udf::identify,
+    expand: |members, data| udf_bridge(members, data, &HashSet::new()),
+};
+
+/// Whether `data` holds a UDF volume.
+pub(super) fn udf_identify(data: &[u8]) -> bool {
+    udf::identify(data)
+}
+
+/// Walks the UDF volume of a disc image, leaving out the files whose bytes (offset and
+/// length) are in `read`.
+pub(super) fn udf_bridge(members: &mut Members<'_, '_>, data: &[u8], read: &HashSet<(u64, u64)>) {
+    let len = data.len() as u64;
+    let mut volume = Volume::new(members, "", "UDF volume", len);
+    udf::walk(members, Cursor::new(data), len, &mut volume, read);
+}
 
 /// A raw disk: a partition table, or one volume from the first sector on.
 pub(super) const RAW: Format = Format {

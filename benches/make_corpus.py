@@ -12,8 +12,8 @@ makensis and arj.
 
 With KIND "images", the corpus is file system and disk images of the same text and program
 files: FAT (mkfs.fat and mtools), NTFS (mkntfs, written through the ntfs-3g driver), dynamic
-VHD and VHDX disks with an MBR and a FAT partition (sfdisk, qemu-img) and squashfs
-(mksquashfs), a few carrying a payload.
+VHD and VHDX disks with an MBR and a FAT partition (sfdisk, qemu-img), squashfs (mksquashfs,
+gzip and LZO) and UDF-only discs (genisoimage's UDF side), a few carrying a payload.
 
 usage: make_corpus.py DIR [SIZE_MB] [mixed|documents|installers|images]   -> prints the number of files that carry a payload
 """
@@ -206,15 +206,32 @@ if kind == "images":
     def squashfs(files):
         return sh(files, "mksquashfs root out.sqfs -noappend -quiet", "out.sqfs")
 
+    def squashfs_lzo(files):
+        return sh(files, "mksquashfs root out.sqfs -comp lzo -noappend -quiet", "out.sqfs")
+
+    def udf(files):
+        # genisoimage's UDF side alone: its volume recognition sequence rewritten without the
+        # ISO 9660 descriptors, as a UDF-only mastering tool writes it.
+        disc = bytearray(sh(files, "genisoimage -quiet -udf -o out.iso root", "out.iso"))
+        sector = 2048
+        kept = [bytes(disc[at:at + sector]) for at in range(16 * sector, 32 * sector, sector)
+                if disc[at + 1:at + 6] in (b"BEA01", b"NSR02", b"NSR03", b"TEA01")]
+        disc[16 * sector:32 * sector] = bytes(16 * sector)
+        for i, descriptor in enumerate(kept):
+            disc[(16 + i) * sector:(17 + i) * sector] = descriptor
+        return bytes(disc)
+
     put("images/infected-fat.img", fat([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
     put("images/infected-ntfs.img", ntfs([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
     put("images/infected.vhd", vhd([("setup/tool.bin", PAYLOAD + random_bytes(1000)), ("readme.txt", text(5000))])); infected += 1
     put("images/infected.sqfs", squashfs([("bin/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    put("images/infected-lzo.sqfs", squashfs_lzo([("bin/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
+    put("images/infected.udf", udf([("setup/eicar.com", EICAR), ("readme.txt", text(5000))])); infected += 1
     i = 0
     while written < budget:
         files = [(f"docs/f{j}.txt", text(rng.randint(50_000, 1 << 20))) for j in range(rng.randint(2, 6))]
         files.append(("Program Files/app/program.bin", program_bytes(rng.randint(1, 4) << 20)))
-        maker = (fat, ntfs, vhd, vhdx, squashfs)[i % 5]
+        maker = (fat, ntfs, vhd, vhdx, squashfs, squashfs_lzo, udf)[i % 7]
         put(f"{maker.__name__}/image{i}.{maker.__name__}", maker(files))
         i += 1
     print(infected)

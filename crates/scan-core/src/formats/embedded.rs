@@ -241,17 +241,23 @@ fn carrier_at(data: &[u8], at: usize, eocds: &[usize]) -> Option<usize> {
 fn embedded_objects(data: &[u8]) -> (Vec<Span>, Vec<Span>) {
     static MAGICS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
         std::sync::LazyLock::new(|| {
-            aho_corasick::AhoCorasick::new([
-                &b"MZ"[..],
-                b"Rar!\x1A\x07",
-                b"7z\xBC\xAF\x27\x1C",
-                b"MSCF\0\0\0\0",
-            ])
-            .unwrap_or_else(|e| unreachable!("four plain patterns: {e}"))
+            // Leftmost-first lets the searcher use its vectorised (Teddy) prefilter, which
+            // checks every magic's first two bytes at once; the default (overlapping) kind
+            // stops at every `M`, `R` and `7`, four times the cost. No magic can start inside
+            // another's match, so no hit is lost.
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build([
+                    &b"MZ"[..],
+                    b"Rar!\x1A\x07",
+                    b"7z\xBC\xAF\x27\x1C",
+                    b"MSCF\0\0\0\0",
+                ])
+                .unwrap_or_else(|e| unreachable!("four plain patterns: {e}"))
         });
     let mut executables: Vec<Span> = Vec::new();
     let mut archives: Vec<Span> = Vec::new();
-    for hit in MAGICS.find_overlapping_iter(data.get(1..).unwrap_or(&[])) {
+    for hit in MAGICS.find_iter(data.get(1..).unwrap_or(&[])) {
         if executables.len() + archives.len() >= MAX_EMBEDDED {
             break;
         }

@@ -133,6 +133,7 @@ impl<'s> Walker<'s> {
             path,
             depth,
             next_index: 0,
+            expected: None,
         })
     }
 
@@ -335,6 +336,8 @@ pub(crate) struct Members<'w, 's> {
     path: &'w str,
     depth: u32,
     next_index: usize,
+    /// The size the last admitted member declared: room made for it at once when it is read.
+    expected: Option<u64>,
 }
 
 impl Members<'_, '_> {
@@ -414,6 +417,7 @@ impl Members<'_, '_> {
     /// Counts a member against the file limit and checks its declared sizes. False (and
     /// recorded) when it is refused.
     pub(crate) fn admit(&mut self, child: &str, declared: Declared) -> bool {
+        self.expected = declared.size;
         let walker = &mut *self.walker;
         if walker.stopped {
             return false;
@@ -480,8 +484,9 @@ impl Members<'_, '_> {
         consumed: Option<Consumed>,
     ) -> Result<ObjectData, Taken> {
         let depth = self.depth + 1;
+        let expected = self.expected.take();
         let walker = &mut *self.walker;
-        match spool_capped(reader, consumed, &walker.budget, walker.spool) {
+        match spool_capped(reader, consumed, expected, &walker.budget, walker.spool) {
             Ok(data) => Ok(data),
             Err(MemberError::Limit(limit)) => {
                 walker.limit(child, limit);
@@ -513,6 +518,28 @@ impl Members<'_, '_> {
                 Err(Taken::Broken)
             }
         }
+    }
+
+    /// The most a member may take in memory before it is spooled to a file: a format that
+    /// decodes a member whole, in one call, does so only up to this size.
+    pub(crate) fn memory_room(&self) -> u64 {
+        self.walker.spool.memory_threshold as u64
+    }
+
+    /// Walks an admitted member that its format decoded whole from `input` compressed bytes,
+    /// counted against the limits as if it had been read through them.
+    pub(crate) fn decoded(&mut self, child: &str, decoded: Vec<u8>, input: u64) -> Taken {
+        let budget = &self.walker.budget;
+        let n = decoded.len() as u64;
+        if let Err(LimitHit(limit)) = budget
+            .charge(n, n, Some(input))
+            .and_then(|()| budget.check_time())
+        {
+            self.walker.limit(child, limit);
+            return Taken::Broken;
+        }
+        self.walk(child, &ObjectData::from_vec(decoded));
+        Taken::Read
     }
 
     /// Walks a member spooled by [`Members::spool`].
@@ -635,11 +662,15 @@ impl Members<'_, '_> {
 fn spool_capped(
     reader: &mut dyn Read,
     consumed: Option<Consumed>,
+    expected: Option<u64>,
     budget: &Budget,
     config: &SpoolPolicy,
 ) -> Result<ObjectData, MemberError> {
     let mut capped = Capped::new(reader, budget, consumed);
     let mut spool = Spool::new(config, None);
+    if let Some(size) = expected {
+        spool.expect(size);
+    }
     loop {
         match spool.read_from(&mut capped, &mut |_| {}) {
             Ok(0) => break,

@@ -178,7 +178,13 @@ pub(crate) enum SpoolError {
 pub(crate) struct Spool<'c> {
     config: &'c SpoolPolicy,
     max: Option<u64>,
+    /// In memory mode, `memory[..filled]` is the object; the rest is zeroed room already paid
+    /// for, so a read that returns less than its window does not zero that room again.
     memory: Vec<u8>,
+    filled: usize,
+    /// Where the room made by [`Spool::expect`] ends: reads stop there, so an object of the
+    /// expected size never grows the buffer.
+    expected_end: usize,
     writer: Option<SpoolWriter>,
     total: u64,
 }
@@ -189,9 +195,27 @@ impl<'c> Spool<'c> {
             config,
             max,
             memory: Vec::new(),
+            filled: 0,
+            expected_end: 0,
             writer: None,
             total: 0,
         }
+    }
+
+    /// Makes room at once for an object its container says is `size` bytes, up to the memory
+    /// threshold, so it is not copied each time the buffer doubles. A lying size costs at most
+    /// the threshold in address space, never in what is read.
+    pub(crate) fn expect(&mut self, size: u64) {
+        if self.writer.is_some() || self.filled > 0 {
+            return;
+        }
+        // One byte more than the object, for the read that finds its end.
+        let room = usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .min(self.config.memory_threshold)
+            .saturating_add(1);
+        self.memory.reserve_exact(room);
+        self.expected_end = room;
     }
 
     /// Reads the next chunk from `reader` into the spool, shows it to `inspect` (for hashing),
@@ -213,23 +237,23 @@ impl<'c> Spool<'c> {
             writer.send(buf, n).map_err(SpoolError::Write)?;
             return Ok(n);
         }
-        let start = self.memory.len();
+        let start = self.filled;
         // Grow the read window with the object: most members are small, and zeroing a whole
         // chunk for each of ten thousand tiny files costs more than reading them.
-        let window = start.clamp(8 << 10, CHUNK);
-        self.memory.resize(start + window, 0);
-        let n = match read_some(reader, &mut self.memory[start..]) {
-            Ok(n) => n,
-            Err(e) => {
-                self.memory.truncate(start);
-                return Err(SpoolError::Read(e));
-            }
-        };
-        self.memory.truncate(start + n);
+        let mut window = start.clamp(8 << 10, CHUNK);
+        if start < self.expected_end {
+            window = window.min(self.expected_end - start);
+        }
+        if self.memory.len() < start + window {
+            self.memory.resize(start + window, 0);
+        }
+        let n =
+            read_some(reader, &mut self.memory[start..start + window]).map_err(SpoolError::Read)?;
         if n == 0 {
             return Ok(0);
         }
-        inspect(&self.memory[start..]);
+        self.filled += n;
+        inspect(&self.memory[start..self.filled]);
         self.total += n as u64;
         check_max(self.total, self.max)?;
         self.spill_if_over_threshold()?;
@@ -244,17 +268,19 @@ impl<'c> Spool<'c> {
         if let Some(writer) = &mut self.writer {
             return writer.send_shared(chunk).map_err(SpoolError::Write);
         }
+        self.memory.truncate(self.filled);
         self.memory.extend_from_slice(&chunk);
+        self.filled = self.memory.len();
         self.spill_if_over_threshold()
     }
 
     fn spill_if_over_threshold(&mut self) -> Result<(), SpoolError> {
-        if self.writer.is_none() && self.memory.len() > self.config.memory_threshold {
+        if self.writer.is_none() && self.filled > self.config.memory_threshold {
             let file = self.config.temp_file().map_err(SpoolError::Write)?;
             let mut writer = SpoolWriter::start(file).map_err(SpoolError::Write)?;
-            let len = self.memory.len();
+            let filled = std::mem::take(&mut self.filled);
             writer
-                .send(std::mem::take(&mut self.memory), len)
+                .send(std::mem::take(&mut self.memory), filled)
                 .map_err(SpoolError::Write)?;
             self.writer = Some(writer);
         }
@@ -265,7 +291,11 @@ impl<'c> Spool<'c> {
     /// error this is what arrived before it.
     pub(crate) fn finish(self) -> io::Result<ObjectData> {
         match self.writer {
-            None => Ok(ObjectData::from_vec(self.memory)),
+            None => {
+                let mut memory = self.memory;
+                memory.truncate(self.filled);
+                Ok(ObjectData::from_vec(memory))
+            }
             Some(writer) => ObjectData::map_file(writer.finish()?),
         }
     }

@@ -166,31 +166,42 @@ impl<'b, R: Read> Capped<'b, R> {
     }
 
     fn check(&mut self, n: u64) -> Result<(), LimitHit> {
-        let limits = &self.budget.limits;
         self.produced += n;
-        if self.produced > limits.max_file_size {
-            return Err(LimitHit(Limit::MaxFileSize));
-        }
-        let expanded = self.budget.expanded.get() + n;
-        self.budget.expanded.set(expanded);
-        if expanded > limits.max_scan_size {
-            return Err(LimitHit(Limit::MaxScanSize));
-        }
-        if self.budget.overall_ratio_exceeded(expanded) {
-            return Err(LimitHit(Limit::MaxCompressionRatio));
-        }
-        if let Some(consumed) = &self.consumed
-            && self.produced > limits.ratio_floor
-        {
-            let input = consumed.get().saturating_sub(self.consumed_at_start).max(1);
-            if self.produced / input > limits.max_ratio {
-                return Err(LimitHit(Limit::MaxCompressionRatio));
-            }
-        }
+        let input = self
+            .consumed
+            .as_ref()
+            .map(|consumed| consumed.get().saturating_sub(self.consumed_at_start));
+        self.budget.charge(self.produced, n, input)?;
         self.since_time_check += n;
         if self.since_time_check >= 4 << 20 {
             self.since_time_check = 0;
             self.budget.check_time()?;
+        }
+        Ok(())
+    }
+}
+
+impl Budget {
+    /// Counts `n` more decoded bytes of a member that has produced `produced` in all from
+    /// `input` compressed bytes (`None`: stored, no ratio), and names the limit they pass.
+    pub(crate) fn charge(&self, produced: u64, n: u64, input: Option<u64>) -> Result<(), LimitHit> {
+        let limits = &self.limits;
+        if produced > limits.max_file_size {
+            return Err(LimitHit(Limit::MaxFileSize));
+        }
+        let expanded = self.expanded.get() + n;
+        self.expanded.set(expanded);
+        if expanded > limits.max_scan_size {
+            return Err(LimitHit(Limit::MaxScanSize));
+        }
+        if self.overall_ratio_exceeded(expanded) {
+            return Err(LimitHit(Limit::MaxCompressionRatio));
+        }
+        if let Some(input) = input
+            && produced > limits.ratio_floor
+            && produced / input.max(1) > limits.max_ratio
+        {
+            return Err(LimitHit(Limit::MaxCompressionRatio));
         }
         Ok(())
     }

@@ -228,3 +228,60 @@ async fn ole_headers_with_absurd_counts_never_panic_the_walk() {
         }
     }
 }
+
+/// A deflated member whose headers (local and central alike) lie about its CRC or its size:
+/// the whole-member decoder refuses it and the streaming reader reads it instead, which finds
+/// a wrong CRC after the member (still scanned) and a stream longer than its size (damaged),
+/// never clean. A size larger than the stream hides nothing: the stream is decoded to its end.
+#[tokio::test]
+async fn zip_members_whose_headers_lie_about_crc_or_size_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let mut payload = eicar();
+    payload.extend(b"padding so the member is deflated ".repeat(50));
+    let zip = testing::zip(&[("payload.com", &payload)]);
+    assert_eq!(&zip[8..10], &[8, 0], "the member is deflated");
+    let central = zip
+        .windows(4)
+        .position(|w| w == b"PK\x01\x02")
+        .expect("a central header");
+    let read = |at: usize| u32::from_le_bytes(zip[at..at + 4].try_into().unwrap());
+    // The local header holds the CRC at 14 and the size at 22; the central one at 16 and 24.
+    let found = ["lie.zip/payload.com"].as_slice();
+    for (what, local, lie, verdict, detections, damaged) in [
+        ("crc", 14, read(14) ^ 1, Verdict::Infected, found, true),
+        (
+            "smaller size",
+            22,
+            read(22) - 1,
+            Verdict::Unscannable,
+            &[],
+            true,
+        ),
+        (
+            "larger size",
+            22,
+            read(22) + 1000,
+            Verdict::Infected,
+            found,
+            false,
+        ),
+    ] {
+        let mut lying = zip.clone();
+        lying[local..local + 4].copy_from_slice(&lie.to_le_bytes());
+        let in_central = central + local + 2;
+        lying[in_central..in_central + 4].copy_from_slice(&lie.to_le_bytes());
+        let report = scan(&scanner, "lie.zip", lying).await;
+        assert_eq!(report.verdict, verdict, "{what}: {report:#?}");
+        assert_eq!(paths(&report), detections, "{what}");
+        let corrupt = report
+            .problems
+            .iter()
+            .any(|p| p.reason == Reason::Corrupt && p.path == "lie.zip/payload.com");
+        assert_eq!(corrupt, damaged, "{what}: {:?}", report.problems);
+    }
+    // The honest archive is read whole, with nothing to report.
+    let report = scan(&scanner, "honest.zip", zip).await;
+    assert_eq!(paths(&report), ["honest.zip/payload.com"]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

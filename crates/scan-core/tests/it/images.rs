@@ -197,6 +197,90 @@ async fn ntfs_volumes_give_files_streams_and_hard_links_once() {
     );
 }
 
+/// Where the first data run of the unnamed, non-resident `$DATA` attribute of the file named
+/// `name` starts in an NTFS image: the run's header byte's offset, found through the MFT record
+/// that holds the name.
+fn first_data_run(image: &[u8], name: &str) -> usize {
+    let utf16: Vec<u8> = name.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([image[at], image[at + 1]]));
+    let u32_at = |at: usize| u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
+    for record in (0..image.len() - 1024).step_by(1024) {
+        let bytes = &image[record..record + 1024];
+        if !bytes.starts_with(b"FILE") || !bytes.windows(utf16.len()).any(|w| w == utf16) {
+            continue;
+        }
+        let mut attribute = record + u16_at(record + 0x14);
+        while u32_at(attribute) != 0xFFFF_FFFF {
+            if u32_at(attribute) == 0x80 && image[attribute + 8] == 1 && image[attribute + 9] == 0 {
+                return attribute + u16_at(attribute + 0x20);
+            }
+            attribute += u32_at(attribute + 4) as usize;
+        }
+    }
+    panic!("no MFT record names {name}");
+}
+
+/// A data run that reads clusters already read: one file's run moved onto another file's
+/// clusters, or a file whose last cluster is taken from a second run pointed back into its
+/// first (a run's LCN is relative to the previous run's; an offset of zero would mark the run
+/// sparse, so the second run points one cluster past the first's start).
+#[tokio::test]
+async fn ntfs_runs_that_point_back_are_corrupt_never_read_twice() {
+    let ntfs = || {
+        built(
+            "truncate -s 24M ntfs.img
+            mkntfs -F -Q ntfs.img >/dev/null 2>&1
+            mkdir m
+            fuse_mount m ntfs-3g -o no_detach ntfs.img m
+            trap 'fuse_unmount m' EXIT
+            cp payload.exe m/report.exe
+            cp payload.exe m/other.exe",
+            "ntfs.img",
+        )
+    };
+    let corrupt = |report: &Report| {
+        assert_ne!(report.verdict, Verdict::Clean, "{report:#?}");
+        assert!(
+            report.problems.iter().any(|p| p.reason == Reason::Corrupt
+                && p.message.contains("clusters already read")),
+            "{report:#?}"
+        );
+    };
+    // A mapping pair's header: the low nibble is the length's size, the high one the offset's.
+    let sizes = |header: u8| (usize::from(header & 0xF), usize::from(header >> 4));
+
+    let mut image = ntfs();
+    let (report, other) = (
+        first_data_run(&image, "report.exe"),
+        first_data_run(&image, "other.exe"),
+    );
+    assert_eq!(image[report], image[other], "both runs are encoded alike");
+    let (length, offset) = sizes(image[report]);
+    let lcn = 1 + length..1 + length + offset;
+    let theirs = image[report + lcn.start..report + lcn.end].to_vec();
+    image[other + lcn.start..other + lcn.end].copy_from_slice(&theirs);
+    // Fixups replace the last two bytes of each sector; the runs lie well before them.
+    assert!((other + lcn.end) % 512 < 510);
+    corrupt(&scanned("shared.img", image).await);
+
+    let mut image = ntfs();
+    let run = first_data_run(&image, "report.exe");
+    let (length, offset) = sizes(image[run]);
+    assert_eq!(length, 1, "a run of under 256 clusters");
+    let clusters = image[run + 1];
+    assert!(
+        image[run + 1 + length + offset] == 0,
+        "one run, then the end"
+    );
+    // The first run keeps all but one cluster; a second, of one cluster at offset +1, reads
+    // the first run's second cluster again. The attribute has room: runs are padded to 8.
+    image[run + 1] = clusters - 1;
+    let second = run + 1 + length + offset;
+    image[second..second + 4].copy_from_slice(&[0x11, 1, 1, 0]);
+    assert!((second + 4) % 512 < 510);
+    corrupt(&scanned("back.img", image).await);
+}
+
 #[tokio::test]
 async fn squashfs_images_in_every_compression_give_files_by_their_path() {
     for method in ["gzip", "xz", "zstd", "lz4"] {

@@ -244,10 +244,24 @@ impl Reads {
         if let Some(e) = ranges.remove(&end) {
             new_end = e;
         }
+        if ranges.len() >= MAX_RANGES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the volume's files lie in more than {MAX_RANGES} separate pieces, a bomb \
+                     technique; it was not read on"
+                ),
+            ));
+        }
         ranges.insert(new_start, new_end);
         Ok(())
     }
 }
+
+/// Separate ranges [`Reads`] keeps at most (about 32 MiB): a volume whose files are cut into
+/// more pieces than this (one cluster each, every other cluster) is not read on, so the map
+/// cannot grow with the bytes a hostile image makes us read.
+const MAX_RANGES: usize = 1 << 20;
 
 /// A device whose reads are counted in [`Reads`].
 pub(super) struct Tracked<D> {
@@ -280,5 +294,30 @@ impl<D: Device> Seek for Tracked<D> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         self.position = self.inner.seek(to)?;
         Ok(self.position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_refuse_a_byte_read_twice_and_a_map_of_too_many_pieces() {
+        let reads = Reads::default();
+        reads.file(|| {
+            assert!(reads.record(0, 10).is_ok());
+            assert!(reads.record(10, 20).is_ok(), "touching ranges merge");
+            assert!(reads.record(15, 16).is_err(), "inside one read already");
+            // Every other byte: each read a piece of its own, until the map is full.
+            for piece in 0..MAX_RANGES as u64 - 1 {
+                let at = 100 + 2 * piece;
+                assert!(reads.record(at, at + 1).is_ok());
+            }
+            let past = 100 + 2 * MAX_RANGES as u64;
+            let refused = reads.record(past, past + 1).unwrap_err();
+            assert!(refused.to_string().contains("separate pieces"), "{refused}");
+            // A read that only extends a piece still goes on.
+            assert!(reads.record(20, 21).is_ok());
+        });
     }
 }

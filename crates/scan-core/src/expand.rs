@@ -417,7 +417,7 @@ impl Members<'_, '_> {
     /// Counts a member against the file limit and checks its declared sizes. False (and
     /// recorded) when it is refused.
     pub(crate) fn admit(&mut self, child: &str, declared: Declared) -> bool {
-        self.expected = declared.size;
+        self.expected = None;
         let walker = &mut *self.walker;
         if walker.stopped {
             return false;
@@ -452,7 +452,10 @@ impl Members<'_, '_> {
                 walker.limit(child, limit);
                 false
             }
-            None => true,
+            None => {
+                self.expected = Some(size);
+                true
+            }
         }
     }
 

@@ -277,8 +277,7 @@ fn embedded_objects(data: &[u8]) -> (Vec<Span>, Vec<Span>) {
                 }
             }
             1 => {
-                // RAR 4 (`...\x07\x00`) or 5 (`...\x07\x01\x00`).
-                if rest.get(6) == Some(&0) || rest.get(6..8) == Some(&[1, 0][..]) {
+                if rar_header_holds(rest) {
                     archives.push((at, rest.len()));
                 }
             }
@@ -290,6 +289,47 @@ fn embedded_objects(data: &[u8]) -> (Vec<Span>, Vec<Span>) {
         }
     }
     (executables, archives)
+}
+
+/// Whether the RAR signature at the start of `rest` is followed by a first header whose
+/// checksum holds: RAR 4 (`...\x07\x00`) keeps the low half of a CRC-32 of its header after
+/// the field, RAR 5 (`...\x07\x01\x00`) a CRC-32 of its header from its size on. The
+/// signature alone is a constant in every program that reads RAR (libarchive's own code holds
+/// it), and a guess that fails to open would make an ordinary file Unscannable.
+fn rar_header_holds(rest: &[u8]) -> bool {
+    let u16_at = |i: usize| rest.get(i..i + 2).map(|w| u16::from_le_bytes([w[0], w[1]]));
+    if rest.get(6) == Some(&0) {
+        // CRC (2 bytes) at 7, then type, flags and the header's size (from the CRC on).
+        let (Some(crc), Some(size)) = (u16_at(7), u16_at(12)) else {
+            return false;
+        };
+        let header = usize::from(size)
+            .checked_sub(2)
+            .and_then(|len| rest.get(9..9 + len));
+        return header.is_some_and(|h| h.len() >= 5 && crc32fast::hash(h) as u16 == crc);
+    }
+    if rest.get(6..8) == Some(&[1, 0][..]) {
+        let Some(crc) = rest
+            .get(8..12)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        else {
+            return false;
+        };
+        // The header's size, a variable-length integer of at most 3 bytes, counts the bytes
+        // after it; the CRC covers the size field too.
+        let mut size = 0usize;
+        for (i, &byte) in rest.iter().skip(12).take(3).enumerate() {
+            size |= usize::from(byte & 0x7F) << (7 * i);
+            if byte & 0x80 == 0 {
+                let field = i + 1;
+                return size > 0
+                    && rest
+                        .get(12..12 + field + size)
+                        .is_some_and(|h| crc32fast::hash(h) == crc);
+            }
+        }
+    }
+    false
 }
 
 /// Whether `data` reads as text at both ends (its first and last 8 KiB): a document, not a
@@ -402,5 +442,32 @@ mod tests {
         assert_eq!(pe_image_end(&pe), Some(0x300));
         pe[0x86] = 0;
         assert_eq!(pe_image_end(&pe), None);
+    }
+
+    #[test]
+    fn a_rar_signature_counts_only_with_a_first_header_that_holds() {
+        // RAR 4: the main header (type 0x73, no flags, 13 bytes, 6 reserved) after the mark.
+        let mut rar4 = b"Rar!\x1A\x07\x00".to_vec();
+        let body = [0x73, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0];
+        rar4.extend_from_slice(&(crc32fast::hash(&body) as u16).to_le_bytes());
+        rar4.extend_from_slice(&body);
+        assert!(rar_header_holds(&rar4));
+        // RAR 5: the main archive header (size 3: type 1, no flags, no archive flags).
+        let mut rar5 = b"Rar!\x1A\x07\x01\x00".to_vec();
+        let header = [3, 1, 0, 0];
+        rar5.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
+        rar5.extend_from_slice(&header);
+        assert!(rar_header_holds(&rar5));
+        // The signature as a constant in a reader's code, followed by whatever comes next.
+        for mut broken in [rar4, rar5] {
+            let last = broken.len() - 1;
+            broken[last] ^= 1;
+            assert!(!rar_header_holds(&broken));
+            assert!(!rar_header_holds(&broken[..10]));
+        }
+        let mut code =
+            b"\x48\x8d\x05Rar!\x1A\x07\x00\x48\x89\xc7\xe8\x00\x00\x00\x00\x85\xc0".to_vec();
+        code.extend_from_slice(&[0x90; 64]);
+        assert_eq!(embedded_objects(&code), (Vec::new(), Vec::new()));
     }
 }

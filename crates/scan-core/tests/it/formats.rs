@@ -472,6 +472,32 @@ async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read
         );
     }
 
+    // RAR 4 and 5 inside other data (a dropper's blob): found where they start, once their
+    // first header's checksum holds.
+    for name in ["rar3-subdirs.rar", "rar5-crc.rar"] {
+        let files = extracted(&samples.join(name));
+        let digests = files
+            .iter()
+            .map(|(_, bytes)| sha2::Sha256::digest(bytes).into())
+            .collect();
+        let scanner = crate::testutil::scanner_of(
+            dir.path(),
+            crate::testutil::Whole::any_of(digests, "file"),
+        );
+        let mut blob: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        blob.extend(std::fs::read(samples.join(name)).unwrap());
+        let report = crate::testutil::scan(&scanner, "blob.bin", blob).await;
+        for (file, _) in &files {
+            let path = format!("blob.bin@4096/{file}");
+            assert!(
+                report.detections.iter().any(|d| d.path == path),
+                "{path}: {report:#?}"
+            );
+        }
+    }
+
     let scanner = crate::testutil::scanner(dir.path());
     // Encrypted (data, or headers too), volume sets, what this libarchive does not read (RAR 1.5
     // and 2 archives, RAR 4 solid ones past their first file): never clean.

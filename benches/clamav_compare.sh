@@ -6,8 +6,8 @@
 #
 #   benches/clamav_compare.sh [SIZE_MB] [mixed|documents|installers|images]   (default 300 MB of mixed
 #   files; "documents" is PDFs with deflated streams and e-mails with attachments; "installers"
-#   is disk images, cabinets, NSIS setups and ARJ archives; "images" is FAT, NTFS, VHD, VHDX and
-#   squashfs images)
+#   is disk images, cabinets, NSIS setups and ARJ archives; "images" is FAT, NTFS, VHD, VHDX,
+#   squashfs (gzip and LZO) and UDF-only images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

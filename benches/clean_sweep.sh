@@ -34,7 +34,10 @@ for line in open(sys.argv[1]):
         odd.append(report)
 print("objects by verdict:", dict(counts))
 for report in odd:
-    problems = "; ".join(f'{p["path"]}: {p["reason"]}: {p["message"]}' for p in report["problems"])
+    # A problem's reason is flattened into it (its tag, and the limit for a limit).
+    problems = "; ".join(
+        f'{p["path"]}: {", ".join(f"{k}={v}" for k, v in p.items() if k not in ("path", "message"))}: {p["message"]}'
+        for p in report["problems"])
     found = ", ".join(d["name"] for d in report["detections"])
     print(f'{report["verdict"]:12} {report["name"]}  {found or problems}')
 PY

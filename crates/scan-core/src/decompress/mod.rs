@@ -36,6 +36,30 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// Counts `n` more decoded bytes of a member that has produced `produced` in all from
+    /// `input` compressed bytes (`None`: stored, no ratio), and names the limit they pass.
+    pub(crate) fn charge(&self, produced: u64, n: u64, input: Option<u64>) -> Result<(), LimitHit> {
+        let limits = &self.limits;
+        if produced > limits.max_file_size {
+            return Err(LimitHit(Limit::MaxFileSize));
+        }
+        let expanded = self.expanded.get() + n;
+        self.expanded.set(expanded);
+        if expanded > limits.max_scan_size {
+            return Err(LimitHit(Limit::MaxScanSize));
+        }
+        if self.overall_ratio_exceeded(expanded) {
+            return Err(LimitHit(Limit::MaxCompressionRatio));
+        }
+        if let Some(input) = input
+            && produced > limits.ratio_floor
+            && produced / input.max(1) > limits.max_ratio
+        {
+            return Err(LimitHit(Limit::MaxCompressionRatio));
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(limits: Limits, root_size: u64) -> Self {
         let deadline = Instant::now() + limits.max_scan_time;
         Budget {
@@ -176,32 +200,6 @@ impl<'b, R: Read> Capped<'b, R> {
         if self.since_time_check >= 4 << 20 {
             self.since_time_check = 0;
             self.budget.check_time()?;
-        }
-        Ok(())
-    }
-}
-
-impl Budget {
-    /// Counts `n` more decoded bytes of a member that has produced `produced` in all from
-    /// `input` compressed bytes (`None`: stored, no ratio), and names the limit they pass.
-    pub(crate) fn charge(&self, produced: u64, n: u64, input: Option<u64>) -> Result<(), LimitHit> {
-        let limits = &self.limits;
-        if produced > limits.max_file_size {
-            return Err(LimitHit(Limit::MaxFileSize));
-        }
-        let expanded = self.expanded.get() + n;
-        self.expanded.set(expanded);
-        if expanded > limits.max_scan_size {
-            return Err(LimitHit(Limit::MaxScanSize));
-        }
-        if self.overall_ratio_exceeded(expanded) {
-            return Err(LimitHit(Limit::MaxCompressionRatio));
-        }
-        if let Some(input) = input
-            && produced > limits.ratio_floor
-            && produced / input.max(1) > limits.max_ratio
-        {
-            return Err(LimitHit(Limit::MaxCompressionRatio));
         }
         Ok(())
     }

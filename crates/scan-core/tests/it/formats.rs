@@ -409,6 +409,16 @@ fn extracted(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     panic!("neither unar nor bsdtar extracts {}", path.display());
 }
 
+/// A scanner that knows each of `files` (name, bytes) by its SHA-256, as `file`.
+fn knowing(spool: &std::path::Path, files: &[(String, Vec<u8>)]) -> scan_core::Scanner {
+    use sha2::Digest;
+    let digests = files
+        .iter()
+        .map(|(_, bytes)| sha2::Sha256::digest(bytes).into())
+        .collect();
+    crate::testutil::scanner_of(spool, crate::testutil::Whole::any_of(digests, "file"))
+}
+
 #[tokio::test]
 async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read_is_said() {
     let samples = std::path::PathBuf::from(scan_core::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
@@ -426,15 +436,7 @@ async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read
     ] {
         let path = samples.join(name);
         let files = extracted(&path);
-        use sha2::Digest;
-        let digests = files
-            .iter()
-            .map(|(_, bytes)| sha2::Sha256::digest(bytes).into())
-            .collect();
-        let scanner = crate::testutil::scanner_of(
-            dir.path(),
-            crate::testutil::Whole::any_of(digests, "file"),
-        );
+        let scanner = knowing(dir.path(), &files);
         let report = crate::testutil::scan(&scanner, name, std::fs::read(&path).unwrap()).await;
         let mut found: Vec<&str> = report
             .detections
@@ -453,13 +455,7 @@ async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read
 
     // A self-extracting RAR: the archive inside the executable is found and opened.
     let files = extracted(&samples.join("rar5-crc.rar"));
-    use sha2::Digest;
-    let digests = files
-        .iter()
-        .map(|(_, bytes)| sha2::Sha256::digest(bytes).into())
-        .collect();
-    let scanner =
-        crate::testutil::scanner_of(dir.path(), crate::testutil::Whole::any_of(digests, "file"));
+    let scanner = knowing(dir.path(), &files);
     let sfx = std::fs::read(samples.join("rar5-crc.sfx")).unwrap();
     let report = crate::testutil::scan(&scanner, "setup.exe", sfx).await;
     for (file, _) in &files {
@@ -476,14 +472,7 @@ async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read
     // first header's checksum holds.
     for name in ["rar3-subdirs.rar", "rar5-crc.rar"] {
         let files = extracted(&samples.join(name));
-        let digests = files
-            .iter()
-            .map(|(_, bytes)| sha2::Sha256::digest(bytes).into())
-            .collect();
-        let scanner = crate::testutil::scanner_of(
-            dir.path(),
-            crate::testutil::Whole::any_of(digests, "file"),
-        );
+        let scanner = knowing(dir.path(), &files);
         let mut blob: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();

@@ -31,6 +31,55 @@ pub struct ScanObject<'a> {
     pub sha256: Option<&'a [u8; 32]>,
 }
 
+/// What an engine judges with right now: its rule or signature set, as the engine set's
+/// fingerprint and the status pages name it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Signatures {
+    /// Rules or signatures held, when the engine can count them.
+    pub count: Option<u64>,
+    /// What identifies the set: a hash of the rules for in-process engines, the database
+    /// version for clamd, the service tag for ICAP. Two sets with the same `version` judge
+    /// alike; the fingerprint is made of these.
+    pub version: String,
+    /// When the set was loaded (in-process engines) or last seen (remote ones).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub loaded_at: Option<time::OffsetDateTime>,
+}
+
+impl Signatures {
+    /// A set of `count` rules identified by `version`, loaded at `loaded_at`.
+    pub fn new(
+        count: Option<u64>,
+        version: impl Into<String>,
+        loaded_at: Option<time::OffsetDateTime>,
+    ) -> Self {
+        Signatures {
+            count,
+            version: version.into(),
+            loaded_at,
+        }
+    }
+
+    /// A set of `count` rules identified by `version`, loaded now.
+    pub fn loaded(count: Option<u64>, version: impl Into<String>) -> Self {
+        Signatures {
+            count,
+            version: version.into(),
+            loaded_at: Some(time::OffsetDateTime::now_utc()),
+        }
+    }
+
+    /// Nothing is known yet (a remote engine not asked so far).
+    pub fn unknown() -> Self {
+        Signatures {
+            count: None,
+            version: "unknown".to_owned(),
+            loaded_at: None,
+        }
+    }
+}
+
 /// An engine could not give an answer for an object. The object then counts as not examined.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -95,5 +144,12 @@ pub trait Engine: Send + Sync {
     async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError>;
 
     /// Whether the engine is ready; a short description (version, rule count) when it is.
+    /// Remote engines also note what their signatures are now, for [`Engine::signatures`].
     async fn health(&self) -> Result<String, EngineError>;
+
+    /// The rule or signature set the engine judges with, as last known: cheap and synchronous,
+    /// so the scanner can work out its fingerprint at any time.
+    fn signatures(&self) -> Signatures {
+        Signatures::unknown()
+    }
 }

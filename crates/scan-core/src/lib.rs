@@ -31,8 +31,10 @@
 //! # }).unwrap();
 //! ```
 
+mod cache;
 mod decompress;
 mod engine;
+mod engine_set;
 mod error;
 mod expand;
 pub mod filetype;
@@ -46,12 +48,14 @@ mod verdict;
 /// The attribute [`Engine`] implementations need, re-exported so implementing one takes no
 /// dependency of its own: `#[scan_core::async_trait]`.
 pub use async_trait::async_trait;
-pub use engine::{Engine, EngineError, ScanObject, Scope};
+pub use cache::{CacheError, CacheKey, CachedVerdict, VerdictCache};
+pub use engine::{Engine, EngineError, ScanObject, Scope, Signatures};
+pub use engine_set::{ConfigError, EngineSet};
 pub use error::InputError;
 pub use filetype::FileType;
 pub use input::{InputBuilder, ScanInput};
 pub use limits::{Limit, Limits};
-pub use scanner::{ConfigError, Scanner, ScannerBuilder};
+pub use scanner::{CacheStats, Scanner, ScannerBuilder};
 pub use spool::{ObjectData, SpoolPolicy};
 pub use verdict::{Detection, EngineSummary, Problem, Reason, Report, Timings, Verdict};
 #[cfg(feature = "test-support")]

@@ -1,13 +1,16 @@
 //! The `Scanner`: one road for every scan — input, expansion, engines, verdict.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tokio::io::AsyncRead;
 
+use crate::cache::{CacheKey, CachedVerdict, VerdictCache};
 use crate::decompress::Budget;
 use crate::engine::Engine;
+use crate::engine_set::{ConfigError, EngineSet};
 use crate::error::InputError;
 use crate::expand::{Outcome, Walker};
 use crate::filetype;
@@ -16,46 +19,51 @@ use crate::limits::Limits;
 use crate::spool::SpoolPolicy;
 use crate::verdict::{Problem, Reason, Report, Timings};
 
-/// A configured scanner. Cheap to clone; share one across a whole service.
+/// A configured scanner. Cheap to clone; share one across a whole service. Clones share one
+/// engine set, so a swap ([`Scanner::replace_engines`]) reaches every clone.
 #[derive(Clone)]
 pub struct Scanner {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    engines: Vec<Arc<dyn Engine>>,
+    /// The set new scans start with. A scan takes its own `Arc` and keeps it to the end.
+    set: RwLock<Arc<EngineSet>>,
     limits: Limits,
     spool: SpoolPolicy,
+    cache: Option<Arc<dyn VerdictCache>>,
+    cache_counts: CacheCounts,
+}
+
+/// How the verdict cache has fared since start.
+#[derive(Debug, Default)]
+struct CacheCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// The verdict cache's counters since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Scans answered from the cache.
+    pub hits: u64,
+    /// Scans that found nothing cached and ran the engines.
+    pub misses: u64,
+    /// Reads or writes the cache failed (the scan then ran without it).
+    pub errors: u64,
 }
 
 impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner")
-            .field(
-                "engines",
-                &self
-                    .inner
-                    .engines
-                    .iter()
-                    .map(|e| e.name())
-                    .collect::<Vec<_>>(),
-            )
+            .field("engines", &self.engine_set())
             .field("limits", &self.inner.limits)
             .field("spool", &self.inner.spool)
+            .field("cache", &self.inner.cache.is_some())
             .finish()
     }
-}
-
-/// A scanner could not be built from its configuration.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A scanner with no engine would call everything clean without looking.
-    #[error("no engine is configured; a scanner needs at least one")]
-    NoEngines,
-    /// Two engines share a name, so reports could not tell them apart.
-    #[error("two engines are named {0:?}; engine names must be unique")]
-    DuplicateEngine(String),
 }
 
 /// Builds a [`Scanner`].
@@ -64,6 +72,7 @@ pub struct ScannerBuilder {
     engines: Vec<Arc<dyn Engine>>,
     limits: Limits,
     spool: SpoolPolicy,
+    cache: Option<Arc<dyn VerdictCache>>,
 }
 
 impl ScannerBuilder {
@@ -97,21 +106,22 @@ impl ScannerBuilder {
         self
     }
 
+    /// Keeps outcomes in `cache`, by content and fingerprint.
+    pub fn cache(mut self, cache: Arc<dyn VerdictCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     /// Checks the configuration and builds the scanner.
     pub fn build(self) -> Result<Scanner, ConfigError> {
-        if self.engines.is_empty() {
-            return Err(ConfigError::NoEngines);
-        }
-        for (i, engine) in self.engines.iter().enumerate() {
-            if self.engines[..i].iter().any(|e| e.name() == engine.name()) {
-                return Err(ConfigError::DuplicateEngine(engine.name().to_owned()));
-            }
-        }
+        let set = EngineSet::new(self.engines)?;
         Ok(Scanner {
             inner: Arc::new(Inner {
-                engines: self.engines,
+                set: RwLock::new(Arc::new(set)),
                 limits: self.limits,
                 spool: self.spool,
+                cache: self.cache,
+                cache_counts: CacheCounts::default(),
             }),
         })
     }
@@ -123,9 +133,74 @@ impl Scanner {
         ScannerBuilder::default()
     }
 
-    /// The configured engines.
-    pub fn engines(&self) -> &[Arc<dyn Engine>] {
-        &self.inner.engines
+    /// The engine set new scans start with.
+    pub fn engine_set(&self) -> Arc<EngineSet> {
+        match self.inner.set.read() {
+            Ok(set) => Arc::clone(&set),
+            // A panic while swapping cannot leave a half-written Arc behind.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The fingerprint of the engine set new scans start with.
+    pub fn fingerprint(&self) -> String {
+        self.engine_set().fingerprint().to_owned()
+    }
+
+    /// Makes `engines` the set every new scan starts with; scans in flight finish on the set
+    /// they started with. Returns the new set.
+    pub fn replace_engines(
+        &self,
+        engines: Vec<Arc<dyn Engine>>,
+    ) -> Result<Arc<EngineSet>, ConfigError> {
+        let set = Arc::new(EngineSet::new(engines)?);
+        self.install(Arc::clone(&set));
+        Ok(set)
+    }
+
+    /// Fingerprints the engines again on what they hold now (a remote engine reloaded its
+    /// database); the set changes only when the fingerprint would. Returns whether it did.
+    pub fn refresh_fingerprint(&self) -> bool {
+        let current = self.engine_set();
+        if !current.is_stale() {
+            return false;
+        }
+        let set = current.refreshed();
+        if set.fingerprint() == current.fingerprint() {
+            return false;
+        }
+        self.install(Arc::new(set));
+        true
+    }
+
+    /// Asks every engine for its health (remote engines note their signature versions as they
+    /// answer, within `timeout` each) and then [`Scanner::refresh_fingerprint`]s.
+    pub async fn poll_engines(&self, timeout: std::time::Duration) -> bool {
+        let set = self.engine_set();
+        for engine in set.engines() {
+            if let Err(e) = tokio::time::timeout(timeout, engine.health())
+                .await
+                .unwrap_or(Err(crate::engine::EngineError::Timeout(timeout)))
+            {
+                tracing::debug!(engine = engine.name(), error = %e, "engine poll failed");
+            }
+        }
+        self.refresh_fingerprint()
+    }
+
+    fn install(&self, set: Arc<EngineSet>) {
+        let mut held = match self.inner.set.write() {
+            Ok(held) => held,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if held.fingerprint() != set.fingerprint() {
+            tracing::info!(
+                was = held.fingerprint(),
+                now = set.fingerprint(),
+                "the engines' fingerprint changed"
+            );
+        }
+        *held = set;
     }
 
     /// The expansion limits.
@@ -136,6 +211,68 @@ impl Scanner {
     /// The spool configuration (also used by callers that spool input themselves).
     pub fn spool_policy(&self) -> &SpoolPolicy {
         &self.inner.spool
+    }
+
+    /// The verdict cache's counters since start.
+    pub fn cache_stats(&self) -> CacheStats {
+        let counts = &self.inner.cache_counts;
+        CacheStats {
+            hits: counts.hits.load(Ordering::Relaxed),
+            misses: counts.misses.load(Ordering::Relaxed),
+            errors: counts.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cached outcome for content with `sha256` under the current engine set, as the report
+    /// of an object called `name`; `None` without a cache or a fresh entry. Lets a caller that
+    /// knows an object's SHA-256 before reading it (an S3 checksum) skip reading it.
+    pub async fn cached(&self, name: &str, sha256: &[u8; 32]) -> Option<Report> {
+        let set = self.engine_set();
+        self.cache_lookup(name, sha256, &set).await
+    }
+
+    async fn cache_lookup(&self, name: &str, sha256: &[u8; 32], set: &EngineSet) -> Option<Report> {
+        let cache = self.inner.cache.as_ref()?;
+        let key = CacheKey {
+            sha256: *sha256,
+            fingerprint: set.fingerprint().to_owned(),
+        };
+        let counts = &self.inner.cache_counts;
+        match cache.get(&key).await {
+            Ok(Some(hit)) => {
+                counts.hits.fetch_add(1, Ordering::Relaxed);
+                Some(hit.into_report(name, &key))
+            }
+            Ok(None) => {
+                counts.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => {
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "verdict cache read failed; scanning");
+                None
+            }
+        }
+    }
+
+    async fn cache_store(&self, report: &Report, sha256: &[u8; 32]) {
+        let Some(cache) = self.inner.cache.as_ref() else {
+            return;
+        };
+        let Some(entry) = CachedVerdict::of(report) else {
+            return;
+        };
+        let key = CacheKey {
+            sha256: *sha256,
+            fingerprint: report.fingerprint.clone(),
+        };
+        if let Err(e) = cache.put(&key, &entry).await {
+            self.inner
+                .cache_counts
+                .errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "verdict cache write failed");
+        }
     }
 
     /// Reads a file and scans it; the report is named after the file's name.
@@ -169,14 +306,27 @@ impl Scanner {
     /// of the `Arc` to store a clean upload, for instance).
     pub async fn scan_input(&self, name: &str, input: Arc<ScanInput>) -> Report {
         let started = Instant::now();
+        let set = self.engine_set();
+        if let Some(mut report) = self.cache_lookup(name, input.sha256(), &set).await {
+            report.timings.scan_seconds = started.elapsed().as_secs_f64();
+            tracing::info!(
+                name,
+                verdict = %report.verdict,
+                size = report.size,
+                fingerprint = %report.fingerprint,
+                "scanned (cached)"
+            );
+            return report;
+        }
         let scanner = self.clone();
         let handle = tokio::runtime::Handle::current();
         let owned_name = name.to_owned();
         let walk_input = Arc::clone(&input);
+        let walk_set = Arc::clone(&set);
         let walked = tokio::task::spawn_blocking(move || {
             let inner = &scanner.inner;
             let budget = Budget::new(inner.limits.clone(), walk_input.size());
-            let walker = Walker::new(&inner.engines, &inner.spool, budget, handle);
+            let walker = Walker::new(walk_set.engines(), &inner.spool, budget, handle);
             walker.run(&owned_name, walk_input.data(), walk_input.sha256())
         })
         .await;
@@ -209,6 +359,8 @@ impl Scanner {
                 read_seconds: 0.0,
                 scan_seconds: started.elapsed().as_secs_f64(),
             },
+            fingerprint: set.fingerprint().to_owned(),
+            cached: false,
         };
         let engines: Vec<&str> = report.engines.iter().map(|e| e.engine.as_str()).collect();
         tracing::info!(
@@ -220,8 +372,10 @@ impl Scanner {
             detections = report.detections.len(),
             problems = report.problems.len(),
             seconds = report.timings.scan_seconds,
+            fingerprint = %report.fingerprint,
             "scanned"
         );
+        self.cache_store(&report, input.sha256()).await;
         report
     }
 }

@@ -194,6 +194,14 @@ pub struct Report {
     pub scanned_at: OffsetDateTime,
     /// Where the time went.
     pub timings: Timings,
+    /// The fingerprint of the engine set that judged it ([`crate::EngineSet::fingerprint`]):
+    /// what the engines' rules were, so a verdict can be told stale when they change.
+    #[serde(default)]
+    pub fingerprint: String,
+    /// Whether the outcome came from the verdict cache (the same bytes judged before under the
+    /// same fingerprint) instead of running the engines.
+    #[serde(default)]
+    pub cached: bool,
 }
 
 impl Report {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use scan_core::{Detection, Engine, EngineError, ScanObject, Scope};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Scope, Signatures};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -63,6 +63,9 @@ pub struct ClamdEngine {
     timeout: Duration,
     max_size: u64,
     scope: Scope,
+    /// clamd's `VERSION` as last read (`ClamAV 1.4.3/27473/Tue Dec  1 09:23:41 2026`): the
+    /// database version and date change when freshclam has clamd reload.
+    seen: std::sync::Mutex<Signatures>,
 }
 
 /// A connection in `IDSESSION` mode, with the id of the last command sent on it.
@@ -97,6 +100,7 @@ impl ClamdEngine {
             } else {
                 Scope::RootOnly
             },
+            seen: std::sync::Mutex::new(Signatures::unknown()),
         })
     }
 
@@ -285,7 +289,20 @@ impl Engine for ClamdEngine {
                 "clamd answered PING with {pong:?}"
             )));
         }
-        self.command(b"zVERSION\0").await
+        let version = self.command(b"zVERSION\0").await?;
+        if let Ok(mut seen) = self.seen.lock()
+            && seen.version != version
+        {
+            *seen = Signatures::loaded(None, version.clone());
+        }
+        Ok(version)
+    }
+
+    fn signatures(&self) -> Signatures {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_else(|_| Signatures::unknown())
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use scan_core::{Detection, Engine, EngineError, ScanObject, Scope};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Scope, Signatures};
 use serde::Deserialize;
 
 use crate::{ClamdConfig, ClamdEngine, HashEngine, IcapConfig, IcapEngine, YaraEngine};
@@ -26,7 +26,7 @@ pub enum EngineConfig {
     },
     /// Hash signature lists.
     Hashes {
-        /// `.hdb`, `.hsb` or plain lists.
+        /// `.hdb`, `.hsb` or plain lists, or folders of them.
         files: Vec<PathBuf>,
         /// Largest object this engine examines.
         #[serde(default)]
@@ -58,6 +58,19 @@ pub enum EngineConfigError {
     },
 }
 
+/// A [`scan_core::ScannerBuilder`] with the configured engines (the embedded YARA engine when
+/// the list is empty), limits and spool settings, for a caller that adds a verdict cache.
+pub fn scanner_builder(
+    configs: &[EngineConfig],
+    limits: scan_core::Limits,
+    spool: scan_core::SpoolPolicy,
+) -> Result<scan_core::ScannerBuilder, EngineConfigError> {
+    Ok(scan_core::Scanner::builder()
+        .limits(limits)
+        .spool(spool)
+        .engines(build_engines(&effective(configs))?))
+}
+
 /// Builds a [`scan_core::Scanner`] from engine configs (the embedded YARA engine when the list is empty),
 /// limits and spool settings: the one way every binary turns its config into a scanner.
 pub fn build_scanner(
@@ -65,19 +78,7 @@ pub fn build_scanner(
     limits: scan_core::Limits,
     spool: scan_core::SpoolPolicy,
 ) -> Result<scan_core::Scanner, EngineConfigError> {
-    let default = [EngineConfig::Yara {
-        rules: Vec::new(),
-        max_object_size: None,
-    }];
-    let configs = if configs.is_empty() {
-        &default[..]
-    } else {
-        configs
-    };
-    scan_core::Scanner::builder()
-        .limits(limits)
-        .spool(spool)
-        .engines(build_engines(configs)?)
+    scanner_builder(configs, limits, spool)?
         .build()
         .map_err(|e| EngineConfigError::Invalid {
             engine: "scanner".to_owned(),
@@ -85,12 +86,24 @@ pub fn build_scanner(
         })
 }
 
+/// The engines a configuration runs: the ones listed, or the embedded YARA engine alone.
+pub(crate) fn effective(configs: &[EngineConfig]) -> Vec<EngineConfig> {
+    if configs.is_empty() {
+        vec![EngineConfig::Yara {
+            rules: Vec::new(),
+            max_object_size: None,
+        }]
+    } else {
+        configs.to_vec()
+    }
+}
+
 /// Builds every configured engine, in order.
 pub fn build_engines(configs: &[EngineConfig]) -> Result<Vec<Arc<dyn Engine>>, EngineConfigError> {
     configs.iter().map(build).collect()
 }
 
-fn build(config: &EngineConfig) -> Result<Arc<dyn Engine>, EngineConfigError> {
+pub(crate) fn build(config: &EngineConfig) -> Result<Arc<dyn Engine>, EngineConfigError> {
     Ok(match config {
         EngineConfig::Yara {
             rules,
@@ -107,8 +120,23 @@ fn build(config: &EngineConfig) -> Result<Arc<dyn Engine>, EngineConfigError> {
             max_object_size,
         } => {
             let mut engine = HashEngine::new();
-            for file in files {
-                engine.add_file(file)?;
+            for path in files {
+                if path.is_dir() {
+                    // A folder of lists (a feed's daily files): every file in it, in name order,
+                    // hidden ones (editors' swap files) left out.
+                    for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+                        let entry = entry.map_err(|e| crate::HashListError::Read {
+                            path: path.clone(),
+                            source: e.into(),
+                        })?;
+                        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                        if entry.file_type().is_file() && !hidden {
+                            engine.add_file(entry.path())?;
+                        }
+                    }
+                } else {
+                    engine.add_file(path)?;
+                }
             }
             SizeLimited::wrap(Arc::new(engine), *max_object_size)
         }
@@ -173,6 +201,10 @@ impl Engine for SizeLimited {
     async fn health(&self) -> Result<String, EngineError> {
         self.inner.health().await
     }
+
+    fn signatures(&self) -> Signatures {
+        self.inner.signatures()
+    }
 }
 
 /// Spool settings as they appear in a service's configuration file (`[spool]`).
@@ -202,5 +234,100 @@ impl SpoolConfig {
             temp_dir: self.temp_dir.clone(),
             max_input_size,
         }
+    }
+}
+
+/// Engines from the environment, over a configuration file's: `VERDICT_RULES` (YARA rule files
+/// or folders, `:`-separated) and `VERDICT_HASHES` (hash lists) are added to the YARA and hash
+/// engines (made if there is none), and `VERDICT_CLAMD` (clamd's address) adds clamd unless one
+/// is configured. What `scripts/run.sh` sets to use the signatures it finds.
+pub fn apply_engine_env(configs: &mut Vec<EngineConfig>, get: &dyn Fn(&str) -> Option<String>) {
+    let paths = |name: &str| -> Vec<PathBuf> {
+        get(name)
+            .map(|v| {
+                v.split(':')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (rules, hashes, clamd) = (
+        paths("VERDICT_RULES"),
+        paths("VERDICT_HASHES"),
+        get("VERDICT_CLAMD"),
+    );
+    if rules.is_empty() && hashes.is_empty() && clamd.is_none() {
+        return;
+    }
+    if configs.is_empty() {
+        *configs = effective(configs);
+    }
+    if !rules.is_empty() {
+        match configs
+            .iter_mut()
+            .find(|c| matches!(c, EngineConfig::Yara { .. }))
+        {
+            Some(EngineConfig::Yara { rules: held, .. }) => held.extend(rules),
+            _ => configs.push(EngineConfig::Yara {
+                rules,
+                max_object_size: None,
+            }),
+        }
+    }
+    if !hashes.is_empty() {
+        match configs
+            .iter_mut()
+            .find(|c| matches!(c, EngineConfig::Hashes { .. }))
+        {
+            Some(EngineConfig::Hashes { files, .. }) => files.extend(hashes),
+            _ => configs.push(EngineConfig::Hashes {
+                files: hashes,
+                max_object_size: None,
+            }),
+        }
+    }
+    if let Some(address) = clamd.filter(|a| !a.trim().is_empty())
+        && !configs.iter().any(|c| matches!(c, EngineConfig::Clamd(_)))
+    {
+        configs.push(EngineConfig::Clamd(ClamdConfig {
+            address,
+            ..Default::default()
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_adds_rules_hash_lists_and_clamd() {
+        let vars = |name: &str| match name {
+            "VERDICT_RULES" => Some("/r/one:/r/two".to_owned()),
+            "VERDICT_HASHES" => Some("/h/feed.txt".to_owned()),
+            "VERDICT_CLAMD" => Some("unix:/run/clamd.ctl".to_owned()),
+            _ => None,
+        };
+        let mut configs = Vec::new();
+        apply_engine_env(&mut configs, &vars);
+        let [
+            EngineConfig::Yara { rules, .. },
+            EngineConfig::Hashes { files, .. },
+            EngineConfig::Clamd(clamd),
+        ] = configs.as_slice()
+        else {
+            panic!("{configs:?}")
+        };
+        assert_eq!(rules, &[PathBuf::from("/r/one"), PathBuf::from("/r/two")]);
+        assert_eq!(files, &[PathBuf::from("/h/feed.txt")]);
+        assert_eq!(clamd.address, "unix:/run/clamd.ctl");
+
+        let mut none = Vec::new();
+        apply_engine_env(&mut none, &|_| None);
+        assert!(
+            none.is_empty(),
+            "nothing set: the file's engines (or the default) stay"
+        );
     }
 }

@@ -1,16 +1,24 @@
 //! `HashEngine`: whole-object hash signatures (MD5, SHA-1, SHA-256), in ClamAV's `.hdb`/`.hsb`
-//! line formats (`HASH:SIZE:Name`) or plain `HASH [Name]` lists.
+//! line formats (`HASH:SIZE:Name`) or plain lists of hashes (`HASH [Name]`), the form public
+//! malware-hash feeds publish.
 //!
-//! Signatures are indexed by size, and an object is hashed with an algorithm only when some
-//! signature of that algorithm has the object's size (or no size). MD5 is the slowest hash by
-//! far; most objects are never MD5-hashed at all.
+//! Feeds run to tens of millions of lines, so the tables are compact: a bare hash (no name, no
+//! size: the feed's usual line) is its digest's bytes and nothing else, in one sorted vector per
+//! algorithm with an index on the first two bytes, so a lookup costs one index read and a search
+//! of a few entries at any list size. Named or sized signatures (ClamAV's) sit in a second sorted
+//! table whose names share one string buffer. Loading allocates nothing per line.
+//!
+//! An object is hashed with an algorithm only when some signature of that algorithm has the
+//! object's size (or no size). MD5 is the slowest hash by far; most objects are never
+//! MD5-hashed at all.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use md5::Md5;
-use scan_core::{Detection, Engine, EngineError, ScanObject};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Signatures};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -39,47 +47,130 @@ pub enum HashListError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Algorithm {
-    Md5,
-    Sha1,
-    Sha256,
+/// Signatures of one digest width `N` (16: MD5, 20: SHA-1, 32: SHA-256).
+#[derive(Debug, Default)]
+struct Table<const N: usize> {
+    /// Digests matching any size, named after themselves; sorted and unique once sealed.
+    bare: Vec<[u8; N]>,
+    /// `index[p]..index[p + 1]` is where digests starting with the two bytes `p` lie in `bare`.
+    index: Vec<u32>,
+    /// Signatures with a name or a size, sorted by digest once sealed.
+    rich: Vec<Rich<N>>,
+    /// The sizes some rich signature is limited to; `any_size` when one is not.
+    sizes: HashSet<u64>,
+    any_size: bool,
 }
 
-impl Algorithm {
-    fn from_hex_len(len: usize) -> Option<Self> {
-        match len {
-            32 => Some(Algorithm::Md5),
-            40 => Some(Algorithm::Sha1),
-            64 => Some(Algorithm::Sha256),
-            _ => None,
+/// A signature with a name (in [`HashEngine::names`]) or a size.
+#[derive(Debug, Clone, Copy)]
+struct Rich<const N: usize> {
+    digest: [u8; N],
+    /// `u64::MAX`: any size.
+    size: u64,
+    name_start: u32,
+    name_len: u32,
+}
+
+const ANY_SIZE: u64 = u64::MAX;
+
+impl<const N: usize> Table<N> {
+    fn len(&self) -> usize {
+        self.bare.len() + self.rich.len()
+    }
+
+    fn wants(&self, size: u64) -> bool {
+        self.any_size || !self.bare.is_empty() || self.sizes.contains(&size)
+    }
+
+    fn add(&mut self, digest: [u8; N], size: Option<u64>, name: Option<(u32, u32)>) {
+        match (size, name) {
+            (None, None) => self.bare.push(digest),
+            (size, name) => {
+                let (name_start, name_len) = name.unwrap_or((u32::MAX, 0));
+                match size {
+                    Some(size) => {
+                        self.sizes.insert(size);
+                    }
+                    None => self.any_size = true,
+                }
+                self.rich.push(Rich {
+                    digest,
+                    size: size.unwrap_or(ANY_SIZE),
+                    name_start,
+                    name_len,
+                });
+            }
+        }
+    }
+
+    /// Sorts, drops repeats and indexes; done once after each file.
+    fn seal(&mut self) {
+        self.bare.sort_unstable();
+        self.bare.dedup();
+        self.bare.shrink_to_fit();
+        self.rich.sort_unstable_by_key(|r| r.digest);
+        self.rich.shrink_to_fit();
+        self.index.clear();
+        self.index.reserve_exact(65537);
+        let mut at = 0usize;
+        for prefix in 0..=65536usize {
+            while at < self.bare.len() && prefix_of(&self.bare[at]) < prefix {
+                at += 1;
+            }
+            // Lists stay under 4 G entries: they live in memory at 16 bytes and more each.
+            self.index.push(u32::try_from(at).unwrap_or(u32::MAX));
+        }
+    }
+
+    fn contains_bare(&self, digest: &[u8; N]) -> bool {
+        let prefix = prefix_of(digest);
+        let (Some(&from), Some(&to)) = (self.index.get(prefix), self.index.get(prefix + 1)) else {
+            return false;
+        };
+        self.bare
+            .get(from as usize..to as usize)
+            .is_some_and(|bucket| bucket.binary_search(digest).is_ok())
+    }
+
+    fn rich_matches<'a>(
+        &'a self,
+        digest: &'a [u8; N],
+        size: u64,
+    ) -> impl Iterator<Item = &'a Rich<N>> + 'a {
+        let from = self.rich.partition_point(|r| r.digest < *digest);
+        self.rich[from..]
+            .iter()
+            .take_while(move |r| r.digest == *digest)
+            .filter(move |r| r.size == ANY_SIZE || r.size == size)
+    }
+
+    fn hash_into(&self, hash: &mut Sha256) {
+        for digest in &self.bare {
+            hash.update(digest);
+        }
+        hash.update([0xff]);
+        for rich in &self.rich {
+            hash.update(rich.digest);
+            hash.update(rich.size.to_le_bytes());
         }
     }
 }
 
-/// Signatures of one algorithm, keyed by size (`None`: any size).
-#[derive(Debug, Default)]
-struct Table {
-    by_size: HashMap<Option<u64>, HashMap<Vec<u8>, String>>,
-}
-
-impl Table {
-    fn wants(&self, size: u64) -> bool {
-        self.by_size.contains_key(&Some(size)) || self.by_size.contains_key(&None)
-    }
-
-    fn lookup(&self, size: u64, digest: &[u8]) -> impl Iterator<Item = &String> {
-        [Some(size), None]
-            .into_iter()
-            .filter_map(|key| self.by_size.get(&key).and_then(|sigs| sigs.get(digest)))
-    }
+fn prefix_of<const N: usize>(digest: &[u8; N]) -> usize {
+    usize::from(digest[0]) << 8 | usize::from(digest[1])
 }
 
 /// Hash signatures, loaded from files or strings.
 #[derive(Debug, Default)]
 pub struct HashEngine {
-    tables: HashMap<Algorithm, Table>,
-    count: usize,
+    md5: Table<16>,
+    sha1: Table<20>,
+    sha256: Table<32>,
+    /// Every rich signature's name, end to end.
+    names: String,
+    /// A SHA-256 over every table and name, sealed with them.
+    version: String,
+    loaded_at: Option<time::OffsetDateTime>,
 }
 
 impl HashEngine {
@@ -89,80 +180,180 @@ impl HashEngine {
         Self::default()
     }
 
-    /// How many signatures are loaded.
+    /// How many signatures are loaded (a hash listed twice counts once).
     pub fn len(&self) -> usize {
-        self.count
+        self.md5.len() + self.sha1.len() + self.sha256.len()
     }
 
     /// Whether no signature is loaded.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
-    /// Loads a signature file (`.hdb`, `.hsb`, `.hdu`, `.hsu` or a plain list).
+    /// Loads a signature file (`.hdb`, `.hsb`, `.hdu`, `.hsu` or a plain list), reading it a
+    /// buffer at a time: a list of any length costs its table, not its text.
     pub fn add_file(&mut self, path: &Path) -> Result<(), HashListError> {
-        let text = std::fs::read_to_string(path).map_err(|source| HashListError::Read {
+        let read_err = |source| HashListError::Read {
             path: path.to_owned(),
             source,
-        })?;
-        self.add_list(&path.display().to_string(), &text)
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let origin = path.display().to_string();
+        self.add_lines(&origin, reader).map_err(|e| match e {
+            LoadError::Io(source) => read_err(source),
+            LoadError::List(e) => e,
+        })
     }
 
     /// Loads signatures from text, one per line. Blank lines and `#` comments are skipped.
     /// Accepted lines: `HASH:SIZE:Name[:flevel...]` (SIZE may be `*`), or `HASH [Name]`.
     pub fn add_list(&mut self, origin: &str, text: &str) -> Result<(), HashListError> {
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
+        self.add_lines(origin, text.as_bytes())
+            .map_err(|e| match e {
+                LoadError::Io(source) => HashListError::Read {
+                    path: PathBuf::from(origin),
+                    source,
+                },
+                LoadError::List(e) => e,
+            })
+    }
+
+    fn add_lines(&mut self, origin: &str, mut reader: impl BufRead) -> Result<(), LoadError> {
+        let mut line = Vec::with_capacity(256);
+        let mut number = 0usize;
+        let outcome = loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(LoadError::Io(e)),
             }
-            let err = |message: String| HashListError::Parse {
-                origin: origin.to_owned(),
-                line: i + 1,
-                message,
-            };
-            let (hash, size, name) = parse_line(line).map_err(err)?;
-            let algorithm = Algorithm::from_hex_len(hash.len()).ok_or_else(|| {
-                err(format!(
-                    "{} hex digits is not an MD5, SHA-1 or SHA-256",
-                    hash.len()
-                ))
-            })?;
-            let digest = hex::decode(hash).map_err(|e| err(format!("bad hex: {e}")))?;
-            let table = self.tables.entry(algorithm).or_default();
-            table.by_size.entry(size).or_default().insert(digest, name);
-            self.count += 1;
+            number += 1;
+            if let Err(message) = self.add_line(&line) {
+                break Err(LoadError::List(HashListError::Parse {
+                    origin: origin.to_owned(),
+                    line: number,
+                    message,
+                }));
+            }
+        };
+        // Whatever was read stays usable and sorted, even when a line was refused: the caller
+        // drops the engine on an error, but a half-sorted table must never be searched.
+        self.seal();
+        outcome
+    }
+
+    fn add_line(&mut self, raw: &[u8]) -> Result<(), String> {
+        let line = std::str::from_utf8(raw)
+            .map_err(|_| "not UTF-8 text".to_owned())?
+            .trim();
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(());
+        }
+        let (hash, size, name) = parse_line(line)?;
+        let name = match name {
+            Some(name) => {
+                let start = u32::try_from(self.names.len())
+                    .map_err(|_| "signature names pass 4 GiB".to_owned())?;
+                let len = u32::try_from(name.len()).map_err(|_| "name too long".to_owned())?;
+                self.names.push_str(name);
+                Some((start, len))
+            }
+            None => None,
+        };
+        let bad_hex = |e: hex::FromHexError| format!("bad hex: {e}");
+        match hash.len() {
+            32 => {
+                let mut digest = [0u8; 16];
+                hex::decode_to_slice(hash, &mut digest).map_err(bad_hex)?;
+                self.md5.add(digest, size, name);
+            }
+            40 => {
+                let mut digest = [0u8; 20];
+                hex::decode_to_slice(hash, &mut digest).map_err(bad_hex)?;
+                self.sha1.add(digest, size, name);
+            }
+            64 => {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(hash, &mut digest).map_err(bad_hex)?;
+                self.sha256.add(digest, size, name);
+            }
+            n => return Err(format!("{n} hex digits is not an MD5, SHA-1 or SHA-256")),
         }
         Ok(())
+    }
+
+    fn seal(&mut self) {
+        self.md5.seal();
+        self.sha1.seal();
+        self.sha256.seal();
+        let mut hash = Sha256::new();
+        self.md5.hash_into(&mut hash);
+        self.sha1.hash_into(&mut hash);
+        self.sha256.hash_into(&mut hash);
+        hash.update(self.names.as_bytes());
+        self.version = hex::encode(&hash.finalize()[..8]);
+        self.loaded_at = Some(time::OffsetDateTime::now_utc());
+    }
+
+    fn name_of<const N: usize>(&self, rich: &Rich<N>) -> String {
+        if rich.name_start == u32::MAX {
+            return format!("Hash.{}", hex::encode(rich.digest));
+        }
+        let start = rich.name_start as usize;
+        self.names
+            .get(start..start + rich.name_len as usize)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn matches_of<const N: usize>(
+        &self,
+        table: &Table<N>,
+        digest: &[u8; N],
+        size: u64,
+        found: &mut Vec<Detection>,
+    ) {
+        if table.contains_bare(digest) {
+            found.push(Detection::named(format!("Hash.{}", hex::encode(digest))));
+        }
+        for rich in table.rich_matches(digest, size) {
+            found.push(Detection::named(self.name_of(rich)));
+        }
     }
 
     fn scan_bytes(&self, data: &[u8], known_sha256: Option<&[u8; 32]>) -> Vec<Detection> {
         let size = data.len() as u64;
         let mut found: Vec<Detection> = Vec::new();
-        let mut seen = HashSet::new();
-        for (algorithm, table) in &self.tables {
-            if !table.wants(size) {
-                continue;
-            }
-            let digest: Vec<u8> = match algorithm {
-                Algorithm::Md5 => Md5::digest(data).to_vec(),
-                Algorithm::Sha1 => Sha1::digest(data).to_vec(),
-                Algorithm::Sha256 => match known_sha256 {
-                    Some(known) => known.to_vec(),
-                    None => Sha256::digest(data).to_vec(),
-                },
-            };
-            for name in table.lookup(size, &digest) {
-                if seen.insert(name.clone()) {
-                    found.push(Detection::named(name.clone()));
-                }
-            }
+        if self.md5.wants(size) {
+            let digest: [u8; 16] = Md5::digest(data).into();
+            self.matches_of(&self.md5, &digest, size, &mut found);
         }
+        if self.sha1.wants(size) {
+            let digest: [u8; 20] = Sha1::digest(data).into();
+            self.matches_of(&self.sha1, &digest, size, &mut found);
+        }
+        if self.sha256.wants(size) {
+            let digest: [u8; 32] = match known_sha256 {
+                Some(known) => *known,
+                None => Sha256::digest(data).into(),
+            };
+            self.matches_of(&self.sha256, &digest, size, &mut found);
+        }
+        let mut seen = HashSet::new();
+        found.retain(|d| seen.insert(d.name.clone()));
         found
     }
 }
 
-fn parse_line(line: &str) -> Result<(&str, Option<u64>, String), String> {
+enum LoadError {
+    Io(std::io::Error),
+    List(HashListError),
+}
+
+/// `(hash, size, name)` of one signature line.
+fn parse_line(line: &str) -> Result<(&str, Option<u64>, Option<&str>), String> {
     if line.contains(':') {
         let mut fields = line.splitn(4, ':');
         let hash = fields.next().unwrap_or_default().trim();
@@ -179,17 +370,12 @@ fn parse_line(line: &str) -> Result<(&str, Option<u64>, String), String> {
                     .map_err(|_| format!("bad size {digits:?}"))?,
             ),
         };
-        Ok((hash, size, name.to_owned()))
+        Ok((hash, size, Some(name)))
     } else {
-        let mut fields = line.split_whitespace();
-        let hash = fields.next().unwrap_or_default();
-        let rest: Vec<&str> = fields.collect();
-        let name = if rest.is_empty() {
-            format!("Hash.{hash}")
-        } else {
-            rest.join(" ")
-        };
-        Ok((hash, None, name))
+        match line.split_once(char::is_whitespace) {
+            Some((hash, name)) if !name.trim().is_empty() => Ok((hash, None, Some(name.trim()))),
+            _ => Ok((line, None, None)),
+        }
     }
 }
 
@@ -204,7 +390,15 @@ impl Engine for HashEngine {
     }
 
     async fn health(&self) -> Result<String, EngineError> {
-        Ok(format!("{} hash signatures", self.count))
+        Ok(format!("{} hash signatures", self.len()))
+    }
+
+    fn signatures(&self) -> Signatures {
+        Signatures::new(
+            Some(self.len() as u64),
+            self.version.clone(),
+            self.loaded_at,
+        )
     }
 }
 

@@ -25,14 +25,17 @@ mod config;
 mod hashes;
 mod icap;
 mod net;
+mod reload;
 mod yara;
 
 pub use clamd::{ClamdConfig, ClamdEngine};
 pub use config::{
-    EngineConfig, EngineConfigError, SizeLimited, SpoolConfig, build_engines, build_scanner,
+    EngineConfig, EngineConfigError, SizeLimited, SpoolConfig, apply_engine_env, build_engines,
+    build_scanner, scanner_builder,
 };
 pub use icap::{IcapConfig, IcapEngine};
 pub use net::{Address, SetupError};
+pub use reload::{ReloadPolicy, ReloadStats, Reloader, log_engines};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use scan_core::{Detection, Engine, EngineError, ScanObject};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Signatures};
 use yara_x::{Compiler, Rules, SourceCode};
 
 /// Rules that are always loaded: they detect the EICAR test file, so every deployment can be
@@ -146,14 +146,17 @@ impl YaraEngineBuilder {
                 })?;
         }
         let rules = compiler.build();
+        let version = set_hash(&self.sources);
         tracing::info!(
             rules = rules.iter().len(),
             files = self.sources.len(),
+            version,
             "YARA rules compiled"
         );
         Ok(YaraEngine {
             id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             rule_count: rules.iter().len(),
+            signatures: Signatures::loaded(Some(rules.iter().len() as u64), version),
             rules: Arc::new(rules),
             timeout: self.timeout.unwrap_or(Duration::from_secs(60)),
         })
@@ -166,7 +169,23 @@ pub struct YaraEngine {
     id: u64,
     rules: Arc<Rules>,
     rule_count: usize,
+    signatures: Signatures,
     timeout: Duration,
+}
+
+/// The first 16 hex digits of a SHA-256 over the built-in rules and every source with its
+/// origin: the same files give the same set, whenever and wherever they are compiled.
+fn set_hash(sources: &[(String, String)]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(BUILTIN_RULES.as_bytes());
+    for (origin, source) in sources {
+        hash.update([0]);
+        hash.update(origin.as_bytes());
+        hash.update([0]);
+        hash.update(source.as_bytes());
+    }
+    hex::encode(&hash.finalize()[..8])
 }
 
 impl std::fmt::Debug for YaraEngine {
@@ -263,5 +282,9 @@ impl Engine for YaraEngine {
 
     async fn health(&self) -> Result<String, EngineError> {
         Ok(format!("yara-x, {} rules", self.rule_count))
+    }
+
+    fn signatures(&self) -> Signatures {
+        self.signatures.clone()
     }
 }

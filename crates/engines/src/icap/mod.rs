@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use scan_core::{Detection, Engine, EngineError, ScanObject, Scope};
+use scan_core::{Detection, Engine, EngineError, ScanObject, Scope, Signatures};
 use serde::Deserialize;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::OnceCell;
@@ -102,6 +102,9 @@ pub struct IcapEngine {
     scope: Scope,
     infection_headers: Vec<String>,
     options: OnceCell<ServiceOptions>,
+    /// The service tag (ISTag) as the last OPTIONS gave it: it changes when the service's
+    /// signatures do (RFC 3507, 4.7).
+    seen: std::sync::Mutex<Signatures>,
 }
 
 impl IcapEngine {
@@ -135,6 +138,7 @@ impl IcapEngine {
             },
             infection_headers: config.infection_headers.clone(),
             options: OnceCell::new(),
+            seen: std::sync::Mutex::new(Signatures::unknown()),
         })
     }
 
@@ -358,11 +362,24 @@ impl Engine for IcapEngine {
 
     async fn health(&self) -> Result<String, EngineError> {
         let options = self.fetch_options().await?;
+        if let Some(istag) = &options.istag
+            && let Ok(mut seen) = self.seen.lock()
+            && seen.version != *istag
+        {
+            *seen = Signatures::loaded(None, istag.clone());
+        }
         Ok(format!(
             "ICAP {} ISTag {}",
             self.uri,
             options.istag.unwrap_or_default()
         ))
+    }
+
+    fn signatures(&self) -> Signatures {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_else(|_| Signatures::unknown())
     }
 }
 

@@ -6,6 +6,7 @@
 mod carriers;
 mod clamd;
 mod embedded;
+mod freshness;
 mod icap;
 mod multi;
 mod testutil;

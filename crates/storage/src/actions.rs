@@ -689,27 +689,6 @@ pub async fn changed_since(
     }
 }
 
-/// A short fingerprint of `scanner`'s engines (the first 12 hex digits of a SHA-256 over each
-/// engine's name and what its health check says of it: version, signature database, rule
-/// count), so it changes when they do. Tagged as [`crate::FINGERPRINT_TAG`].
-pub async fn fingerprint(scanner: &scan_core::Scanner) -> String {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    for engine in scanner.engines() {
-        hash.update(engine.name().as_bytes());
-        hash.update([0]);
-        match engine.health().await {
-            Ok(description) => hash.update(description.as_bytes()),
-            Err(_) => hash.update(b"unavailable"),
-        }
-        hash.update([0]);
-    }
-    hash.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The tags a scan's outcome sets: [`crate::outcome_tags`] and the engines' fingerprint.
 pub fn tags_for(verdict: Option<Verdict>, date: &str, fingerprint: &str) -> Vec<(String, String)> {
     let mut tags = crate::outcome_tags(verdict, date);

@@ -37,6 +37,7 @@ pub mod filters;
 mod local;
 mod s3;
 pub mod scope;
+pub mod verdict_cache;
 
 use std::pin::Pin;
 use std::sync::Arc;

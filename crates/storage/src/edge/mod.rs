@@ -14,6 +14,7 @@ mod listen;
 mod log;
 pub mod metrics;
 pub mod openapi;
+pub mod status;
 
 use std::time::Duration;
 

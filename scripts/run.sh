@@ -15,6 +15,15 @@ scripts/bootstrap.sh >/dev/null
 build_release
 bin="${CARGO_TARGET_DIR:-target}/release"
 
+# Real signatures, used by themselves when they are there (README, "Signatures"): YARA rule packs
+# under ./rules, hash lists under ./hashes, and clamd (kept current by freshclam) when its socket
+# exists. Each is reloaded when its files change; every start logs the engines and their rules.
+[ -z "${VERDICT_RULES:-}" ] && [ -d rules ] && export VERDICT_RULES="$PWD/rules"
+[ -z "${VERDICT_HASHES:-}" ] && [ -d hashes ] && export VERDICT_HASHES="$PWD/hashes"
+if [ -z "${VERDICT_CLAMD:-}" ] && [ -S /var/run/clamav/clamd.ctl ]; then
+    export VERDICT_CLAMD="unix:/var/run/clamav/clamd.ctl"
+fi
+
 case "${1:-serve}" in
     scan)
         shift

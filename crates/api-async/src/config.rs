@@ -86,6 +86,12 @@ pub struct Config {
     pub actions: storage::actions::ActionsConfig,
     /// Bucket events' objects to skip.
     pub filters: FiltersConfig,
+    /// Rule reloads: the file watch's period, SIGHUP, how often clamd is asked for its version.
+    pub reload: engines::ReloadPolicy,
+    /// The verdict cache: beside the embedded queue's file, or in Redis with the Redis queue.
+    pub cache: storage::verdict_cache::CacheConfig,
+    /// Re-verdicts: what is scanned again when the rules change.
+    pub rescan: crate::rescan::RescanConfig,
 }
 
 /// The `[events]` section.
@@ -162,6 +168,9 @@ impl Default for Config {
             events: EventsConfig::default(),
             actions: storage::actions::ActionsConfig::default(),
             filters: FiltersConfig::default(),
+            reload: engines::ReloadPolicy::default(),
+            cache: storage::verdict_cache::CacheConfig::default(),
+            rescan: crate::rescan::RescanConfig::default(),
         }
     }
 }
@@ -266,6 +275,7 @@ impl ServiceConfig for Config {
         if let Some(url) = get("VERDICT_PUBLIC_URL") {
             self.public_url = Some(url);
         }
+        engines::apply_engine_env(&mut self.engines, &get);
         if let Some(workers) = config_file::env(&get, "VERDICT_WORKERS")? {
             self.workers = workers;
         }

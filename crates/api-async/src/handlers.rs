@@ -187,6 +187,7 @@ fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiE
         watched: false,
         bulk: None,
         rescans: 0,
+        reverdict: false,
     })
 }
 
@@ -447,8 +448,15 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, 
             key: key.clone(),
             version: version.clone(),
         };
-        let acted =
-            crate::worker::act_on_object(state, &object, read.as_ref(), outcome, true).await;
+        let judged_by = result.fingerprint.clone();
+        let acted = crate::worker::act_on_object(
+            state,
+            &object,
+            read.as_ref(),
+            (outcome, judged_by.as_deref()),
+            true,
+        )
+        .await;
         result.object_action = Some(acted.into_report());
     }
     Ok(Json(result))
@@ -510,10 +518,17 @@ pub(crate) async fn metrics(
         ));
     }
     let pending = state.queue.pending().await.ok();
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(pending),
-    ))
+    let mut text = state.metrics.render(pending);
+    let reloads = state.reloader.stats();
+    storage::edge::status::append_metrics(
+        &mut text,
+        &state.scanner,
+        storage::edge::status::Reloads {
+            installed: reloads.reloaded,
+            refused: reloads.refused,
+        },
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running; with pending_jobs unless http.metrics_token is set and not given"), (status = 503, description = "The queue does not answer", body = storage::edge::openapi::ErrorBody)))]
@@ -525,7 +540,10 @@ pub(crate) async fn health(
 ) -> Response {
     match state.queue.pending().await {
         Ok(pending) if state.settings.http.metrics_allowed(&request_headers) => {
-            Json(json!({"status": "ok", "pending_jobs": pending})).into_response()
+            let mut body = storage::edge::status::engines_json(&state.scanner);
+            body["status"] = json!("ok");
+            body["pending_jobs"] = json!(pending);
+            Json(body).into_response()
         }
         Ok(_) => Json(json!({"status": "ok"})).into_response(),
         Err(e) => ApiError::from(e).into_response(),
@@ -613,6 +631,7 @@ pub(crate) async fn queue_created(
                 watched: true,
                 bulk: None,
                 rescans: 0,
+                reverdict: false,
             },
             attempts: 0,
             receipt: String::new(),
@@ -795,8 +814,9 @@ pub(crate) async fn status_page(
         .into_response()
 }
 
-/// The engines' health as table rows, checked at most every 10 s however often the page is
-/// loaded (it needs no key, so it must not let anyone make us call clamd or ICAP at will).
+/// The engines' health as table rows, each with its rule set, checked at most every 10 s
+/// however often the page is loaded (it needs no key, so it must not let anyone make us call
+/// clamd or ICAP at will).
 async fn engine_rows(state: &AppState) -> String {
     let mut cached = state.engine_health.lock().await;
     if let Some((at, rows)) = cached.as_ref()
@@ -805,7 +825,8 @@ async fn engine_rows(state: &AppState) -> String {
         return rows.clone();
     }
     let mut rows = String::new();
-    for engine in state.scanner.engines() {
+    let set = state.scanner.engine_set();
+    for (engine, held) in set.engines().iter().zip(set.signatures()) {
         let health = tokio::time::timeout(std::time::Duration::from_secs(3), engine.health()).await;
         let (class, said) = match health {
             Ok(Ok(version)) => ("ok", format!("ok: {version}")),
@@ -816,12 +837,26 @@ async fn engine_rows(state: &AppState) -> String {
             }
             Err(_) => ("bad", "no answer within 3 s".to_owned()),
         };
+        let loaded = held
+            .loaded_at
+            .and_then(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
         rows.push_str(&format!(
-            "<tr><td>{}</td><td class=\"{class}\">{}</td></tr>",
+            "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape_html(engine.name()),
-            escape_html(&said)
+            escape_html(&said),
+            held.count.map(|n| n.to_string()).unwrap_or_default(),
+            escape_html(&held.version),
+            escape_html(&loaded),
         ));
     }
+    rows.push_str(&format!(
+        "<tr><td colspan=\"5\">fingerprint <code>{}</code></td></tr>",
+        escape_html(set.fingerprint())
+    ));
     *cached = Some((std::time::Instant::now(), rows.clone()));
     rows
 }

@@ -13,6 +13,7 @@ mod jobs;
 pub mod keys;
 mod metrics;
 mod openapi;
+pub mod rescan;
 mod security;
 mod server;
 pub mod sqs;

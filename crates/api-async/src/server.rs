@@ -27,9 +27,6 @@ use crate::source::Sources;
 use crate::store::{JobQueue, ResultStore};
 use crate::{EmbeddedStore, RedisStore, handlers, worker};
 
-/// How often the engines' fingerprint is worked out again.
-const FINGERPRINT_EVERY: Duration = Duration::from_secs(300);
-
 /// Largest JSON body of the submit endpoints (custom data is at most 16 KB of it).
 pub(crate) const MAX_JSON_BODY: usize = 256 * 1024;
 
@@ -68,6 +65,10 @@ pub struct Settings {
     pub actions: storage::actions::ActionsConfig,
     /// Bucket events' objects to skip.
     pub filters: crate::config::FiltersConfig,
+    /// When rules are reloaded and remote engines polled.
+    pub reload: engines::ReloadPolicy,
+    /// Re-verdicts of stored objects when the rules change.
+    pub rescan: crate::rescan::RescanConfig,
 }
 
 /// Everything requests and workers share.
@@ -84,8 +85,8 @@ pub struct AppState {
     pub results: Arc<dyn ResultStore>,
     /// Bulk scans and their counts.
     pub bulks: Arc<dyn crate::bulk::BulkStore>,
-    /// A short fingerprint of the engines and their rules, tagged on scanned objects.
-    fingerprint: std::sync::RwLock<String>,
+    /// Keeps the scanner's rules current.
+    pub reloader: Arc<engines::Reloader>,
     /// Who may call.
     pub keys: ApiKeys,
     /// How callbacks are sent.
@@ -94,6 +95,8 @@ pub struct AppState {
     pub settings: Settings,
     pub(crate) metrics: Metrics,
     sync_scans: Arc<Semaphore>,
+    /// Spaces the scans of re-verdicts.
+    pub(crate) rescan_pace: crate::rescan::Pace,
     /// The status page's engine rows and when they were checked.
     pub(crate) engine_health: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
@@ -117,6 +120,7 @@ impl AppState {
             .events
             .check_against(&config.actions)
             .map_err(StartError::Invalid)?;
+        config.rescan.check().map_err(StartError::Invalid)?;
         let quota = config.max_queued_jobs_per_key.max(1);
         let plain = Grant {
             id: String::new(),
@@ -135,7 +139,7 @@ impl AppState {
                 "no API keys: set api_keys (comma-separated), api_keys_file or [[keys]] in the config, or VERDICT_API_KEYS".to_owned(),
             ));
         }
-        let scanner = engines::build_scanner(
+        let scanner = engines::scanner_builder(
             &config.engines,
             config.limits.clone(),
             config.spool.policy(config.max_body_bytes),
@@ -149,8 +153,13 @@ impl AppState {
             Arc<dyn ResultStore>,
             Arc<dyn crate::bulk::BulkStore>,
         );
+        let mut cache: Option<Arc<dyn scan_core::VerdictCache>> = None;
         let (queue, results, bulks): Stores = match &config.queue {
             QueueConfig::Embedded { path } => {
+                cache = config
+                    .cache
+                    .open_embedded(&path.with_extension("cache.redb"))
+                    .map_err(|e| StartError::failed("verdict cache", e))?;
                 let store = EmbeddedStore::open(path, config.max_queued_jobs).map_err(|e| {
                     StartError::failed(format!("embedded queue {}", path.display()), e)
                 })?;
@@ -179,9 +188,22 @@ impl AppState {
                         .map_err(|e| StartError::failed("Redis", e))?,
                 );
                 tracing::info!(namespace, consumer, "jobs and results in Redis");
+                if config.cache.enabled {
+                    cache = Some(Arc::new(store.verdicts(config.cache.ttl())));
+                    tracing::info!(ttl_secs = config.cache.ttl_secs, "verdict cache in Redis");
+                }
                 (store.clone(), store.clone(), store)
             }
         };
+        let scanner = match cache {
+            Some(cache) => scanner.cache(cache),
+            None => scanner,
+        }
+        .build()
+        .map_err(|e| StartError::failed("engines", e))?;
+        let reloader = Arc::new(engines::Reloader::new(scanner.clone(), &config.engines));
+        scanner.poll_engines(Duration::from_secs(5)).await;
+        engines::log_engines(&scanner);
         let callbacks = CallbackPolicy {
             secret: callback_secret(config)?,
             timeout: Duration::from_secs(config.callback.timeout_secs.max(1)),
@@ -189,15 +211,14 @@ impl AppState {
             first_backoff: Duration::from_millis(config.callback.first_backoff_ms.max(1)),
             max_backoff: Duration::from_secs(config.callback.max_backoff_secs.max(1)),
         };
-        let fingerprint = std::sync::RwLock::new(storage::actions::fingerprint(&scanner).await);
         Ok(Arc::new(AppState {
             scanner,
+            reloader,
             fetcher,
             objects,
             queue,
             results,
             bulks,
-            fingerprint,
             keys,
             callbacks,
             settings: Settings {
@@ -220,30 +241,20 @@ impl AppState {
                 bulk_page_size: config.bulk_page_size.clamp(1, 1000),
                 actions: config.actions.clone(),
                 filters: config.filters.clone(),
+                reload: config.reload.clone(),
+                rescan: config.rescan.clone(),
             },
+            rescan_pace: crate::rescan::Pace::new(config.rescan.max_objects_per_sec),
             metrics: Metrics::default(),
             sync_scans: Arc::new(Semaphore::new(config.max_concurrent_sync_scans.max(1))),
             engine_health: tokio::sync::Mutex::new(None),
         }))
     }
 
-    /// The engines' fingerprint (see [`storage::FINGERPRINT_TAG`]).
+    /// The fingerprint of the engine set new scans start with (see
+    /// [`storage::FINGERPRINT_TAG`]).
     pub(crate) fn fingerprint(&self) -> String {
-        self.fingerprint
-            .read()
-            .map(|f| f.clone())
-            .unwrap_or_default()
-    }
-
-    /// Works the fingerprint out again (rules or signatures may have been updated).
-    pub(crate) async fn refresh_fingerprint(&self) {
-        let now = storage::actions::fingerprint(&self.scanner).await;
-        if let Ok(mut held) = self.fingerprint.write()
-            && *held != now
-        {
-            tracing::info!(was = %held, now = %now, "the engines' fingerprint changed");
-            *held = now;
-        }
+        self.scanner.fingerprint()
     }
 
     pub(crate) fn sources(&self) -> Sources<'_> {
@@ -467,17 +478,8 @@ pub async fn run(
             stop.clone(),
         ))
     });
-    let refresher = {
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(FINGERPRINT_EVERY);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                state.refresh_fingerprint().await;
-            }
-        })
-    };
+    let rescans = tokio::spawn(crate::rescan::run(Arc::clone(&state)));
+    let refresher = tokio::spawn(Arc::clone(&state.reloader).run(state.settings.reload.clone()));
     tracing::info!(
         address = %listener.local_addr()?,
         workers = state.settings.workers,
@@ -496,6 +498,7 @@ pub async fn run(
     let served = storage::edge::serve(listener, router(state), &http, idle, signal).await;
     stop.cancel();
     refresher.abort();
+    rescans.abort();
     if let Some(workers) = workers {
         let _ = workers.await;
     }

@@ -32,7 +32,7 @@ impl Status {
 }
 
 /// A job's result: what is polled, stored, and the core of the callback. `realfiletype`,
-/// `reason`, `engines` and `object_action` are additive.
+/// `reason`, `engines`, `object_action`, `fingerprint` and `cached` are additive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(as = AsyncScanResult)]
 pub struct ScanResult {
@@ -60,6 +60,14 @@ pub struct ScanResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<storage::edge::openapi::ObjectAction>)]
     pub object_action: Option<ActionReport>,
+    /// The fingerprint of the engines and rules that judged it (the `scan-engines` tag); it
+    /// changes whenever any engine's rules do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Whether the verdict came from the verdict cache (the same bytes judged before under the
+    /// same fingerprint).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 impl ScanResult {
@@ -87,6 +95,8 @@ impl ScanResult {
             reason: report.error_message(),
             engines: report.engines.clone(),
             object_action: None,
+            fingerprint: Some(report.fingerprint.clone()),
+            cached: report.cached,
         }
     }
 
@@ -100,6 +110,8 @@ impl ScanResult {
             reason: Some(reason.into()),
             engines: Vec::new(),
             object_action: None,
+            fingerprint: None,
+            cached: false,
         }
     }
 }

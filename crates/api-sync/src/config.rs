@@ -59,6 +59,10 @@ pub struct Config {
     pub engines: Vec<EngineConfig>,
     /// Connection limits, timeouts, and the metrics token.
     pub http: EdgeConfig,
+    /// Rule reloads: the file watch's period, SIGHUP, how often clamd is asked for its version.
+    pub reload: engines::ReloadPolicy,
+    /// The verdict cache (by default `verdict-sync-cache.redb` beside the users file).
+    pub cache: storage::verdict_cache::CacheConfig,
 }
 
 impl Default for Config {
@@ -82,6 +86,8 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             engines: Vec::new(),
             http: EdgeConfig::default(),
+            reload: engines::ReloadPolicy::default(),
+            cache: storage::verdict_cache::CacheConfig::default(),
         }
     }
 }
@@ -153,6 +159,7 @@ impl ServiceConfig for Config {
         if let Some(file) = get("VERDICT_TOKEN_SECRET_FILE") {
             self.token.secret_file = Some(file.into());
         }
+        engines::apply_engine_env(&mut self.engines, &get);
         if let Some(max) = config_file::env(&get, "VERDICT_MAX_BODY_BYTES")? {
             self.max_body_bytes = Some(max);
         }

@@ -455,7 +455,7 @@ async fn act_on_existing(
     let tags = actions::tags_for(
         Some(report.verdict),
         &response.verdict.date_scanned,
-        &state.fingerprint,
+        &report.fingerprint,
     );
     actions::act(
         state.store.as_ref(),
@@ -610,10 +610,19 @@ fn fetch_error(err: FetchError) -> ApiError {
     }
 }
 
-/// `GET /health`: no auth; 200 while the server runs.
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running")))]
-pub(crate) async fn health() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
+/// `GET /health`: no auth; 200 while the server runs. Whoever may read the metrics also sees
+/// the engines, their rule sets and the fingerprint.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running; with the engines, their rule sets and the fingerprint unless http.metrics_token is set and not given")))]
+pub(crate) async fn health(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    if !state.http.metrics_allowed(&headers) {
+        return Json(serde_json::json!({ "status": "ok" }));
+    }
+    let mut body = storage::edge::status::engines_json(&state.scanner);
+    body["status"] = serde_json::json!("ok");
+    Json(body)
 }
 
 /// `GET /metrics`: Prometheus text.
@@ -627,10 +636,17 @@ pub(crate) async fn metrics(
             "the metrics need Authorization: Bearer <metrics token>".to_owned(),
         ));
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    ))
+    let mut text = state.metrics.render();
+    let reloads = state.reloader.stats();
+    storage::edge::status::append_metrics(
+        &mut text,
+        &state.scanner,
+        storage::edge::status::Reloads {
+            installed: reloads.reloaded,
+            refused: reloads.refused,
+        },
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// The page's files, compiled into the binary: no CDN, nothing fetched at run time.

@@ -53,10 +53,12 @@ pub struct AppState {
     pub filters: storage::filters::FiltersConfig,
     /// What each user may reach (see [`crate::config::UserScopes::of`]).
     pub scopes: std::collections::BTreeMap<String, crate::config::UserScopes>,
-    /// The engines' fingerprint, for the `scan-engines` tag (worked out at start).
-    pub fingerprint: String,
     /// How long an upload may stall.
     pub upload_idle_timeout: Duration,
+    /// Keeps the scanner's rules current.
+    pub reloader: Arc<engines::Reloader>,
+    /// When rules are reloaded and remote engines polled.
+    pub reload: engines::ReloadPolicy,
     /// The listener's limits and the metrics token.
     pub http: EdgeConfig,
 }
@@ -65,12 +67,25 @@ impl AppState {
     /// Builds engines, storage, users and keys from the configuration; fails before any socket
     /// opens if something is wrong.
     pub async fn from_config(config: &Config) -> Result<Arc<Self>, StartError> {
-        let scanner = engines::build_scanner(
+        let cache = config
+            .cache
+            .open_embedded(&config.users_file.with_file_name("verdict-sync-cache.redb"))
+            .map_err(|e| StartError::failed("verdict cache", e))?;
+        let builder = engines::scanner_builder(
             &config.engines,
             config.limits.clone(),
             config.spool.policy(config.max_body_bytes),
         )
         .map_err(|e| StartError::failed("engines", e))?;
+        let scanner = match cache {
+            Some(cache) => builder.cache(cache),
+            None => builder,
+        }
+        .build()
+        .map_err(|e| StartError::failed("engines", e))?;
+        let reloader = Arc::new(engines::Reloader::new(scanner.clone(), &config.engines));
+        scanner.poll_engines(Duration::from_secs(5)).await;
+        engines::log_engines(&scanner);
         let (store, fetcher) = storage::edge::open_storage(&config.storage, &config.fetch).await?;
         let users = UserStore::open(&config.users_file).map_err(|e| {
             StartError::failed(format!("users file {}", config.users_file.display()), e)
@@ -88,10 +103,11 @@ impl AppState {
         actions
             .check()
             .map_err(|e| StartError::Invalid(e.to_string()))?;
-        let fingerprint = storage::actions::fingerprint(&scanner).await;
         let metrics = Metrics::default();
         Ok(Arc::new(AppState {
             scanner,
+            reloader,
+            reload: config.reload.clone(),
             store,
             fetcher,
             users,
@@ -108,7 +124,6 @@ impl AppState {
             actions,
             filters: config.filters.clone(),
             scopes: config.scopes.clone(),
-            fingerprint,
             upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
             http: config.http.clone(),
         }))
@@ -249,8 +264,11 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(address = %listener.local_addr()?, "verdict-sync listening");
+    tracing::info!(address = %listener.local_addr()?, fingerprint = %state.scanner.fingerprint(), "verdict-sync listening");
+    let refresher = tokio::spawn(Arc::clone(&state.reloader).run(state.reload.clone()));
     let http = state.http.clone();
     let idle = state.upload_idle_timeout;
-    storage::edge::serve(listener, app(state), &http, idle, shutdown).await
+    let served = storage::edge::serve(listener, app(state), &http, idle, shutdown).await;
+    refresher.abort();
+    served
 }

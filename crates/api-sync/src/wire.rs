@@ -37,6 +37,12 @@ pub struct SyncScanResponse {
     /// Per-engine results.
     #[schema(value_type = Vec<storage::edge::openapi::EngineSummary>)]
     pub engines: Vec<scan_core::EngineSummary>,
+    /// The fingerprint of the engines and rules that judged it; it changes whenever any
+    /// engine's rules do.
+    pub fingerprint: String,
+    /// Whether the verdict came from the verdict cache (the same bytes judged before under the
+    /// same fingerprint) instead of running the engines.
+    pub cached: bool,
 }
 
 impl From<&Report> for SyncScanResponse {
@@ -57,6 +63,8 @@ impl From<&Report> for SyncScanResponse {
             size: report.size,
             sha256: report.sha256.clone(),
             engines: report.engines.clone(),
+            fingerprint: report.fingerprint.clone(),
+            cached: report.cached,
         }
     }
 }

@@ -84,6 +84,10 @@ pub struct ScanArgs {
     /// Folder for spool files [default: the system temp folder].
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
+    /// Keep verdicts in this cache file (redb), by content and the rules' fingerprint, so
+    /// files already judged under the same rules are not scanned again (`cached: true`).
+    #[arg(long, value_name = "FILE")]
+    pub cache: Option<PathBuf>,
     /// Never show a progress bar (it is shown for folder and bucket scans when stderr is a
     /// terminal).
     #[arg(long)]

@@ -93,10 +93,23 @@ async fn scan(args: Args, out: &mut (dyn Write + Send)) -> anyhow::Result<Summar
     if let Some(dir) = &args.temp_dir {
         spool.temp_dir = Some(dir.clone());
     }
-    let builder = Scanner::builder()
+    let mut builder = Scanner::builder()
         .limits(args.limits.apply(file.limits.clone())?)
         .spool(spool);
+    if let Some(path) = &args.cache {
+        let config = storage::verdict_cache::CacheConfig {
+            path: Some(path.clone()),
+            ..Default::default()
+        };
+        if let Some(cache) = config.open_embedded(path)? {
+            builder = builder.cache(cache);
+        }
+    }
     let scanner = builder.engines(all_engines).build()?;
+    // Bucket scans run for hours: rules changed meanwhile (or a SIGHUP) apply from the next
+    // object on, and each report names the fingerprint it was judged by.
+    let reloader = std::sync::Arc::new(engines::Reloader::new(scanner.clone(), &configs));
+    let reloading = tokio::spawn(reloader.run(engines::ReloadPolicy::default()));
 
     let started = Instant::now();
     let remote = Remote::new(&args, &file).await?;
@@ -180,6 +193,7 @@ async fn scan(args: Args, out: &mut (dyn Write + Send)) -> anyhow::Result<Summar
             break;
         }
     }
+    reloading.abort();
     if !args.json {
         output::print_summary(out, &summary, started.elapsed())?;
     }

@@ -43,6 +43,10 @@ pub struct BulkScan {
     pub callback_headers: BTreeMap<String, String>,
     /// When it was submitted (RFC 3339).
     pub created: String,
+    /// A re-verdict (see [`crate::rescan`]): objects already tagged with the current
+    /// fingerprint are skipped, scans are paced, and objects turned infected are notified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverdict: bool,
 }
 
 /// How far a bulk scan has come.
@@ -208,6 +212,7 @@ pub(crate) fn page_job(bulk: &BulkScan, page: u64) -> Job {
             watched: false,
             bulk: None,
             rescans: 0,
+            reverdict: false,
         },
         attempts: 0,
         receipt: String::new(),
@@ -391,6 +396,7 @@ fn object_job(bulk: &BulkScan, key: &str) -> Job {
             watched: true,
             bulk: Some(bulk.id.clone()),
             rescans: 0,
+            reverdict: bulk.reverdict,
         },
         attempts: 0,
         receipt: String::new(),
@@ -438,5 +444,6 @@ pub(crate) fn new_bulk(
         created: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
+        reverdict: false,
     }
 }

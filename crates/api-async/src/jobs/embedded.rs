@@ -837,6 +837,7 @@ mod tests {
                 watched: false,
                 bulk: None,
                 rescans: 0,
+                reverdict: false,
             },
             attempts: 0,
             receipt: String::new(),

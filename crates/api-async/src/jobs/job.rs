@@ -72,6 +72,9 @@ pub struct JobSpec {
     /// queueing it again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rescans: u32,
+    /// Part of a re-verdict (see [`crate::rescan`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverdict: bool,
 }
 
 fn is_zero(n: &u32) -> bool {

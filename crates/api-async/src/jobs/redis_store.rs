@@ -592,3 +592,67 @@ impl crate::bulk::BulkStore for RedisStore {
         Ok(found.into_iter().map(|v| v.is_some()).collect())
     }
 }
+
+/// The verdict cache in Redis, beside the queue: every instance on the same Redis shares it.
+/// Entries expire on their own (`SET ... PX`); an outcome larger than [`MAX_CACHED_BYTES`] is
+/// not kept, and Redis's own `maxmemory` policy bounds the whole.
+#[derive(Clone)]
+pub(crate) struct RedisVerdicts {
+    conn: ConnectionManager,
+    namespace: String,
+    ttl: Duration,
+}
+
+/// The largest outcome kept in Redis (thousands of detections are judged again instead).
+const MAX_CACHED_BYTES: usize = 64 * 1024;
+
+impl RedisStore {
+    /// The verdict cache on this store's connection, keeping outcomes for `ttl`.
+    pub(crate) fn verdicts(&self, ttl: Duration) -> RedisVerdicts {
+        RedisVerdicts {
+            conn: self.conn.clone(),
+            namespace: self.namespace.clone(),
+            ttl,
+        }
+    }
+}
+
+impl RedisVerdicts {
+    fn key(&self, key: &scan_core::CacheKey) -> String {
+        format!("{{{}}}:verdict:{key}", self.namespace)
+    }
+}
+
+#[async_trait::async_trait]
+impl scan_core::VerdictCache for RedisVerdicts {
+    async fn get(
+        &self,
+        key: &scan_core::CacheKey,
+    ) -> Result<Option<scan_core::CachedVerdict>, scan_core::CacheError> {
+        let mut conn = self.conn.clone();
+        let json: Option<Vec<u8>> = conn
+            .get(self.key(key))
+            .await
+            .map_err(|e| scan_core::CacheError(format!("Redis read: {e}")))?;
+        Ok(json.and_then(|json| serde_json::from_slice(&json).ok()))
+    }
+
+    async fn put(
+        &self,
+        key: &scan_core::CacheKey,
+        verdict: &scan_core::CachedVerdict,
+    ) -> Result<(), scan_core::CacheError> {
+        let json = serde_json::to_vec(verdict)
+            .map_err(|e| scan_core::CacheError(format!("encode: {e}")))?;
+        if json.len() > MAX_CACHED_BYTES {
+            return Ok(());
+        }
+        let ttl_ms = u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut conn = self.conn.clone();
+        conn.pset_ex::<_, _, ()>(self.key(key), json, ttl_ms)
+            .await
+            .map_err(|e| scan_core::CacheError(format!("Redis write: {e}")))
+    }
+}

@@ -200,6 +200,22 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
     let (name, download_url) = sources.describe(&job.spec.source);
     let mut download_time = 0.0;
     let mut scan_time = 0.0;
+    let before = if job.spec.reverdict {
+        match reverdict_before(state, job).await {
+            Ok(before) => Some(before),
+            Err(why) => {
+                tracing::info!(job = job.id, object = ?download_url, reason = %why, "re-verdict skipped");
+                if !record_in_bulk(state, job, crate::bulk::Outcome::Skipped, 0).await {
+                    return None;
+                }
+                state.metrics.finished("skipped");
+                complete(state, job).await;
+                return None;
+            }
+        }
+    } else {
+        None
+    };
     if job.spec.watched
         && let Some(why) = skipped(state, job).await
     {
@@ -229,6 +245,9 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
             job.attempts - 1
         ))
     } else {
+        if before.is_some() {
+            state.rescan_pace.turn().await;
+        }
         let started = Instant::now();
         let fetched = sources.fetch(&job.spec.source).await;
         download_time = started.elapsed().as_secs_f64();
@@ -264,7 +283,16 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
             key: key.clone(),
             version: version.clone(),
         };
-        match act_on_object(state, &object, scanned.as_ref(), outcome, !job.spec.watched).await {
+        let judged_by = result.fingerprint.clone();
+        match act_on_object(
+            state,
+            &object,
+            scanned.as_ref(),
+            (outcome, judged_by.as_deref()),
+            !job.spec.watched,
+        )
+        .await
+        {
             storage::actions::Acted::Changed(why) if job.spec.watched => {
                 if rescan(state, job, &why).await {
                     complete(state, job).await;
@@ -278,12 +306,22 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
                     job.spec.rescans + 1
                 ));
                 result.object_action = Some(
-                    act_on_object(state, &object, None, outcome, false)
+                    act_on_object(state, &object, None, (outcome, None), false)
                         .await
                         .into_report(),
                 );
             }
             acted => result.object_action = Some(acted.into_report()),
+        }
+        if let Some(before) = &before
+            && result.status == crate::wire::Status::Infected
+            && before
+                .result
+                .as_deref()
+                .is_some_and(|was| was != "infected")
+        {
+            tracing::warn!(job = job.id, bucket, key, was = ?before.result, finding = ?result.finding, "re-verdict: an object judged before is infected under the current rules");
+            crate::rescan::notify(state, &object, before, &result, &job.id);
         }
     }
 
@@ -344,6 +382,34 @@ fn no_longer_allowed(state: &AppState, job: &Job) -> Option<String> {
     (!scope.allows(bucket, key)).then(|| {
         format!("the API key that asked may no longer {kind} objects in s3://{bucket}/{key}")
     })
+}
+
+/// What a re-verdict's object said before (its outcome tags), or why it is left alone: it is
+/// tagged with the current fingerprint already.
+async fn reverdict_before(state: &AppState, job: &Job) -> Result<crate::rescan::Before, String> {
+    let crate::job::Source::S3 {
+        bucket,
+        key,
+        version,
+    } = &job.spec.source
+    else {
+        return Ok(Default::default());
+    };
+    let object = storage::ObjectRef {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        version: version.clone(),
+    };
+    // Tags that cannot be read are not a reason to skip: the scan reports what goes wrong.
+    let tags = state.objects.tags(&object).await.unwrap_or_default();
+    let before = crate::rescan::Before::of(&tags);
+    let current = state.fingerprint();
+    if before.result.is_some() && before.fingerprint.as_deref() == Some(current.as_str()) {
+        return Err(format!(
+            "it was judged by the current rules already ({current})"
+        ));
+    }
+    Ok(before)
 }
 
 /// Why the `[filters]` (or the quarantine) leave a watched object alone, if they do: decided
@@ -488,19 +554,21 @@ async fn rescan(state: &AppState, job: &Job, why: &str) -> bool {
 
 /// Carries out the `[actions]` policy on the object (see [`storage::actions::act`]); the
 /// `[filters]` apply when a caller asked (`asked`), since watched objects met them before
-/// their scan. A failure is counted (`object_actions{outcome="failed"}`) and reported in the
+/// their scan. The outcome comes with the fingerprint of the set that judged it, tagged on the
+/// object (the set in use when there is none: the object was not read). A failure is counted (`object_actions{outcome="failed"}`) and reported in the
 /// result's `object_action`.
 pub(crate) async fn act_on_object(
     state: &AppState,
     object: &storage::ObjectRef,
     read: Option<&storage::ObjectInfo>,
-    outcome: storage::actions::Outcome,
+    (outcome, judged_by): (storage::actions::Outcome, Option<&str>),
     asked: bool,
 ) -> storage::actions::Acted {
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let tags = storage::actions::tags_for(outcome.verdict, &date, &state.fingerprint());
+    let fingerprint = judged_by.map_or_else(|| state.fingerprint(), str::to_owned);
+    let tags = storage::actions::tags_for(outcome.verdict, &date, &fingerprint);
     let acted = storage::actions::act(
         state.objects.as_ref(),
         &state.settings.actions,
@@ -599,6 +667,7 @@ mod tests {
                 watched: true,
                 bulk: None,
                 rescans,
+                reverdict: false,
             },
             attempts: 1,
             receipt: String::new(),
@@ -620,7 +689,7 @@ mod tests {
             verdict: Some(scan_core::Verdict::Clean),
             may_change: false,
         };
-        let acted = act_on_object(&state, &object, Some(&read), clean, false).await;
+        let acted = act_on_object(&state, &object, Some(&read), (clean, None), false).await;
         let storage::actions::Acted::Changed(why) = acted else {
             panic!("{acted:?}")
         };

@@ -428,6 +428,7 @@ async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
         callback_url: None,
         callback_headers: Default::default(),
         created: "2026-12-02T00:00:00Z".to_owned(),
+        reverdict: false,
     };
     store.create(&scan).await.unwrap();
     let page = |page, after: &str, last| Advance {

@@ -465,6 +465,7 @@ async fn a_job_that_never_finishes_is_given_up_after_max_attempts() {
                     watched: false,
                     bulk: None,
                     rescans: 0,
+                    reverdict: false,
                 },
                 attempts: 0,
                 receipt: String::new(),

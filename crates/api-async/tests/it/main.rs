@@ -7,6 +7,7 @@ mod api;
 mod bulk;
 mod durability;
 mod edge;
+mod freshness;
 mod golden;
 mod jobs;
 mod redis_queue;

@@ -25,6 +25,7 @@ fn job(id: &str) -> Job {
             watched: false,
             bulk: None,
             rescans: 0,
+            reverdict: false,
         },
         attempts: 0,
         receipt: String::new(),

@@ -5,6 +5,7 @@
 
 mod auth;
 mod edge;
+mod freshness;
 mod golden;
 mod page;
 mod scan;

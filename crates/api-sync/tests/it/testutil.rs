@@ -74,16 +74,7 @@ impl Server {
     }
 
     pub(crate) async fn token(&self) -> String {
-        let response = self
-            .client
-            .post(self.url("/api/Token"))
-            .json(&serde_json::json!({ "username": USER, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["accessToken"].as_str().unwrap().to_owned()
+        token_at(&self.client, &self.base).await
     }
 
     /// Multipart upload the way the reference clients send it.
@@ -94,24 +85,49 @@ impl Server {
         bytes: Vec<u8>,
         upload_to: Option<&str>,
     ) -> reqwest::Response {
-        let mut form = reqwest::multipart::Form::new()
-            .part(
-                "documents",
-                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
-            )
-            .text("composite", "NONE");
-        if let Some(target) = upload_to {
-            form = form.text("uploadTo", target.to_owned());
-        }
-        self.client
-            .post(self.url("/api/Scan"))
-            .bearer_auth(token)
-            .header("Prefer", "respond-async")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
+        scan_at(&self.client, &self.base, token, name, bytes, upload_to).await
     }
+}
+
+/// A token for `alice` from the server at `base`.
+pub(crate) async fn token_at(client: &reqwest::Client, base: &str) -> String {
+    let response = client
+        .post(format!("{base}/api/Token"))
+        .json(&serde_json::json!({ "username": USER, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// Multipart upload to the server at `base`, the way the reference clients send it.
+pub(crate) async fn scan_at(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    upload_to: Option<&str>,
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new()
+        .part(
+            "documents",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        )
+        .text("composite", "NONE");
+    if let Some(target) = upload_to {
+        form = form.text("uploadTo", target.to_owned());
+    }
+    client
+        .post(format!("{base}/api/Scan"))
+        .bearer_auth(token)
+        .header("Prefer", "respond-async")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
 }
 
 impl Server {
@@ -218,6 +234,21 @@ impl Binary {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`...) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal}");
+    }
+
+    /// What it logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("sync.log")).unwrap_or_default()
     }
 }
 

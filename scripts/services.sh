@@ -220,6 +220,7 @@ export VERDICT_TEST_CLAMD_SOCKET=$STATE/clamd.sock
 export VERDICT_TEST_CLAMD_DB=$STATE/db
 export VERDICT_TEST_ICAP_URL=icap://127.0.0.1:$icap_port/avscan
 export VERDICT_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export VERDICT_TEST_S3_LOG=$STATE/moto.log
 export VERDICT_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 export VERDICT_TEST_SDK_PYTHON=$SDK_VENV/bin/python
 export VERDICT_TEST_BROWSER_PYTHON=$BROWSER_VENV/bin/python

@@ -421,7 +421,7 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, 
     let (name, _) = sources.describe(&source);
     let (mut result, outcome, read) = match sources.fetch(&source).await {
         Ok(fetched) => {
-            let report = state.scan(&name, fetched.input).await;
+            let report = state.scan(&name, fetched.content).await;
             (
                 ScanResult::of(&report),
                 storage::actions::Outcome::of(&report),
@@ -502,7 +502,9 @@ pub(crate) async fn sync_binary(
         state.scanner.spool_policy().clone(),
     )
     .await?;
-    let report = state.scan("binary", input).await;
+    let report = state
+        .scan("binary", crate::source::Content::Read(input))
+        .await;
     Ok(Json(ScanResult::of(&report)))
 }
 

@@ -259,6 +259,7 @@ impl AppState {
 
     pub(crate) fn sources(&self) -> Sources<'_> {
         Sources {
+            scanner: &self.scanner,
             fetcher: &self.fetcher,
             objects: self.objects.as_ref(),
             spool: self.scanner.spool_policy(),
@@ -285,10 +286,20 @@ impl AppState {
         )
     }
 
-    /// Scans `input` as `name`, counted in the metrics.
-    pub(crate) async fn scan(&self, name: &str, input: scan_core::ScanInput) -> scan_core::Report {
-        let _counted = storage::edge::InFlight::enter(&self.metrics.scans.in_flight);
-        let report = self.scanner.scan_input(name, Arc::new(input)).await;
+    /// Scans `content` as `name` (or takes the verdict the cache gave for it), counted in the
+    /// metrics.
+    pub(crate) async fn scan(
+        &self,
+        name: &str,
+        content: crate::source::Content,
+    ) -> scan_core::Report {
+        let report = match content {
+            crate::source::Content::Read(input) => {
+                let _counted = storage::edge::InFlight::enter(&self.metrics.scans.in_flight);
+                self.scanner.scan_input(name, Arc::new(input)).await
+            }
+            crate::source::Content::Cached(report) => *report,
+        };
         self.metrics.scans.record(&report);
         report
     }

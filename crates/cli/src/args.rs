@@ -28,6 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Scan files and folders (recursively).
     Scan(ScanArgs),
+    /// Judge stored objects again under the current rules: every object under each
+    /// `s3://bucket/prefix` not yet tagged with the engines' current fingerprint is scanned,
+    /// tagged (and acted on by the config's `[actions]`); objects that turn infected are named.
+    Rescan(ScanArgs),
 }
 
 /// Arguments of `verdict scan`.

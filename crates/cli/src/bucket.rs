@@ -140,6 +140,62 @@ pub(crate) struct Options<'a> {
     pub(crate) quiet: bool,
     pub(crate) progress: bool,
     pub(crate) resume: Option<PathBuf>,
+    /// `verdict rescan`: skip what the current rules judged, tag and act on the rest by this
+    /// policy.
+    pub(crate) rescan: Option<&'a storage::actions::ActionsConfig>,
+}
+
+/// `verdict rescan` of one object: `None` when its tags say the current rules judged it;
+/// otherwise it is scanned, tagged and acted on, and an object that turns infected is named on
+/// stderr with what it was.
+async fn rejudge(
+    options: &Options<'_>,
+    s3: &storage::S3Store,
+    actions: &storage::actions::ActionsConfig,
+    bucket: &str,
+    key: &str,
+    target: &Target,
+) -> Option<anyhow::Result<scan_core::Report>> {
+    use storage::ObjectStore as _;
+    let object = storage::ObjectRef::new(bucket, key);
+    let tags = s3.tags(&object).await.unwrap_or_default();
+    let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let (was, judged_by) = (tag("scan-result"), tag(storage::FINGERPRINT_TAG));
+    let current = options.scanner.fingerprint();
+    if was.is_some() && judged_by.as_deref() == Some(current.as_str()) {
+        return None;
+    }
+    let report = match scan_one(options.scanner, target, options.remote).await {
+        Ok(report) => report,
+        Err(e) => return Some(Err(e)),
+    };
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let tags = storage::actions::tags_for(Some(report.verdict), &date, &report.fingerprint);
+    let scanned = storage::actions::Scanned {
+        object: &object,
+        read: None,
+        outcome: storage::actions::Outcome::of(&report),
+    };
+    let acted = storage::actions::act(s3, actions, None, scanned, &tags)
+        .await
+        .into_report();
+    if let Some(error) = &acted.error {
+        eprintln!(
+            "verdict: s3://{bucket}/{key}: {} failed: {error}",
+            acted.action
+        );
+    }
+    if report.verdict == Verdict::Infected
+        && let Some(was) = was.filter(|w| w != "infected")
+    {
+        eprintln!(
+            "verdict: s3://{bucket}/{key} was {was} (rules {}), is infected under the current rules ({current})",
+            judged_by.as_deref().unwrap_or("unknown")
+        );
+    }
+    Some(Ok(report))
 }
 
 /// Scans every object under `prefix` (see the module docs), adding to `summary`.
@@ -190,7 +246,12 @@ pub(crate) async fn scan_prefix(
             bucket: prefix.bucket.clone(),
             key: object.key.clone(),
         };
-        let result = scan_one(options.scanner, &target, options.remote).await;
+        let result = match options.rescan {
+            Some(actions) => {
+                rejudge(options, s3, actions, &prefix.bucket, &object.key, &target).await
+            }
+            None => Some(scan_one(options.scanner, &target, options.remote).await),
+        };
         Ok::<_, anyhow::Error>((object, target.to_string(), result))
     })
     // In listing order, so the state's last key has everything before it done.
@@ -216,6 +277,11 @@ pub(crate) async fn scan_prefix(
             }
         };
         seen += 1;
+        let Some(result) = result else {
+            // Judged by the current rules already: nothing to do, nothing to count.
+            state.after = Some(object.key);
+            continue;
+        };
         state.files += 1;
         summary.files += 1;
         match result {

@@ -25,7 +25,16 @@ use targets::{Remote, collect_targets, scan_one};
 /// Runs a parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> anyhow::Result<Summary> {
     match cli.command {
-        Command::Scan(args) => scan(args, out).await,
+        Command::Scan(args) => scan(args, out, false).await,
+        Command::Rescan(args) => {
+            anyhow::ensure!(
+                args.paths
+                    .iter()
+                    .all(|p| p.to_string_lossy().starts_with("s3://")),
+                "verdict rescan judges stored objects again: give s3://bucket/prefix targets"
+            );
+            scan(args, out, true).await
+        }
     }
 }
 
@@ -38,6 +47,7 @@ struct FileConfig {
     spool: engines::SpoolConfig,
     fetch: storage::fetch::FetchConfig,
     storage: storage::StorageConfig,
+    actions: storage::actions::ActionsConfig,
 }
 
 impl FileConfig {
@@ -48,7 +58,7 @@ impl FileConfig {
     }
 }
 
-async fn scan(args: Args, out: &mut (dyn Write + Send)) -> anyhow::Result<Summary> {
+async fn scan(args: Args, out: &mut (dyn Write + Send), rescan: bool) -> anyhow::Result<Summary> {
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
@@ -184,6 +194,7 @@ async fn scan(args: Args, out: &mut (dyn Write + Send)) -> anyhow::Result<Summar
         quiet: args.quiet,
         progress: !args.no_progress,
         resume: args.resume.clone(),
+        rescan: rescan.then_some(&file.actions),
     };
     for prefix in &prefixes {
         if bucket::scan_prefix(prefix, &options, out, &mut summary).await?

@@ -213,6 +213,11 @@ impl Scanner {
         &self.inner.spool
     }
 
+    /// Whether outcomes are cached.
+    pub fn has_cache(&self) -> bool {
+        self.inner.cache.is_some()
+    }
+
     /// The verdict cache's counters since start.
     pub fn cache_stats(&self) -> CacheStats {
         let counts = &self.inner.cache_counts;

@@ -81,6 +81,9 @@ pub struct ObjectInfo {
     pub version: Option<String>,
     /// Entity tag, when the store has one.
     pub etag: Option<String>,
+    /// The SHA-256 of the whole object, when the store keeps it as a full-object checksum
+    /// (S3's `x-amz-checksum-sha256` of type `FULL_OBJECT`; never a checksum of parts).
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// One object in a listing.

@@ -204,6 +204,7 @@ impl ObjectStore for S3Store {
             size: out.content_length().unwrap_or_default().max(0) as u64,
             version: out.version_id().map(str::to_owned),
             etag: out.e_tag().map(str::to_owned),
+            sha256: None,
         };
         Ok((info, Box::pin(out.body.into_async_read())))
     }
@@ -234,6 +235,7 @@ impl ObjectStore for S3Store {
             size: data.size(),
             version,
             etag: None,
+            sha256: Some(*data.sha256()),
         })
     }
 
@@ -245,6 +247,7 @@ impl ObjectStore for S3Store {
             .bucket(&object.bucket)
             .key(&object.key)
             .set_version_id(object.version.clone())
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|e| map_error(e, &object.bucket, &object.key, object.version.as_deref()))?;
@@ -252,6 +255,7 @@ impl ObjectStore for S3Store {
             size: out.content_length().unwrap_or_default().max(0) as u64,
             version: out.version_id().map(str::to_owned),
             etag: out.e_tag().map(str::to_owned),
+            sha256: full_object_sha256(out.checksum_sha256(), out.checksum_type()),
         })
     }
 
@@ -381,6 +385,7 @@ impl ObjectStore for S3Store {
                 .copy_object_result()
                 .and_then(|r| r.e_tag())
                 .map(str::to_owned),
+            sha256: None,
         })
     }
 
@@ -515,5 +520,45 @@ mod tests {
         assert_eq!(decode_listed_key("x%01y").as_deref(), Some("x\u{1}y"));
         assert_eq!(decode_listed_key("%C3%A9t%C3%A9").as_deref(), Some("été"));
         assert_eq!(decode_listed_key("bad%FF"), None);
+    }
+}
+
+/// The object's SHA-256 from its checksum, only when it is of the whole object: a checksum of
+/// parts (type `COMPOSITE`, or a value with a `-N` part count) is not the content's hash.
+fn full_object_sha256(
+    value: Option<&str>,
+    kind: Option<&aws_sdk_s3::types::ChecksumType>,
+) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    if matches!(kind, Some(k) if *k != aws_sdk_s3::types::ChecksumType::FullObject) {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value?.trim())
+        .ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use super::full_object_sha256;
+    use aws_sdk_s3::types::ChecksumType;
+
+    #[test]
+    fn only_a_full_object_checksum_is_taken_for_the_contents_hash() {
+        // SHA-256 of the empty string, as S3 writes it.
+        let empty = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let full = full_object_sha256(Some(empty), Some(&ChecksumType::FullObject)).unwrap();
+        assert_eq!(full[..4], [0xe3, 0xb0, 0xc4, 0x42]);
+        assert_eq!(full_object_sha256(Some(empty), None), Some(full));
+        assert_eq!(
+            full_object_sha256(Some(empty), Some(&ChecksumType::Composite)),
+            None
+        );
+        assert_eq!(full_object_sha256(Some(&format!("{empty}-3")), None), None);
+        assert_eq!(
+            full_object_sha256(None, Some(&ChecksumType::FullObject)),
+            None
+        );
     }
 }

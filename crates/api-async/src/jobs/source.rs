@@ -65,12 +65,22 @@ impl Failure {
 /// A source's bytes, and for an object, what the store said of the version that was read
 /// (so an action can tell whether the object changed since).
 pub(crate) struct Fetched {
-    pub(crate) input: ScanInput,
+    pub(crate) content: Content,
     pub(crate) object: Option<storage::ObjectInfo>,
+}
+
+/// What a fetch brought: the bytes, or the verdict the cache holds for them.
+pub(crate) enum Content {
+    /// The bytes, spooled.
+    Read(ScanInput),
+    /// An S3 object whose full-object SHA-256 checksum the verdict cache knew under the current
+    /// fingerprint: its bytes were not downloaded.
+    Cached(Box<scan_core::Report>),
 }
 
 /// Where the bytes come from and how to get them.
 pub(crate) struct Sources<'a> {
+    pub(crate) scanner: &'a scan_core::Scanner,
     pub(crate) fetcher: &'a Fetcher,
     pub(crate) objects: &'a dyn ObjectStore,
     pub(crate) spool: &'a SpoolPolicy,
@@ -131,6 +141,27 @@ impl Sources<'_> {
         }
     }
 
+    /// The cached verdict of `object` when the store gives its full-object SHA-256 (a HEAD,
+    /// no download) and the verdict cache holds it under the current fingerprint.
+    async fn judged_by_checksum(
+        &self,
+        object: &ObjectRef,
+    ) -> Option<(scan_core::Report, storage::ObjectInfo)> {
+        if !self.scanner.has_cache() {
+            return None;
+        }
+        let info = self.objects.head(object).await.ok()?;
+        let sha256 = info.sha256?;
+        let name = object.key.rsplit('/').next().unwrap_or(&object.key);
+        let report = self.scanner.cached(name, &sha256).await?;
+        tracing::info!(
+            bucket = object.bucket,
+            key = object.key,
+            "judged by its SHA-256 checksum from the verdict cache; not downloaded"
+        );
+        Some((report, info))
+    }
+
     async fn fetch_once(&self, source: &Source) -> Result<Fetched, Failure> {
         let mut object_info = None;
         let reader = match source {
@@ -151,6 +182,12 @@ impl Sources<'_> {
                     key: key.clone(),
                     version: version.clone(),
                 };
+                if let Some((report, info)) = self.judged_by_checksum(&object).await {
+                    return Ok(Fetched {
+                        content: Content::Cached(Box::new(report)),
+                        object: Some(info),
+                    });
+                }
                 let (info, reader) = self
                     .objects
                     .get(&object)
@@ -170,7 +207,7 @@ impl Sources<'_> {
             .await
             .map_err(Failure::of_input)?;
         Ok(Fetched {
-            input,
+            content: Content::Read(input),
             object: object_info,
         })
     }

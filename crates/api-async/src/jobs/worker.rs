@@ -255,7 +255,7 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
             Ok(fetched) => {
                 scanned = fetched.object;
                 let started = Instant::now();
-                let report = state.scan(&name, fetched.input).await;
+                let report = state.scan(&name, fetched.content).await;
                 scan_time = started.elapsed().as_secs_f64();
                 outcome = storage::actions::Outcome::of(&report);
                 size = report.size;

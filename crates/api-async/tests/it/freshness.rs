@@ -269,3 +269,57 @@ async fn sighup_reloads_the_rules_of_the_binary() {
     assert_eq!(answer["finding"], "Freshness_Marker");
     assert_eq!(answer["fingerprint"], after.as_str());
 }
+
+/// An S3 object stored with a full-object SHA-256 checksum is judged from the cache by a HEAD
+/// alone: the S3 server (moto) logs one GET of it however often it is scanned.
+#[tokio::test]
+async fn an_s3_object_with_a_sha256_checksum_is_not_downloaded_on_a_cache_hit() {
+    let (_endpoint, s3, client, suffix) = crate::testutil::test_s3().await;
+    let bucket = format!("verdict-cache-{suffix}");
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    let key = format!("in/report-{suffix}.txt");
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(b"a stored report, scanned twice".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let server = Server::start_with(|c| c.storage = storage::StorageConfig::S3(s3)).await;
+    let scan = async || -> Value {
+        server
+            .client
+            .post(server.url("/api/v1/scan/sync/s3"))
+            .bearer_auth(KEY)
+            .json(&json!({"bucket": bucket, "key": key}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let log = std::env::var("VERDICT_TEST_S3_LOG")
+        .expect("VERDICT_TEST_S3_LOG: run the tests through scripts/test.sh");
+    let gets = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&format!("\"GET /{bucket}/{key}")))
+            .count()
+    };
+    let first = scan().await;
+    assert_eq!(first["status"], "clean", "{first}");
+    assert!(first.get("cached").is_none());
+    assert_eq!(gets(), 1);
+    let second = scan().await;
+    assert_eq!(second["status"], "clean", "{second}");
+    assert_eq!(second["cached"], true, "{second}");
+    assert_eq!(
+        gets(),
+        1,
+        "a cache hit by checksum does not download the object"
+    );
+}

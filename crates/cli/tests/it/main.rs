@@ -637,3 +637,107 @@ fn an_interrupted_bucket_scan_resumes_from_its_state_file_without_scanning_anyth
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("another file"));
 }
+
+/// `verdict rescan` judges stored objects again: the first run tags every object with the
+/// rules' fingerprint, a run under the same rules skips them all, and after a rule is added
+/// only the newly matching object is found and named with what it was.
+#[test]
+fn rescan_judges_only_what_older_rules_judged_and_names_what_turned_infected() {
+    let endpoint = scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bucket = format!("cli-rescan-{}", std::process::id());
+    let store = runtime.block_on(storage_client(&endpoint));
+    runtime.block_on(async {
+        store.create_bucket().bucket(&bucket).send().await.unwrap();
+        for (key, body) in [
+            ("in/a.txt", &b"an ordinary memo"[..]),
+            ("in/b.txt", &b"memo with RESCAN-MARKER-31b7 inside"[..]),
+            ("in/c.txt", &b"another memo"[..]),
+        ] {
+            store
+                .put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(body.to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules.path().join("base.yar"),
+        "rule Nothing { condition: false }\n",
+    )
+    .unwrap();
+    let target = format!("s3://{bucket}/in/");
+    let rules_dir = rules.path().display().to_string();
+    let rescan = || {
+        verdict(&[
+            "rescan",
+            "--s3-endpoint",
+            &endpoint,
+            "--rules",
+            &rules_dir,
+            &target,
+        ])
+    };
+    let tag_of = |key: &str, name: &str| {
+        runtime.block_on(async {
+            let tags = store
+                .get_object_tagging()
+                .bucket(&bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            tags.tag_set()
+                .iter()
+                .find(|t| t.key() == name)
+                .map(|t| t.value().to_owned())
+        })
+    };
+
+    let first = rescan();
+    assert_eq!(first.status.code(), Some(0), "{}", stdout(&first));
+    assert!(
+        stdout(&first).contains("Scanned files: 3"),
+        "{}",
+        stdout(&first)
+    );
+    let judged_by = tag_of("in/a.txt", "scan-engines").unwrap();
+    assert_eq!(tag_of("in/b.txt", "scan-result").as_deref(), Some("clean"));
+
+    let again = rescan();
+    assert!(
+        stdout(&again).contains("Scanned files: 0"),
+        "the same rules judge nothing again: {}",
+        stdout(&again)
+    );
+
+    std::fs::write(
+        rules.path().join("marker.yar"),
+        "rule Rescan_Marker { strings: $m = \"RESCAN-MARKER-31b7\" condition: $m }\n",
+    )
+    .unwrap();
+    let after = rescan();
+    assert_eq!(after.status.code(), Some(1), "{}", stdout(&after));
+    let text = stdout(&after);
+    assert!(text.contains("Scanned files: 3"), "{text}");
+    assert!(
+        text.contains(&format!("s3://{bucket}/in/b.txt: Rescan_Marker FOUND")),
+        "{text}"
+    );
+    let said = String::from_utf8_lossy(&after.stderr);
+    assert!(
+        said.contains(&format!(
+            "s3://{bucket}/in/b.txt was clean (rules {judged_by})"
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        tag_of("in/b.txt", "scan-result").as_deref(),
+        Some("infected")
+    );
+    assert_ne!(tag_of("in/a.txt", "scan-engines").unwrap(), judged_by);
+}

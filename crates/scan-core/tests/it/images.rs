@@ -591,6 +591,34 @@ async fn udf_discs_without_iso9660_give_files_by_their_path() {
         assert_eq!(report.verdict, Verdict::Clean, "{name}: {report:#?}");
         assert!(report.problems.is_empty(), "{name}: {report:#?}");
     }
+    // Named streams hide data beside a file's main stream: an extended file entry whose stream
+    // directory is set is not read, and says so (here the root's, so nothing can be listed).
+    let mut streams = built(
+        "mkudffs --new-file -m hd -b 2048 -r 2.01 streams.udf 4096 >/dev/null",
+        "streams.udf",
+    );
+    let at = streams
+        .chunks_exact(2048)
+        // The root folder's (file type 4); mkudffs puts the file set's system streams first.
+        .position(|block| block[..2] == 266u16.to_le_bytes() && block[27] == 4)
+        .expect("the root's extended file entry")
+        * 2048;
+    streams[at + 152..at + 156].copy_from_slice(&2048u32.to_le_bytes());
+    streams[at + 156..at + 160].copy_from_slice(&3u32.to_le_bytes());
+    streams[at + 4] = streams[at..at + 16]
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != 4)
+        .fold(0u8, |sum, (_, &b)| sum.wrapping_add(b));
+    let report = scanned("streams.udf", streams).await;
+    assert_eq!(report.verdict, Verdict::Unscannable, "{report:#?}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.reason == Reason::Unsupported && p.message.contains("named streams")),
+        "{report:#?}"
+    );
     // A CD-RW's sparable partition and a DVD-R's virtual one are not read, and say so.
     for (args, name) in [("-m cdrw", "cdrw.udf"), ("-m dvdr -r 2.50", "dvdr.udf")] {
         let image = built(

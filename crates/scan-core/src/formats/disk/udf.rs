@@ -352,6 +352,15 @@ fn entry(device: &mut dyn Device, layout: &Layout, mut address: Address) -> io::
         }
     };
     let extended = le16(&block, 0) == tag::EXTENDED_FILE_ENTRY;
+    // An extended entry's stream directory (ECMA-167 4/14.17, its ICB at byte 152) holds named
+    // streams: data beside the main one, as NTFS's alternate streams. They are not read, so the
+    // entry must not pass for examined.
+    if extended && le32(&block, 152) & 0x3FFF_FFFF != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "its named streams (a UDF stream directory) are not read",
+        ));
+    }
     let kind = block[27];
     let flags = le16(&block, 34);
     let len = le64(&block, 56);
@@ -698,6 +707,11 @@ pub(super) fn walk<D: Device>(
             .and_then(|bytes| children(&bytes));
         let children = match listed {
             Ok(children) => children,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                let why = format!("the directory {prefix}/: {e}");
+                volume.unreadable(members, &prefix, Reason::Unsupported, why);
+                continue;
+            }
             Err(e) => {
                 members.corrupt(WHAT, format!("the directory {prefix}/: {e}"));
                 continue;

@@ -73,7 +73,8 @@ impl EngineSet {
         &self.signatures
     }
 
-    /// Twelve hex digits naming every engine and its rule set: equal fingerprints judge alike,
+    /// Twelve hex digits naming this release of the scanner, every engine and its rule set:
+    /// equal fingerprints judge alike,
     /// and it changes the moment any engine's rules do. Tagged on objects and put in reports.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -108,6 +109,9 @@ impl EngineSet {
 
 fn fingerprint_of(engines: &[Arc<dyn Engine>], signatures: &[Signatures]) -> String {
     let mut hash = sha2::Sha256::new();
+    // What expansion opens judges too: a release that reads more carriers is another judge.
+    hash.update(concat!("scan-core ", env!("CARGO_PKG_VERSION")).as_bytes());
+    hash.update([0]);
     for (engine, held) in engines.iter().zip(signatures) {
         hash.update(engine.name().as_bytes());
         hash.update([0]);

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Freshness, in one run against a release build on loopback:
+#   (a) verdict-sync on 1,000 small files (one in ten a zip), 16 clients, the verdict cache cold
+#       then warm (the same files again): requests/s and p50/p99 of each, and the ratio;
+#   (b) scan latency p99 with the cache off, without a reload and while the rules are reloaded
+#       every 200 ms (a rule file rewritten, and SIGHUP), and the ratio;
+#   (c) a ten-million-line SHA-256 feed: `verdict scan --hashes` load time and peak RSS, and the
+#       cost of a lookup (1,000 files scanned with the feed against without it).
+#
+#   benches/freshness_bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+apt_install python3
+
+build_release
+target="${CARGO_TARGET_DIR:-target}/release"
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+log "making 1,000 small files"
+python3 - "$work/small" <<'PY'
+import os, random, sys, zipfile, io
+out = sys.argv[1]; os.makedirs(out)
+rng = random.Random(11)
+words = "scan verdict archive member payload report engine limit stream upload bucket object".split()
+for i in range(1000):
+    text = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(100, 8000)))
+    if i % 10 == 9:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for j in range(3):
+                z.writestr(f"m{j}.txt", text())
+        name, data = f"f{i:04}.zip", buf.getvalue()
+    else:
+        name, data = f"f{i:04}.txt", text().encode()
+    with open(f"{out}/{name}", "wb") as f:
+        f.write(data)
+PY
+mkdir -p "$work/rules"
+printf 'rule Nothing { condition: false }\n' > "$work/rules/base.yar"
+
+password="bench-password-$RANDOM$RANDOM"
+printf '%s\n' "$password" | "$target/verdict-sync" user add bench --users "$work/users" 2>/dev/null
+
+# start_sync NAME EXTRA_TOML: verdict-sync with the rules folder, on a free port.
+start_sync() {
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$work/$1/data"
+    cat > "$work/$1/sync.toml" <<TOML
+listen = "127.0.0.1:$port"
+users_file = "$work/users"
+[token]
+secret = "bench-signing-key-0123456789abcdef"
+[storage]
+type = "local"
+root = "$work/$1/data"
+[[engines]]
+type = "yara"
+rules = ["$work/rules"]
+[reload]
+watch_every_secs = 0
+$2
+TOML
+    RUST_LOG=warn "$target/verdict-sync" --config "$work/$1/sync.toml" > "$work/$1/server.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 1 100); do
+        python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null && break
+        sleep 0.1
+    done
+}
+stop_sync() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""; }
+load() { "$target/examples/sync_load" "http://127.0.0.1:$port" bench "$password" "$work/small" 16 - ; }
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+
+log "(a) the verdict cache, cold then warm"
+start_sync cache "[cache]
+path = \"$work/cache/verdicts.redb\""
+cold=$(load); warm=$(load)
+stop_sync
+echo "cold: $cold"; echo "warm: $warm"
+
+log "(b) p99 without and during reloads (cache off)"
+start_sync reload "[cache]
+enabled = false"
+load > /dev/null   # warm-up
+quiet=$(load)
+(
+    i=0
+    while :; do
+        i=$((i + 1))
+        printf 'rule Churn_%s { strings: $a = "churn-%s" condition: $a }\n' "$i" "$i" > "$work/rules/churn.yar"
+        kill -HUP "$server_pid"
+        sleep 0.2
+    done
+) &
+churn=$!
+busy=$(load)
+kill "$churn"; wait "$churn" 2>/dev/null || true
+reloads=$(grep -c "rules reloaded" "$work/reload/server.log" || true)
+stop_sync
+rm -f "$work/rules/churn.yar"
+echo "quiet: $quiet"; echo "during reloads: $busy ($reloads reloads logged)"
+
+log "(c) a ten-million-line SHA-256 feed"
+python3 - "$work/feed.txt" <<'PY'
+import os, sys
+with open(sys.argv[1], "w") as f:
+    f.write("# generated: 10,000,000 SHA-256 lines\n")
+    chunk = 100_000
+    for _ in range(10_000_000 // chunk):
+        raw = os.urandom(32 * chunk).hex()
+        f.write("\n".join(raw[i:i + 64] for i in range(0, len(raw), 64)))
+        f.write("\n")
+PY
+printf 'x\n' > "$work/one.txt"
+/usr/bin/time -v "$target/verdict" scan --no-progress -q --hashes "$work/feed.txt" "$work/one.txt" \
+    > /dev/null 2> "$work/feed.time" || true
+load_s=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/feed.time")
+rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/feed.time")
+/usr/bin/time -v "$target/verdict" scan --no-progress -q "$work/one.txt" > /dev/null 2> "$work/none.time" || true
+base_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/none.time")
+with_feed=$( { /usr/bin/time -f %e "$target/verdict" scan --no-progress -q --hashes "$work/feed.txt" "$work/small" > /dev/null; } 2>&1 | tail -1 )
+without=$( { /usr/bin/time -f %e "$target/verdict" scan --no-progress -q "$work/small" > /dev/null; } 2>&1 | tail -1 )
+load_one=$( { /usr/bin/time -f %e "$target/verdict" scan --no-progress -q --hashes "$work/feed.txt" "$work/one.txt" > /dev/null; } 2>&1 | tail -1 )
+
+python3 - "$cold" "$warm" "$quiet" "$busy" "$load_s" "$rss_kb" "$base_kb" "$with_feed" "$without" "$load_one" <<'PY'
+import sys
+def fields(line):
+    return {k: float(v) for k, v in (p.split("=") for p in line.split()[1:])}
+cold, warm, quiet, busy = (fields(a) for a in sys.argv[1:5])
+load_s, rss_kb, base_kb = sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+with_feed, without, load_one = (float(a) for a in sys.argv[8:11])
+print()
+print("| verdict cache, 1,000 files, 16 clients | requests/s | p50 ms | p99 ms |")
+print("|---|---|---|---|")
+print(f"| cold | {cold['rps']:.0f} | {cold['p50_ms']:.1f} | {cold['p99_ms']:.1f} |")
+print(f"| warm | {warm['rps']:.0f} | {warm['p50_ms']:.1f} | {warm['p99_ms']:.1f} |")
+print(f"| warm / cold | {warm['rps'] / cold['rps']:.1f}x | | |")
+print()
+print("| p99 during reloads (cache off) | requests/s | p99 ms |")
+print("|---|---|---|")
+print(f"| no reload | {quiet['rps']:.0f} | {quiet['p99_ms']:.1f} |")
+print(f"| reload every 200 ms | {busy['rps']:.0f} | {busy['p99_ms']:.1f} |")
+print(f"| ratio | | {busy['p99_ms'] / quiet['p99_ms']:.2f} |")
+print()
+print("| 10,000,000 SHA-256 lines | load (wall) | peak RSS | RSS over no feed | lookup cost per file |")
+print("|---|---|---|---|---|")
+per_file_ms = ((with_feed - load_one) - without) / 1000 * 1e3
+print(f"| verdict scan --hashes | {load_s} | {rss_kb / 1024:.0f} MiB | {(rss_kb - base_kb) / 1024:.0f} MiB | {per_file_ms:.3f} ms |")
+PY

@@ -105,7 +105,7 @@ impl<const N: usize> Table<N> {
 
     /// Sorts, drops repeats and indexes; done once after each file.
     fn seal(&mut self) {
-        self.bare.sort_unstable();
+        sort_digests(&mut self.bare);
         self.bare.dedup();
         self.bare.shrink_to_fit();
         self.rich.sort_unstable_by_key(|r| r.digest);
@@ -153,6 +153,65 @@ impl<const N: usize> Table<N> {
             hash.update(rich.digest);
             hash.update(rich.size.to_le_bytes());
         }
+    }
+}
+
+/// Each ASCII byte's value as a hex digit, or 0x10 for anything else.
+const HEX: [u8; 256] = {
+    let mut table = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// `2 * N` hex digits as `N` bytes, or `None` when any is not a hex digit. One table read per
+/// digit and no branch per byte: feeds of ten million lines are mostly this loop.
+fn decode_hex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (high, low) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= high | low;
+        *byte = high << 4 | (low & 0x0f);
+    }
+    (bad & 0x10 == 0).then_some(out)
+}
+
+/// Sorts digests by their first eight bytes as one integer, then orders the rare runs that share
+/// them in full: comparing a `u64` instead of 32 bytes makes ten million digests sort in a
+/// fraction of the time, and the result is the same total order.
+fn sort_digests<const N: usize>(digests: &mut [[u8; N]]) {
+    let key = |d: &[u8; N]| {
+        let mut head = [0u8; 8];
+        let n = N.min(8);
+        head[..n].copy_from_slice(&d[..n]);
+        u64::from_be_bytes(head)
+    };
+    digests.sort_unstable_by_key(key);
+    let mut start = 0;
+    while start < digests.len() {
+        let head = key(&digests[start]);
+        let end = start
+            + digests[start..]
+                .iter()
+                .take_while(|d| key(d) == head)
+                .count();
+        if end - start > 1 {
+            digests[start..end].sort_unstable();
+        }
+        start = end;
     }
 }
 
@@ -251,6 +310,14 @@ impl HashEngine {
         if line.is_empty() || line.starts_with('#') {
             return Ok(());
         }
+        // A feed's usual line, a SHA-256 alone, goes straight to its table; anything else (a
+        // name, a size, another length) takes the parser below.
+        if line.len() == 64
+            && let Some(digest) = decode_hex::<32>(line.as_bytes())
+        {
+            self.sha256.bare.push(digest);
+            return Ok(());
+        }
         let (hash, size, name) = parse_line(line)?;
         let name = match name {
             Some(name) => {
@@ -262,21 +329,18 @@ impl HashEngine {
             }
             None => None,
         };
-        let bad_hex = |e: hex::FromHexError| format!("bad hex: {e}");
+        let bad_hex = || format!("{hash:?} is not a hexadecimal hash");
         match hash.len() {
             32 => {
-                let mut digest = [0u8; 16];
-                hex::decode_to_slice(hash, &mut digest).map_err(bad_hex)?;
+                let digest = decode_hex::<16>(hash.as_bytes()).ok_or_else(bad_hex)?;
                 self.md5.add(digest, size, name);
             }
             40 => {
-                let mut digest = [0u8; 20];
-                hex::decode_to_slice(hash, &mut digest).map_err(bad_hex)?;
+                let digest = decode_hex::<20>(hash.as_bytes()).ok_or_else(bad_hex)?;
                 self.sha1.add(digest, size, name);
             }
             64 => {
-                let mut digest = [0u8; 32];
-                hex::decode_to_slice(hash, &mut digest).map_err(bad_hex)?;
+                let digest = decode_hex::<32>(hash.as_bytes()).ok_or_else(bad_hex)?;
                 self.sha256.add(digest, size, name);
             }
             n => return Err(format!("{n} hex digits is not an MD5, SHA-1 or SHA-256")),
@@ -405,6 +469,36 @@ impl Engine for HashEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits_decode_in_either_case_and_anything_else_is_refused() {
+        assert_eq!(decode_hex::<2>(b"0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(decode_hex::<2>(b"0aFg"), None);
+        assert_eq!(decode_hex::<2>(b"0a:f"), None);
+        assert_eq!(decode_hex::<2>(b"0aF"), None);
+        let all: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(
+            decode_hex::<256>(hex::encode(&all).as_bytes()).map(|d| d.to_vec()),
+            Some(all)
+        );
+    }
+
+    #[test]
+    fn digests_that_share_their_first_eight_bytes_still_sort_in_full() {
+        let mut digests: Vec<[u8; 32]> = (0..200u8)
+            .map(|i| {
+                let mut d = [7u8; 32];
+                d[31] = 200 - i;
+                d[9] = i % 3;
+                d
+            })
+            .chain((0..50u8).map(|i| [i; 32]))
+            .collect();
+        let mut expected = digests.clone();
+        expected.sort_unstable();
+        sort_digests(&mut digests);
+        assert_eq!(digests, expected);
+    }
 
     #[test]
     fn clamav_and_plain_lines_parse() {

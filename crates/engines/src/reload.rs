@@ -135,18 +135,9 @@ impl Reloader {
             };
             let engine = match kept {
                 Some(engine) => Arc::clone(engine),
-                None => {
-                    let config = config.clone();
-                    // Compiling thousands of rules takes seconds of CPU: never on a runtime thread.
-                    tokio::task::spawn_blocking(move || crate::config::build(&config))
-                        .await
-                        .map_err(|e| EngineConfigError::Invalid {
-                            engine: "reload".to_owned(),
-                            message: format!("the loading thread failed: {e}"),
-                        })
-                        .and_then(|built| built)
-                        .inspect_err(|e| self.refuse(e))?
-                }
+                None => build_in_background(config.clone())
+                    .await
+                    .inspect_err(|e| self.refuse(e))?,
             };
             engines.push(engine);
         }
@@ -279,6 +270,41 @@ impl Stamp {
     }
 }
 
+/// Builds `config` on a thread of its own at the lowest CPU priority: compiling thousands of
+/// rules takes seconds of CPU, which must come from idle time, never from scans in flight (on a
+/// busy machine the reload takes longer instead).
+async fn build_in_background(config: EngineConfig) -> Result<Arc<dyn Engine>, EngineConfigError> {
+    let failed = |message: String| EngineConfigError::Invalid {
+        engine: "reload".to_owned(),
+        message,
+    };
+    let (sender, built) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("verdict-reload".to_owned())
+        .spawn(move || {
+            lower_priority();
+            let _ = sender.send(crate::config::build(&config));
+        })
+        .map_err(|e| failed(format!("cannot start the loading thread: {e}")))?;
+    built
+        .await
+        .map_err(|_| failed("the loading thread stopped before it finished".to_owned()))?
+}
+
+/// Makes the calling thread the last to get a CPU (nice 19, `SCHED_BATCH`); lowering one's own
+/// priority needs no privilege. If it cannot be done the build runs at normal priority.
+fn lower_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let lowest = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, lowest)
+    {
+        tracing::debug!(error = %e, "cannot lower the reload thread's priority");
+    }
+}
+
 /// Logs the engines a scanner runs with, each with its rule count and set version, and the
 /// fingerprint: what every start prints.
 pub fn log_engines(scanner: &Scanner) {
@@ -292,4 +318,25 @@ pub fn log_engines(scanner: &Scanner) {
         );
     }
     tracing::info!(fingerprint = set.fingerprint(), "engine set");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loading thread really is at nice 19 (field 19 of /proc/thread-self/stat).
+    #[test]
+    fn the_loading_thread_runs_at_the_lowest_priority() {
+        let nice = std::thread::spawn(|| {
+            lower_priority();
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+            // The command name, in parentheses, may hold spaces: count fields after it.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest.to_owned());
+            after.and_then(|rest| rest.split_whitespace().nth(16).map(str::to_owned))
+        })
+        .join()
+        .ok()
+        .flatten();
+        assert_eq!(nice.as_deref(), Some("19"));
+    }
 }

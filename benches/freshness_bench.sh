@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Freshness, in one run against a release build on loopback:
-#   (a) verdict-sync on 1,000 small files (zips of documents, half with a zip inside), 16 clients, the verdict cache cold
-#       then warm (the same files again): requests/s and p50/p99 of each, and the ratio;
+#   (a) verdict-sync on 1,000 small files (zips of documents, half with a zip inside), 16
+#       clients, the verdict cache cold then warm (the same files again): requests/s and
+#       p50/p99 of each, and the ratio; YARA alone, then YARA and clamd when a clamd socket is
+#       there (VERDICT_BENCH_CLAMD, the system's, or the test services');
 #   (b) scan latency p99 over 4,000 requests with the cache off, without a reload and while the
 #       rules are reloaded every second (a rule file rewritten, and SIGHUP), and the ratio;
 #   (c) a ten-million-line SHA-256 feed: `verdict scan --hashes` load time and peak RSS, and a
@@ -89,6 +91,22 @@ path = \"$work/cache/verdicts.redb\""
 cold=$(load); warm=$(load)
 stop_sync
 echo "cold: $cold"; echo "warm: $warm"
+# With clamd too, as a deployment with real signatures runs (clamd's own socket, or the test
+# services' when scripts/services.sh started them).
+clamd_socket="${VERDICT_BENCH_CLAMD:-}"
+[ -z "$clamd_socket" ] && [ -S /var/run/clamav/clamd.ctl ] && clamd_socket=/var/run/clamav/clamd.ctl
+[ -z "$clamd_socket" ] && [ -S target/test-services/clamd.sock ] && clamd_socket="$PWD/target/test-services/clamd.sock"
+clamd_cold="small requests=0 seconds=0 rps=0 p50_ms=0 p99_ms=0 infected=0"; clamd_warm="$clamd_cold"
+if [ -n "$clamd_socket" ]; then
+    start_sync clamd "[cache]
+path = \"$work/clamd/verdicts.redb\"
+[[engines]]
+type = \"clamd\"
+address = \"unix:$clamd_socket\""
+    clamd_cold=$(load); clamd_warm=$(load)
+    stop_sync
+    echo "with clamd ($clamd_socket): cold: $clamd_cold"; echo "with clamd: warm: $clamd_warm"
+fi
 
 log "(b) p99 without and during reloads (cache off; a rule added and SIGHUP every second)"
 start_sync reload "[cache]
@@ -135,7 +153,7 @@ small_list=$("$target/examples/hash_lookup" "$work/one-line.txt")
 big_list=$("$target/examples/hash_lookup" "$work/feed.txt")
 echo "$small_list"; echo "$big_list"
 
-python3 - "$cold" "$warm" "$quiet" "$busy" "$load_s" "$rss_kb" "$base_kb" "$small_list" "$big_list" <<'PY'
+python3 - "$cold" "$warm" "$quiet" "$busy" "$load_s" "$rss_kb" "$base_kb" "$small_list" "$big_list" "$clamd_cold" "$clamd_warm" <<'PY'
 import sys
 def fields(line):
     return {k: float(v) for k, v in (p.split("=") for p in line.split()[1:])}
@@ -148,6 +166,11 @@ print("|---|---|---|---|")
 print(f"| cold | {cold['rps']:.0f} | {cold['p50_ms']:.1f} | {cold['p99_ms']:.1f} |")
 print(f"| warm | {warm['rps']:.0f} | {warm['p50_ms']:.1f} | {warm['p99_ms']:.1f} |")
 print(f"| warm / cold | {warm['rps'] / cold['rps']:.1f}x | | |")
+clamd_cold, clamd_warm = fields(sys.argv[10]), fields(sys.argv[11])
+if clamd_cold["rps"]:
+    print(f"| cold, YARA and clamd | {clamd_cold['rps']:.0f} | {clamd_cold['p50_ms']:.1f} | {clamd_cold['p99_ms']:.1f} |")
+    print(f"| warm, YARA and clamd | {clamd_warm['rps']:.0f} | {clamd_warm['p50_ms']:.1f} | {clamd_warm['p99_ms']:.1f} |")
+    print(f"| warm / cold, with clamd | {clamd_warm['rps'] / clamd_cold['rps']:.1f}x | | |")
 print()
 print("| p99 during reloads (cache off, 4,000 requests) | requests/s | p99 ms |")
 print("|---|---|---|")

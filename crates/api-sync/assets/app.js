@@ -229,6 +229,9 @@ function renderResult(name, body) {
       e.detections + " found" + (e.errors ? ", " + e.errors + " failed" : "") +
       (e.objects_skipped ? ", " + e.objects_skipped + " skipped" : "") + ")").join("; "));
   }
+  if (body.fingerprint) {
+    fact("Rules", body.fingerprint + (body.cached ? " (verdict from the cache: these bytes were judged before by these rules)" : ""));
+  }
   fact("Scanned", body.dateScanned);
   if (body.uploadedTo) { fact("Stored at", body.uploadedTo); }
   item.append(facts);
@@ -355,5 +358,29 @@ function restoreHistory() {
   }
 }
 
+/// Each engine, its rule count, its set's version and when it was loaded, from /health (which
+/// shows them unless the metrics token guards them).
+async function showEngines() {
+  const list = $("engines");
+  try {
+    const health = await (await fetch("/health")).json();
+    if (!Array.isArray(health.engines)) {
+      list.replaceChildren(Object.assign(document.createElement("li"), { textContent: "not shown here (the metrics token guards them)" }));
+      return;
+    }
+    const rows = health.engines.map((e) => {
+      const row = document.createElement("li");
+      row.textContent = e.name + ": " + (e.rules === null ? "" : e.rules + " rules, ") + "set " + e.version +
+        (e.loaded_at ? ", loaded " + e.loaded_at : "");
+      return row;
+    });
+    rows.push(Object.assign(document.createElement("li"), { textContent: "fingerprint " + health.fingerprint }));
+    list.replaceChildren(...rows);
+  } catch (e) {
+    list.replaceChildren();
+  }
+}
+
 restoreHistory();
 showPanels();
+showEngines();

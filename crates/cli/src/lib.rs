@@ -94,6 +94,8 @@ async fn scan(args: Args, out: &mut (dyn Write + Send), rescan: bool) -> anyhow:
             ..Default::default()
         }));
     }
+    // What scripts/run.sh finds (./rules, ./hashes, a local clamd) reaches `verdict scan` too.
+    engines::apply_engine_env(&mut configs, &|name| std::env::var(name).ok());
     let all_engines = engines::build_engines(&configs)?;
     let mut spool = if args.config.is_some() {
         file.spool.policy(None)

@@ -194,6 +194,17 @@ async fn examine(state: &AppState, job: &Job) -> Next {
     }
 }
 
+/// Ends a job whose object is not scanned on purpose (filtered, or already judged by the rules
+/// in use): counted as skipped in its bulk scan and the metrics, then completed. A job whose bulk
+/// scan could not record it is given back (see [`record_in_bulk`]).
+async fn finish_skipped(state: &AppState, job: &Job) {
+    if !record_in_bulk(state, job, crate::bulk::Outcome::Skipped, 0).await {
+        return;
+    }
+    state.metrics.finished("skipped");
+    complete(state, job).await;
+}
+
 /// [`examine`] for a job that scans one object.
 async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
     let sources = state.sources();
@@ -205,11 +216,7 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
             Ok(before) => Some(before),
             Err(why) => {
                 tracing::info!(job = job.id, object = ?download_url, reason = %why, "re-verdict skipped");
-                if !record_in_bulk(state, job, crate::bulk::Outcome::Skipped, 0).await {
-                    return None;
-                }
-                state.metrics.finished("skipped");
-                complete(state, job).await;
+                finish_skipped(state, job).await;
                 return None;
             }
         }
@@ -220,11 +227,7 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
         && let Some(why) = skipped(state, job).await
     {
         tracing::info!(job = job.id, object = ?download_url, reason = %why, "skipped by the filters");
-        if !record_in_bulk(state, job, crate::bulk::Outcome::Skipped, 0).await {
-            return None;
-        }
-        state.metrics.finished("skipped");
-        complete(state, job).await;
+        finish_skipped(state, job).await;
         return None;
     }
     let mut scanned = None;

@@ -2,12 +2,14 @@
 //! an unnamed temp file written by a thread of its own, seen by everything else as one `&[u8]`
 //! (memory-mapped). Spool files are created with `O_TMPFILE` semantics
 //! (`tempfile::tempfile_in`): they have no name, so they vanish when the last handle closes, on
-//! success, error, panic or crash alike.
+//! success, error, panic or crash alike. Large mappings have their resident pages released
+//! behind the engines as they go (see [`trim`]), so memory does not follow an object's size.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
+use std::time::Duration;
 
 use crate::error::InputError;
 
@@ -61,7 +63,8 @@ pub struct ObjectData {
 enum Repr {
     Memory(Vec<u8>),
     Mapped {
-        map: memmap2::Mmap,
+        /// Shared with the trimmer (weakly), which must never release pages of an unmapped range.
+        map: Arc<memmap2::Mmap>,
         /// Keeps the file (and so an unnamed spool file's blocks) alive as long as the map.
         file: File,
     },
@@ -81,11 +84,12 @@ impl ObjectData {
         if file.metadata()?.len() == 0 {
             return Ok(Self::from_vec(Vec::new()));
         }
+        let map = Arc::new(map(&file)?);
+        if map.len() as u64 >= TRIM_FROM {
+            trim::register(&map);
+        }
         Ok(ObjectData {
-            repr: Repr::Mapped {
-                map: map(&file)?,
-                file,
-            },
+            repr: Repr::Mapped { map, file },
         })
     }
 
@@ -93,7 +97,7 @@ impl ObjectData {
     pub fn as_slice(&self) -> &[u8] {
         match &self.repr {
             Repr::Memory(v) => v,
-            Repr::Mapped { map, .. } => map,
+            Repr::Mapped { map, .. } => map.as_ref(),
         }
     }
 
@@ -156,6 +160,108 @@ fn map(file: &File) -> io::Result<memmap2::Mmap> {
     // caller's; a caller that truncates a file while it is being scanned can crash the process
     // (SIGBUS), the same trade ripgrep and yara make for mapped scanning.
     unsafe { memmap2::MmapOptions::new().map(file) }
+}
+
+/// Mappings this large or larger have their resident pages released while they are scanned.
+const TRIM_FROM: u64 = 32 << 20;
+
+/// Keeps large mappings from staying resident. Every page an engine touches in a mapping stays
+/// in the process's resident set until the mapping goes, so a 4 GiB object scanned whole would
+/// hold 4 GiB: file-backed and reclaimable, but counted by operators, container limits and
+/// working-set metrics alike. A thread of its own drops the page-table entries of every live
+/// large mapping every [`trim::EVERY`] (`MADV_DONTNEED`); the pages stay in the page cache, so
+/// an engine that reads them again takes a minor fault, not a disk read. Engines keep seeing the
+/// whole object as one slice (rules with whole-file conditions and modules are unchanged); what
+/// stays resident is what the engines touch in one period: `EVERY` times their read rate (a few
+/// MiB for an engine that reads every byte; about 120 MiB for one that only touches a byte of
+/// each page, the test's worst case), per object being scanned.
+mod trim {
+    use super::*;
+
+    /// How often resident pages are released.
+    pub(super) const EVERY: Duration = Duration::from_millis(2);
+
+    struct Trimmer {
+        mappings: Mutex<Vec<Weak<memmap2::Mmap>>>,
+        wake: std::sync::Condvar,
+    }
+
+    /// Starts releasing `map`'s pages until it is dropped.
+    pub(super) fn register(map: &Arc<memmap2::Mmap>) {
+        let Some(trimmer) = trimmer() else {
+            return;
+        };
+        trimmer
+            .mappings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(map));
+        trimmer.wake.notify_one();
+    }
+
+    /// The trimmer, its thread started on first use; `None` if the thread could not start (then
+    /// mappings stay resident as the kernel pleases, which is slower to release, never wrong).
+    fn trimmer() -> Option<&'static Trimmer> {
+        static TRIMMER: std::sync::OnceLock<Option<&'static Trimmer>> = std::sync::OnceLock::new();
+        *TRIMMER.get_or_init(|| {
+            let trimmer: &'static Trimmer = Box::leak(Box::new(Trimmer {
+                mappings: Mutex::new(Vec::new()),
+                wake: std::sync::Condvar::new(),
+            }));
+            match std::thread::Builder::new()
+                .name("verdict-map-trim".into())
+                .spawn(move || run(trimmer))
+            {
+                Ok(_) => Some(trimmer),
+                Err(error) => {
+                    tracing::warn!(%error, "no thread to release mapped pages; large objects stay resident while scanned");
+                    None
+                }
+            }
+        })
+    }
+
+    fn run(trimmer: &Trimmer) {
+        let mut held = trimmer
+            .mappings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            held.retain(|map| map.strong_count() > 0);
+            if held.is_empty() {
+                held = trimmer
+                    .wake
+                    .wait(held)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Holding a strong reference while advising keeps the range mapped: a range that
+            // was unmapped and reused by the heap must never be released.
+            let live: Vec<Arc<memmap2::Mmap>> = held.iter().filter_map(Weak::upgrade).collect();
+            drop(held);
+            for map in &live {
+                release(map);
+            }
+            drop(live);
+            std::thread::sleep(EVERY);
+            held = trimmer
+                .mappings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    #[allow(unsafe_code)]
+    fn release(map: &memmap2::Mmap) {
+        // SAFETY: the mapping is a read-only file mapping that nothing writes, so dropping its
+        // page-table entries changes no byte anyone can see: the next read faults the same bytes
+        // back from the page cache or the file (for a spool file, ours and unnamed; for a file
+        // scanned in place, the same trade as mapping it at all, see `map`).
+        let released = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        if let Err(error) = released {
+            tracing::debug!(%error, "releasing mapped pages failed");
+        }
+    }
 }
 
 /// Size of the chunks objects are read in.

@@ -5,6 +5,7 @@
 mod args;
 mod bucket;
 mod output;
+mod readahead;
 mod targets;
 
 use std::io::Write;
@@ -157,9 +158,19 @@ async fn scan(args: Args, out: &mut (dyn Write + Send), rescan: bool) -> anyhow:
             .map(std::num::NonZeroUsize::get)
             .unwrap_or(2)
     });
-    let mut results = futures::stream::iter(files)
-        .map(|target| {
+    let read_ahead = readahead::ReadAhead::start(
+        files
+            .iter()
+            .map(|target| match target {
+                targets::Target::File(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect(),
+    );
+    let mut results = futures::stream::iter(files.into_iter().enumerate())
+        .map(|(index, target)| {
             let (scanner, remote) = (scanner.clone(), &remote);
+            read_ahead.reached(index);
             async move {
                 let result = scan_one(&scanner, &target, remote).await;
                 (target.to_string(), result)

@@ -237,6 +237,7 @@ if kind == "images":
     print(infected)
     sys.exit(0)
 
+if kind == "installers":
     def iso(files):
         return tool([("root/" + n, d) for n, d in files], ["genisoimage", "-quiet", "-J", "-o", "out.iso", "root"], "out.iso")
 

@@ -77,7 +77,7 @@ pub struct ScanArgs {
     /// Only print infected and not fully examined files.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Files or objects scanned at once [default: the number of cores].
+    /// Files or objects scanned at once [default: twice the number of cores].
     #[arg(short, long)]
     pub jobs: Option<usize>,
     /// Keep the progress of an `s3://` scan in FILE (the last key done in listing order and

@@ -109,6 +109,11 @@ async fn scan(args: Args, out: &mut (dyn Write + Send), rescan: bool) -> anyhow:
     let mut builder = Scanner::builder()
         .limits(args.limits.apply(file.limits.clone())?)
         .spool(spool);
+    if !args.json {
+        // Plain output never shows the hash: files are hashed only where a cache or a hash
+        // signature needs it.
+        builder = builder.sha256_on_demand();
+    }
     if let Some(path) = &args.cache {
         let config = storage::verdict_cache::CacheConfig {
             path: Some(path.clone()),
@@ -153,10 +158,13 @@ async fn scan(args: Args, out: &mut (dyn Write + Send), rescan: bool) -> anyhow:
         summary.not_examined += 1;
         progress.suspend(|| output::print_input_error(out, path, error, args.json))?;
     }
+    // Twice the cores: a file waiting on its read, a spool write or a hand-off between threads
+    // leaves its core to another (documents corpus: 2.30 s with one per core, 2.04 s with two).
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(std::num::NonZeroUsize::get)
             .unwrap_or(2)
+            * 2
     });
     let read_ahead = readahead::ReadAhead::start(
         files

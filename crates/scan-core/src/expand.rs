@@ -80,9 +80,14 @@ impl<'s> Walker<'s> {
     }
 
     /// Walks the whole tree under `root` and returns what was found.
-    pub(crate) fn run(mut self, name: &str, root: &ObjectData, sha256: &[u8; 32]) -> Outcome {
+    pub(crate) fn run(
+        mut self,
+        name: &str,
+        root: &ObjectData,
+        sha256: Option<&[u8; 32]>,
+    ) -> Outcome {
         self.out.objects = 1;
-        self.visit(name, 0, root.as_slice(), Some(sha256));
+        self.visit(name, 0, root.as_slice(), sha256);
         self.out.bytes_expanded = self.budget.expanded.get();
         self.out
     }

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
@@ -11,11 +12,12 @@ use tokio::io::AsyncRead;
 use crate::error::InputError;
 use crate::spool::{ObjectData, Spool, SpoolError, SpoolPolicy};
 
-/// A root object ready to scan: its bytes, size and SHA-256, read exactly once.
+/// A root object ready to scan: its bytes, size and SHA-256, read exactly once. Inputs that are
+/// streamed in are hashed on the way; a file opened in place is hashed when first asked.
 #[derive(Debug)]
 pub struct ScanInput {
     data: ObjectData,
-    sha256: [u8; 32],
+    sha256: OnceLock<[u8; 32]>,
 }
 
 impl ScanInput {
@@ -29,14 +31,27 @@ impl ScanInput {
         self.data.len()
     }
 
-    /// SHA-256 of the bytes.
+    /// SHA-256 of the bytes (computed here the first time for a file opened in place).
     pub fn sha256(&self) -> &[u8; 32] {
-        &self.sha256
+        self.sha256
+            .get_or_init(|| Sha256::digest(self.data.as_slice()).into())
+    }
+
+    /// SHA-256 if it is known already, without computing it.
+    pub fn sha256_if_known(&self) -> Option<&[u8; 32]> {
+        self.sha256.get()
     }
 
     /// SHA-256 as lower-case hex.
     pub fn sha256_hex(&self) -> String {
-        hex::encode(self.sha256)
+        hex::encode(self.sha256())
+    }
+
+    fn hashed(data: ObjectData, sha256: [u8; 32]) -> Self {
+        ScanInput {
+            data,
+            sha256: OnceLock::from(sha256),
+        }
     }
 
     /// Takes the bytes out, e.g. to store a clean upload.
@@ -59,10 +74,7 @@ impl ScanInput {
             }
         }
         let data = spool.finish().map_err(InputError::Spool)?;
-        Ok(ScanInput {
-            data,
-            sha256: hasher.finalize().into(),
-        })
+        Ok(ScanInput::hashed(data, hasher.finalize().into()))
     }
 
     /// Reads everything from an async reader. The hashing and spooling run on a blocking thread;
@@ -102,8 +114,10 @@ impl ScanInput {
         } else {
             ObjectData::map_file(file).map_err(open_err)?
         };
-        let sha256 = Sha256::digest(data.as_slice()).into();
-        Ok(ScanInput { data, sha256 })
+        Ok(ScanInput {
+            data,
+            sha256: OnceLock::new(),
+        })
     }
 
     /// [`ScanInput::from_path`] on a blocking thread.
@@ -117,10 +131,7 @@ impl ScanInput {
     /// Wraps bytes already in memory (they are hashed here).
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         let sha256 = Sha256::digest(&bytes).into();
-        ScanInput {
-            data: ObjectData::from_vec(bytes),
-            sha256,
-        }
+        ScanInput::hashed(ObjectData::from_vec(bytes), sha256)
     }
 }
 
@@ -153,10 +164,7 @@ impl<'c> InputBuilder<'c> {
     /// The finished input.
     pub fn finish(self) -> Result<ScanInput, InputError> {
         let data = self.spool.finish().map_err(InputError::Spool)?;
-        Ok(ScanInput {
-            data,
-            sha256: self.hasher.finalize().into(),
-        })
+        Ok(ScanInput::hashed(data, self.hasher.finalize().into()))
     }
 }
 

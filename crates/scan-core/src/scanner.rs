@@ -33,6 +33,7 @@ struct Inner {
     spool: SpoolPolicy,
     cache: Option<Arc<dyn VerdictCache>>,
     cache_counts: CacheCounts,
+    sha256_on_demand: bool,
 }
 
 /// How the verdict cache has fared since start.
@@ -73,6 +74,7 @@ pub struct ScannerBuilder {
     limits: Limits,
     spool: SpoolPolicy,
     cache: Option<Arc<dyn VerdictCache>>,
+    sha256_on_demand: bool,
 }
 
 impl ScannerBuilder {
@@ -112,6 +114,16 @@ impl ScannerBuilder {
         self
     }
 
+    /// Hashes a root only where something needs its SHA-256 (a cache, a hash signature of its
+    /// size) and leaves the report's `sha256` empty otherwise, unless it was computed while the
+    /// input was read. For callers that do not show the hash (the CLI's plain output): a file
+    /// scanned in place is then not hashed for nothing, which is most of the CPU a folder of
+    /// plain files costs.
+    pub fn sha256_on_demand(mut self) -> Self {
+        self.sha256_on_demand = true;
+        self
+    }
+
     /// Checks the configuration and builds the scanner.
     pub fn build(self) -> Result<Scanner, ConfigError> {
         let set = EngineSet::new(self.engines)?;
@@ -122,6 +134,7 @@ impl ScannerBuilder {
                 spool: self.spool,
                 cache: self.cache,
                 cache_counts: CacheCounts::default(),
+                sha256_on_demand: self.sha256_on_demand,
             }),
         })
     }
@@ -260,7 +273,7 @@ impl Scanner {
         }
     }
 
-    async fn cache_store(&self, report: &Report, sha256: &[u8; 32]) {
+    async fn cache_store(&self, report: &Report, input: &ScanInput) {
         let Some(cache) = self.inner.cache.as_ref() else {
             return;
         };
@@ -268,7 +281,7 @@ impl Scanner {
             return;
         };
         let key = CacheKey {
-            sha256: *sha256,
+            sha256: *input.sha256(),
             fingerprint: report.fingerprint.clone(),
         };
         if let Err(e) = cache.put(&key, &entry).await {
@@ -312,16 +325,27 @@ impl Scanner {
     pub async fn scan_input(&self, name: &str, input: Arc<ScanInput>) -> Report {
         let started = Instant::now();
         let set = self.engine_set();
-        if let Some(mut report) = self.cache_lookup(name, input.sha256(), &set).await {
-            report.timings.scan_seconds = started.elapsed().as_secs_f64();
-            tracing::info!(
-                name,
-                verdict = %report.verdict,
-                size = report.size,
-                fingerprint = %report.fingerprint,
-                "scanned (cached)"
-            );
-            return report;
+        if self.inner.cache.is_some() {
+            if input.sha256_if_known().is_none() {
+                // The key is the content's hash: a file opened in place is hashed now, off the
+                // runtime's threads.
+                let hashing = Arc::clone(&input);
+                let _ = tokio::task::spawn_blocking(move || {
+                    hashing.sha256();
+                })
+                .await;
+            }
+            if let Some(mut report) = self.cache_lookup(name, input.sha256(), &set).await {
+                report.timings.scan_seconds = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    name,
+                    verdict = %report.verdict,
+                    size = report.size,
+                    fingerprint = %report.fingerprint,
+                    "scanned (cached)"
+                );
+                return report;
+            }
         }
         let scanner = self.clone();
         let handle = tokio::runtime::Handle::current();
@@ -330,9 +354,12 @@ impl Scanner {
         let walk_set = Arc::clone(&set);
         let walked = tokio::task::spawn_blocking(move || {
             let inner = &scanner.inner;
+            if !inner.sha256_on_demand {
+                walk_input.sha256();
+            }
             let budget = Budget::new(inner.limits.clone(), walk_input.size());
             let walker = Walker::new(walk_set.engines(), &inner.spool, budget, handle);
-            walker.run(&owned_name, walk_input.data(), walk_input.sha256())
+            walker.run(&owned_name, walk_input.data(), walk_input.sha256_if_known())
         })
         .await;
         let outcome = walked.unwrap_or_else(|e| {
@@ -354,7 +381,11 @@ impl Scanner {
             detections: outcome.detections,
             problems: outcome.problems,
             size: input.size(),
-            sha256: input.sha256_hex(),
+            sha256: if self.inner.sha256_on_demand {
+                input.sha256_if_known().map(hex::encode).unwrap_or_default()
+            } else {
+                input.sha256_hex()
+            },
             file_type: filetype::describe(input.data().as_slice()),
             objects: outcome.objects,
             bytes_expanded: outcome.bytes_expanded,
@@ -380,7 +411,7 @@ impl Scanner {
             fingerprint = %report.fingerprint,
             "scanned"
         );
-        self.cache_store(&report, input.sha256()).await;
+        self.cache_store(&report, &input).await;
         report
     }
 }

@@ -179,7 +179,8 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Size of the root object in bytes.
     pub size: u64,
-    /// SHA-256 of the root object, lower-case hex.
+    /// SHA-256 of the root object, lower-case hex; empty only from a scanner built with
+    /// [`crate::ScannerBuilder::sha256_on_demand`] when nothing needed the hash.
     pub sha256: String,
     /// The root's type as found from its content (never its name), e.g. `zip`, `pdf`, `text`.
     pub file_type: String,

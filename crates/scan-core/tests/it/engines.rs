@@ -183,3 +183,41 @@ async fn the_scanner_sets_a_detections_path_and_engine_whatever_the_engine_wrote
         vec![Detection::named("Test.Claimed").at("upload.bin", "impostor")]
     );
 }
+
+#[tokio::test]
+async fn a_file_scanned_in_place_is_hashed_only_where_the_hash_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean.txt");
+    std::fs::write(&clean, b"harmless words").unwrap();
+    let infected = dir.path().join("eicar.com");
+    std::fs::write(&infected, eicar()).unwrap();
+    let spool = scan_core::SpoolPolicy::default();
+
+    let on_demand = Scanner::builder()
+        .engine(Needle::eicar())
+        .sha256_on_demand()
+        .build()
+        .unwrap();
+    let input = Arc::new(ScanInput::from_path(&clean, &spool).unwrap());
+    let report = on_demand.scan_input("clean.txt", Arc::clone(&input)).await;
+    assert_eq!(report.verdict, Verdict::Clean);
+    assert_eq!(report.sha256, "", "nothing asked for the hash");
+    assert!(
+        input.sha256_if_known().is_none(),
+        "the file was hashed anyway"
+    );
+    // Detections do not depend on the hash.
+    let input = Arc::new(ScanInput::from_path(&infected, &spool).unwrap());
+    let report = on_demand.scan_input("eicar.com", input).await;
+    assert_eq!(report.verdict, Verdict::Infected);
+
+    // By default every report carries it.
+    let always = Scanner::builder().engine(Needle::eicar()).build().unwrap();
+    let input = Arc::new(ScanInput::from_path(&clean, &spool).unwrap());
+    let report = always.scan_input("clean.txt", input).await;
+    use sha2::Digest;
+    assert_eq!(
+        report.sha256,
+        hex::encode(sha2::Sha256::digest(b"harmless words"))
+    );
+}

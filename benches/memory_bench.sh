@@ -147,14 +147,27 @@ sync_upload() {
     curl -sf -o "$work/answer.json" -w '%{time_total}' -H "authorization: Bearer $token" \
         -F "documents=@$1" "http://127.0.0.1:$sync_port/api/Scan"
 }
+# server_row WHO KIND FIELD UPLOAD...: runs the upload command with the server's memory sampled
+# and records a row (FIELD: the answer's verdict field).
+server_row() {
+    local who=$1 kind=$2 field=$3 seconds sampler_pid; shift 3
+    sampler "$server_pid" "$work/sampled"; sampler_pid=$!
+    seconds=$("$@")
+    kill "$sampler_pid"; wait "$sampler_pid" 2>/dev/null || true
+    rows+=("$who|$kind|$(cat "$work/sampled")|$(hwm_of "$server_pid")|$seconds|$(python3 -c \
+        'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/answer.json" "$field")")
+}
+async_upload() {
+    # -T streams the file (a --data-binary body would be read into curl's memory first).
+    curl -sf -o "$work/answer.json" -w '%{time_total}' -X POST -T "$1" \
+        -H 'content-type: application/octet-stream' -H 'authorization: Bearer bench-key' \
+        "http://127.0.0.1:$async_port/api/v1/scan/sync/binary"
+}
 
 log "verdict-sync: a 4 GiB upload"
 how=$(random_file "$work/upload" 4)
 start_sync
-sampler "$server_pid" "$work/sampled"; sampler_pid=$!
-seconds=$(sync_upload "$work/upload")
-kill "$sampler_pid"; wait "$sampler_pid" 2>/dev/null || true
-rows+=("verdict-sync|4 GiB upload, $how|$(cat "$work/sampled")|$(hwm_of "$server_pid")|$seconds|$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["result"])' "$work/answer.json")")
+server_row verdict-sync "4 GiB upload, $how" result sync_upload "$work/upload"
 stop_server
 
 log "verdict-async: a 4 GiB upload (sync/binary)"
@@ -177,13 +190,7 @@ TOML
 RUST_LOG=warn "$target/verdict-async" --config "$work/async.toml" > "$work/async.log" 2>&1 &
 server_pid=$!
 wait_health "$async_port"
-sampler "$server_pid" "$work/sampled"; sampler_pid=$!
-# -T streams the file (a --data-binary body would be read into curl's memory first).
-seconds=$(curl -sf -o "$work/answer.json" -w '%{time_total}' -X POST -T "$work/upload" \
-    -H 'content-type: application/octet-stream' -H 'authorization: Bearer bench-key' \
-    "http://127.0.0.1:$async_port/api/v1/scan/sync/binary")
-kill "$sampler_pid"; wait "$sampler_pid" 2>/dev/null || true
-rows+=("verdict-async|4 GiB upload, $how|$(cat "$work/sampled")|$(hwm_of "$server_pid")|$seconds|$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$work/answer.json")")
+server_row verdict-async "4 GiB upload, $how" status async_upload "$work/upload"
 stop_server
 rm -f "$work/upload"
 

@@ -104,6 +104,36 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
     }
 }
 
+/// A deflated stream decoded in one call from the file's bytes into a buffer that grows as it
+/// fills (no zeroing, no intermediate copies), the way the streaming decoder would read it:
+/// with the zlib header and checksum when the stream has one, raw deflate when it does not.
+/// Only a stream that ends cleanly within `room` bytes is taken; anything else is `None`, and
+/// the streaming reader, which enforces the ratio as it goes and says what is wrong, reads it
+/// instead. So a bomb costs at most `room` bytes here before it meets the limits.
+fn inflate_whole(raw: &[u8], zlib: bool, room: u64) -> Option<Vec<u8>> {
+    let room = usize::try_from(room).ok()?;
+    let mut decoded = Vec::new();
+    decoded
+        .try_reserve_exact(raw.len().saturating_mul(4).clamp(4 << 10, room.max(1)))
+        .ok()?;
+    let mut inflater = flate2::Decompress::new(zlib);
+    loop {
+        let read = usize::try_from(inflater.total_in()).ok()?;
+        let status = inflater
+            .decompress_vec(&raw[read..], &mut decoded, flate2::FlushDecompress::Finish)
+            .ok()?;
+        match status {
+            flate2::Status::StreamEnd => return Some(decoded),
+            _ if decoded.len() < decoded.capacity() => return None,
+            _ if decoded.len() >= room => return None,
+            _ => {
+                let more = decoded.len().min(room - decoded.len()).max(1);
+                decoded.try_reserve_exact(more).ok()?;
+            }
+        }
+    }
+}
+
 fn is_object_stream(dict: &[u8]) -> bool {
     memmem::find(dict, b"/ObjStm").is_some()
 }
@@ -119,6 +149,11 @@ enum Security {
 /// Finds the encryption dictionary the newest trailer names and derives the file key from the
 /// empty user password.
 fn security(data: &[u8], objects: &[Object]) -> Security {
+    // Most files have no `/Encrypt` at all: one forward search (vectorised; the reverse search
+    // below is not) answers them at a fraction of the cost.
+    if memmem::find(data, b"/Encrypt").is_none() {
+        return Security::Plain;
+    }
     let Some(dict) = encryption_dictionary(data, objects) else {
         return if trailer_encrypts(data) {
             Security::Locked("(its encryption dictionary could not be found)".into())
@@ -358,12 +393,31 @@ fn stream_member(
     if own_crypt_filter {
         filters.remove(0);
     }
+    let crypt = strings.crypt.filter(|crypt| {
+        crypt.encrypts_streams() && !plain_by_its_filter && !stored_plain(dict, crypt)
+    });
+    let mut zlib = zlib_header(raw);
+    // The common case, a plain stream deflated once with no predictor, is decoded straight
+    // from the file's bytes when it fits in memory.
+    if crypt.is_none()
+        && matches!(filters.as_slice(), [f] if f == "FlateDecode" || f == "Fl")
+        && int_value(dict, b"/Predictor").is_none_or(|p| p < 2)
+        && !is_object_stream(dict)
+        && let Some(decoded) = inflate_whole(raw, zlib, members.memory_room())
+    {
+        let declared = Declared {
+            size: None,
+            compressed: Some(raw.len() as u64),
+        };
+        let child = members.child(name);
+        if members.admit(&child, declared) {
+            members.decoded(&child, decoded, raw.len() as u64);
+        }
+        return;
+    }
     let (counting, consumed) = Counting::new(Cursor::new(raw));
     let mut reader: Box<dyn Read + '_> = Box::new(counting);
-    let mut zlib = zlib_header(raw);
-    if let Some(crypt) = strings.crypt.filter(|crypt| {
-        crypt.encrypts_streams() && !plain_by_its_filter && !stored_plain(dict, crypt)
-    }) {
+    if let Some(crypt) = crypt {
         let decrypted = crypt.stream(strings.number, strings.generation, reader);
         let mut buffered = std::io::BufReader::with_capacity(64 << 10, decrypted);
         zlib = match std::io::BufRead::fill_buf(&mut buffered) {

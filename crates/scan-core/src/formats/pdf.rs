@@ -114,7 +114,7 @@ fn inflate_whole(raw: &[u8], zlib: bool, room: u64) -> Option<Vec<u8>> {
     let room = usize::try_from(room).ok()?;
     let mut decoded = Vec::new();
     decoded
-        .try_reserve_exact(raw.len().saturating_mul(4).clamp(4 << 10, room.max(1)))
+        .try_reserve_exact(raw.len().saturating_mul(4).max(4 << 10).min(room.max(1)))
         .ok()?;
     let mut inflater = flate2::Decompress::new(zlib);
     loop {
@@ -1083,6 +1083,44 @@ fn is_delimiter(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-call inflate takes only what it can finish within its room, at any room
+    /// (smaller than its first reservation too), and leaves the rest to the streaming reader.
+    #[test]
+    fn one_call_inflate_takes_only_whole_streams_within_its_room() {
+        use std::io::Write;
+        let text = b"a stream of words and more words ".repeat(1000);
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zlib.write_all(&text).unwrap();
+        let zlib = zlib.finish().unwrap();
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(&text).unwrap();
+        let raw = raw.finish().unwrap();
+
+        assert_eq!(
+            inflate_whole(&zlib, true, 1 << 20).as_deref(),
+            Some(&text[..])
+        );
+        assert_eq!(
+            inflate_whole(&raw, false, 1 << 20).as_deref(),
+            Some(&text[..])
+        );
+        // Bytes after the end (the line break before `endstream`) are left alone.
+        let mut padded = zlib.clone();
+        padded.extend_from_slice(b"\r\n");
+        assert_eq!(
+            inflate_whole(&padded, true, 1 << 20).as_deref(),
+            Some(&text[..])
+        );
+        // Larger than the room, cut short, or damaged: not taken here.
+        assert_eq!(inflate_whole(&zlib, true, 1000), None);
+        assert_eq!(inflate_whole(&zlib, true, text.len() as u64 - 1), None);
+        assert_eq!(inflate_whole(&zlib[..zlib.len() / 2], true, 1 << 20), None);
+        let mut bad_checksum = zlib.clone();
+        *bad_checksum.last_mut().unwrap() ^= 1;
+        assert_eq!(inflate_whole(&bad_checksum, true, 1 << 20), None);
+    }
 
     #[test]
     fn objects_are_found_without_an_xref() {

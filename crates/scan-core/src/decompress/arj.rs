@@ -2,8 +2,8 @@
 //! LHA's `-lh7-` (the same code tables and block layout); method 4 is ARJ's own "fastest"
 //! scheme, a 32 KiB window with lengths and distances in unary-prefixed fields. Both are
 //! decoded here and produce exactly the member's declared size: neither stream marks its own
-//! end. Codes are looked up in tables a dozen bits wide, not walked a bit at a time, so an
-//! installer's ARJ costs about what its inflate would.
+//! end. Codes are looked up in tables up to a dozen bits wide rather than walked a bit at a
+//! time, which is where the time of a tree-walking decoder goes.
 
 use std::io::{self, Read};
 
@@ -42,8 +42,8 @@ pub(super) struct ArjLh<R> {
     /// Bytes of the member not yet decoded, and not yet served.
     undecoded: u64,
     left: u64,
-    /// An error met while decoding a chunk, returned once what came before it is served, so
-    /// a damaged member is still scanned up to the damage.
+    /// An error met while decoding, returned once what came before it is served (so a
+    /// damaged member is still scanned up to the damage), and on every read after that.
     failed: Option<io::Error>,
 }
 
@@ -234,14 +234,15 @@ impl<R: Read> Read for ArjLh<R> {
             return Ok(0);
         }
         if self.served == self.pos {
-            if let Some(e) = self.failed.take() {
-                return Err(e);
+            // Once broken, always broken: the codes may be half read, so nothing is decoded
+            // after an error, however often the caller asks.
+            if self.failed.is_none() {
+                self.decode_chunk();
             }
-            self.decode_chunk();
             if self.served == self.pos
-                && let Some(e) = self.failed.take()
+                && let Some(e) = &self.failed
             {
-                return Err(e);
+                return Err(io::Error::new(e.kind(), e.to_string()));
             }
         }
         let ready = (self.pos - self.served).min(usize::try_from(self.left).unwrap_or(usize::MAX));
@@ -607,6 +608,37 @@ mod tests {
         let mut bits = Bits::new(&[0xFFu8][..]);
         assert_eq!(single.decode(&mut bits).unwrap(), 7);
         assert_eq!(bits.bits(8).unwrap(), 0xFF, "a single symbol takes no bits");
+    }
+
+    /// Data that is not an ARJ stream ends in an error, and every read after it is an error
+    /// too, never a decode from half-read codes.
+    #[test]
+    fn errors_are_sticky() {
+        let mut state = 0x9E37_79B9u32;
+        let garbage: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        let mut decoder = ArjLh::new(&garbage[..], 1 << 20);
+        let mut buf = [0u8; 4096];
+        let first = loop {
+            match decoder.read(&mut buf) {
+                Ok(0) => panic!("ended without an error"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        for _ in 0..3 {
+            let again = decoder.read(&mut buf).unwrap_err();
+            assert_eq!(
+                (again.kind(), again.to_string()),
+                (first.kind(), first.to_string())
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 # Peak memory at any object size, in one run against a release build:
 #   the CLI (`verdict scan`) on random data of 1, 4 and 16 GiB, a zip holding one 4 GiB member
 #   and a tar of 10,000 files; verdict-sync (multipart) and verdict-async (`sync/binary`) each
-#   taking a 4 GiB upload; and three 1 GiB uploads to verdict-sync in a row (the time of each).
+#   taking a 4 GiB upload; and three 1 GiB uploads to verdict-sync in a row (the time of each),
+#   then the same file through the CLI, for the upload's speed as a share of the CLI's.
 # Peak resident is measured twice: RssAnon + RssFile + RssShmem sampled every 20 ms while the
 # object is scanned, and the kernel's own high-water mark (VmHWM; for the CLI, `time`'s max RSS,
 # which is the same counter). Objects are made in VERDICT_BENCH_DIR (default /var/tmp) one at a
@@ -200,17 +201,27 @@ start_sync
 steady=()
 for _ in 1 2 3; do steady+=("$(sync_upload "$work/upload")"); done
 stop_server
+# The same file through the CLI, three times, for the upload-to-CLI ratio (the fastest of each).
+scans=()
+for _ in 1 2 3; do
+    started=$(date +%s.%N)
+    "$target/verdict" scan -q "$work/upload" > /dev/null
+    scans+=("$(python3 -c 'import sys, time; print(time.time() - float(sys.argv[1]))' "$started")")
+done
 
-python3 - "${steady[*]}" "$how" "${rows[@]}" <<'PY'
+python3 - "${steady[*]}" "$how" "${scans[*]}" "${rows[@]}" <<'PY'
 import sys
 steady = [float(x) for x in sys.argv[1].split()]
+scans = [float(x) for x in sys.argv[3].split()]
 print()
 print("| process | object | peak sampled (Anon+File+Shmem) | VmHWM | seconds | answer |")
 print("|---|---|---|---|---|---|")
-for row in sys.argv[3:]:
+for row in sys.argv[4:]:
     who, kind, sampled, hwm, seconds, answer = row.split("|")
     print(f"| {who} | {kind} | {int(sampled) / 1024:.0f} MiB | {int(hwm) / 1024:.0f} MiB | {seconds} | {answer.strip()} |")
 print()
 print(f"| three 1 GiB uploads to verdict-sync ({sys.argv[2]}) | " + " | ".join(f"{s:.2f} s" for s in steady)
       + f" | slowest / fastest {max(steady) / min(steady):.2f} |")
+print("| the same 1 GiB file through the CLI | " + " | ".join(f"{s:.2f} s" for s in scans)
+      + f" | the upload at {min(scans) / min(steady):.2f} of the CLI's speed (fastest of each) |")
 PY

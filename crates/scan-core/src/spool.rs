@@ -222,6 +222,7 @@ mod trim {
     }
 
     fn run(trimmer: &Trimmer) {
+        raise_priority();
         let mut held = trimmer
             .mappings
             .lock()
@@ -248,6 +249,23 @@ mod trim {
                 .mappings
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The bound on what stays resident is what an engine touches between two trims, so a
+    /// trimmer kept waiting for a CPU lets it grow (one CI run on a busy two-core machine saw a
+    /// 1 GiB scan peak at 276 MiB). The thread asks to be first in line (nice -20); that needs
+    /// CAP_SYS_NICE, and without it the trimmer runs at normal priority, as before.
+    fn raise_priority() {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        if let Err(error) =
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Max, policy)
+        {
+            tracing::debug!(%error, "the trimmer runs at normal priority");
         }
     }
 

@@ -10,7 +10,8 @@ use scan_core::testing::eicar;
 use serde_json::{Value, json};
 
 use crate::testutil::{
-    KEY, OTHER_KEY, Peer, Process, Server, namespace, redis_url, s3_process_toml, test_s3,
+    KEY, OTHER_KEY, Peer, Process, Server, kill_holding_claims, namespace, pending_claims,
+    redis_url, s3_process_toml, test_s3,
 };
 
 /// Starts a bulk scan through `base`; its id.
@@ -294,37 +295,7 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
         s["done"].as_u64().unwrap() >= 300
     })
     .await;
-    // The kill must land while the instance holds claims, and the test must know which: frozen
-    // (SIGSTOP, so it can neither finish nor renew a claim), its claims are read from Redis, and
-    // only then is it killed. Frozen with none held, it is let go and caught again.
-    let redis = redis::Client::open(redis_url()).unwrap();
-    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
-    let stream = format!("{{{space}}}:jobs");
-    let mine = format!("-{}-", doomed.pid());
-    let mut held: Vec<String> = Vec::new();
-    for _ in 0..200 {
-        doomed.signal("STOP");
-        let pending: redis::streams::StreamPendingCountReply =
-            redis::AsyncCommands::xpending_count(&mut conn, &stream, "workers", "-", "+", 10_000)
-                .await
-                .unwrap();
-        held = pending
-            .ids
-            .into_iter()
-            .filter(|p| p.consumer.contains(&mine))
-            .map(|p| p.id)
-            .collect();
-        if !held.is_empty() {
-            break;
-        }
-        doomed.signal("CONT");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        !held.is_empty(),
-        "the instance never held a claim to be killed with"
-    );
-    doomed.kill();
+    let held = kill_holding_claims(&mut doomed, &space).await;
     assert_eq!(
         at_kill["listing_done"], false,
         "the kill must land mid-listing for this test to mean anything: {at_kill}"
@@ -391,14 +362,12 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
         .unwrap();
     assert!(outside.tag_set().is_empty());
     // The claims the dead instance held were taken over and finished: none is pending now.
-    let pending: redis::streams::StreamPendingCountReply =
-        redis::AsyncCommands::xpending_count(&mut conn, &stream, "workers", "-", "+", 10_000)
-            .await
-            .unwrap();
-    let left: Vec<&String> = pending
-        .ids
-        .iter()
-        .map(|p| &p.id)
+    let redis = redis::Client::open(redis_url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let left: Vec<String> = pending_claims(&mut conn, &format!("{{{space}}}:jobs"))
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
         .filter(|id| held.contains(id))
         .collect();
     assert!(

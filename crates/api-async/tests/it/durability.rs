@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::testutil::{
-    KEY, Peer, Process, namespace, notifying_queue, process_toml, redis_url, s3_process_toml,
-    test_s3, wait_for_result,
+    KEY, Peer, Process, kill_holding_claims, namespace, notifying_queue, process_toml, redis_url,
+    s3_process_toml, test_s3, wait_for_result,
 };
 
 async fn submit(client: &reqwest::Client, base: &str, body: serde_json::Value) -> u16 {
@@ -102,11 +102,11 @@ async fn on_redis_a_second_instance_finishes_every_job_of_one_killed_mid_run() {
     let dir = tempfile::tempdir().unwrap();
     let peer = Peer::start().await;
     peer.delay_downloads(Duration::from_millis(50));
+    let space = namespace();
     let config = format!(
-        "workers = 4\njob_lease_secs = 1\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{}\"\n",
+        "workers = 4\njob_lease_secs = 1\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{space}\"\n",
         process_toml(dir.path()),
         redis_url(),
-        namespace()
     );
     let client = reqwest::Client::new();
     let mut doomed = Process::start(dir.path(), "doomed", &config).await;
@@ -124,7 +124,7 @@ async fn on_redis_a_second_instance_finishes_every_job_of_one_killed_mid_run() {
         assert_eq!(status, 204, "{trace}");
     }
     peer.accepted_callbacks(40, Duration::from_secs(30)).await;
-    doomed.kill();
+    kill_holding_claims(&mut doomed, &space).await;
     let at_kill = peer.accepted_callbacks(0, Duration::ZERO).await.len();
     assert!(
         at_kill < jobs,
@@ -169,8 +169,8 @@ async fn on_redis_a_second_instance_finishes_every_job_of_one_killed_mid_run() {
     for (trace, ids) in repeated {
         assert!(ids.iter().all(|id| *id == ids[0]), "{trace}: {ids:?}");
     }
-    // The dead instance was busy when killed (its queue was never empty), so the survivor had
-    // to take its claimed jobs over once their lease ran out.
+    // The dead instance held claims when killed, so the survivor had to take them over once
+    // their lease ran out.
     let log = std::fs::read_to_string(dir.path().join("survivor.log")).unwrap();
     assert!(log.contains("taking over jobs"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
@@ -221,11 +221,11 @@ async fn sqs_bucket_events_all_get_their_verdict_when_a_worker_is_sigkilled_mid_
     let (sqs, queue_url) = notifying_queue(&endpoint, &s3, &name).await;
     let dir = tempfile::tempdir().unwrap();
     // Both instances consume the queue, on one Redis; objects outside in/ are not watched.
+    let space = namespace();
     let config = format!(
-        "workers = 2\njob_lease_secs = 1\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{}\"\n[events]\nprefixes = [\"in/\"]\n[events.sqs]\nqueue_urls = [\"{queue_url}\"]\nendpoint = \"{endpoint}\"\nwait_secs = 1\n",
+        "workers = 2\njob_lease_secs = 1\n{}[queue]\ntype = \"redis\"\nurl = \"{}\"\nnamespace = \"{space}\"\n[events]\nprefixes = [\"in/\"]\n[events.sqs]\nqueue_urls = [\"{queue_url}\"]\nendpoint = \"{endpoint}\"\nwait_secs = 1\n",
         s3_process_toml(dir.path(), &endpoint),
         redis_url(),
-        namespace()
     );
     let infected = |i: usize| i % 50 == 3;
     {
@@ -310,7 +310,7 @@ async fn sqs_bucket_events_all_get_their_verdict_when_a_worker_is_sigkilled_mid_
         assert!(tokio::time::Instant::now() < deadline, "nothing scanned");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    doomed.kill();
+    let held = kill_holding_claims(&mut doomed, &space).await;
     let at_kill = finished(survivor.base.clone()).await + 10;
     assert!(
         at_kill < OBJECTS,
@@ -366,7 +366,8 @@ async fn sqs_bucket_events_all_get_their_verdict_when_a_worker_is_sigkilled_mid_
         .map(|n| std::fs::read_to_string(dir.path().join(format!("{n}.log"))).unwrap());
     assert!(
         logs.iter().any(|l| l.contains("taking over jobs")),
-        "{logs:?}"
+        "the dead instance's {} claims were taken over: {logs:?}",
+        held.len()
     );
     drop(survivor);
 }

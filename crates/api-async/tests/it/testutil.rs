@@ -463,6 +463,49 @@ impl Process {
     }
 }
 
+/// SIGKILLs `doomed` while it holds claims in the Redis job stream of namespace `space`, and
+/// returns the ids it held. A kill between two claims would leave nothing to take over, so the
+/// instance is frozen (SIGSTOP: it can neither finish nor renew a claim), its claims are read
+/// from Redis, and only then is it killed; frozen with none held, it is let go and caught again.
+pub(crate) async fn kill_holding_claims(doomed: &mut Process, space: &str) -> Vec<String> {
+    let redis = redis::Client::open(redis_url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("{{{space}}}:jobs");
+    let mine = format!("-{}-", doomed.pid());
+    for _ in 0..500 {
+        doomed.signal("STOP");
+        let held: Vec<String> = pending_claims(&mut conn, &stream)
+            .await
+            .into_iter()
+            .filter(|(_, consumer)| consumer.contains(&mine))
+            .map(|(id, _)| id)
+            .collect();
+        if !held.is_empty() {
+            doomed.kill();
+            return held;
+        }
+        doomed.signal("CONT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the instance never held a claim to be killed with");
+}
+
+/// Every claimed, unfinished job of the job stream `stream`: its id and the consumer holding it.
+pub(crate) async fn pending_claims(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> Vec<(String, String)> {
+    let pending: redis::streams::StreamPendingCountReply =
+        redis::AsyncCommands::xpending_count(conn, stream, "workers", "-", "+", 10_000)
+            .await
+            .unwrap();
+    pending
+        .ids
+        .into_iter()
+        .map(|p| (p.id, p.consumer))
+        .collect()
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -19,6 +19,23 @@ use crate::verdict::{Detection, EngineSummary, Problem, Reason};
 /// bound as 7z's. Standard presets need at most 64 MiB.
 pub(crate) const DECODER_MEMORY_LIMIT: u64 = 256 << 20;
 
+/// Objects this large or larger have their engines run beside their opening (see
+/// [`Walker::overlapped`]); below it a thread costs more than it saves.
+const OVERLAP_FROM: usize = 16 << 20;
+
+/// The `wanted` engines' results for `object`, in the same order. In-process engines complete
+/// on their first poll, so this costs them nothing; network engines (clamd, ICAP) run
+/// concurrently with each other.
+fn scan_with(
+    engines: &[Arc<dyn Engine>],
+    handle: &tokio::runtime::Handle,
+    wanted: &[usize],
+    object: &ScanObject<'_>,
+) -> Vec<Result<Vec<Detection>, EngineError>> {
+    let scans = wanted.iter().map(|&i| engines[i].scan(object));
+    handle.block_on(futures::future::join_all(scans))
+}
+
 /// What a walk found; turned into a [`crate::Report`] by the scanner.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -49,6 +66,9 @@ pub(crate) struct Walker<'s> {
     handle: tokio::runtime::Handle,
     budget: Budget,
     stopped: bool,
+    /// Whether an object's engines are running on a thread of their own (see
+    /// [`Walker::overlapped`]).
+    overlapping: bool,
     out: Outcome,
 }
 
@@ -72,6 +92,7 @@ impl<'s> Walker<'s> {
             handle,
             budget,
             stopped: false,
+            overlapping: false,
             out: Outcome {
                 engines: engine_summaries,
                 ..Outcome::default()
@@ -104,13 +125,35 @@ impl<'s> Walker<'s> {
             Some(format) => FileType::Container(format.name),
             None => filetype::detect_unsupported(data),
         };
-        self.run_engines(&ScanObject {
+        let object = ScanObject {
             path,
             depth,
             data,
             file_type,
             sha256,
-        });
+        };
+        let wanted = self.engines_for(&object);
+        if wanted.is_empty() {
+            self.open(path, depth, data, format, file_type);
+        } else if data.len() < OVERLAP_FROM || self.overlapping {
+            let results = scan_with(self.engines, &self.handle, &wanted, &object);
+            self.record(path, &wanted, results);
+            self.open(path, depth, data, format, file_type);
+        } else {
+            self.overlapped(&object, &wanted, format);
+        }
+    }
+
+    /// What is left of a visit once the engines have the object: its members, or the carriers
+    /// embedded in it.
+    fn open(
+        &mut self,
+        path: &str,
+        depth: u32,
+        data: &[u8],
+        format: Option<&'static formats::Format>,
+        file_type: FileType,
+    ) {
         if let FileType::UnsupportedArchive(name) = file_type {
             self.problem(
                 path,
@@ -124,6 +167,59 @@ impl<'s> Walker<'s> {
         if let Some(mut members) = self.members(path, depth) {
             (format.expand)(&mut members, data);
         }
+    }
+
+    /// A large object's engines run on a thread of their own while this one opens it, so it
+    /// costs the longer of the two passes over its bytes, not their sum (a large member is
+    /// read whole by YARA and again by the search for embedded carriers or by its format). What
+    /// the engines find is recorded where it would have been had they run first, so reports
+    /// read the same. One such thread per walk at a time: what lies inside runs in turn.
+    fn overlapped(
+        &mut self,
+        object: &ScanObject<'_>,
+        wanted: &[usize],
+        format: Option<&'static formats::Format>,
+    ) {
+        let engines = self.engines;
+        let handle = self.handle.clone();
+        let (detections_before, problems_before) =
+            (self.out.detections.len(), self.out.problems.len());
+        self.overlapping = true;
+        let results = std::thread::scope(|scope| {
+            let running = std::thread::Builder::new()
+                .name("verdict-engines".into())
+                .spawn_scoped(scope, || scan_with(engines, &handle, wanted, object));
+            let (path, depth, data) = (object.path, object.depth, object.data);
+            match running {
+                Ok(running) => {
+                    self.open(path, depth, data, format, object.file_type);
+                    running.join()
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "no thread for the engines; they run first");
+                    let results = scan_with(engines, &handle, wanted, object);
+                    self.open(path, depth, data, format, object.file_type);
+                    Ok(results)
+                }
+            }
+        });
+        self.overlapping = false;
+        let inside_detections = self.out.detections.split_off(detections_before);
+        let inside_problems = self.out.problems.split_off(problems_before);
+        match results {
+            Ok(results) => self.record(object.path, wanted, results),
+            Err(_) => {
+                // A panic in an engine: the object was not examined by it, never clean.
+                tracing::error!(path = object.path, "an engine panicked");
+                self.problem(
+                    object.path,
+                    Reason::Failed,
+                    "internal error while scanning; see the server log".to_owned(),
+                );
+            }
+        }
+        self.out.detections.extend(inside_detections);
+        self.out.problems.extend(inside_problems);
     }
 
     /// The door for the members of the container at `path`, unless it is already as deep as
@@ -171,7 +267,9 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn run_engines(&mut self, object: &ScanObject<'_>) {
+    /// The engines that take `object` (their indexes); those it is too large for are recorded
+    /// as not having examined it.
+    fn engines_for(&mut self, object: &ScanObject<'_>) -> Vec<usize> {
         let size = object.data.len() as u64;
         let mut wanted = Vec::with_capacity(self.engines.len());
         for (i, engine) in self.engines.iter().enumerate() {
@@ -194,14 +292,16 @@ impl<'s> Walker<'s> {
             }
             wanted.push(i);
         }
-        if wanted.is_empty() {
-            return;
-        }
-        // In-process engines complete on their first poll, so this costs them nothing; network
-        // engines (clamd, ICAP) run concurrently with each other.
-        let engines = self.engines;
-        let scans = wanted.iter().map(|&i| engines[i].scan(object));
-        let results = self.handle.block_on(futures::future::join_all(scans));
+        wanted
+    }
+
+    /// Records what the `wanted` engines (see [`scan_with`]) made of the object at `path`.
+    fn record(
+        &mut self,
+        path: &str,
+        wanted: &[usize],
+        results: Vec<Result<Vec<Detection>, EngineError>>,
+    ) {
         for (&i, result) in wanted.iter().zip(results) {
             let engine = self.engines[i].name();
             let summary = &mut self.out.engines[i];
@@ -210,8 +310,8 @@ impl<'s> Walker<'s> {
                     summary.objects_scanned += 1;
                     summary.detections += detections.len() as u64;
                     for detection in detections {
-                        tracing::debug!(path = object.path, engine, name = %detection.name, "detection");
-                        self.out.detections.push(detection.at(object.path, engine));
+                        tracing::debug!(path, engine, name = %detection.name, "detection");
+                        self.out.detections.push(detection.at(path, engine));
                     }
                 }
                 Err(EngineError::NotExamined(why)) => {
@@ -220,19 +320,19 @@ impl<'s> Walker<'s> {
                         engine: engine.to_owned(),
                     };
                     self.problem(
-                        object.path,
+                        path,
                         reason,
                         format!("not examined by engine {engine}: {why}"),
                     );
                 }
                 Err(err) => {
                     summary.errors += 1;
-                    tracing::warn!(path = object.path, engine, error = %err, "engine failed");
+                    tracing::warn!(path, engine, error = %err, "engine failed");
                     let reason = Reason::EngineError {
                         engine: engine.to_owned(),
                     };
                     self.problem(
-                        object.path,
+                        path,
                         reason,
                         format!("engine {engine} {}", err.public_message()),
                     );

@@ -221,3 +221,113 @@ async fn a_file_scanned_in_place_is_hashed_only_where_the_hash_is_asked_for() {
         hex::encode(sha2::Sha256::digest(b"harmless words"))
     );
 }
+
+/// A root of 17 MiB (past the size from which engines run beside the opening): it starts with
+/// the EICAR string, and a zip holding EICAR is appended to it.
+fn large_root_carrying_a_zip() -> Vec<u8> {
+    let mut root = eicar();
+    root.resize(17 << 20, 0);
+    root.extend(testing::zip(&[("eicar.com", &eicar())]));
+    root
+}
+
+/// Waits, when given the root, until it has been given a member: only an engine that runs
+/// beside the opening of the root ever sees one then.
+struct RootWaitsForAMember {
+    member_seen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl Engine for RootWaitsForAMember {
+    fn name(&self) -> &str {
+        "root-waits"
+    }
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
+        if object.depth > 0 {
+            self.member_seen.store(true, Ordering::SeqCst);
+            return Ok(Vec::new());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.member_seen.load(Ordering::SeqCst) {
+            if std::time::Instant::now() > deadline {
+                return Err(EngineError::Unavailable(
+                    "the root's engines ran before its members were opened".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(Vec::new())
+    }
+    async fn health(&self) -> Result<String, EngineError> {
+        Ok("ok".into())
+    }
+}
+
+#[tokio::test]
+async fn a_large_objects_engines_run_beside_its_opening_and_report_in_walk_order() {
+    let member_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scanner = Scanner::builder()
+        .engine(Needle::eicar())
+        .engine(RootWaitsForAMember {
+            member_seen: Arc::clone(&member_seen),
+        })
+        .build()
+        .unwrap();
+    let report = scan(&scanner, "large.bin", large_root_carrying_a_zip()).await;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(member_seen.load(Ordering::SeqCst));
+    // The root's own detection comes first, as when its engines run before its members.
+    let paths: Vec<&str> = report.detections.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert_eq!(paths[0], "large.bin");
+    assert!(
+        paths[1].starts_with("large.bin@") && paths[1].ends_with("/eicar.com"),
+        "{paths:?}"
+    );
+    assert_eq!(report.verdict, Verdict::Infected);
+}
+
+/// Fault injection: an engine with a bug that panics on large objects.
+struct PanicsOnLargeObjects;
+
+#[async_trait]
+impl Engine for PanicsOnLargeObjects {
+    fn name(&self) -> &str {
+        "panics"
+    }
+    async fn scan(&self, object: &ScanObject<'_>) -> Result<Vec<Detection>, EngineError> {
+        assert!(object.data.len() < 1 << 20, "a bug in an engine");
+        Ok(Vec::new())
+    }
+    async fn health(&self) -> Result<String, EngineError> {
+        Ok("ok".into())
+    }
+}
+
+#[tokio::test]
+async fn an_engine_that_panics_beside_the_opening_leaves_the_object_failed_and_its_members_scanned()
+{
+    let scanner = Scanner::builder()
+        .engine(Needle::eicar())
+        .engine(PanicsOnLargeObjects)
+        .build()
+        .unwrap();
+    let report = scan(&scanner, "large.bin", large_root_carrying_a_zip()).await;
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == "large.bin" && p.reason == Reason::Failed),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report
+            .detections
+            .iter()
+            .any(|d| d.path.ends_with("/eicar.com")),
+        "{:?}",
+        report.detections
+    );
+    assert_ne!(report.verdict, Verdict::Clean);
+}

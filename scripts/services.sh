@@ -131,12 +131,13 @@ start() {
     # genisoimage, msitools, xz, 7z, arj, makensis and zip write the old-format archives, SZDD files,
     # cabinets, disk images, MSI packages, raw LZMA streams, PPMd 7z archives, ARJ archives and
     # NSIS installers of scan-core's tests; lzip, ncompress (compress) and rpm (rpmbuild) the
-    # lzip, .Z and RPM files; unar extracts the RAR samples for the bytes to expect; qpdf
+    # lzip, .Z and RPM files; unar, or bsdtar (libarchive-tools) where unar cannot (this unar
+    # fails on RAR 5 with subfolders), extracts the RAR samples for the bytes to expect; qpdf
     # encrypts PDFs with every revision of the standard security handler. Disk images:
     # dosfstools and mtools (FAT), ntfs-3g (NTFS, written through its FUSE driver), exfatprogs
     # and exfat-fuse (exFAT), fdisk and gdisk (MBR and GPT tables), qemu-utils (VHD, VHDX),
     # squashfs-tools, udftools (mkudffs: empty UDF volumes of each revision).
-    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm unar qpdf \
+    apt_install clamav-daemon clamav clamdscan c-icap libc-icap-mod-virus-scan python3 redis-server clamav-testfiles cpio mscompress gcab genisoimage msitools xz-utils p7zip-full arj nsis zip lzip ncompress rpm unar libarchive-tools qpdf \
         dosfstools mtools ntfs-3g exfatprogs exfat-fuse fdisk gdisk qemu-utils squashfs-tools udftools
     install_moto
     install_sdk

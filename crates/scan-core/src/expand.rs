@@ -1,8 +1,9 @@
 //! Recursive expansion: walks the tree of an object and its members, hands every node to the
 //! engines that want it, and records what could not be examined. The walker alone owns limits,
 //! depth, paths, problems and engines; each carrier format (`crate::formats`) only yields its
-//! members through [`Members`]. Runs on one blocking thread per scan; every decoded byte passes
-//! through [`crate::decompress::Capped`].
+//! members through [`Members`]. Runs on one blocking thread per scan, with a second one at a time
+//! for a large object's engines ([`Walker::overlapped`]); every decoded byte passes through
+//! [`crate::decompress::Capped`].
 
 use std::io::Read;
 use std::sync::Arc;

@@ -362,9 +362,7 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
         .unwrap();
     assert!(outside.tag_set().is_empty());
     // The claims the dead instance held were taken over and finished: none is pending now.
-    let redis = redis::Client::open(redis_url()).unwrap();
-    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
-    let left: Vec<String> = pending_claims(&mut conn, &format!("{{{space}}}:jobs"))
+    let left: Vec<String> = pending_claims(&space)
         .await
         .into_iter()
         .map(|(id, _)| id)

@@ -468,13 +468,10 @@ impl Process {
 /// instance is frozen (SIGSTOP: it can neither finish nor renew a claim), its claims are read
 /// from Redis, and only then is it killed; frozen with none held, it is let go and caught again.
 pub(crate) async fn kill_holding_claims(doomed: &mut Process, space: &str) -> Vec<String> {
-    let redis = redis::Client::open(redis_url()).unwrap();
-    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
-    let stream = format!("{{{space}}}:jobs");
     let mine = format!("-{}-", doomed.pid());
     for _ in 0..500 {
         doomed.signal("STOP");
-        let held: Vec<String> = pending_claims(&mut conn, &stream)
+        let held: Vec<String> = pending_claims(space)
             .await
             .into_iter()
             .filter(|(_, consumer)| consumer.contains(&mine))
@@ -490,13 +487,14 @@ pub(crate) async fn kill_holding_claims(doomed: &mut Process, space: &str) -> Ve
     panic!("the instance never held a claim to be killed with");
 }
 
-/// Every claimed, unfinished job of the job stream `stream`: its id and the consumer holding it.
-pub(crate) async fn pending_claims(
-    conn: &mut redis::aio::MultiplexedConnection,
-    stream: &str,
-) -> Vec<(String, String)> {
+/// Every claimed, unfinished job in the Redis job stream of namespace `space`: its id and the
+/// consumer holding it.
+pub(crate) async fn pending_claims(space: &str) -> Vec<(String, String)> {
+    let redis = redis::Client::open(redis_url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("{{{space}}}:jobs");
     let pending: redis::streams::StreamPendingCountReply =
-        redis::AsyncCommands::xpending_count(conn, stream, "workers", "-", "+", 10_000)
+        redis::AsyncCommands::xpending_count(&mut conn, &stream, "workers", "-", "+", 10_000)
             .await
             .unwrap();
     pending

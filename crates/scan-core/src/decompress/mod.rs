@@ -8,6 +8,7 @@ mod arj;
 mod cab;
 mod chm;
 mod filters;
+mod lzma;
 mod lzo;
 mod nrv;
 mod ovba;
@@ -286,13 +287,7 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
     Ok(match codec {
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
-        // Multi-stream xz (several concatenated streams) is valid and `xz -d` accepts it.
-        // The memory limit is checked per block, before its dictionary is allocated.
-        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
-            input,
-            true,
-            (crate::expand::DECODER_MEMORY_LIMIT / 1024) as u32,
-        )),
+        Codec::Xz => Box::new(lzma::xz(input)?),
         Codec::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::new(input)?;
             // zstd's window size decides decoder memory; refuse frames that want more than
@@ -308,12 +303,8 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
         Codec::BinHexRle => Box::new(filters::BinHexRle::new(input)),
         Codec::Ovba => Box::new(ovba::OvbaReader::new(input)),
         Codec::Lzss => Box::new(filters::Lzss::new(input)),
-        Codec::LzmaAlone => Box::new(lzma_rust2::LzmaReader::new_mem_limit(
-            input,
-            (crate::expand::DECODER_MEMORY_LIMIT / 1024) as u32,
-            None,
-        )?),
-        Codec::LzmaRaw => lzma_raw(input)?,
+        Codec::LzmaAlone => Box::new(lzma::alone(input)?),
+        Codec::LzmaRaw => Box::new(lzma::raw(input)?),
         Codec::Lzip => {
             return Err(invalid(
                 "lzip is read from its end too: through seekable_decoder",
@@ -326,141 +317,8 @@ pub(crate) fn stream_decoder<'a, R: Read + 'a>(
     })
 }
 
-/// A raw LZMA stream: a properties byte and a dictionary size, then the stream. The
-/// dictionary is checked against the memory limit before the decoder allocates it.
-fn lzma_raw<'a, R: Read + 'a>(mut input: R) -> io::Result<Box<dyn Read + 'a>> {
-    let mut header = [0u8; 5];
-    input.read_exact(&mut header)?;
-    let dict_size = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
-    if u64::from(dict_size) > crate::expand::DECODER_MEMORY_LIMIT {
-        return Err(io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            format!("an LZMA dictionary of {dict_size} bytes"),
-        ));
-    }
-    Ok(Box::new(lzma_rust2::LzmaReader::new_with_props(
-        input,
-        u64::MAX,
-        header[0],
-        dict_size,
-        None,
-    )?))
-}
-
-/// lzip's members one after another: each a 6-byte header (`LZIP`, version 1, the coded
-/// dictionary size), an LZMA stream (lc 3, lp 0, pb 2) ended by its end marker, and a 20-byte
-/// trailer whose last 8 bytes give the member's size. The members are found from the end, by
-/// those sizes, as lzip's own tools do; each LZMA stream is then read from its start, bounded
-/// to its own bytes (the decoder reads ahead).
-struct Lzip<R> {
-    input: Rc<std::cell::RefCell<R>>,
-    /// Members not started yet: their start and size.
-    members: std::vec::IntoIter<(u64, u64)>,
-    current: Option<lzma_rust2::LzmaReader<io::Take<Shared<R>>>>,
-}
-
-/// A reader several owners take turns with.
-struct Shared<R>(Rc<std::cell::RefCell<R>>);
-
-impl<R: Read> Read for Shared<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.borrow_mut().read(buf)
-    }
-}
-
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
-}
-
-impl<R: Read + Seek> Lzip<R> {
-    fn new(mut input: R) -> io::Result<Self> {
-        let mut members = Vec::new();
-        let mut end = input.seek(SeekFrom::End(0))?;
-        while end > 0 {
-            let mut size = [0u8; 8];
-            if end < 26 {
-                return Err(invalid(
-                    "data before the first lzip member, or a member cut short",
-                ));
-            }
-            input.seek(SeekFrom::Start(end - 8))?;
-            input.read_exact(&mut size)?;
-            let size = u64::from_le_bytes(size);
-            if !(26..=end).contains(&size) {
-                return Err(invalid(
-                    "the lzip members do not hold together: damaged or cut short",
-                ));
-            }
-            let start = end - size;
-            let mut header = [0u8; 5];
-            input.seek(SeekFrom::Start(start))?;
-            input.read_exact(&mut header)?;
-            if &header != b"LZIP\x01" {
-                return Err(invalid(
-                    "an lzip member's size does not lead to its header: damaged or cut short",
-                ));
-            }
-            members.push((start, size));
-            end = start;
-        }
-        members.reverse();
-        Ok(Lzip {
-            input: Rc::new(std::cell::RefCell::new(input)),
-            members: members.into_iter(),
-            current: None,
-        })
-    }
-
-    /// Starts the next member; `false` after the last.
-    fn next_member(&mut self) -> io::Result<bool> {
-        let Some((start, size)) = self.members.next() else {
-            return Ok(false);
-        };
-        let coded = {
-            let mut input = self.input.borrow_mut();
-            let mut header = [0u8; 6];
-            input.seek(SeekFrom::Start(start))?;
-            input.read_exact(&mut header)?;
-            header[5]
-        };
-        let base = 1u64 << (coded & 0x1F);
-        let dict = base - (base / 16) * u64::from(coded >> 5);
-        if !(1 << 12..=1 << 29).contains(&dict) {
-            return Err(invalid(format!("an lzip dictionary of {dict} bytes")));
-        }
-        if dict > crate::expand::DECODER_MEMORY_LIMIT {
-            return Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                format!("an LZMA dictionary of {dict} bytes"),
-            ));
-        }
-        let body = Shared(Rc::clone(&self.input)).take(size - 26);
-        self.current = Some(lzma_rust2::LzmaReader::new_with_props(
-            body,
-            u64::MAX,
-            3 + 2 * 45,
-            dict as u32,
-            None,
-        )?);
-        Ok(true)
-    }
-}
-
-impl<R: Read + Seek> Read for Lzip<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if let Some(member) = &mut self.current {
-                let n = member.read(buf)?;
-                if n > 0 || buf.is_empty() {
-                    return Ok(n);
-                }
-                self.current = None;
-            }
-            if !self.next_member()? {
-                return Ok(0);
-            }
-        }
-    }
 }
 
 /// A decoder for `codec` over an input that can also seek: the formats read from the end as
@@ -470,7 +328,7 @@ pub(crate) fn seekable_decoder<'a, R: Read + Seek + 'a>(
     input: R,
 ) -> io::Result<Box<dyn Read + 'a>> {
     match codec {
-        Codec::Lzip => Ok(Box::new(Lzip::new(input)?)),
+        Codec::Lzip => Ok(Box::new(lzma::Lzip::new(input)?)),
         other => stream_decoder(other, input),
     }
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use liblzma::stream::{Action, CONCATENATED, Error as LzmaError, Filters, Status, Stream};
 
-use crate::expand::DECODER_MEMORY_LIMIT;
+use super::DECODER_MEMORY_LIMIT;
 
 /// How much compressed input is read ahead of the decoder at a time.
 const INPUT_BUFFER: usize = 64 << 10;

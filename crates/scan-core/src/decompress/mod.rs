@@ -25,6 +25,10 @@ use std::time::Instant;
 
 use crate::limits::{Limit, Limits};
 
+/// The most memory any one decoder may ask for (an LZMA dictionary, say), in bytes; the same
+/// bound as 7z's. Standard presets need at most 64 MiB.
+pub(crate) const DECODER_MEMORY_LIMIT: u64 = 256 << 20;
+
 /// The scan-wide budget: what all members of one scan have used so far.
 #[derive(Debug)]
 pub(crate) struct Budget {

@@ -3,7 +3,7 @@
 use std::io::Cursor;
 
 use super::Format;
-use crate::expand::{Declared, Exact, Members, Taken};
+use crate::formats::members::{Declared, Exact, Members, Taken};
 
 pub(super) const FORMAT: Format = Format {
     name: "ar",
@@ -11,7 +11,7 @@ pub(super) const FORMAT: Format = Format {
     expand,
 };
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let mut archive = ar::Archive::new(Cursor::new(data));
     while let Some(entry) = archive.next_entry() {
         if members.stopped() {

@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use super::Format;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Exact, Members, Taken};
+use crate::formats::members::{Declared, Exact, Members, Taken};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -77,7 +77,7 @@ fn header_at(data: &[u8], at: usize) -> Result<Option<Header<'_>>, String> {
     }))
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let mut at = match header_at(data, 0) {
         Ok(Some(main)) => main.data_at,
         Ok(None) => return members.corrupt("ARJ archive", "an empty main header"),
@@ -121,7 +121,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
 
 /// Decodes one member, or records why it cannot be.
 fn member(
-    members: &mut Members<'_, '_>,
+    members: &mut Members<'_>,
     name: &str,
     flags: u8,
     method: u8,
@@ -129,7 +129,7 @@ fn member(
     compressed: u64,
     original: u64,
 ) -> Taken {
-    let not_examined = |members: &mut Members<'_, '_>, reason, message: &str| {
+    let not_examined = |members: &mut Members<'_>, reason, message: &str| {
         let child = members.child(name);
         members.member_problem(&child, reason, message);
         Taken::Refused

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use super::Format;
 use super::text::{Decoder, SixBits, six_bit_values};
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Exact, Members, Taken};
+use crate::formats::members::{Declared, Exact, Members, Taken};
 
 pub(super) const FORMAT: Format = Format {
     name: "binhex",
@@ -38,7 +38,7 @@ fn marker(data: &[u8]) -> Option<usize> {
         .find(|&at| at == 0 || window[at - 1] == b'\n')
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let Some(at) = marker(data) else { return };
     let after = &data[at..];
     let Some(start) = memchr::memchr(b'\n', after)

@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use super::Format;
 use crate::decompress::{CabCompression, CabFolder, Counting};
-use crate::expand::{Members, Slice};
+use crate::formats::members::{Members, Slice};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -30,7 +30,7 @@ struct File {
     folder: u16,
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let header = match Header::parse(data) {
         Ok(header) => header,
         Err(e) => return members.corrupt("cabinet", e),
@@ -70,7 +70,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
 
 /// Decodes one folder in one pass and yields its files, in order of their offsets.
 fn folder_files(
-    members: &mut Members<'_, '_>,
+    members: &mut Members<'_>,
     data: &[u8],
     header: &Header,
     folder: &Folder,

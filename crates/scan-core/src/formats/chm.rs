@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use super::Format;
 use crate::decompress::{CHM_FRAME, ChmLzx, ChmSection, Counting};
-use crate::expand::{Members, Slice};
+use crate::formats::members::{Members, Slice};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -32,7 +32,7 @@ struct Entry {
     length: u64,
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let (content_at, entries) = match directory(data) {
         Ok(found) => found,
         Err(e) => return members.corrupt("CHM file", e),

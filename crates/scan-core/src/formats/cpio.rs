@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use super::Format;
-use crate::expand::{Declared, Exact, Members, Taken};
+use crate::formats::members::{Declared, Exact, Members, Taken};
 
 pub(super) const FORMAT: Format = Format {
     name: "cpio",
@@ -38,7 +38,7 @@ struct OldHeader {
 }
 
 /// Walks an old-format archive: header, name, data, header... up to `TRAILER!!!`.
-fn expand_old(members: &mut Members<'_, '_>, data: &[u8], header: fn(&[u8]) -> Option<OldHeader>) {
+fn expand_old(members: &mut Members<'_>, data: &[u8], header: fn(&[u8]) -> Option<OldHeader>) {
     let mut at = 0;
     while !members.stopped() {
         let Some(entry) = header(&data[at..]) else {
@@ -127,7 +127,7 @@ fn binary_header(data: &[u8]) -> Option<OldHeader> {
     })
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let mut cursor = Cursor::new(data);
     loop {
         if members.stopped() {

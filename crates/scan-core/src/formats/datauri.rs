@@ -4,7 +4,7 @@
 
 use super::Format;
 use super::text::{Decoder, Percent, SixBits};
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 
 pub(super) const FORMAT: Format = Format {
     name: "data-uri",
@@ -103,7 +103,7 @@ fn uri_at(data: &[u8], at: usize) -> Option<Uri> {
     })
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     for uri in uris(data) {
         if members.stopped() {
             return;

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use super::Format;
-use crate::expand::Members;
+use crate::formats::members::Members;
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -30,7 +30,7 @@ struct Volume {
     joliet: bool,
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let mut read = HashSet::new();
     walk(members, data, &mut read);
     // A bridge disc: Windows shows its UDF side, which may name files the ISO 9660 side
@@ -41,7 +41,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
 }
 
 /// Walks the ISO 9660 tree, recording where each file read lies (offset and length).
-fn walk(members: &mut Members<'_, '_>, data: &[u8], read: &mut HashSet<(u64, u64)>) {
+fn walk(members: &mut Members<'_>, data: &[u8], read: &mut HashSet<(u64, u64)>) {
     let Some(volume) = volume(data) else {
         return members.corrupt(
             "ISO 9660 image",

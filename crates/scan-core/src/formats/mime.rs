@@ -10,7 +10,7 @@ use memchr::memmem;
 
 use super::Format;
 use super::text::{Decoder, QuotedPrintable, SixBits, Uuencode};
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 use crate::limits::Limit;
 
 pub(super) const FORMAT: Format = Format {
@@ -113,7 +113,7 @@ fn header_end(data: &[u8]) -> Option<(usize, usize)> {
     })
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let messages = mbox_messages(data);
     if messages.len() > 1 {
         // Several messages: each is a member of its own, an e-mail again.
@@ -170,7 +170,7 @@ struct Parts {
 }
 
 impl Parts {
-    fn entity(&mut self, members: &mut Members<'_, '_>, data: &[u8], nesting: u32) {
+    fn entity(&mut self, members: &mut Members<'_>, data: &[u8], nesting: u32) {
         if members.stopped() {
             return;
         }
@@ -202,7 +202,7 @@ impl Parts {
         self.leaf(members, &entity, body);
     }
 
-    fn leaf(&mut self, members: &mut Members<'_, '_>, entity: &Entity, body: &[u8]) {
+    fn leaf(&mut self, members: &mut Members<'_>, entity: &Entity, body: &[u8]) {
         if body.iter().all(u8::is_ascii_whitespace) {
             return;
         }
@@ -445,7 +445,7 @@ fn split_multipart<'d>(body: &'d [u8], boundary: &[u8]) -> Vec<&'d [u8]> {
 
 /// Yields every `begin NNN name` ... `end` block of `body` as a member named after the file;
 /// false when there was none.
-fn uuencoded_blocks(members: &mut Members<'_, '_>, body: &[u8]) -> bool {
+fn uuencoded_blocks(members: &mut Members<'_>, body: &[u8]) -> bool {
     let mut found = false;
     let mut at = 0;
     while let Some(offset) = find_begin_line(&body[at..]) {

@@ -1,6 +1,7 @@
 //! Carrier formats, one module each. A format identifies its carrier by content (never by name)
-//! and yields the members it holds through [`crate::expand::Members`]; the walker alone owns
-//! limits, depth, paths, problems and engines. Adding a format is its module plus one line in
+//! and yields the members it holds through [`members::Members`], the contract in
+//! `members.rs`; the walker (`crate::expand`) alone owns limits, depth, paths, problems and
+//! engines. Adding a format is its module plus one line in
 //! [`FORMATS`]. Carriers that start inside an object no format opens (an archive in an
 //! executable, a zip appended to an image) are found by [`embedded`], which the walker asks.
 
@@ -14,6 +15,7 @@ mod datauri;
 mod disk;
 pub(crate) mod embedded;
 mod iso;
+pub(crate) mod members;
 mod mime;
 mod mscompress;
 mod nsis;
@@ -37,7 +39,7 @@ mod tnef;
 pub(crate) mod upx;
 mod zip;
 
-use crate::expand::Members;
+use members::Members;
 
 /// One carrier format.
 pub(crate) struct Format {
@@ -46,7 +48,7 @@ pub(crate) struct Format {
     /// Whether `data` is this carrier, judged from its content alone.
     pub(crate) identify: fn(&[u8]) -> bool,
     /// Yields the carrier's members (and records what could not be read of it).
-    pub(crate) expand: fn(&mut Members<'_, '_>, &[u8]),
+    pub(crate) expand: fn(&mut Members<'_>, &[u8]),
 }
 
 /// Every format, in the order identification tries them: magic numbers at offset 0 first, then

@@ -6,7 +6,7 @@ use std::io::{Cursor, Read};
 
 use super::Format;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Exact, Members};
+use crate::formats::members::{Declared, Exact, Members};
 use crate::verdict::Reason;
 
 const SZDD_MAGIC: &[u8] = b"SZDD\x88\xF0\x27\x33";
@@ -25,7 +25,7 @@ pub(super) const KWAJ: Format = Format {
     expand: expand_kwaj,
 };
 
-fn expand_szdd(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand_szdd(members: &mut Members<'_>, data: &[u8]) {
     // Header: magic, mode, the file name's last character, the expanded size.
     let last = data[9];
     let size = u64::from(u32::from_le_bytes([data[10], data[11], data[12], data[13]]));
@@ -35,7 +35,7 @@ fn expand_szdd(members: &mut Members<'_, '_>, data: &[u8]) {
 
 /// The expanded file. When its size is declared, ending short of it is damage, never a whole
 /// file.
-fn lzss_member(members: &mut Members<'_, '_>, name: &str, compressed: &[u8], size: Option<u64>) {
+fn lzss_member(members: &mut Members<'_>, name: &str, compressed: &[u8], size: Option<u64>) {
     let child = members.child(name);
     let declared = Declared {
         size,
@@ -58,7 +58,7 @@ fn lzss_member(members: &mut Members<'_, '_>, name: &str, compressed: &[u8], siz
     };
 }
 
-fn expand_kwaj(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand_kwaj(members: &mut Members<'_>, data: &[u8]) {
     let word = |at: usize| {
         data.get(at..at + 2)
             .map(|w| usize::from(u16::from_le_bytes([w[0], w[1]])))

@@ -9,7 +9,7 @@ use std::io::{self, Cursor, Read};
 
 use super::Format;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Exact, Members, Taken};
+use crate::formats::members::{Declared, Exact, Members, Taken};
 use crate::verdict::Reason;
 
 /// The first header's signature, after its 4-byte flags.
@@ -60,7 +60,7 @@ fn decoder<'a>(
     }
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let u32_at = |at: usize| {
         data.get(at..at + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
@@ -127,7 +127,7 @@ fn block_name(index: usize) -> String {
 }
 
 /// Blocks compressed one by one. After the last comes the installer's CRC-32.
-fn non_solid(members: &mut Members<'_, '_>, body: &[u8]) {
+fn non_solid(members: &mut Members<'_>, body: &[u8]) {
     let mut at = 0;
     for index in 0.. {
         if members.stopped() || body.len() - at <= 4 {
@@ -156,7 +156,7 @@ fn non_solid(members: &mut Members<'_, '_>, body: &[u8]) {
 }
 
 /// One stream of items, each a 32-bit length and its bytes; the first is the header.
-fn solid(members: &mut Members<'_, '_>, body: &[u8], header_len: usize) {
+fn solid(members: &mut Members<'_>, body: &[u8], header_len: usize) {
     let (counting, consumed) = Counting::new(Cursor::new(body));
     let mut reader = match decoder(compressor(body), counting) {
         Ok(reader) => reader,
@@ -203,7 +203,7 @@ fn read_length(reader: &mut dyn Read, word: &mut [u8; 4]) -> io::Result<bool> {
     Ok(true)
 }
 
-fn not_decoded(members: &mut Members<'_, '_>, name: &str, err: &io::Error) {
+fn not_decoded(members: &mut Members<'_>, name: &str, err: &io::Error) {
     let child = members.child(name);
     let reason = match err.kind() {
         io::ErrorKind::Unsupported | io::ErrorKind::OutOfMemory => Reason::Unsupported,

@@ -16,7 +16,7 @@ use std::io::{self, Read};
 use base64::Engine as _;
 use sha2::Digest;
 
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 use crate::verdict::Reason;
 
 /// The passwords Office opens a document with without asking.
@@ -35,7 +35,7 @@ type Compound<'d> = cfb::CompoundFile<io::Cursor<&'d [u8]>>;
 /// which this module has dealt with (decrypted and walked, or reported `encrypted`): its other
 /// streams are then of no interest. Legacy encryption is reported, and `false` returned so the
 /// streams are scanned as they are.
-pub(super) fn examine(members: &mut Members<'_, '_>, file: &mut Compound<'_>) -> bool {
+pub(super) fn examine(members: &mut Members<'_>, file: &mut Compound<'_>) -> bool {
     if file.is_stream("/EncryptionInfo") && file.is_stream("/EncryptedPackage") {
         encrypted_package(members, file);
         return true;
@@ -49,7 +49,7 @@ pub(super) fn examine(members: &mut Members<'_, '_>, file: &mut Compound<'_>) ->
     false
 }
 
-fn encrypted_package(members: &mut Members<'_, '_>, file: &mut Compound<'_>) {
+fn encrypted_package(members: &mut Members<'_>, file: &mut Compound<'_>) {
     let info = match read_stream(file, "/EncryptionInfo", MAX_INFO) {
         Ok(info) => info,
         Err(e) => return members.corrupt("Office encryption header", e),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::Format;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Exact, Members};
+use crate::formats::members::{Declared, Exact, Members};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -26,7 +26,7 @@ const MAX_VBA_MODULE: u64 = 16 << 20;
 /// The `dir` stream of a VBA project: a few kilobytes in practice.
 const MAX_VBA_DIR: u64 = 1 << 20;
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let mut file = match cfb::CompoundFile::open(Cursor::new(data)) {
         Ok(file) => file,
         Err(e) => return members.corrupt("OLE compound file", e),
@@ -151,7 +151,7 @@ fn msg_attachment_names(
 }
 
 /// An `\x01Ole10Native` stream: a packaged file (OLE "Package" object) behind a 4-byte size.
-fn native_package(members: &mut Members<'_, '_>, file: &mut Compound<'_>, path: &Path, raw: &str) {
+fn native_package(members: &mut Members<'_>, file: &mut Compound<'_>, path: &Path, raw: &str) {
     let Ok(mut stream) = file.open_stream(path) else {
         return;
     };
@@ -165,7 +165,7 @@ fn native_package(members: &mut Members<'_, '_>, file: &mut Compound<'_>, path: 
 /// Reads the native data of an OLE "Package" object (after its size field) and yields the file
 /// it carries as `<prefix>/<file name>`. Data that is not a package is left alone: the stream
 /// holding it was scanned whole already.
-pub(super) fn package(members: &mut Members<'_, '_>, reader: &mut dyn Read, prefix: &str) {
+pub(super) fn package(members: &mut Members<'_>, reader: &mut dyn Read, prefix: &str) {
     let Ok((name, size)) = package_header(reader) else {
         return;
     };
@@ -232,12 +232,7 @@ fn c_string(reader: &mut dyn Read) -> io::Result<String> {
 /// Objects embedded in PowerPoint 97-2003 slides: `ExOleObjStg` records (type 0x1011) of the
 /// `PowerPoint Document` stream, zlib-compressed when their instance is 1. Containers (version
 /// 0xF) are entered, every other record skipped by its length, so the walk is linear.
-fn powerpoint_objects(
-    members: &mut Members<'_, '_>,
-    file: &mut Compound<'_>,
-    path: &Path,
-    raw: &str,
-) {
+fn powerpoint_objects(members: &mut Members<'_>, file: &mut Compound<'_>, path: &Path, raw: &str) {
     const EX_OLE_OBJ_STG: u16 = 0x1011;
     let Ok(mut stream) = file.open_stream(path) else {
         return;
@@ -294,7 +289,7 @@ fn powerpoint_objects(
 
 /// The source of every module of a VBA project storage (the one holding `dir` and
 /// `_VBA_PROJECT`), decompressed, as `<module stream>.vba`.
-fn vba_modules(members: &mut Members<'_, '_>, file: &mut Compound<'_>, storage: &Path) {
+fn vba_modules(members: &mut Members<'_>, file: &mut Compound<'_>, storage: &Path) {
     let storage_name = storage.to_string_lossy().trim_start_matches('/').to_owned();
     let dir = match read_stream(file, &storage.join("dir"), MAX_VBA_DIR) {
         Ok(dir) => dir,

@@ -6,7 +6,7 @@
 use memchr::memmem;
 
 use super::Format;
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -26,7 +26,7 @@ const FILE_DATA_HEADER: [u8; 16] = [
 /// The GUID, the 8-byte length, 4 unused and 8 reserved bytes: the file data starts here.
 const DATA_AT: usize = 16 + 8 + 4 + 8;
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     for (index, at) in memmem::find_iter(data, &FILE_DATA_HEADER).enumerate() {
         if members.stopped() {
             return;

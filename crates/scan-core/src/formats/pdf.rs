@@ -18,7 +18,7 @@ use super::Format;
 use super::pdf_crypt::{Crypt, Locked, Method, Params};
 use super::text::{Ascii85, Decoder, Hex};
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Members, Taken};
+use crate::formats::members::{Declared, Members, Taken};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -47,7 +47,7 @@ struct Object {
     stream: Option<Range<usize>>,
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let (mut objects, truncated) = find_objects(data);
     resolve_indirect_lengths(data, &mut objects);
     if objects.is_empty() {
@@ -372,7 +372,7 @@ impl Names {
 /// Decodes a stream (decrypted first when the file is encrypted) through its filters and
 /// yields it; object streams are also searched for the scripts they hold.
 fn stream_member(
-    members: &mut Members<'_, '_>,
+    members: &mut Members<'_>,
     name: &str,
     dict: &[u8],
     raw: &[u8],
@@ -526,7 +526,7 @@ fn stored_plain(dict: &[u8], crypt: &Crypt) -> bool {
 }
 
 /// Yields the literal or hex strings of `/JS` entries in `dict` as members named `name`.
-fn scripts(members: &mut Members<'_, '_>, dict: &[u8], name: &str, strings: Strings<'_>) {
+fn scripts(members: &mut Members<'_>, dict: &[u8], name: &str, strings: Strings<'_>) {
     let finder = memmem::Finder::new(b"/JS");
     let mut from = 0;
     while let Some(found) = finder.find(&dict[from..]) {

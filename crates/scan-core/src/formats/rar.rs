@@ -9,7 +9,7 @@ use std::io::{self, Cursor, Read};
 use compress_tools::{ArchiveContents, ArchiveIterator};
 
 use super::Format;
-use crate::expand::{Declared, Members, Taken};
+use crate::formats::members::{Declared, Members, Taken};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -22,7 +22,7 @@ pub(super) const FORMAT: Format = Format {
 const S_IFMT: u32 = 0o170_000;
 const S_IFDIR: u32 = 0o040_000;
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let mut archive = match ArchiveIterator::from_read(Cursor::new(data)) {
         Ok(archive) => archive,
         Err(e) => return failed(members, None, &e.to_string()),
@@ -74,7 +74,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
 }
 
 /// Records why libarchive stopped, on the member it was reading or on the archive.
-fn failed(members: &mut Members<'_, '_>, child: Option<&str>, why: &str) {
+fn failed(members: &mut Members<'_>, child: Option<&str>, why: &str) {
     let lower = why.to_ascii_lowercase();
     let (reason, message) = if lower.contains("ncrypt") || lower.contains("password") {
         (

@@ -3,7 +3,7 @@
 //! opened in turn.
 
 use super::Format;
-use crate::expand::Members;
+use crate::formats::members::Members;
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -33,7 +33,7 @@ fn header_len(data: &[u8], at: usize) -> Option<usize> {
     (at.checked_add(len)? <= data.len()).then_some(len)
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let Some(signature) = header_len(data, LEAD) else {
         return members.corrupt("RPM package", "the signature header does not hold together");
     };

@@ -7,7 +7,7 @@ use memchr::memmem;
 use super::Format;
 use super::ole::package;
 use super::text::{Decoder, Transfer, hex_value};
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 
 pub(super) const FORMAT: Format = Format {
     name: "rtf",
@@ -16,7 +16,7 @@ pub(super) const FORMAT: Format = Format {
     expand,
 };
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     for (index, at) in memmem::find_iter(data, b"\\objdata").enumerate() {
         if members.stopped() {
             return;

@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use super::Format;
 use super::text::{Decoder, Hex, SixBits};
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 
 pub(super) const FORMAT: Format = Format {
     name: "script",
@@ -35,13 +35,13 @@ fn identify(data: &[u8]) -> bool {
     !data[..data.len().min(8192)].contains(&0) && payloads(data).next().is_some()
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     take(members, data);
 }
 
 /// Decodes every payload literal of `data` as a member: for this format, and for the text
 /// formats that hold scripts besides what they carry themselves (HTML with data URIs).
-pub(super) fn take(members: &mut Members<'_, '_>, data: &[u8]) {
+pub(super) fn take(members: &mut Members<'_>, data: &[u8]) {
     for payload in payloads(data).take(MAX_PAYLOADS) {
         if members.stopped() {
             return;

@@ -6,7 +6,7 @@ use sevenz_rust2::{ArchiveReader, EntryDecision, Password};
 
 use super::Format;
 use crate::decompress::Counting;
-use crate::expand::{Declared, Members, Taken};
+use crate::formats::members::{Declared, Members, Taken};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -19,7 +19,7 @@ pub(super) const FORMAT: Format = Format {
 /// refused rather than allocated.
 const MEMORY_LIMIT_KB: usize = 256 * 1024;
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let (counting, consumed) = Counting::new(Cursor::new(data));
     let mut reader =
         match ArchiveReader::new_with_memory_limit(counting, Password::empty(), MEMORY_LIMIT_KB) {
@@ -68,7 +68,7 @@ fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
     }
 }
 
-fn sevenz_error(members: &mut Members<'_, '_>, err: sevenz_rust2::Error) {
+fn sevenz_error(members: &mut Members<'_>, err: sevenz_rust2::Error) {
     use sevenz_rust2::Error as E;
     let (reason, message) = match err {
         E::PasswordRequired | E::MaybeBadPassword(_) => (

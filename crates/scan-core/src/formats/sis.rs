@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use super::Format;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Members, Taken};
+use crate::formats::members::{Declared, Members, Taken};
 use crate::verdict::Reason;
 
 /// UID3 of every SIS file, and UID2 of releases 3 to 5 and of release 6.
@@ -25,7 +25,7 @@ pub(super) const FORMAT: Format = Format {
     expand,
 };
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let field16 = |at| u16_at(data, at).map(usize::from);
     let (Some(languages), Some(files), Some(options), Some(at)) =
         (field16(18), field16(20), u16_at(data, 36), u32_at(data, 52))
@@ -148,7 +148,7 @@ fn file_record(data: &[u8], at: usize, copies: usize, release6: bool) -> Option<
 }
 
 fn file(
-    members: &mut Members<'_, '_>,
+    members: &mut Members<'_>,
     data: &[u8],
     name: &str,
     deflated: bool,

@@ -10,7 +10,7 @@ use backhand::kind::{self, Kind};
 use backhand::{BackhandError, FilesystemCompressor, FilesystemReader, InnerNode, SuperBlock};
 
 use super::Format;
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 use crate::verdict::Reason;
 
 pub(super) const FORMAT: Format = Format {
@@ -59,7 +59,7 @@ impl CompressionAction for Codecs {
 
 static CODECS: Codecs = Codecs;
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let kind = Kind::new_v4_with_const(&CODECS, kind::LE_V4_0);
     let filesystem =
         match FilesystemReader::from_reader_with_offset_and_kind(Cursor::new(data), 0, kind) {

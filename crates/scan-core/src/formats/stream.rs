@@ -5,8 +5,9 @@
 use std::io::Cursor;
 
 use super::Format;
+use crate::decompress::DECODER_MEMORY_LIMIT;
 use crate::decompress::{Codec, Counting, seekable_decoder};
-use crate::expand::{DECODER_MEMORY_LIMIT, Declared, Members};
+use crate::formats::members::{Declared, Members};
 use crate::verdict::Reason;
 
 pub(super) const GZIP: Format = Format {
@@ -80,7 +81,7 @@ fn is_lzma_alone(data: &[u8]) -> bool {
     header[0] < 225 && dict_ok && (size == u64::MAX || size < 1 << 40)
 }
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8], codec: Codec) {
+fn expand(members: &mut Members<'_>, data: &[u8], codec: Codec) {
     let name = member_name(members.path(), data, codec);
     let child = members.child(&name);
     if !members.admit(&child, Declared::UNKNOWN) {

@@ -2,7 +2,7 @@
 //! named by the `attAttachTitle` record of the same attachment.
 
 use super::Format;
-use crate::expand::Members;
+use crate::formats::members::Members;
 
 pub(super) const FORMAT: Format = Format {
     name: "tnef",
@@ -16,7 +16,7 @@ const ATT_ATTACH_RENDDATA: u32 = 0x0006_9002;
 const ATT_ATTACH_TITLE: u32 = 0x0001_8010;
 const ATT_ATTACH_DATA: u32 = 0x0006_800F;
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     // Signature (4) and key (2), then records: level (1), id (4), length (4), data, checksum (2).
     // An attachment's title may come before or after its data, so the data is yielded when
     // the attachment ends (at the next one, or the end of the file).
@@ -76,7 +76,7 @@ struct Attachment {
 
 impl Attachment {
     /// Yields the attachment's data, if it had any, and starts the next one.
-    fn finish(&mut self, members: &mut Members<'_, '_>, data: &[u8], count: &mut usize) {
+    fn finish(&mut self, members: &mut Members<'_>, data: &[u8], count: &mut usize) {
         let done = std::mem::take(self);
         if let Some(range) = done.data {
             *count += 1;

@@ -9,7 +9,7 @@ use std::io::{self, Cursor, Read};
 
 use super::embedded::pe_image_end;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{Declared, Members};
+use crate::formats::members::{Declared, Members};
 
 /// UPX's header: `UPX!`, version, format, method, level, two checksums, the unpacked and
 /// packed lengths, and more, 32 bytes in all from version 10 on.
@@ -58,7 +58,7 @@ pub(crate) fn packed(data: &[u8]) -> Option<Packed> {
 /// stacked on UPX, which encrypts it, or a cut file) leaves the executable scanned as packed,
 /// as other packers are: unpacking is an extra view of an executable, not a carrier that
 /// holds files, so a failure hides nothing that was visible before.
-pub(crate) fn unpack(members: &mut Members<'_, '_>, data: &[u8], packed: Packed) {
+pub(crate) fn unpack(members: &mut Members<'_>, data: &[u8], packed: Packed) {
     let end = packed
         .start
         .saturating_add(packed.compressed)

@@ -7,8 +7,9 @@ use zip::ZipArchive;
 use zip::result::ZipError;
 
 use super::Format;
+use crate::decompress::DECODER_MEMORY_LIMIT;
 use crate::decompress::{Codec, Counting, stream_decoder};
-use crate::expand::{DECODER_MEMORY_LIMIT, Declared, Members};
+use crate::formats::members::{Declared, Members};
 use crate::limits::Limit;
 use crate::verdict::Reason;
 
@@ -26,7 +27,7 @@ fn identify(data: &[u8]) -> bool {
 
 const ENCRYPTED: &str = "the member is encrypted, so it could not be examined";
 
-fn expand(members: &mut Members<'_, '_>, data: &[u8]) {
+fn expand(members: &mut Members<'_>, data: &[u8]) {
     let shift = offsets_shift(data);
     let (counting, consumed) = Counting::new(Shifted {
         data,
@@ -258,7 +259,7 @@ impl Seek for Shifted<'_> {
 }
 
 /// Records a zip error against a member, or the archive when `child` is `None`.
-fn zip_error(members: &mut Members<'_, '_>, child: Option<&str>, err: &ZipError) {
+fn zip_error(members: &mut Members<'_>, child: Option<&str>, err: &ZipError) {
     let (reason, message) = match err {
         ZipError::UnsupportedArchive(msg) if *msg == ZipError::PASSWORD_REQUIRED => {
             (Reason::Encrypted, ENCRYPTED.to_owned())

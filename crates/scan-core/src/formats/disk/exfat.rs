@@ -8,7 +8,7 @@ use std::io::{self, Read};
 
 use super::device::{Device, Tracked, le16, le32, le64, read_at};
 use super::volume::{MAX_DEPTH, MAX_ENTRIES, Volume};
-use crate::expand::Members;
+use crate::formats::members::Members;
 
 pub(super) fn identify(sector: &[u8]) -> bool {
     sector.get(3..11) == Some(b"EXFAT   ")
@@ -191,7 +191,7 @@ fn entries(bytes: &[u8]) -> Vec<Entry> {
 }
 
 /// Walks the exFAT volume on `device`.
-pub(super) fn walk<D: Device>(members: &mut Members<'_, '_>, device: D, volume: &mut Volume<'_>) {
+pub(super) fn walk<D: Device>(members: &mut Members<'_>, device: D, volume: &mut Volume<'_>) {
     let mut device = Tracked::new(device, volume.reads());
     let mut boot = [0u8; 512];
     if let Err(e) = read_at(&mut device, 0, &mut boot) {

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 
 use super::device::{Device, Tracked, le16, le32, read_at};
 use super::volume::{MAX_DEPTH, MAX_ENTRIES, Volume};
-use crate::expand::Members;
+use crate::formats::members::Members;
 
 /// Whether `sector` is a FAT boot sector: a jump, and a BIOS parameter block whose fields
 /// have the only values FAT allows.
@@ -375,7 +375,7 @@ fn short_name(raw: &[u8]) -> String {
 }
 
 /// Walks the FAT volume on `device`.
-pub(super) fn walk<D: Device>(members: &mut Members<'_, '_>, device: D, volume: &mut Volume<'_>) {
+pub(super) fn walk<D: Device>(members: &mut Members<'_>, device: D, volume: &mut Volume<'_>) {
     let mut device = Tracked::new(device, volume.reads());
     let mut boot = [0u8; 512];
     if let Err(e) = read_at(&mut device, 0, &mut boot) {

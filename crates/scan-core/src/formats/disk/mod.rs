@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::io::{Cursor, Seek, SeekFrom};
 
 use super::Format;
-use crate::expand::Members;
+use crate::formats::members::Members;
 use crate::verdict::Reason;
 use device::{Device, Disk, Unreadable, Window, read_at};
 use volume::Volume;
@@ -51,7 +51,7 @@ pub(super) fn udf_identify(data: &[u8]) -> bool {
 
 /// Walks the UDF volume of a disc image, leaving out the files whose bytes (offset and
 /// length) are in `read`.
-pub(super) fn udf_bridge(members: &mut Members<'_, '_>, data: &[u8], read: &HashSet<(u64, u64)>) {
+pub(super) fn udf_bridge(members: &mut Members<'_>, data: &[u8], read: &HashSet<(u64, u64)>) {
     let len = data.len() as u64;
     let mut volume = Volume::new(members, "", "UDF volume", len);
     udf::walk(members, Cursor::new(data), len, &mut volume, read);
@@ -106,7 +106,7 @@ fn volume_kind(sector: &[u8]) -> Option<Kind> {
 
 /// A virtual disk format: opened to its disk, which is then read as a raw one.
 fn layered<'a>(
-    members: &mut Members<'_, '_>,
+    members: &mut Members<'_>,
     data: &'a [u8],
     what: &str,
     open: fn(&'a [u8]) -> Result<Disk<'a>, Unreadable>,
@@ -117,7 +117,7 @@ fn layered<'a>(
     }
 }
 
-fn report(members: &mut Members<'_, '_>, what: &str, why: Unreadable) {
+fn report(members: &mut Members<'_>, what: &str, why: Unreadable) {
     match why {
         Unreadable::Damaged(message) => members.corrupt(what, message),
         Unreadable::Unsupported(message) => members.problem(
@@ -128,7 +128,7 @@ fn report(members: &mut Members<'_, '_>, what: &str, why: Unreadable) {
 }
 
 /// Reads a disk: one volume from its first sector, or the volumes of its partitions.
-fn expand_disk(members: &mut Members<'_, '_>, mut disk: Disk<'_>, image_len: u64, what: &str) {
+fn expand_disk(members: &mut Members<'_>, mut disk: Disk<'_>, image_len: u64, what: &str) {
     let disk_len = match device::len(&mut *disk) {
         Ok(len) => len,
         Err(e) => {
@@ -174,7 +174,7 @@ fn expand_disk(members: &mut Members<'_, '_>, mut disk: Disk<'_>, image_len: u64
             // and any carrier in it opened; a large one is reported, never taken as empty.
             if part.len <= MAX_RAW_PARTITION {
                 let _ = window.seek(SeekFrom::Start(0));
-                let declared = crate::expand::Declared::size(part.len);
+                let declared = crate::formats::members::Declared::size(part.len);
                 members.member(&prefix, declared, &mut window, None);
             } else {
                 members.problem(
@@ -192,12 +192,7 @@ fn expand_disk(members: &mut Members<'_, '_>, mut disk: Disk<'_>, image_len: u64
     }
 }
 
-fn walk(
-    members: &mut Members<'_, '_>,
-    kind: Kind,
-    device: &mut dyn Device,
-    volume: &mut Volume<'_>,
-) {
+fn walk(members: &mut Members<'_>, kind: Kind, device: &mut dyn Device, volume: &mut Volume<'_>) {
     // The file system readers expect the device at its start.
     if let Err(e) = device.seek(SeekFrom::Start(0)) {
         return members.corrupt(kind.what(), e);

@@ -10,7 +10,7 @@ use ntfs::{Ntfs, NtfsAttributeFlags, NtfsAttributeType, NtfsFile};
 
 use super::device::{Device, Tracked};
 use super::volume::{MAX_DEPTH, MAX_ENTRIES, Volume};
-use crate::expand::Members;
+use crate::formats::members::Members;
 use crate::verdict::Reason;
 
 /// Records below this number are the file system's own ($MFT, $Bitmap, $Extend...).
@@ -25,7 +25,7 @@ pub(super) fn identify(sector: &[u8]) -> bool {
 }
 
 /// Walks the NTFS volume on `device`.
-pub(super) fn walk<D: Device>(members: &mut Members<'_, '_>, device: D, volume: &mut Volume<'_>) {
+pub(super) fn walk<D: Device>(members: &mut Members<'_>, device: D, volume: &mut Volume<'_>) {
     let mut device = Tracked::new(device, volume.reads());
     let ntfs = match Ntfs::new(&mut device) {
         Ok(ntfs) => ntfs,
@@ -117,7 +117,7 @@ fn list<D: Device>(ntfs: &Ntfs, device: &mut D, record: u64) -> (Vec<Entry>, Opt
 
 /// Yields each data stream of `file`: the unnamed one as `path`, named ones as `path:name`.
 fn streams<D: Device>(
-    members: &mut Members<'_, '_>,
+    members: &mut Members<'_>,
     device: &mut D,
     file: &NtfsFile<'_>,
     path: &str,

@@ -12,7 +12,7 @@ use std::io::{self, Read};
 
 use super::device::{Device, Tracked, le16, le32, le64, read_at};
 use super::volume::{MAX_DEPTH, MAX_ENTRIES, Volume};
-use crate::expand::Members;
+use crate::formats::members::Members;
 use crate::verdict::Reason;
 
 const WHAT: &str = "UDF volume";
@@ -668,7 +668,7 @@ enum Unopened {
 /// `skip` with the same length were read already (a bridge disc's ISO 9660 side) and are not
 /// read again.
 pub(super) fn walk<D: Device>(
-    members: &mut Members<'_, '_>,
+    members: &mut Members<'_>,
     device: D,
     len: u64,
     volume: &mut Volume<'_>,

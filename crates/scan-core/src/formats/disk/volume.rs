@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use super::device::Reads;
 
-use crate::expand::{Declared, Members, Taken};
+use crate::formats::members::{Declared, Members, Taken};
 use crate::verdict::Reason;
 
 /// Directories nested deeper than this are not entered.
@@ -34,7 +34,7 @@ impl<'p> Volume<'p> {
     /// A volume whose members go under `prefix` (empty for a disk that is one volume), `what`
     /// naming it in messages, read from an image of `image_len` bytes.
     pub(super) fn new(
-        members: &Members<'_, '_>,
+        members: &Members<'_>,
         prefix: &'p str,
         what: &'static str,
         image_len: u64,
@@ -57,7 +57,7 @@ impl<'p> Volume<'p> {
 
     /// Counts a directory the walk is about to enter; false (and the volume reported damaged)
     /// once more directories were entered than a scan may hold files: the tree loops.
-    pub(super) fn enter(&mut self, members: &mut Members<'_, '_>) -> bool {
+    pub(super) fn enter(&mut self, members: &mut Members<'_>) -> bool {
         if self.directories == 0 {
             members.corrupt(
                 self.what,
@@ -81,7 +81,7 @@ impl<'p> Volume<'p> {
     /// Yields one file of `size` bytes.
     pub(super) fn file(
         &self,
-        members: &mut Members<'_, '_>,
+        members: &mut Members<'_>,
         path: &str,
         size: u64,
         reader: &mut dyn Read,
@@ -101,7 +101,7 @@ impl<'p> Volume<'p> {
     /// not supported, encrypted).
     pub(super) fn unreadable(
         &self,
-        members: &mut Members<'_, '_>,
+        members: &mut Members<'_>,
         path: &str,
         reason: Reason,
         message: String,

@@ -17,7 +17,7 @@ use storage::edge::body::{self, Form};
 use storage::edge::{ApiError, InFlight};
 use storage::fetch::FetchError;
 
-use crate::server::{AppState, User};
+use crate::state::{AppState, User};
 use crate::wire::SyncScanResponse;
 
 /// Text fields (`uploadTo`, `composite`, `url`) are small; anything longer is refused.
@@ -69,16 +69,16 @@ fn refuse_cross_site_login(headers: &HeaderMap) -> Result<(), ApiError> {
 /// `POST /api/Token`: the body is JSON, with that Content-Type or none (some clients send
 /// none); a login another site's page could send is refused.
 #[utoipa::path(post, path = "/api/Token", tag = "auth",
-    request_body = crate::openapi::LoginRequest,
+    request_body = crate::schema::LoginRequest,
     responses(
-        (status = 200, description = "A bearer token", body = crate::openapi::TokenResponse),
-        (status = 400, description = "Not JSON", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Wrong username or password", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Sent by a page of another site", body = crate::openapi::ErrorBody),
-        (status = 408, description = "The body stalled or trickled", body = crate::openapi::ErrorBody),
-        (status = 415, description = "A Content-Type other than JSON", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed logins from this address; retry after Retry-After seconds", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Too many password checks at once; retry shortly", body = crate::openapi::ErrorBody)))]
+        (status = 200, description = "A bearer token", body = crate::schema::TokenResponse),
+        (status = 400, description = "Not JSON", body = crate::schema::ErrorBody),
+        (status = 401, description = "Wrong username or password", body = crate::schema::ErrorBody),
+        (status = 403, description = "Sent by a page of another site", body = crate::schema::ErrorBody),
+        (status = 408, description = "The body stalled or trickled", body = crate::schema::ErrorBody),
+        (status = 415, description = "A Content-Type other than JSON", body = crate::schema::ErrorBody),
+        (status = 429, description = "Too many failed logins from this address; retry after Retry-After seconds", body = crate::schema::ErrorBody),
+        (status = 503, description = "Too many password checks at once; retry shortly", body = crate::schema::ErrorBody)))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -224,16 +224,16 @@ impl From<&Report> for ScanResponse {
 }
 
 #[utoipa::path(post, path = "/api/Scan", tag = "scan", security(("bearer" = [])),
-    request_body(content = crate::openapi::ScanForm, content_type = "multipart/form-data",
+    request_body(content = crate::schema::ScanForm, content_type = "multipart/form-data",
         description = "Or a raw application/octet-stream body with optional File-Name and Upload-To headers. An empty raw body is an empty file: it is scanned like any other and answered 200 (Clean, size 0); a multipart body without a file part is 400."),
     responses(
-        (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
-        (status = 400, description = "No file part or a malformed body", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The user may not store uploads where uploadTo says", body = crate::openapi::ErrorBody),
-        (status = 408, description = "The body stalled", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Over the body limit", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = crate::openapi::ErrorBody)))]
+        (status = 200, description = "The verdict", body = crate::schema::ScanResult),
+        (status = 400, description = "No file part or a malformed body", body = crate::schema::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::schema::ErrorBody),
+        (status = 403, description = "The user may not store uploads where uploadTo says", body = crate::schema::ErrorBody),
+        (status = 408, description = "The body stalled", body = crate::schema::ErrorBody),
+        (status = 413, description = "Over the body limit", body = crate::schema::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = crate::schema::ErrorBody)))]
 /// `POST /api/Scan`: multipart (`documents` or the first part with a filename, optional
 /// `uploadTo` and `composite`), or a raw body with optional `File-Name` and `Upload-To` headers.
 pub(crate) async fn scan(
@@ -474,12 +474,12 @@ async fn act_on_existing(
 
 /// `POST /api/Scan/Existing`: scans an object already in the store.
 #[utoipa::path(post, path = "/api/Scan/Existing", tag = "scan", security(("bearer" = [])),
-    request_body = crate::openapi::ExistingRequest,
+    request_body = crate::schema::ExistingRequest,
     responses(
-        (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
-        (status = 400, description = "container or objectPath missing", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The user may not scan this object", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such bucket, object or version", body = crate::openapi::ErrorBody)))]
+        (status = 200, description = "The verdict", body = crate::schema::ScanResult),
+        (status = 400, description = "container or objectPath missing", body = crate::schema::ErrorBody),
+        (status = 403, description = "The user may not scan this object", body = crate::schema::ErrorBody),
+        (status = 404, description = "No such bucket, object or version", body = crate::schema::ErrorBody)))]
 pub(crate) async fn scan_existing(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
@@ -528,13 +528,13 @@ pub(crate) async fn scan_existing(
 }
 
 #[utoipa::path(post, path = "/api/Scan/URL", tag = "scan", security(("bearer" = [])),
-    request_body = crate::openapi::UrlRequest,
+    request_body = crate::schema::UrlRequest,
     responses(
-        (status = 200, description = "The verdict", body = crate::openapi::ScanResult),
-        (status = 400, description = "No or bad URL", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The destination is not allowed", body = crate::openapi::ErrorBody),
-        (status = 413, description = "The download is over the limit", body = crate::openapi::ErrorBody),
-        (status = 502, description = "The URL's server failed or answered an error", body = crate::openapi::ErrorBody)))]
+        (status = 200, description = "The verdict", body = crate::schema::ScanResult),
+        (status = 400, description = "No or bad URL", body = crate::schema::ErrorBody),
+        (status = 403, description = "The destination is not allowed", body = crate::schema::ErrorBody),
+        (status = 413, description = "The download is over the limit", body = crate::schema::ErrorBody),
+        (status = 502, description = "The URL's server failed or answered an error", body = crate::schema::ErrorBody)))]
 /// `POST /api/Scan/URL`: a multipart `url` field or JSON `{"url": ...}`, whatever the
 /// Content-Type claims (reference clients send multipart labelled as JSON).
 pub(crate) async fn scan_url(
@@ -684,10 +684,4 @@ pub(crate) async fn page_script() -> impl IntoResponse {
 /// `GET /assets/app.css`.
 pub(crate) async fn page_style() -> impl IntoResponse {
     page_file("text/css; charset=utf-8", PAGE_STYLE)
-}
-
-/// `GET /openapi.json`: the OpenAPI 3 document of this API.
-pub(crate) async fn openapi() -> impl IntoResponse {
-    use utoipa::OpenApi;
-    Json(crate::openapi::ApiDoc::openapi())
 }

@@ -8,11 +8,14 @@ pub mod config;
 mod handlers;
 mod metrics;
 mod openapi;
+mod schema;
 mod server;
 mod slots;
+mod state;
 pub mod users;
 pub mod wire;
 
 pub use config::Config;
-pub use server::{AppState, app, router, run};
+pub use server::{app, router, run};
+pub use state::AppState;
 pub use storage::edge::ApiError;

@@ -91,7 +91,7 @@ pub struct Config {
     /// The verdict cache: beside the embedded queue's file, or in Redis with the Redis queue.
     pub cache: storage::verdict_cache::CacheConfig,
     /// Re-verdicts: what is scanned again when the rules change.
-    pub rescan: crate::rescan::RescanConfig,
+    pub rescan: RescanConfig,
 }
 
 /// The `[events]` section.
@@ -104,7 +104,7 @@ pub struct EventsConfig {
     /// Only events for keys starting with one of these are scanned (all when empty).
     pub prefixes: Vec<String>,
     /// S3 notifications delivered to SQS queues.
-    pub sqs: crate::sqs::SqsConfig,
+    pub sqs: SqsConfig,
 }
 
 impl EventsConfig {
@@ -170,7 +170,7 @@ impl Default for Config {
             filters: FiltersConfig::default(),
             reload: engines::ReloadPolicy::default(),
             cache: storage::verdict_cache::CacheConfig::default(),
-            rescan: crate::rescan::RescanConfig::default(),
+            rescan: RescanConfig::default(),
         }
     }
 }
@@ -380,5 +380,88 @@ mod tests {
         }
         let err = toml::from_str::<Config>("worker = 3").unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}
+
+/// `[rescan]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RescanConfig {
+    /// What is judged again: `bucket` or `bucket/prefix`, each its own bulk scan.
+    pub targets: Vec<String>,
+    /// Objects scanned again per second, at most, by each instance.
+    pub max_objects_per_sec: f64,
+    /// Where an object that turned infected is notified, signed like the callbacks
+    /// (`X-Verdict-Signature` with the service's callback secret).
+    pub notify_url: Option<String>,
+    /// Seconds between looks at the fingerprint.
+    pub check_every_secs: f64,
+}
+
+impl Default for RescanConfig {
+    fn default() -> Self {
+        RescanConfig {
+            targets: Vec::new(),
+            max_objects_per_sec: 20.0,
+            notify_url: None,
+            check_every_secs: 1.0,
+        }
+    }
+}
+
+impl RescanConfig {
+    /// `(bucket, prefix)` of each target.
+    pub fn targets(&self) -> Vec<(String, String)> {
+        self.targets
+            .iter()
+            .map(|t| {
+                let t = t.trim().trim_start_matches("s3://");
+                let (bucket, prefix) = t.split_once('/').unwrap_or((t, ""));
+                (bucket.to_owned(), prefix.to_owned())
+            })
+            .collect()
+    }
+
+    /// Refuses targets without a bucket.
+    pub fn check(&self) -> Result<(), String> {
+        if self.targets().iter().any(|(bucket, _)| bucket.is_empty()) {
+            return Err("rescan.targets: each target is bucket or bucket/prefix".to_owned());
+        }
+        // NaN is refused too.
+        if self.max_objects_per_sec.is_nan() || self.max_objects_per_sec <= 0.0 {
+            return Err("rescan.max_objects_per_sec must be above 0".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// The `[events.sqs]` section: which queues to consume and how.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsConfig {
+    /// Queue URLs to consume; none: SQS is not used.
+    pub queue_urls: Vec<String>,
+    /// An SQS-compatible endpoint (tests, or a local stand-in); AWS when unset.
+    pub endpoint: Option<String>,
+    /// Region; the standard chain when unset.
+    pub region: Option<String>,
+    /// Long-poll wait, seconds (at most 20).
+    pub wait_secs: u64,
+    /// Messages per receive (1 to 10).
+    pub batch: u32,
+    /// Receives in flight at once per queue (each handles its batch's messages together).
+    pub receivers: usize,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            queue_urls: Vec::new(),
+            endpoint: None,
+            region: None,
+            wait_secs: 20,
+            batch: 10,
+            receivers: 2,
+        }
     }
 }

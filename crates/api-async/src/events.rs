@@ -1,7 +1,14 @@
 //! S3 event notifications: the records AWS S3 sends (through SQS) and S3-compatible servers
-//! (MinIO, Ceph, Garage) post as webhooks, read into the objects that were created.
+//! (MinIO, Ceph, Garage) post as webhooks, read into the objects that were created, and the
+//! intake that queues a job for each ([`queue_created`]), which the webhook and SQS share.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+use crate::job::{Job, JobSpec, Source};
+use crate::state::{AppState, Caller};
+use crate::store::{Pushed, StoreError};
 
 /// An object that an `ObjectCreated:*` record announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +130,91 @@ fn percent_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Why created objects were not all queued; the jobs queued before it stay queued.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The calling key has as many jobs queued as its quota allows.
+    #[error("{0}")]
+    OverQuota(String),
+    /// The job queue is full.
+    #[error("{0}")]
+    Full(String),
+    /// The queue could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Queues a job for each created object the `[events]` section watches (scan, then act on
+/// it), in order; how many were queued and how many were for buckets or prefixes not watched
+/// (or, for a `caller`, outside its key's events scope), or the failure that stopped it (jobs
+/// before it stay queued). `None` for the service's own intake (SQS).
+pub(crate) async fn queue_created(
+    state: &AppState,
+    caller: Option<&Caller>,
+    created: Vec<CreatedObject>,
+) -> Result<(usize, usize), QueueError> {
+    let mut queued = 0;
+    let mut elsewhere = 0;
+    for object in created {
+        if !state.settings.events.wants(&object.bucket, &object.key)
+            || state
+                .settings
+                .actions
+                .in_quarantine(&object.bucket, &object.key)
+            || caller.is_some_and(|c| !c.grant.events.allows(&object.bucket, &object.key))
+        {
+            tracing::debug!(bucket = ?object.bucket, key = ?object.key, "an event for a bucket or prefix not watched (or not this key's); ignored");
+            elsewhere += 1;
+            continue;
+        }
+        let mut id = [0u8; 16];
+        rand::fill(&mut id[..]);
+        let job = Job {
+            id: hex::encode(id),
+            spec: JobSpec {
+                source: Source::S3 {
+                    bucket: object.bucket,
+                    key: object.key,
+                    version: object.version,
+                },
+                callback_url: None,
+                callback_headers: BTreeMap::new(),
+                trace_id: None,
+                custom_data: None,
+                owner: caller.and_then(|c| c.scope.clone()),
+                submitted_by: caller.map(|c| c.grant.id.clone()),
+                tag_object: true,
+                watched: true,
+                bulk: None,
+                rescans: 0,
+                reverdict: false,
+            },
+            attempts: 0,
+            receipt: String::new(),
+        };
+        let quota = caller.map(|c| c.grant.max_queued_jobs);
+        match state.queue.push_limited(&job, quota).await? {
+            Pushed::Queued => {
+                state.metrics.submitted("queued");
+                queued += 1;
+            }
+            Pushed::OverQuota => {
+                state.metrics.submitted("over_quota");
+                return Err(QueueError::OverQuota(format!(
+                    "this API key has as many jobs queued as its quota allows, after {queued} of this notification's objects; send it again shortly"
+                )));
+            }
+            Pushed::Full | Pushed::TraceIdPending => {
+                state.metrics.submitted("full");
+                return Err(QueueError::Full(format!(
+                    "the job queue is full after {queued} of this notification's objects; send it again shortly"
+                )));
+            }
+        }
+    }
+    Ok((queued, elsewhere))
 }
 
 #[cfg(test)]

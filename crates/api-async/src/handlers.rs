@@ -16,8 +16,9 @@ use serde_json::{Map, Value, json};
 use storage::edge::body::{self, BodyError};
 
 use crate::error::ApiError;
+use crate::events::QueueError;
 use crate::job::{Job, JobSpec, Source};
-use crate::server::{AppState, Caller};
+use crate::state::{AppState, Caller};
 use crate::store::Pushed;
 use crate::wire::ScanResult;
 
@@ -32,7 +33,7 @@ fn buffered(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(format!(
                 "the JSON body is larger than {} KiB",
-                crate::server::MAX_JSON_BODY / 1024
+                crate::state::MAX_JSON_BODY / 1024
             ))
         } else {
             // A stalled body is the client's timeout (408), not a malformed request.
@@ -277,7 +278,7 @@ fn quota_full(caller: &Caller) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/async/download", tag = "async", security(("bearer" = []), ("api_key" = [])),
-    request_body = crate::openapi::AsyncDownloadRequest, responses(crate::openapi::Submitted))]
+    request_body = crate::schema::AsyncDownloadRequest, responses(crate::schema::Submitted))]
 /// `POST /api/v1/scan/async/download`.
 pub(crate) async fn async_download(
     State(state): State<Arc<AppState>>,
@@ -297,7 +298,7 @@ pub(crate) async fn async_download(
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/async/s3", tag = "async", security(("bearer" = []), ("api_key" = [])),
-    request_body = crate::openapi::AsyncS3Request, responses(crate::openapi::Submitted))]
+    request_body = crate::schema::AsyncS3Request, responses(crate::schema::Submitted))]
 /// `POST /api/v1/scan/async/s3`.
 pub(crate) async fn async_s3(
     State(state): State<Arc<AppState>>,
@@ -367,7 +368,7 @@ pub(crate) async fn test() -> StatusCode {
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/sync/download", tag = "sync", security(("bearer" = []), ("api_key" = [])),
-    request_body = crate::openapi::SyncDownloadRequest,
+    request_body = crate::schema::SyncDownloadRequest,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the download failed)", body = crate::wire::ScanResult),
         (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
@@ -384,7 +385,7 @@ pub(crate) async fn sync_download(
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/sync/s3", tag = "sync", security(("bearer" = []), ("api_key" = [])),
-    request_body = crate::openapi::SyncS3Request,
+    request_body = crate::schema::SyncS3Request,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = crate::wire::ScanResult),
         (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
@@ -555,7 +556,7 @@ pub(crate) async fn health(
 #[utoipa::path(post, path = "/api/v1/events/s3", tag = "events", security(("bearer" = []), ("api_key" = [])),
     request_body(content = Object, description = "An S3 event notification: AWS's records, or the same records as MinIO, Ceph and Garage post them"),
     responses(
-        (status = 200, description = "Every created object is queued as a job; the answer counts them", body = crate::openapi::EventsQueued),
+        (status = 200, description = "Every created object is queued as a job; the answer counts them", body = crate::schema::EventsQueued),
         (status = 400, description = "Not an S3 event notification", body = storage::edge::openapi::ErrorBody),
         (status = 403, description = "The key may not post bucket events", body = storage::edge::openapi::ErrorBody),
         (status = 429, description = "The key has as many jobs queued as its quota allows; send the notification again later", body = storage::edge::openapi::ErrorBody),
@@ -578,7 +579,14 @@ pub(crate) async fn s3_events(
     let body = buffered(body)?;
     let notification =
         crate::events::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let (queued, elsewhere) = queue_created(&state, Some(&caller), notification.created).await?;
+    let (queued, elsewhere) =
+        crate::events::queue_created(&state, Some(&caller), notification.created)
+            .await
+            .map_err(|e| match e {
+                QueueError::OverQuota(why) => ApiError::QuotaFull(why),
+                QueueError::Full(why) => ApiError::Unavailable(why),
+                QueueError::Store(e) => e.into(),
+            })?;
     tracing::info!(
         queued,
         other_events = notification.other_events,
@@ -590,81 +598,10 @@ pub(crate) async fn s3_events(
     ))
 }
 
-/// Queues a job for each created object the `[events]` section watches (scan, then act on
-/// it), in order; how many were queued and how many were for buckets or prefixes not watched
-/// (or, for a `caller`, outside its key's events scope), or the failure that stopped it (jobs
-/// before it stay queued). `None` for the service's own intake (SQS).
-pub(crate) async fn queue_created(
-    state: &AppState,
-    caller: Option<&Caller>,
-    created: Vec<crate::events::CreatedObject>,
-) -> Result<(usize, usize), ApiError> {
-    let mut queued = 0;
-    let mut elsewhere = 0;
-    for object in created {
-        if !state.settings.events.wants(&object.bucket, &object.key)
-            || state
-                .settings
-                .actions
-                .in_quarantine(&object.bucket, &object.key)
-            || caller.is_some_and(|c| !c.grant.events.allows(&object.bucket, &object.key))
-        {
-            tracing::debug!(bucket = ?object.bucket, key = ?object.key, "an event for a bucket or prefix not watched (or not this key's); ignored");
-            elsewhere += 1;
-            continue;
-        }
-        let mut id = [0u8; 16];
-        rand::fill(&mut id[..]);
-        let job = Job {
-            id: hex::encode(id),
-            spec: JobSpec {
-                source: Source::S3 {
-                    bucket: object.bucket,
-                    key: object.key,
-                    version: object.version,
-                },
-                callback_url: None,
-                callback_headers: BTreeMap::new(),
-                trace_id: None,
-                custom_data: None,
-                owner: caller.and_then(|c| c.scope.clone()),
-                submitted_by: caller.map(|c| c.grant.id.clone()),
-                tag_object: true,
-                watched: true,
-                bulk: None,
-                rescans: 0,
-                reverdict: false,
-            },
-            attempts: 0,
-            receipt: String::new(),
-        };
-        let quota = caller.map(|c| c.grant.max_queued_jobs);
-        match state.queue.push_limited(&job, quota).await? {
-            Pushed::Queued => {
-                state.metrics.submitted("queued");
-                queued += 1;
-            }
-            Pushed::OverQuota => {
-                state.metrics.submitted("over_quota");
-                return Err(ApiError::QuotaFull(format!(
-                    "this API key has as many jobs queued as its quota allows, after {queued} of this notification's objects; send it again shortly"
-                )));
-            }
-            Pushed::Full | Pushed::TraceIdPending => {
-                state.metrics.submitted("full");
-                return Err(ApiError::Unavailable(format!(
-                    "the job queue is full after {queued} of this notification's objects; send it again shortly"
-                )));
-            }
-        }
-    }
-    Ok((queued, elsewhere))
-}
-
 #[utoipa::path(post, path = "/api/v1/scan/async/s3/bulk", tag = "async", security(("bearer" = []), ("api_key" = [])),
-    request_body = crate::openapi::BulkRequest,
+    request_body = crate::schema::BulkRequest,
     responses(
-        (status = 201, description = "The bulk scan is started; `Location` is where its counts are read", body = crate::openapi::BulkStatus),
+        (status = 201, description = "The bulk scan is started; `Location` is where its counts are read", body = crate::schema::BulkStatus),
         (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
         (status = 403, description = "The key may not bulk-scan this bucket and prefix, or the bucket may not be listed", body = storage::edge::openapi::ErrorBody),
         (status = 404, description = "No such bucket", body = storage::edge::openapi::ErrorBody),
@@ -751,7 +688,7 @@ pub(crate) async fn bulk_start(
 #[utoipa::path(get, path = "/api/v1/scan/async/s3/bulk/{id}", tag = "async", security(("bearer" = []), ("api_key" = [])),
     params(("id" = String, Path, description = "The bulk scan's id")),
     responses(
-        (status = 200, description = "Its counts", body = crate::openapi::BulkStatus),
+        (status = 200, description = "Its counts", body = crate::schema::BulkStatus),
         (status = 404, description = "No such bulk scan for this key", body = storage::edge::openapi::ErrorBody)))]
 /// `GET /api/v1/scan/async/s3/bulk/{id}`: a bulk scan's counts, from any instance.
 pub(crate) async fn bulk_status(
@@ -876,10 +813,4 @@ fn escape_html(text: &str) -> String {
         }
     }
     out
-}
-
-/// `GET /openapi.json`: the OpenAPI 3 document of this API.
-pub(crate) async fn openapi() -> impl IntoResponse {
-    use utoipa::OpenApi;
-    Json(crate::openapi::ApiDoc::openapi())
 }

@@ -13,10 +13,13 @@ mod jobs;
 pub mod keys;
 mod metrics;
 mod openapi;
+mod pace;
 pub mod rescan;
+mod schema;
 mod security;
 mod server;
 pub mod sqs;
+mod state;
 pub mod wire;
 
 // The job modules by their short names, as the rest of the crate refers to them.
@@ -32,5 +35,6 @@ pub use job::{Job, JobSpec, Source};
 pub use keys::{ApiKeys, Grant, KeyConfig};
 pub use redis_store::RedisStore;
 pub use security::{sign_callback, verify_callback};
-pub use server::{AppState, Settings, router, run};
+pub use server::{router, run};
+pub use state::{AppState, Settings};
 pub use store::{JobQueue, Pushed, ResultStore, StoreError};

@@ -4,64 +4,14 @@
 //! infected gets the configured action and a signed notification with its old and new verdict.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::bulk::BulkScan;
-use crate::server::AppState;
+use crate::state::AppState;
 
-/// `[rescan]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RescanConfig {
-    /// What is judged again: `bucket` or `bucket/prefix`, each its own bulk scan.
-    pub targets: Vec<String>,
-    /// Objects scanned again per second, at most, by each instance.
-    pub max_objects_per_sec: f64,
-    /// Where an object that turned infected is notified, signed like the callbacks
-    /// (`X-Verdict-Signature` with the service's callback secret).
-    pub notify_url: Option<String>,
-    /// Seconds between looks at the fingerprint.
-    pub check_every_secs: f64,
-}
-
-impl Default for RescanConfig {
-    fn default() -> Self {
-        RescanConfig {
-            targets: Vec::new(),
-            max_objects_per_sec: 20.0,
-            notify_url: None,
-            check_every_secs: 1.0,
-        }
-    }
-}
-
-impl RescanConfig {
-    /// `(bucket, prefix)` of each target.
-    pub fn targets(&self) -> Vec<(String, String)> {
-        self.targets
-            .iter()
-            .map(|t| {
-                let t = t.trim().trim_start_matches("s3://");
-                let (bucket, prefix) = t.split_once('/').unwrap_or((t, ""));
-                (bucket.to_owned(), prefix.to_owned())
-            })
-            .collect()
-    }
-
-    /// Refuses targets without a bucket.
-    pub fn check(&self) -> Result<(), String> {
-        if self.targets().iter().any(|(bucket, _)| bucket.is_empty()) {
-            return Err("rescan.targets: each target is bucket or bucket/prefix".to_owned());
-        }
-        // NaN is refused too.
-        if self.max_objects_per_sec.is_nan() || self.max_objects_per_sec <= 0.0 {
-            return Err("rescan.max_objects_per_sec must be above 0".to_owned());
-        }
-        Ok(())
-    }
-}
+pub use crate::config::RescanConfig;
 
 /// The bulk scan id of the re-verdict of `target` under `fingerprint`: the same on every
 /// instance, so instances on one Redis start it once.
@@ -135,34 +85,6 @@ async fn start_all(state: &AppState, config: &RescanConfig, fingerprint: &str) -
         }
     }
     all
-}
-
-/// Spaces re-verdict scans at most `rate` per second on this instance.
-#[derive(Debug)]
-pub(crate) struct Pace {
-    every: Duration,
-    next: tokio::sync::Mutex<Instant>,
-}
-
-impl Pace {
-    pub(crate) fn new(rate: f64) -> Self {
-        Pace {
-            every: Duration::try_from_secs_f64(1.0 / rate.max(0.001))
-                .unwrap_or(Duration::from_secs(1)),
-            next: tokio::sync::Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Waits for this scan's turn.
-    pub(crate) async fn turn(&self) {
-        let at = {
-            let mut next = self.next.lock().await;
-            let at = (*next).max(Instant::now());
-            *next = at + self.every;
-            at
-        };
-        tokio::time::sleep_until(at.into()).await;
-    }
 }
 
 /// What an object's tags said before its re-verdict.

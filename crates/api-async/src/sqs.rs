@@ -11,41 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
-/// The `[events.sqs]` section: which queues to consume and how.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SqsConfig {
-    /// Queue URLs to consume; none: SQS is not used.
-    pub queue_urls: Vec<String>,
-    /// An SQS-compatible endpoint (tests, or a local stand-in); AWS when unset.
-    pub endpoint: Option<String>,
-    /// Region; the standard chain when unset.
-    pub region: Option<String>,
-    /// Long-poll wait, seconds (at most 20).
-    pub wait_secs: u64,
-    /// Messages per receive (1 to 10).
-    pub batch: u32,
-    /// Receives in flight at once per queue (each handles its batch's messages together).
-    pub receivers: usize,
-}
-
-impl Default for SqsConfig {
-    fn default() -> Self {
-        SqsConfig {
-            queue_urls: Vec::new(),
-            endpoint: None,
-            region: None,
-            wait_secs: 20,
-            batch: 10,
-            receivers: 2,
-        }
-    }
-}
+pub use crate::config::SqsConfig;
 
 /// Consumes every configured queue until `stop`.
 pub(crate) async fn run(state: Arc<AppState>, config: SqsConfig, stop: CancellationToken) {
@@ -159,7 +129,7 @@ async fn handle(state: &AppState, url: &str, message: &aws_sdk_sqs::types::Messa
     let body = message.body().unwrap_or_default();
     match crate::events::parse(body.as_bytes()) {
         Ok(notification) => {
-            match crate::handlers::queue_created(state, None, notification.created).await {
+            match crate::events::queue_created(state, None, notification.created).await {
                 Ok((queued, not_watched)) => {
                     tracing::info!(queue = %url, queued, not_watched, "bucket events queued");
                     true

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobSpec, Source};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{Pushed, StoreError};
 
 /// What was asked for: the objects under `prefix` in `bucket`.

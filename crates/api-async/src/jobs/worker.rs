@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::callback;
 use crate::job::Job;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Most jobs claimed in one round trip.
 const CLAIM_BATCH: usize = 32;

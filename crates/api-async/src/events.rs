@@ -1,6 +1,6 @@
 //! S3 event notifications: the records AWS S3 sends (through SQS) and S3-compatible servers
 //! (MinIO, Ceph, Garage) post as webhooks, read into the objects that were created, and the
-//! intake that queues a job for each ([`queue_created`]), which the webhook and SQS share.
+//! intake that queues a job for each (`queue_created`), which the webhook and SQS share.
 
 use std::collections::BTreeMap;
 

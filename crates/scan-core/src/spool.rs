@@ -172,9 +172,12 @@ const TRIM_FROM: u64 = 32 << 20;
 /// large mapping every [`trim::EVERY`] (`MADV_DONTNEED`); the pages stay in the page cache, so
 /// an engine that reads them again takes a minor fault, not a disk read. Engines keep seeing the
 /// whole object as one slice (rules with whole-file conditions and modules are unchanged); what
-/// stays resident is what the engines touch in one period: `EVERY` times their read rate (a few
-/// MiB for an engine that reads every byte; about 120 MiB for one that only touches a byte of
-/// each page, the test's worst case), per object being scanned.
+/// stays resident is what the engines touch in one period: `EVERY` times their read rate, per
+/// object being scanned. That is a few MiB for an engine that reads every byte (YARA, a hash;
+/// `tests/resident.rs`). A reader that touches one byte a page and nothing else is not bounded
+/// this way: it maps pages already in the page cache far faster than any reader of bytes (on
+/// kernel 6.18 with ext4 it peaked at 280-490 MiB for 1 GiB even with a 0.5 ms period; 120 MiB
+/// on an older machine), so only a windowed engine interface would bound it.
 mod trim {
     use super::*;
 

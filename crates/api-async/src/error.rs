@@ -1,6 +1,6 @@
 //! How the job store's failures reach a caller: as the shared edge's 503, never as a 500.
 
-pub(crate) use storage::edge::ApiError;
+pub(crate) use http_edge::ApiError;
 
 impl From<crate::StoreError> for ApiError {
     fn from(err: crate::StoreError) -> Self {

@@ -10,10 +10,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_edge::body::{self, BodyError};
 use scan_core::InputError;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use storage::edge::body::{self, BodyError};
 
 use crate::error::ApiError;
 use crate::events::QueueError;
@@ -337,8 +337,8 @@ pub(crate) struct ResultQuery {
     params(("trace_id" = String, Query, description = "The id given when submitting")),
     responses(
         (status = 200, description = "The verdict", body = crate::wire::ScanResult),
-        (status = 400, description = "No trace_id", body = storage::edge::openapi::ErrorBody),
-        (status = 404, description = "Not finished, unknown, or expired", body = storage::edge::openapi::ErrorBody)))]
+        (status = 400, description = "No trace_id", body = http_edge::openapi::ErrorBody),
+        (status = 404, description = "Not finished, unknown, or expired", body = http_edge::openapi::ErrorBody)))]
 /// `GET /api/v1/scan/async/result?trace_id=ID`.
 pub(crate) async fn async_result(
     State(state): State<Arc<AppState>>,
@@ -361,7 +361,7 @@ pub(crate) async fn async_result(
 }
 
 #[utoipa::path(get, path = "/api/v1/test", tag = "operations", security(("bearer" = []), ("api_key" = [])),
-    responses((status = 204, description = "The key is valid"), (status = 401, description = "It is not", body = storage::edge::openapi::ErrorBody)))]
+    responses((status = 204, description = "The key is valid"), (status = 401, description = "It is not", body = http_edge::openapi::ErrorBody)))]
 /// `GET /api/v1/test`: 204 for a valid key (the middleware refused the rest).
 pub(crate) async fn test() -> StatusCode {
     StatusCode::NO_CONTENT
@@ -371,8 +371,8 @@ pub(crate) async fn test() -> StatusCode {
     request_body = crate::schema::SyncDownloadRequest,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the download failed)", body = crate::wire::ScanResult),
-        (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
+        (status = 400, description = "A field is missing or invalid", body = http_edge::openapi::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = http_edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/download`: fetch and scan in the request.
 pub(crate) async fn sync_download(
     State(state): State<Arc<AppState>>,
@@ -388,9 +388,9 @@ pub(crate) async fn sync_download(
     request_body = crate::schema::SyncS3Request,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = crate::wire::ScanResult),
-        (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
-        (status = 403, description = "The key may not scan this object", body = storage::edge::openapi::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
+        (status = 400, description = "A field is missing or invalid", body = http_edge::openapi::ErrorBody),
+        (status = 403, description = "The key may not scan this object", body = http_edge::openapi::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = http_edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/s3` (the original product has it beside the two the contract names):
 /// `{bucket, key, version?}`, scanned in the request.
 pub(crate) async fn sync_s3(
@@ -467,9 +467,9 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, 
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file. An empty body is an empty file: it is scanned like any other and answered 200 (clean, size 0)."),
     responses(
         (status = 200, description = "The verdict", body = crate::wire::ScanResult),
-        (status = 408, description = "The body stalled", body = storage::edge::openapi::ErrorBody),
-        (status = 413, description = "The body is over max_body_bytes", body = storage::edge::openapi::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = storage::edge::openapi::ErrorBody)))]
+        (status = 408, description = "The body stalled", body = http_edge::openapi::ErrorBody),
+        (status = 413, description = "The body is over max_body_bytes", body = http_edge::openapi::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = http_edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/sync/binary`: the raw body is the file.
 pub(crate) async fn sync_binary(
     State(state): State<Arc<AppState>>,
@@ -523,10 +523,10 @@ pub(crate) async fn metrics(
     let pending = state.queue.pending().await.ok();
     let mut text = state.metrics.render(pending);
     let reloads = state.reloader.stats();
-    storage::edge::status::append_metrics(
+    http_edge::status::append_metrics(
         &mut text,
         &state.scanner,
-        storage::edge::status::Reloads {
+        http_edge::status::Reloads {
             installed: reloads.reloaded,
             refused: reloads.refused,
         },
@@ -534,7 +534,7 @@ pub(crate) async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running; with pending_jobs unless http.metrics_token is set and not given"), (status = 503, description = "The queue does not answer", body = storage::edge::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running; with pending_jobs unless http.metrics_token is set and not given"), (status = 503, description = "The queue does not answer", body = http_edge::openapi::ErrorBody)))]
 /// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not. The count
 /// of pending jobs is shown to whoever may read the metrics.
 pub(crate) async fn health(
@@ -543,7 +543,7 @@ pub(crate) async fn health(
 ) -> Response {
     match state.queue.pending().await {
         Ok(pending) if state.settings.http.metrics_allowed(&request_headers) => {
-            let mut body = storage::edge::status::engines_json(&state.scanner);
+            let mut body = http_edge::status::engines_json(&state.scanner);
             body["status"] = json!("ok");
             body["pending_jobs"] = json!(pending);
             Json(body).into_response()
@@ -557,10 +557,10 @@ pub(crate) async fn health(
     request_body(content = Object, description = "An S3 event notification: AWS's records, or the same records as MinIO, Ceph and Garage post them"),
     responses(
         (status = 200, description = "Every created object is queued as a job; the answer counts them", body = crate::schema::EventsQueued),
-        (status = 400, description = "Not an S3 event notification", body = storage::edge::openapi::ErrorBody),
-        (status = 403, description = "The key may not post bucket events", body = storage::edge::openapi::ErrorBody),
-        (status = 429, description = "The key has as many jobs queued as its quota allows; send the notification again later", body = storage::edge::openapi::ErrorBody),
-        (status = 503, description = "The queue is full or unreachable; send the notification again", body = storage::edge::openapi::ErrorBody)))]
+        (status = 400, description = "Not an S3 event notification", body = http_edge::openapi::ErrorBody),
+        (status = 403, description = "The key may not post bucket events", body = http_edge::openapi::ErrorBody),
+        (status = 429, description = "The key has as many jobs queued as its quota allows; send the notification again later", body = http_edge::openapi::ErrorBody),
+        (status = 503, description = "The queue is full or unreachable; send the notification again", body = http_edge::openapi::ErrorBody)))]
 /// `POST /api/v1/events/s3`: a bucket's event webhook. Each `ObjectCreated:*` object becomes a
 /// job that scans it and tags it with the outcome; the answer comes once every job is durably
 /// queued, so a sender that sees an error sends again (an object may then be scanned twice,
@@ -602,10 +602,10 @@ pub(crate) async fn s3_events(
     request_body = crate::schema::BulkRequest,
     responses(
         (status = 201, description = "The bulk scan is started; `Location` is where its counts are read", body = crate::schema::BulkStatus),
-        (status = 400, description = "A field is missing or invalid", body = storage::edge::openapi::ErrorBody),
-        (status = 403, description = "The key may not bulk-scan this bucket and prefix, or the bucket may not be listed", body = storage::edge::openapi::ErrorBody),
-        (status = 404, description = "No such bucket", body = storage::edge::openapi::ErrorBody),
-        (status = 503, description = "The queue or the storage is unavailable", body = storage::edge::openapi::ErrorBody)))]
+        (status = 400, description = "A field is missing or invalid", body = http_edge::openapi::ErrorBody),
+        (status = 403, description = "The key may not bulk-scan this bucket and prefix, or the bucket may not be listed", body = http_edge::openapi::ErrorBody),
+        (status = 404, description = "No such bucket", body = http_edge::openapi::ErrorBody),
+        (status = 503, description = "The queue or the storage is unavailable", body = http_edge::openapi::ErrorBody)))]
 /// `POST /api/v1/scan/async/s3/bulk`: scans every object under `prefix` in `bucket`; each is
 /// acted on by the `[actions]` policy, and called back to `callback_url` when given.
 pub(crate) async fn bulk_start(
@@ -689,7 +689,7 @@ pub(crate) async fn bulk_start(
     params(("id" = String, Path, description = "The bulk scan's id")),
     responses(
         (status = 200, description = "Its counts", body = crate::schema::BulkStatus),
-        (status = 404, description = "No such bulk scan for this key", body = storage::edge::openapi::ErrorBody)))]
+        (status = 404, description = "No such bulk scan for this key", body = http_edge::openapi::ErrorBody)))]
 /// `GET /api/v1/scan/async/s3/bulk/{id}`: a bulk scan's counts, from any instance.
 pub(crate) async fn bulk_status(
     State(state): State<Arc<AppState>>,

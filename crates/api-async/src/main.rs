@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use api_async::{AppState, Config};
 use clap::Parser;
-use storage::config_file::ServiceConfig;
+use http_edge::config_file::ServiceConfig;
 
 #[derive(Parser)]
 #[command(
@@ -22,13 +22,13 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    storage::edge::init_logging();
+    http_edge::init_logging();
     let config = Config::load(cli.config.as_deref())?;
     let state = AppState::from_config(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    api_async::run(listener, state, storage::edge::shutdown_signal()).await?;
+    api_async::run(listener, state, http_edge::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

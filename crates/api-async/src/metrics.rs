@@ -1,12 +1,12 @@
 //! Prometheus metrics: scan-core's scan metrics plus jobs submitted (by outcome), jobs finished
 //! (by status), callbacks (delivered or given up) and the queue's depth, under `verdict`.
 
+use http_edge::metrics::ScanMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use storage::edge::metrics::ScanMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -155,7 +155,7 @@ impl Metrics {
         if let Some(pending) = pending {
             self.queue_depth.set(pending as i64);
         }
-        storage::edge::metrics::render(&self.registry)
+        http_edge::metrics::render(&self.registry)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::response::IntoResponse;
-use storage::edge::openapi::ErrorBody;
+use http_edge::openapi::ErrorBody;
 use utoipa::{Modify, OpenApi};
 
 use crate::schema::{
@@ -28,8 +28,8 @@ impl Modify for ApiKeyAuth {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
-        storage::edge::openapi::document_unauthorized(openapi);
-        storage::edge::openapi::empty_body_allowed(openapi, "/api/v1/scan/sync/binary");
+        http_edge::openapi::document_unauthorized(openapi);
+        http_edge::openapi::empty_body_allowed(openapi, "/api/v1/scan/sync/binary");
     }
 }
 
@@ -63,8 +63,8 @@ impl Modify for ApiKeyAuth {
         ErrorBody,
         crate::wire::ScanResult,
         crate::wire::Status,
-        storage::edge::openapi::ObjectAction,
-        storage::edge::openapi::EngineSummary
+        http_edge::openapi::ObjectAction,
+        http_edge::openapi::EngineSummary
     )),
     modifiers(&ApiKeyAuth)
 )]

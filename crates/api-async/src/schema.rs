@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use storage::edge::openapi::ErrorBody;
+use http_edge::openapi::ErrorBody;
 use utoipa::{IntoResponses, ToSchema};
 
 /// Where the verdict of a queued job goes, shared by both async endpoints.

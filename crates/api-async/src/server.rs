@@ -113,7 +113,7 @@ pub async fn run(
     };
     let http = state.settings.http.clone();
     let idle = state.settings.upload_idle_timeout;
-    let served = storage::edge::serve(listener, router(state), &http, idle, signal).await;
+    let served = http_edge::serve(listener, router(state), &http, idle, signal).await;
     stop.cancel();
     refresher.abort();
     rescans.abort();

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use http_edge::{EdgeConfig, StartError};
 use scan_core::Scanner;
 use storage::ObjectStore;
-use storage::edge::{EdgeConfig, StartError};
 use storage::fetch::Fetcher;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -139,8 +139,7 @@ impl AppState {
             config.spool.policy(config.max_body_bytes),
         )
         .map_err(|e| StartError::failed("engines", e))?;
-        let (objects, fetcher) =
-            storage::edge::open_storage(&config.storage, &config.fetch).await?;
+        let (objects, fetcher) = http_edge::open_storage(&config.storage, &config.fetch).await?;
         let lease = Duration::from_secs(config.job_lease_secs.max(1));
         type Stores = (
             Arc<dyn JobQueue>,
@@ -256,7 +255,6 @@ impl AppState {
             scanner: &self.scanner,
             fetcher: &self.fetcher,
             objects: self.objects.as_ref(),
-            spool: self.scanner.spool_policy(),
             attempts: self.settings.download_attempts,
             first_backoff: self.settings.download_backoff,
         }
@@ -289,7 +287,7 @@ impl AppState {
     ) -> scan_core::Report {
         let report = match content {
             crate::source::Content::Read(input) => {
-                let _counted = storage::edge::InFlight::enter(&self.metrics.scans.in_flight);
+                let _counted = http_edge::InFlight::enter(&self.metrics.scans.in_flight);
                 self.scanner.scan_input(name, Arc::new(input)).await
             }
             crate::source::Content::Cached(report) => *report,

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use engines::EngineConfig;
 use engines::SpoolConfig;
+use http_edge::EdgeConfig;
+use http_edge::config_file::{self, ConfigFileError, ServiceConfig, Vars};
 use scan_core::Limits;
 use serde::Deserialize;
 use storage::StorageConfig;
-use storage::config_file::{self, ConfigFileError, ServiceConfig, Vars};
-use storage::edge::EdgeConfig;
 use storage::fetch::FetchConfig;
 
 /// The whole configuration file.

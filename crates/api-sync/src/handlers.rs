@@ -10,11 +10,11 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
+use http_edge::body::{self, Form};
+use http_edge::{ApiError, InFlight};
 use scan_core::{InputError, Report, ScanInput, SpoolPolicy, Verdict};
 use serde::{Deserialize, Serialize};
 use storage::ObjectRef;
-use storage::edge::body::{self, Form};
-use storage::edge::{ApiError, InFlight};
 use storage::fetch::FetchError;
 
 use crate::state::{AppState, User};
@@ -511,7 +511,9 @@ pub(crate) async fn scan_existing(
         version: request.version_id.filter(|v| !v.is_empty()),
     };
     let (read, reader) = state.store.get(&object).await?;
-    let input = ScanInput::from_async_reader(reader, state.scanner.spool_policy())
+    let input = state
+        .scanner
+        .input_from_async_reader(reader)
         .await
         .map_err(upstream_input_error)?;
     let report = scan_recorded(&state, &object.key, Arc::new(input)).await;
@@ -545,7 +547,9 @@ pub(crate) async fn scan_url(
     let _slot = state.scans.try_take().ok_or_else(ApiError::busy)?;
     let url = url_from_body(&headers, &body).await?;
     let download = state.fetcher.get(&url, &[]).await.map_err(fetch_error)?;
-    let input = ScanInput::from_async_reader(download.body, state.scanner.spool_policy())
+    let input = state
+        .scanner
+        .input_from_async_reader(download.body)
         .await
         .map_err(upstream_input_error)?;
     let name = storage::fetch::file_name(&url);
@@ -620,7 +624,7 @@ pub(crate) async fn health(
     if !state.http.metrics_allowed(&headers) {
         return Json(serde_json::json!({ "status": "ok" }));
     }
-    let mut body = storage::edge::status::engines_json(&state.scanner);
+    let mut body = http_edge::status::engines_json(&state.scanner);
     body["status"] = serde_json::json!("ok");
     Json(body)
 }
@@ -638,10 +642,10 @@ pub(crate) async fn metrics(
     }
     let mut text = state.metrics.render();
     let reloads = state.reloader.stats();
-    storage::edge::status::append_metrics(
+    http_edge::status::append_metrics(
         &mut text,
         &state.scanner,
-        storage::edge::status::Reloads {
+        http_edge::status::Reloads {
             installed: reloads.reloaded,
             refused: reloads.refused,
         },

@@ -16,6 +16,6 @@ pub mod users;
 pub mod wire;
 
 pub use config::Config;
+pub use http_edge::ApiError;
 pub use server::{app, router, run};
 pub use state::AppState;
-pub use storage::edge::ApiError;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use api_sync::{AppState, Config, run, users};
 use clap::{Parser, Subcommand};
-use storage::config_file::ServiceConfig;
+use http_edge::config_file::ServiceConfig;
 
 #[derive(Parser)]
 #[command(
@@ -52,7 +52,7 @@ enum UserCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    storage::edge::init_logging();
+    http_edge::init_logging();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            run(listener, state, storage::edge::shutdown_signal()).await?;
+            run(listener, state, http_edge::shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
         }

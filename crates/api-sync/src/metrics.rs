@@ -1,9 +1,9 @@
 //! Prometheus metrics: the shared scan metrics and the scan slots taken, under the `verdict`
 //! prefix.
 
+use http_edge::metrics::ScanMetrics;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use storage::edge::metrics::ScanMetrics;
 
 /// The server's metrics.
 pub struct Metrics {
@@ -35,6 +35,6 @@ impl Default for Metrics {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        storage::edge::metrics::render(&self.registry)
+        http_edge::metrics::render(&self.registry)
     }
 }

@@ -24,8 +24,8 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
-        storage::edge::openapi::document_unauthorized(openapi);
-        storage::edge::openapi::empty_body_allowed(openapi, "/api/Scan");
+        http_edge::openapi::document_unauthorized(openapi);
+        http_edge::openapi::empty_body_allowed(openapi, "/api/Scan");
     }
 }
 
@@ -46,13 +46,13 @@ impl Modify for BearerAuth {
         TokenResponse,
         ScanForm,
         ScanResult,
-        storage::edge::openapi::ObjectAction,
+        http_edge::openapi::ObjectAction,
         ExistingRequest,
         UrlRequest,
         ErrorBody,
         crate::wire::SyncScanResponse,
         crate::wire::DetectedInfection,
-        storage::edge::openapi::EngineSummary
+        http_edge::openapi::EngineSummary
     )),
     modifiers(&BearerAuth)
 )]

@@ -1,8 +1,8 @@
 //! The shapes of the bodies that the handlers parse by hand (multipart, JSON read field by
 //! field) and of the answer they assemble, as the OpenAPI document describes them.
 
+pub(crate) use http_edge::openapi::ErrorBody;
 use serde::Serialize;
-pub(crate) use storage::edge::openapi::ErrorBody;
 use utoipa::ToSchema;
 
 /// `POST /api/Token` body.
@@ -57,7 +57,7 @@ pub(crate) struct ScanResult {
     /// Why tagging an existing object failed.
     tag_error: Option<String>,
     /// What was done to an existing object after its scan (with `actions.on_requests`).
-    object_action: Option<storage::edge::openapi::ObjectAction>,
+    object_action: Option<http_edge::openapi::ObjectAction>,
 }
 
 /// `POST /api/Scan/Existing` body.

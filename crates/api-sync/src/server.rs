@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
-use storage::edge::ApiError;
+use http_edge::ApiError;
 
 use crate::handlers;
 use crate::state::{AppState, User};
@@ -106,7 +106,7 @@ pub fn app(
 
 /// Runs the service until `shutdown` resolves, then stops accepting and lets in-flight requests
 /// finish (for up to `http.drain_secs`). (As in verdict-async, `run` is the whole service and
-/// [`storage::edge::serve`] the listener under it.)
+/// [`http_edge::serve`] the listener under it.)
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -116,7 +116,7 @@ pub async fn run(
     let refresher = tokio::spawn(Arc::clone(&state.reloader).run(state.reload.clone()));
     let http = state.http.clone();
     let idle = state.upload_idle_timeout;
-    let served = storage::edge::serve(listener, app(state), &http, idle, shutdown).await;
+    let served = http_edge::serve(listener, app(state), &http, idle, shutdown).await;
     refresher.abort();
     served
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use http_edge::InFlight;
 use prometheus_client::metrics::gauge::Gauge;
-use storage::edge::InFlight;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A fixed number of slots; a request that finds none free is refused at once (503), not queued.

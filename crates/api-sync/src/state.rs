@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_edge::{EdgeConfig, StartError};
 use scan_core::Scanner;
 use storage::ObjectStore;
-use storage::edge::{EdgeConfig, StartError};
 use storage::fetch::Fetcher;
 use tokio::sync::Semaphore;
 
@@ -80,7 +80,7 @@ impl AppState {
         let reloader = Arc::new(engines::Reloader::new(scanner.clone(), &config.engines));
         scanner.poll_engines(Duration::from_secs(5)).await;
         engines::log_engines(&scanner);
-        let (store, fetcher) = storage::edge::open_storage(&config.storage, &config.fetch).await?;
+        let (store, fetcher) = http_edge::open_storage(&config.storage, &config.fetch).await?;
         let users = UserStore::open(&config.users_file).map_err(|e| {
             StartError::failed(format!("users file {}", config.users_file.display()), e)
         })?;

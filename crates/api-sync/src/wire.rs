@@ -35,7 +35,7 @@ pub struct SyncScanResponse {
     /// SHA-256, hex.
     pub sha256: String,
     /// Per-engine results.
-    #[schema(value_type = Vec<storage::edge::openapi::EngineSummary>)]
+    #[schema(value_type = Vec<http_edge::openapi::EngineSummary>)]
     pub engines: Vec<scan_core::EngineSummary>,
     /// The fingerprint of the engines and rules that judged it; it changes whenever any
     /// engine's rules do.

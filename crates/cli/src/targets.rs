@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use scan_core::{Report, ScanInput, Scanner};
+use scan_core::{Report, Scanner};
 
 use crate::FileConfig;
 use crate::args::ScanArgs;
@@ -78,14 +78,13 @@ pub(crate) async fn scan_one(
     target: &Target,
     remote: &Remote,
 ) -> anyhow::Result<Report> {
-    let spool = scanner.spool_policy();
     let input = match target {
-        Target::File(path) => ScanInput::from_path_async(path, spool).await?,
+        Target::File(path) => scanner.input_from_path_async(path).await?,
         Target::S3 { bucket, key } => {
             let s3 = remote.s3.as_ref().context("S3 is not set up")?;
             let (_, reader) =
                 storage::ObjectStore::get(s3, &storage::ObjectRef::new(bucket, key)).await?;
-            ScanInput::from_async_reader(reader, spool).await?
+            scanner.input_from_async_reader(reader).await?
         }
         Target::Url(url) => {
             let fetcher = remote
@@ -93,7 +92,7 @@ pub(crate) async fn scan_one(
                 .as_ref()
                 .context("URL fetching is not set up")?;
             let download = fetcher.get(url, &[]).await?;
-            ScanInput::from_async_reader(download.body, spool).await?
+            scanner.input_from_async_reader(download.body).await?
         }
     };
     Ok(scanner

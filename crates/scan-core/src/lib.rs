@@ -31,6 +31,7 @@
 //! # }).unwrap();
 //! ```
 
+mod blocking;
 mod cache;
 mod decompress;
 mod engine;

@@ -1,7 +1,6 @@
 //! Verdict's storage: [`ObjectStore`] over S3 ([`S3Store`]) and a local directory
 //! ([`LocalStore`], the embedded default), [`fetch`]: guarded HTTP(S)
-//! downloads for URL scans; [`actions`]: what is done to an object after its scan; and, with the
-//! feature `edge`, the servers' shared HTTP edge.
+//! downloads for URL scans; and [`actions`]: what is done to an object after its scan.
 //!
 //! ```
 //! use storage::{LocalStore, ObjectRef, ObjectStore};
@@ -29,9 +28,6 @@
 
 pub mod actions;
 mod config;
-pub mod config_file;
-#[cfg(feature = "edge")]
-pub mod edge;
 pub mod fetch;
 pub mod filters;
 mod local;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use scan_core::{InputError, ScanInput, SpoolPolicy};
+use scan_core::{InputError, ScanInput};
 use storage::fetch::{FetchError, Fetcher};
 use storage::{ObjectRef, ObjectStore, StorageError};
 
@@ -83,7 +83,6 @@ pub(crate) struct Sources<'a> {
     pub(crate) scanner: &'a scan_core::Scanner,
     pub(crate) fetcher: &'a Fetcher,
     pub(crate) objects: &'a dyn ObjectStore,
-    pub(crate) spool: &'a SpoolPolicy,
     /// Tries in all for transient failures.
     pub(crate) attempts: u32,
     pub(crate) first_backoff: Duration,
@@ -203,7 +202,9 @@ impl Sources<'_> {
                 });
             }
         };
-        let input = ScanInput::from_async_reader(reader, self.spool)
+        let input = self
+            .scanner
+            .input_from_async_reader(reader)
             .await
             .map_err(Failure::of_input)?;
         Ok(Fetched {

@@ -824,7 +824,7 @@ async fn the_status_page_shows_the_queue_last_hours_jobs_workers_and_engines_wit
     server.result("for-the-page", Duration::from_secs(20)).await;
     // The result is stored before the job leaves the queue: wait for the queue to be empty,
     // which is what the page is asserted to show.
-    scan_core::testing::wait_until("the queue to empty", Duration::from_secs(10), || async {
+    test_support::wait_until("the queue to empty", Duration::from_secs(10), || async {
         let health: serde_json::Value = server
             .client
             .get(server.url("/health"))

@@ -236,8 +236,8 @@ async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_
 #[tokio::test]
 async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_every_object_counted_once()
  {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     const OBJECTS: usize = 2000;
     let (endpoint, _, client, suffix) = test_s3().await;
     let bucket = format!("bulk-{suffix}");
@@ -507,7 +507,7 @@ async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
 
 #[tokio::test]
 async fn the_bulk_store_contract_holds_on_the_embedded_store_and_on_redis() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let dir = tempfile::tempdir().unwrap();
     let embedded = api_async::EmbeddedStore::open(&dir.path().join("q.redb"), 100).unwrap();
     bulk_store_contract(&embedded).await;
@@ -554,7 +554,7 @@ async fn a_moved_objects_own_event_and_a_bulk_scan_of_the_quarantine_leave_it_al
         .unwrap();
     assert_eq!(answer["queued"], 1);
     let moved = data.join("q/held/bad.com");
-    scan_core::testing::wait_until(
+    test_support::wait_until(
         "the infected object moved",
         Duration::from_secs(20),
         || async { moved.exists() },

@@ -98,7 +98,7 @@ async fn embedded_jobs_accepted_before_a_sigkill_are_all_done_after_a_restart() 
 
 #[tokio::test]
 async fn on_redis_a_second_instance_finishes_every_job_of_one_killed_mid_run() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let dir = tempfile::tempdir().unwrap();
     let peer = Peer::start().await;
     peer.delay_downloads(Duration::from_millis(50));
@@ -213,8 +213,8 @@ async fn caller_strings_cannot_forge_log_lines_or_send_terminal_escapes() {
 
 #[tokio::test]
 async fn sqs_bucket_events_all_get_their_verdict_when_a_worker_is_sigkilled_mid_scan() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     const OBJECTS: usize = 300;
     let (endpoint, _, s3, suffix) = test_s3().await;
     let name = format!("sqskill-{suffix}");

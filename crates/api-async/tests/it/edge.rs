@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use scan_core::testing::trickle;
+use test_support::trickle;
 
 use crate::testutil::{KEY, Process, process_toml};
 

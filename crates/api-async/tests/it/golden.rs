@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use scan_core::testing::{assert_golden, eicar};
+use scan_core::testing::eicar;
 use serde_json::{Value, json};
+use test_support::assert_golden;
 
 use crate::testutil::{KEY, Server};
 

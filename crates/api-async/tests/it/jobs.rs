@@ -217,7 +217,7 @@ async fn downloads_are_retried_when_they_may_pass_and_a_404_is_final() {
 
 #[tokio::test]
 async fn s3_jobs_scan_the_latest_object_or_the_version_asked_for() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     use aws_sdk_s3::primitives::ByteStream;
     let (_, s3config, client, suffix) = test_s3().await;
     let bucket = format!("async-{suffix}");
@@ -316,7 +316,7 @@ async fn s3_jobs_scan_the_latest_object_or_the_version_asked_for() {
 
 #[tokio::test]
 async fn on_redis_a_job_submitted_to_one_instance_is_polled_from_another() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let peer = Peer::start().await;
     let url = peer.file("shared.com", eicar());
     let ns = namespace();
@@ -532,7 +532,7 @@ async fn a_bomb_and_an_encrypted_archive_are_never_clean() {
 
 #[tokio::test]
 async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_tags() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let (_, s3config, client, suffix) = test_s3().await;
     let bucket = format!("events-{suffix}");
     client.create_bucket().bucket(&bucket).send().await.unwrap();
@@ -625,7 +625,7 @@ async fn bucket_event_webhooks_scan_and_tag_each_new_object_keeping_its_other_ta
 
 #[tokio::test]
 async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_messages_deleted() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let (endpoint, s3config, s3, suffix) = test_s3().await;
     let name = format!("sqs-{suffix}");
     let (sqs, queue_url) = notifying_queue(&endpoint, &s3, &name).await;
@@ -690,7 +690,7 @@ async fn objects_put_into_a_bucket_notifying_sqs_are_scanned_and_tagged_and_the_
 
 #[tokio::test]
 async fn the_actions_policy_moves_infected_objects_to_quarantine_and_deletes_unscannable_ones() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let (_, s3config, client, suffix) = test_s3().await;
     let (bucket, quarantine) = (format!("act-{suffix}"), format!("qua-{suffix}"));
     for b in [&bucket, &quarantine] {
@@ -841,7 +841,7 @@ fn filters_skip_by_prefix_suffix_size_and_tag() {
 
 #[tokio::test]
 async fn objects_the_filters_skip_are_counted_and_never_scanned_or_tagged() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let (_, s3config, client, suffix) = test_s3().await;
     let bucket = format!("skip-{suffix}");
     client.create_bucket().bucket(&bucket).send().await.unwrap();
@@ -1018,8 +1018,7 @@ async fn an_engine_down_never_deletes_or_moves_an_object() {
     std::fs::write(data.join("b/report.pdf"), b"%PDF-1.4 clean enough").unwrap();
     notify_created(&server, "b", &["report.pdf"]).await;
     let tags_file = data.join("b/.report.pdf.tags.json");
-    scan_core::testing::wait_until("the object tagged", WITHIN, || async { tags_file.exists() })
-        .await;
+    test_support::wait_until("the object tagged", WITHIN, || async { tags_file.exists() }).await;
     let tags: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&tags_file).unwrap()).unwrap();
     assert_eq!(tags["scan-result"], "error", "{tags}");

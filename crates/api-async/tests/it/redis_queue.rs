@@ -46,7 +46,7 @@ async fn claim_one(store: &RedisStore) -> Option<Job> {
 
 #[tokio::test]
 async fn two_instances_share_one_queue_each_job_going_to_one() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
     let a = open(&ns, "instance-a", LEASE).await;
     let b = open(&ns, "instance-b", LEASE).await;
@@ -70,7 +70,7 @@ async fn two_instances_share_one_queue_each_job_going_to_one() {
 
 #[tokio::test]
 async fn a_blocked_claim_wakes_when_another_instance_pushes() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
     let worker = open(&ns, "worker", LEASE).await;
     let front = open(&ns, "front", LEASE).await;
@@ -91,7 +91,7 @@ async fn a_blocked_claim_wakes_when_another_instance_pushes() {
 
 #[tokio::test]
 async fn a_dead_instances_job_is_taken_over_after_the_lease_and_a_renewed_one_is_not() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
     // Redis measures a claim's idle time itself, so the lease runs on its clock: the test waits
     // for the takeover instead of guessing how long it takes.
@@ -124,7 +124,7 @@ async fn a_dead_instances_job_is_taken_over_after_the_lease_and_a_renewed_one_is
 
 #[tokio::test]
 async fn a_pending_trace_id_is_refused_until_completed_and_a_full_queue_refuses() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
     let store = RedisStore::open(&redis_url(), &ns, "solo", LEASE, 2)
         .await
@@ -155,7 +155,7 @@ async fn a_pending_trace_id_is_refused_until_completed_and_a_full_queue_refuses(
 
 #[tokio::test]
 async fn results_are_shared_and_expire() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
     let a = open(&ns, "a", LEASE).await;
     let b = open(&ns, "b", LEASE).await;
@@ -184,7 +184,7 @@ async fn results_are_shared_and_expire() {
 
 #[tokio::test]
 async fn an_unreadable_entry_is_dropped_and_does_not_block_the_queue() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
     let store = open(&ns, "reader", LEASE).await;
     // Something else wrote to our stream: no parsable job in it.
@@ -211,7 +211,7 @@ async fn an_unreadable_entry_is_dropped_and_does_not_block_the_queue() {
 
 #[tokio::test]
 async fn a_consumer_group_lost_with_its_data_is_created_again() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let ns = namespace();
     let store = open(&ns, "survivor", LEASE).await;
     // Redis restarted without persistence: the stream and its group are gone.
@@ -245,7 +245,7 @@ async fn a_consumer_group_lost_with_its_data_is_created_again() {
 
 #[tokio::test]
 async fn a_keys_quota_counts_its_queued_jobs_until_they_are_done() {
-    scan_core::service_or_skip!("VERDICT_TEST_REDIS_URL");
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let store = RedisStore::open(
         &redis_url(),
         &namespace(),

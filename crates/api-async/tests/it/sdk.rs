@@ -10,7 +10,7 @@ use crate::testutil::{KEY, Peer, Server};
 
 #[tokio::test]
 async fn the_attachmentav_python_sdk_works_unchanged() {
-    let python = scan_core::service_or_skip!("VERDICT_TEST_SDK_PYTHON");
+    let python = test_support::service_or_skip!("VERDICT_TEST_SDK_PYTHON");
     let peer = Peer::start().await;
     let clean = peer.file(
         "clean.pdf",

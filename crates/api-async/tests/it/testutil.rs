@@ -667,7 +667,7 @@ pub(crate) fn s3_process_toml(dir: &Path, endpoint: &str) -> String {
     )
 }
 
-pub(crate) use scan_core::testing::wait_until;
+pub(crate) use test_support::wait_until;
 
 /// Messages in the SQS queue at `url`, visible and in flight together.
 pub(crate) async fn sqs_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {

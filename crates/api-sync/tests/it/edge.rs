@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use scan_core::testing::trickle;
+use test_support::trickle;
 
 use crate::testutil::{Binary, PASSWORD, USER, client_from, wait_until};
 

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use scan_core::testing::{assert_golden, demo_files};
+use scan_core::testing::demo_files;
+use test_support::assert_golden;
 
 use crate::testutil::{Server, json};
 

@@ -41,7 +41,7 @@ async fn the_page_is_served_with_its_assets_and_a_strict_policy() {
 
 #[tokio::test]
 async fn in_a_browser_a_new_user_logs_in_drops_files_and_reads_the_verdict_tree() {
-    let python = scan_core::service_or_skip!("VERDICT_TEST_BROWSER_PYTHON");
+    let python = test_support::service_or_skip!("VERDICT_TEST_BROWSER_PYTHON");
     let files = tempfile::tempdir().unwrap();
     // The first start's generated admin, as scripts/run.sh makes it.
     let users = files.path().join("users");

@@ -64,7 +64,7 @@ async fn s3_server() -> Server {
 
 #[tokio::test]
 async fn clean_uploads_land_in_s3_and_infected_ones_do_not() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let server = s3_server().await;
     let client = s3_client().await;
     let bucket = s3_bucket(&client, false).await;
@@ -148,7 +148,7 @@ async fn clean_uploads_land_in_s3_and_infected_ones_do_not() {
 
 #[tokio::test]
 async fn existing_objects_with_and_without_version_and_missing_ones() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let server = s3_server().await;
     let client = s3_client().await;
     let bucket = s3_bucket(&client, true).await;

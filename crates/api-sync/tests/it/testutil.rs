@@ -11,7 +11,7 @@ pub(crate) const SECRET: &str = "test-signing-key-0123456789abcdef";
 /// How long a test waits for something the server does in the background.
 pub(crate) const WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub(crate) use scan_core::testing::wait_until;
+pub(crate) use test_support::wait_until;
 
 pub(crate) struct Server {
     pub(crate) base: String,

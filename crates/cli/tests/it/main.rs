@@ -213,7 +213,7 @@ fn size_flags_parse_human_sizes() {
 
 #[test]
 fn clamd_joins_the_embedded_engines_from_the_command_line() {
-    let address = scan_core::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
+    let address = test_support::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -259,7 +259,7 @@ fn verdicts(out: &Output) -> Vec<(String, String, Vec<String>)> {
 
 #[test]
 fn a_servers_config_file_gives_the_same_verdicts_as_the_flags() {
-    let socket = scan_core::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
+    let socket = test_support::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
     let dir = tempfile::tempdir().unwrap();
     let payload = b"another harmless payload made by the test suite".to_vec();
     let md5 = {
@@ -395,7 +395,7 @@ fn urls_are_scanned_and_guarded() {
 
 #[test]
 fn s3_prefixes_are_listed_and_every_object_scanned() {
-    let endpoint = scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    let endpoint = test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let bucket = format!("cli-test-{}", std::process::id());
     runtime.block_on(async {
@@ -539,7 +539,7 @@ fn interrupted_run(args: &[&str], state: &Path, after: u64, signal: &str) -> (St
 
 #[test]
 fn an_interrupted_bucket_scan_resumes_from_its_state_file_without_scanning_anything_twice() {
-    let endpoint = scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    let endpoint = test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     const OBJECTS: usize = 240;
     let infected = |i: usize| i % 40 == 5;
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -643,7 +643,7 @@ fn an_interrupted_bucket_scan_resumes_from_its_state_file_without_scanning_anyth
 /// only the newly matching object is found and named with what it was.
 #[test]
 fn rescan_judges_only_what_older_rules_judged_and_names_what_turned_infected() {
-    let endpoint = scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    let endpoint = test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let bucket = format!("cli-rescan-{}", std::process::id());
     let store = runtime.block_on(storage_client(&endpoint));

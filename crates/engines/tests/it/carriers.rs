@@ -70,7 +70,7 @@ const PACKED: &[&str] = &[
 
 #[tokio::test]
 async fn clamav_test_carriers_are_found_by_a_hash_signature() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMAV_TESTFILES");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMAV_TESTFILES");
     let dir = PathBuf::from(service("VERDICT_TEST_CLAMAV_TESTFILES"));
     let clam = std::fs::read(dir.join("clam.exe")).expect("clamav-testfiles is installed");
     let mut hashes = HashEngine::new();
@@ -219,7 +219,7 @@ async fn yara_and_hash_signatures_both_see_the_decoded_payload() {
 
 #[tokio::test]
 async fn a_upx_packed_executable_is_unpacked_for_the_engines() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMAV_TESTFILES");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMAV_TESTFILES");
     let dir = PathBuf::from(service("VERDICT_TEST_CLAMAV_TESTFILES"));
     let packed = std::fs::read(dir.join("clam-upx.exe")).unwrap();
     // A sentence of the test program that UPX's compression hides in the packed file.

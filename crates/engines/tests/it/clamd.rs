@@ -18,8 +18,8 @@ fn clamd(address: &str) -> ClamdEngine {
 
 #[tokio::test]
 async fn clean_and_eicar_over_tcp_and_the_unix_socket() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_TCP");
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_TCP");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
     for address in [
         service("VERDICT_TEST_CLAMD_TCP"),
         service("VERDICT_TEST_CLAMD_SOCKET"),
@@ -53,7 +53,7 @@ async fn clean_and_eicar_over_tcp_and_the_unix_socket() {
 
 #[tokio::test]
 async fn clamd_unpacks_the_root_itself_and_finds_eicar_deep_inside() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
     let inner = testing::zip(&[("eicar.com", &eicar())]);
     let middle = testing::zip(&[("inner.zip", &inner)]);
     let outer = testing::zip(&[("middle.zip", &middle), ("readme.txt", b"hello")]);
@@ -70,8 +70,8 @@ async fn clamd_unpacks_the_root_itself_and_finds_eicar_deep_inside() {
 
 #[tokio::test]
 async fn objects_over_clamds_stream_limit_are_never_clean() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_TCP");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_TCP");
     // Told the truth (25 MiB, as clamd.conf says): not sent at all.
     let big = vec![b'a'; 30 << 20];
     let scanner = scanner(vec![Arc::new(clamd(&service("VERDICT_TEST_CLAMD_SOCKET")))]);
@@ -110,7 +110,7 @@ async fn objects_over_clamds_stream_limit_are_never_clean() {
 
 #[tokio::test]
 async fn clamd_going_down_gives_error_and_recovery_needs_nothing() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_DB");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_DB");
     let mut clamd_process = PrivateClamd::start();
     let engine = Arc::new(clamd(&clamd_process.socket().display().to_string()));
     let scanner = scanner(vec![engine.clone()]);

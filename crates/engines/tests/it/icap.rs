@@ -27,7 +27,7 @@ fn padded_text(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn small_objects_go_in_the_preview_with_ieof() {
-    scan_core::service_or_skip!("VERDICT_TEST_ICAP_URL");
+    test_support::service_or_skip!("VERDICT_TEST_ICAP_URL");
     let engine = Arc::new(icap(&service("VERDICT_TEST_ICAP_URL")));
     let scanner = scanner(vec![engine.clone()]);
     let report = scan(&scanner, "note.txt", b"short and clean".to_vec()).await;
@@ -46,7 +46,7 @@ async fn small_objects_go_in_the_preview_with_ieof() {
 
 #[tokio::test]
 async fn larger_objects_continue_after_the_preview() {
-    scan_core::service_or_skip!("VERDICT_TEST_ICAP_URL");
+    test_support::service_or_skip!("VERDICT_TEST_ICAP_URL");
     // c-icap offers a 1024-byte preview; these are far larger, so the rest is sent after
     // "100 Continue". The EICAR body signature is anchored at offset 0 and still matches.
     let scanner = scanner(vec![Arc::new(icap(&service("VERDICT_TEST_ICAP_URL")))]);

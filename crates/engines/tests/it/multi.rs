@@ -12,8 +12,8 @@ fn engines_from(json: serde_json::Value) -> Vec<std::sync::Arc<dyn scan_core::En
 
 #[tokio::test]
 async fn yara_finds_one_thing_clamd_another_both_in_the_report() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_TCP");
-    scan_core::service_or_skip!("VERDICT_TEST_ICAP_URL");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_TCP");
+    test_support::service_or_skip!("VERDICT_TEST_ICAP_URL");
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(
         rules.path().join("marker.yar"),
@@ -75,7 +75,7 @@ async fn one_engine_down_means_not_clean() {
 
 #[tokio::test]
 async fn per_engine_size_limits_are_reported_as_not_examined() {
-    scan_core::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
+    test_support::service_or_skip!("VERDICT_TEST_CLAMD_SOCKET");
     let scanner = scanner(engines_from(serde_json::json!([
         { "type": "yara", "max_object_size": 1000 },
         { "type": "clamd", "address": service("VERDICT_TEST_CLAMD_SOCKET") },

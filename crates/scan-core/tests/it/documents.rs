@@ -433,7 +433,7 @@ pub(crate) fn workbooks() -> (Vec<u8>, Vec<u8>) {
 
 #[tokio::test]
 async fn encrypted_office_opens_with_the_passwords_office_tries_and_is_never_clean_otherwise() {
-    let tool = scan_core::service_or_skip!("VERDICT_TEST_MSOFFCRYPTO");
+    let tool = test_support::service_or_skip!("VERDICT_TEST_MSOFFCRYPTO");
     let dir = tempfile::tempdir().unwrap();
     let scanner = scanner(dir.path());
     let (workbook, clean_book) = workbooks();

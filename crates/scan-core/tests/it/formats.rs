@@ -421,7 +421,8 @@ fn knowing(spool: &std::path::Path, files: &[(String, Vec<u8>)]) -> scan_core::S
 
 #[tokio::test]
 async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read_is_said() {
-    let samples = std::path::PathBuf::from(scan_core::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
+    let samples =
+        std::path::PathBuf::from(test_support::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
     let dir = tempfile::tempdir().unwrap();
     // RAR 3/4 and 5: compressed, solid RAR 5, subfolders and Unicode names, several versions of
     // one file, both checksums.
@@ -525,7 +526,8 @@ async fn rar_archives_of_every_version_yield_their_files_and_what_cannot_be_read
 
 #[tokio::test]
 async fn a_rar_member_declaring_a_huge_size_is_refused_before_it_is_read() {
-    let samples = std::path::PathBuf::from(scan_core::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
+    let samples =
+        std::path::PathBuf::from(test_support::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
     let dir = tempfile::tempdir().unwrap();
     let mut archive = std::fs::read(samples.join("rar3-readonly-unix.rar")).unwrap();
     // RAR 3 blocks after the 7-byte signature: CRC16, type, flags, size, then for a file

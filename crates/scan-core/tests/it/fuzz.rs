@@ -349,7 +349,8 @@ async fn mutated_carriers_never_panic_a_decoder() {
 
 #[tokio::test]
 async fn mutated_rar_archives_never_fail_the_scan() {
-    let samples = std::path::PathBuf::from(scan_core::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
+    let samples =
+        std::path::PathBuf::from(test_support::service_or_skip!("VERDICT_TEST_RAR_SAMPLES"));
     let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
@@ -377,7 +378,7 @@ async fn mutated_rar_archives_never_fail_the_scan() {
 
 #[tokio::test]
 async fn mutated_encrypted_office_documents_never_panic_a_decoder() {
-    let tool = scan_core::service_or_skip!("VERDICT_TEST_MSOFFCRYPTO");
+    let tool = test_support::service_or_skip!("VERDICT_TEST_MSOFFCRYPTO");
     // Each intact descriptor costs two key derivations of 100,000 hashes: fewer rounds here.
     let iterations: usize = std::env::var("VERDICT_FUZZ_ITERATIONS")
         .ok()

@@ -692,7 +692,7 @@ async fn damaged_and_looping_udf_discs_are_never_clean() {
 async fn a_bridge_discs_udf_side_is_read_for_the_files_only_it_names() {
     // pycdlib masters a UDF 2.60 bridge disc whose ISO 9660 side lists only the notes: the
     // payload is named on the UDF side alone, the side Windows shows when it mounts the disc.
-    let python = scan_core::service_or_skip!("VERDICT_TEST_CARRIER_PYTHON");
+    let python = test_support::service_or_skip!("VERDICT_TEST_CARRIER_PYTHON");
     let disc = built(
         &format!(
             "{python} - <<'PY'

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod blocking;
 mod bombs;
 mod broken;
 mod documents;

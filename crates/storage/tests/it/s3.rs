@@ -60,7 +60,7 @@ async fn read_all(store: &S3Store, object: &ObjectRef) -> Vec<u8> {
 
 #[tokio::test]
 async fn small_and_multipart_objects_round_trip() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let store = store().await;
     let bucket = bucket(&store, false).await;
     store
@@ -99,7 +99,7 @@ async fn small_and_multipart_objects_round_trip() {
 
 #[tokio::test]
 async fn versions_tags_and_missing_things() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let store = store().await;
     let bucket = bucket(&store, true).await;
     let v1 = store
@@ -233,7 +233,7 @@ async fn act(
 
 #[tokio::test]
 async fn quarantine_holds_for_everyday_names_long_keys_and_objects_with_many_tags() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let store = store().await;
     let live = bucket(&store, false).await;
     let quarantine = bucket(&store, false).await;
@@ -379,7 +379,7 @@ impl ObjectStore for WrittenAgainAfterTheLook {
 
 #[tokio::test]
 async fn bytes_written_after_the_scan_are_never_moved_or_deleted() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let store = store().await;
     let quarantine = bucket(&store, false).await;
     for versioned in [false, true] {
@@ -435,7 +435,7 @@ async fn bytes_written_after_the_scan_are_never_moved_or_deleted() {
 
 #[tokio::test]
 async fn listing_decodes_keys_and_a_control_character_does_not_stop_the_prefix() {
-    scan_core::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let store = store().await;
     let live = bucket(&store, false).await;
     let keys = [

@@ -1,6 +1,6 @@
 //! The listener: HTTP/1.1 connections with a header timeout (which is also the keep-alive idle
 //! timeout), a bound on the request head, a cap on open connections and a lower one per client
-//! address, every request body under the idle timeout and minimum pace of [`super::body`], and
+//! address, every request body under the idle timeout and minimum pace of [`crate::body`], and
 //! a graceful shutdown with a drain deadline.
 
 use std::collections::HashMap;
@@ -19,8 +19,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::EdgeConfig;
-use super::body::TimedBody;
+use crate::EdgeConfig;
+use crate::body::TimedBody;
 
 /// Open connections per client (see [`client_of`]); an entry leaves with its last connection.
 #[derive(Default)]

@@ -8,8 +8,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::StorageError;
-use crate::edge::body::BodyError;
+use crate::body::BodyError;
+use storage::StorageError;
 
 /// Why a request failed, as the caller is told.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! The servers' edge over real loopback sockets: header and keep-alive timeouts, the head-size
 //! bound, the connection cap, stalled bodies, bounded multipart heads and the drain deadline.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,9 +12,9 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use scan_core::testing::wait_until;
-use storage::edge::body::{self, BodyError, Form};
-use storage::edge::{EdgeConfig, error_response};
+use http_edge::body::{self, BodyError, Form};
+use http_edge::{EdgeConfig, error_response};
+use test_support::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -96,7 +98,7 @@ async fn start(config: EdgeConfig) -> Running {
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(async move {
-        storage::edge::serve(listener, app, &config, Duration::from_secs(1), async {
+        http_edge::serve(listener, app, &config, Duration::from_secs(1), async {
             let _ = stopped.await;
         })
         .await

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
 
-use crate::StorageConfig;
+use storage::StorageConfig;
 
 /// A configuration file or an override could not be used.
 #[derive(Debug, thiserror::Error)]

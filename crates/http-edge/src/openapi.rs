@@ -31,7 +31,7 @@ pub struct EngineSummary {
     errors: u64,
 }
 
-/// The schema of [`crate::actions::ActionReport`]: what was done to an object after its scan.
+/// The schema of [`storage::actions::ActionReport`]: what was done to an object after its scan.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ObjectAction {

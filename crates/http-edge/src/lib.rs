@@ -1,14 +1,15 @@
-//! The servers' edge (feature `edge`): what `verdict-sync` and `verdict-async` both need between
-//! the socket and their handlers, written once: the listener with its limits ([`serve`]), request
-//! bodies that may not stall ([`body`]), one error type and JSON error body ([`ApiError`],
-//! [`error_response`]), logging that cannot be forged by what callers send ([`init_logging`]),
-//! the shutdown signal, and the in-flight gauge that cannot leak ([`InFlight`]).
+//! What `verdict-sync` and `verdict-async` both need between the socket and their handlers,
+//! written once: the listener with its limits ([`serve`]), request bodies that may not stall
+//! ([`body`]), one error type and JSON error body ([`ApiError`], [`error_response`]), logging
+//! that cannot be forged by what callers send ([`init_logging`]), the shutdown signal, metrics
+//! and the in-flight gauge that cannot leak ([`InFlight`]), the OpenAPI pieces both documents
+//! share ([`openapi`]) and loading a server's configuration file ([`config_file`]).
 //!
-//! It lives in the storage crate because that is the one crate below both servers that already
-//! speaks HTTP (the guarded fetch); scan-core stays free of service concerns, and neither server
-//! depends on the other.
+//! Its own crate between `storage` and the servers: storage stays storage, scan-core stays free
+//! of service concerns, and neither server depends on the other.
 
 pub mod body;
+pub mod config_file;
 mod error;
 mod listen;
 mod log;
@@ -157,12 +158,12 @@ impl StartError {
 
 /// What every server opens of storage at start: the object store and the guarded fetcher.
 pub async fn open_storage(
-    storage: &crate::StorageConfig,
-    fetch: &crate::fetch::FetchConfig,
+    storage: &storage::StorageConfig,
+    fetch: &storage::fetch::FetchConfig,
 ) -> Result<
     (
-        std::sync::Arc<dyn crate::ObjectStore>,
-        crate::fetch::Fetcher,
+        std::sync::Arc<dyn storage::ObjectStore>,
+        storage::fetch::Fetcher,
     ),
     StartError,
 > {
@@ -170,8 +171,8 @@ pub async fn open_storage(
         .open()
         .await
         .map_err(|e| StartError::failed("storage", e))?;
-    let fetcher =
-        crate::fetch::Fetcher::new(fetch.policy()).map_err(|e| StartError::failed("fetcher", e))?;
+    let fetcher = storage::fetch::Fetcher::new(fetch.policy())
+        .map_err(|e| StartError::failed("fetcher", e))?;
     Ok((objects, fetcher))
 }
 

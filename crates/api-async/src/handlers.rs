@@ -1,196 +1,30 @@
 //! The HTTP endpoints of contract section 2, and the synchronous siblings: validation of every
 //! field with a clear 400, then a job on the queue (async) or a scan in the request (sync).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_edge::body::{self, BodyError};
+use http_edge::body;
 use scan_core::InputError;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
+use crate::bulk::BulkStatus;
 use crate::error::ApiError;
 use crate::events::QueueError;
 use crate::job::{Job, JobSpec, Source};
+use crate::schema::{
+    AsyncDownloadRequest, AsyncS3Request, BulkRequest, EventsQueued, SyncDownloadRequest,
+    SyncS3Request, buffered,
+};
 use crate::state::{AppState, Caller};
 use crate::store::Pushed;
 use crate::wire::ScanResult;
-
-/// Largest `custom_data`, bytes of UTF-8.
-pub const MAX_CUSTOM_DATA: usize = 16 * 1024;
-/// Longest `trace_id`, bytes.
-pub const MAX_TRACE_ID: usize = 256;
-
-/// A buffered body, or why not, in our error shape (axum's own answer is plain text).
-fn buffered(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "the JSON body is larger than {} KiB",
-                crate::state::MAX_JSON_BODY / 1024
-            ))
-        } else {
-            // A stalled body is the client's timeout (408), not a malformed request.
-            match BodyError::from_cause(&rejection) {
-                slow @ (BodyError::Stalled(_) | BodyError::TooSlow(_)) => ApiError::from(slow),
-                _ => ApiError::BadRequest(format!("the body could not be read: {rejection}")),
-            }
-        }
-    })
-}
-
-/// The request body as a JSON object, or a 400 saying what it must be.
-fn object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
-    let body = buffered(body)?;
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the body must be a JSON object".to_owned(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "the body is not valid JSON: {e}"
-        ))),
-    }
-}
-
-/// An optional string field; `null` counts as absent.
-fn string(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "{name} must be a string, not {}",
-            kind(other)
-        ))),
-    }
-}
-
-fn required(fields: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
-    string(fields, name)?
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ApiError::BadRequest(format!("{name} is required")))
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// An optional headers object: string names to string values, each a valid HTTP header.
-fn headers(fields: &Map<String, Value>, name: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let map = match fields.get(name) {
-        None | Some(Value::Null) => return Ok(BTreeMap::new()),
-        Some(Value::Object(map)) => map,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "{name} must be an object of header names to string values, not {}",
-                kind(other)
-            )));
-        }
-    };
-    map.iter()
-        .map(|(key, value)| {
-            let Value::String(value) = value else {
-                return Err(ApiError::BadRequest(format!(
-                    "{name}.{key} must be a string, not {}",
-                    kind(value)
-                )));
-            };
-            HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
-                ApiError::BadRequest(format!("{name}: {key:?} is not a valid header name"))
-            })?;
-            if let Some(reason) = storage::fetch::reserved_header(key) {
-                return Err(ApiError::BadRequest(format!("{name}: {reason}")));
-            }
-            HeaderValue::from_str(value).map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "{name}.{key}: the value is not a valid header value"
-                ))
-            })?;
-            Ok((key.clone(), value.clone()))
-        })
-        .collect()
-}
-
-/// An http(s) URL with a host.
-fn http_url(name: &str, value: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    let parsed = url::Url::parse(value)
-        .map_err(|e| ApiError::BadRequest(format!("{name} {value:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::BadRequest(format!(
-            "{name} must be an http or https URL, not {}",
-            parsed.scheme()
-        )));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::BadRequest(format!("{name} has no host")));
-    }
-    Ok(value.to_owned())
-}
-
-/// The delivery fields common to both async endpoints.
-fn delivery(fields: &Map<String, Value>, source: Source) -> Result<JobSpec, ApiError> {
-    let callback_url = string(fields, "callback_url")?
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| http_url("callback_url", &u))
-        .transpose()?;
-    let callback_headers = headers(fields, "callback_headers")?;
-    let trace_id = string(fields, "trace_id")?;
-    if let Some(trace) = &trace_id {
-        if trace.is_empty() {
-            return Err(ApiError::BadRequest(
-                "trace_id must not be empty".to_owned(),
-            ));
-        }
-        if trace.len() > MAX_TRACE_ID {
-            return Err(ApiError::BadRequest(format!(
-                "trace_id is longer than {MAX_TRACE_ID} bytes"
-            )));
-        }
-    }
-    if callback_url.is_none() && trace_id.is_none() {
-        return Err(ApiError::BadRequest(
-            "trace_id is required when there is no callback_url (it is how the result is polled)"
-                .to_owned(),
-        ));
-    }
-    let custom_data = string(fields, "custom_data")?;
-    if let Some(custom) = &custom_data
-        && custom.len() > MAX_CUSTOM_DATA
-    {
-        return Err(ApiError::BadRequest(format!(
-            "custom_data is {} bytes; at most {MAX_CUSTOM_DATA} are accepted",
-            custom.len()
-        )));
-    }
-    Ok(JobSpec {
-        source,
-        callback_url,
-        callback_headers,
-        trace_id,
-        custom_data,
-        owner: None,
-        submitted_by: None,
-        tag_object: false,
-        watched: false,
-        bulk: None,
-        rescans: 0,
-        reverdict: false,
-    })
-}
 
 /// Queues the job and answers 204 (callback) or 201 with `Location` (polling).
 async fn submit(
@@ -286,11 +120,8 @@ pub(crate) async fn async_download(
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let spec = object(body).and_then(|fields| {
-        let url = http_url("download_url", &required(&fields, "download_url")?)?;
-        let headers = headers(&fields, "download_headers")?;
-        delivery(&fields, Source::Url { url, headers })
-    });
+    let spec = AsyncDownloadRequest::parse(body)
+        .map(|request| request.delivery.job(request.source.source()));
     match spec {
         Ok(spec) => submit(&state, caller, &request_headers, spec).await,
         Err(e) => e.into_response(),
@@ -306,19 +137,9 @@ pub(crate) async fn async_s3(
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let spec = object(body).and_then(|fields| {
-        let bucket = required(&fields, "bucket")?;
-        let key = required(&fields, "key")?;
-        let version = string(&fields, "version")?.filter(|v| !v.is_empty());
-        caller.may_scan(&bucket, &key)?;
-        let mut spec = delivery(
-            &fields,
-            Source::S3 {
-                bucket,
-                key,
-                version,
-            },
-        )?;
+    let spec = AsyncS3Request::parse(body).and_then(|request| {
+        caller.may_scan(&request.source.bucket, &request.source.key)?;
+        let mut spec = request.delivery.job(request.source.source());
         spec.tag_object = state.settings.actions.on_requests;
         Ok(spec)
     });
@@ -337,8 +158,8 @@ pub(crate) struct ResultQuery {
     params(("trace_id" = String, Query, description = "The id given when submitting")),
     responses(
         (status = 200, description = "The verdict", body = crate::wire::ScanResult),
-        (status = 400, description = "No trace_id", body = http_edge::openapi::ErrorBody),
-        (status = 404, description = "Not finished, unknown, or expired", body = http_edge::openapi::ErrorBody)))]
+        (status = 400, description = "No trace_id", body = http_edge::ErrorBody),
+        (status = 404, description = "Not finished, unknown, or expired", body = http_edge::ErrorBody)))]
 /// `GET /api/v1/scan/async/result?trace_id=ID`.
 pub(crate) async fn async_result(
     State(state): State<Arc<AppState>>,
@@ -361,7 +182,7 @@ pub(crate) async fn async_result(
 }
 
 #[utoipa::path(get, path = "/api/v1/test", tag = "operations", security(("bearer" = []), ("api_key" = [])),
-    responses((status = 204, description = "The key is valid"), (status = 401, description = "It is not", body = http_edge::openapi::ErrorBody)))]
+    responses((status = 204, description = "The key is valid"), (status = 401, description = "It is not", body = http_edge::ErrorBody)))]
 /// `GET /api/v1/test`: 204 for a valid key (the middleware refused the rest).
 pub(crate) async fn test() -> StatusCode {
     StatusCode::NO_CONTENT
@@ -371,26 +192,24 @@ pub(crate) async fn test() -> StatusCode {
     request_body = crate::schema::SyncDownloadRequest,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the download failed)", body = crate::wire::ScanResult),
-        (status = 400, description = "A field is missing or invalid", body = http_edge::openapi::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = http_edge::openapi::ErrorBody)))]
+        (status = 400, description = "A field is missing or invalid", body = http_edge::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = http_edge::ErrorBody)))]
 /// `POST /api/v1/scan/sync/download`: fetch and scan in the request.
 pub(crate) async fn sync_download(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ScanResult>, ApiError> {
-    let fields = object(body)?;
-    let url = http_url("download_url", &required(&fields, "download_url")?)?;
-    let headers = headers(&fields, "download_headers")?;
-    scan_now(&state, Source::Url { url, headers }).await
+    let request = SyncDownloadRequest::parse(body)?;
+    scan_now(&state, request.source()).await
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/sync/s3", tag = "sync", security(("bearer" = []), ("api_key" = [])),
     request_body = crate::schema::SyncS3Request,
     responses(
         (status = 200, description = "The verdict (status no with a reason when the object could not be read)", body = crate::wire::ScanResult),
-        (status = 400, description = "A field is missing or invalid", body = http_edge::openapi::ErrorBody),
-        (status = 403, description = "The key may not scan this object", body = http_edge::openapi::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = http_edge::openapi::ErrorBody)))]
+        (status = 400, description = "A field is missing or invalid", body = http_edge::ErrorBody),
+        (status = 403, description = "The key may not scan this object", body = http_edge::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = http_edge::ErrorBody)))]
 /// `POST /api/v1/scan/sync/s3` (the original product has it beside the two the contract names):
 /// `{bucket, key, version?}`, scanned in the request.
 pub(crate) async fn sync_s3(
@@ -398,20 +217,9 @@ pub(crate) async fn sync_s3(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ScanResult>, ApiError> {
-    let fields = object(body)?;
-    let bucket = required(&fields, "bucket")?;
-    let key = required(&fields, "key")?;
-    let version = string(&fields, "version")?.filter(|v| !v.is_empty());
-    caller.may_scan(&bucket, &key)?;
-    scan_now(
-        &state,
-        Source::S3 {
-            bucket,
-            key,
-            version,
-        },
-    )
-    .await
+    let request = SyncS3Request::parse(body)?;
+    caller.may_scan(&request.bucket, &request.key)?;
+    scan_now(&state, request.source()).await
 }
 
 /// Fetches (with the job's retries) and scans in the request; a download that fails is
@@ -467,9 +275,9 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, 
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file. An empty body is an empty file: it is scanned like any other and answered 200 (clean, size 0)."),
     responses(
         (status = 200, description = "The verdict", body = crate::wire::ScanResult),
-        (status = 408, description = "The body stalled", body = http_edge::openapi::ErrorBody),
-        (status = 413, description = "The body is over max_body_bytes", body = http_edge::openapi::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = http_edge::openapi::ErrorBody)))]
+        (status = 408, description = "The body stalled", body = http_edge::ErrorBody),
+        (status = 413, description = "The body is over max_body_bytes", body = http_edge::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = http_edge::ErrorBody)))]
 /// `POST /api/v1/scan/sync/binary`: the raw body is the file.
 pub(crate) async fn sync_binary(
     State(state): State<Arc<AppState>>,
@@ -534,7 +342,7 @@ pub(crate) async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running; with pending_jobs unless http.metrics_token is set and not given"), (status = 503, description = "The queue does not answer", body = http_edge::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Running; with pending_jobs unless http.metrics_token is set and not given"), (status = 503, description = "The queue does not answer", body = http_edge::ErrorBody)))]
 /// `GET /health`: no key needed; 200 while the queue answers, 503 when it does not. The count
 /// of pending jobs is shown to whoever may read the metrics.
 pub(crate) async fn health(
@@ -557,10 +365,10 @@ pub(crate) async fn health(
     request_body(content = Object, description = "An S3 event notification: AWS's records, or the same records as MinIO, Ceph and Garage post them"),
     responses(
         (status = 200, description = "Every created object is queued as a job; the answer counts them", body = crate::schema::EventsQueued),
-        (status = 400, description = "Not an S3 event notification", body = http_edge::openapi::ErrorBody),
-        (status = 403, description = "The key may not post bucket events", body = http_edge::openapi::ErrorBody),
-        (status = 429, description = "The key has as many jobs queued as its quota allows; send the notification again later", body = http_edge::openapi::ErrorBody),
-        (status = 503, description = "The queue is full or unreachable; send the notification again", body = http_edge::openapi::ErrorBody)))]
+        (status = 400, description = "Not an S3 event notification", body = http_edge::ErrorBody),
+        (status = 403, description = "The key may not post bucket events", body = http_edge::ErrorBody),
+        (status = 429, description = "The key has as many jobs queued as its quota allows; send the notification again later", body = http_edge::ErrorBody),
+        (status = 503, description = "The queue is full or unreachable; send the notification again", body = http_edge::ErrorBody)))]
 /// `POST /api/v1/events/s3`: a bucket's event webhook. Each `ObjectCreated:*` object becomes a
 /// job that scans it and tags it with the outcome; the answer comes once every job is durably
 /// queued, so a sender that sees an error sends again (an object may then be scanned twice,
@@ -569,7 +377,7 @@ pub(crate) async fn s3_events(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsQueued>, ApiError> {
     if caller.grant.events.is_empty() {
         return Err(ApiError::Forbidden(
             "this API key may not post bucket events; give it an events scope in [[keys]]"
@@ -593,19 +401,20 @@ pub(crate) async fn s3_events(
         not_watched = elsewhere,
         "bucket events queued"
     );
-    Ok(Json(
-        json!({"queued": queued, "ignored": notification.other_events + elsewhere}),
-    ))
+    Ok(Json(EventsQueued {
+        queued,
+        ignored: notification.other_events + elsewhere,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/scan/async/s3/bulk", tag = "async", security(("bearer" = []), ("api_key" = [])),
     request_body = crate::schema::BulkRequest,
     responses(
-        (status = 201, description = "The bulk scan is started; `Location` is where its counts are read", body = crate::schema::BulkStatus),
-        (status = 400, description = "A field is missing or invalid", body = http_edge::openapi::ErrorBody),
-        (status = 403, description = "The key may not bulk-scan this bucket and prefix, or the bucket may not be listed", body = http_edge::openapi::ErrorBody),
-        (status = 404, description = "No such bucket", body = http_edge::openapi::ErrorBody),
-        (status = 503, description = "The queue or the storage is unavailable", body = http_edge::openapi::ErrorBody)))]
+        (status = 201, description = "The bulk scan is started; `Location` is where its counts are read", body = crate::bulk::BulkStatus),
+        (status = 400, description = "A field is missing or invalid", body = http_edge::ErrorBody),
+        (status = 403, description = "The key may not bulk-scan this bucket and prefix, or the bucket may not be listed", body = http_edge::ErrorBody),
+        (status = 404, description = "No such bucket", body = http_edge::ErrorBody),
+        (status = 503, description = "The queue or the storage is unavailable", body = http_edge::ErrorBody)))]
 /// `POST /api/v1/scan/async/s3/bulk`: scans every object under `prefix` in `bucket`; each is
 /// acted on by the `[actions]` policy, and called back to `callback_url` when given.
 pub(crate) async fn bulk_start(
@@ -614,22 +423,13 @@ pub(crate) async fn bulk_start(
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let fields = match object(body) {
-        Ok(fields) => fields,
-        Err(e) => return e.into_response(),
-    };
-    let parsed = (|| {
-        let bucket = required(&fields, "bucket")?;
-        let prefix = string(&fields, "prefix")?.unwrap_or_default();
-        let callback_url = string(&fields, "callback_url")?
-            .filter(|u| !u.trim().is_empty())
-            .map(|u| http_url("callback_url", &u))
-            .transpose()?;
-        let callback_headers = headers(&fields, "callback_headers")?;
-        Ok::<_, ApiError>((bucket, prefix, callback_url, callback_headers))
-    })();
-    let (bucket, prefix, callback_url, callback_headers) = match parsed {
-        Ok(parsed) => parsed,
+    let BulkRequest {
+        bucket,
+        prefix,
+        callback_url,
+        callback_headers,
+    } = match BulkRequest::parse(body) {
+        Ok(request) => request,
         Err(e) => return e.into_response(),
     };
     // Within the key's bulk scope only: a bulk scan acts on every object it lists and names
@@ -669,10 +469,7 @@ pub(crate) async fn bulk_start(
         Err(e) => return ApiError::from(e).into_response(),
     }
     tracing::info!(bulk = bulk.id, bucket = ?bulk.bucket, prefix = ?bulk.prefix, "bulk scan started");
-    let body = Json(crate::bulk::status_json(
-        &bulk,
-        &crate::bulk::Progress::default(),
-    ));
+    let body = Json(BulkStatus::of(&bulk, &crate::bulk::Progress::default()));
     let location = state
         .base_url(&request_headers)
         .map(|base| format!("{base}/api/v1/scan/async/s3/bulk/{}", bulk.id))
@@ -688,19 +485,19 @@ pub(crate) async fn bulk_start(
 #[utoipa::path(get, path = "/api/v1/scan/async/s3/bulk/{id}", tag = "async", security(("bearer" = []), ("api_key" = [])),
     params(("id" = String, Path, description = "The bulk scan's id")),
     responses(
-        (status = 200, description = "Its counts", body = crate::schema::BulkStatus),
-        (status = 404, description = "No such bulk scan for this key", body = http_edge::openapi::ErrorBody)))]
+        (status = 200, description = "Its counts", body = crate::bulk::BulkStatus),
+        (status = 404, description = "No such bulk scan for this key", body = http_edge::ErrorBody)))]
 /// `GET /api/v1/scan/async/s3/bulk/{id}`: a bulk scan's counts, from any instance.
 pub(crate) async fn bulk_status(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BulkStatus>, ApiError> {
     let found = state.bulks.bulk(&id).await?;
     match found {
         // Another key's bulk scan is as good as unknown to this one.
         Some((bulk, progress)) if caller.scope.is_none() || bulk.owner == caller.scope => {
-            Ok(Json(crate::bulk::status_json(&bulk, &progress)))
+            Ok(Json(BulkStatus::of(&bulk, &progress)))
         }
         _ => Err(ApiError::NotFound(format!("no bulk scan {id:?}"))),
     }

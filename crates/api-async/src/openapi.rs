@@ -3,12 +3,16 @@
 
 use axum::Json;
 use axum::response::IntoResponse;
-use http_edge::openapi::ErrorBody;
+use http_edge::ErrorBody;
 use utoipa::{Modify, OpenApi};
 
+use scan_core::EngineSummary;
+use storage::actions::ActionReport;
+
+use crate::bulk::BulkStatus;
 use crate::schema::{
-    AsyncDownloadRequest, AsyncS3Request, BulkRequest, BulkStatus, Delivery, EventsQueued,
-    SyncDownloadRequest, SyncS3Request,
+    AsyncDownloadRequest, AsyncS3Request, BulkRequest, Delivery, EventsQueued, SyncDownloadRequest,
+    SyncS3Request,
 };
 
 /// Both ways to present an API key: `Authorization: Bearer <key>` and `x-api-key: <key>`.
@@ -63,8 +67,8 @@ impl Modify for ApiKeyAuth {
         ErrorBody,
         crate::wire::ScanResult,
         crate::wire::Status,
-        http_edge::openapi::ObjectAction,
-        http_edge::openapi::EngineSummary
+        ActionReport,
+        EngineSummary
     )),
     modifiers(&ApiKeyAuth)
 )]

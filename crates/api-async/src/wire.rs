@@ -53,12 +53,10 @@ pub struct ScanResult {
     pub reason: Option<String>,
     /// Per-engine results.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<http_edge::openapi::EngineSummary>)]
     pub engines: Vec<scan_core::EngineSummary>,
     /// What the `[actions]` policy did to the S3 object afterwards (bucket events, bulk scans,
     /// and requests with `actions.on_requests`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<http_edge::openapi::ObjectAction>)]
     pub object_action: Option<ActionReport>,
     /// The fingerprint of the engines and rules that judged it (the `scan-engines` tag); it
     /// changes whenever any engine's rules do.

@@ -225,9 +225,9 @@ function renderResult(name, body) {
     fact("Time", body.timings.readSeconds.toFixed(3) + " s reading, " + body.timings.scanSeconds.toFixed(3) + " s scanning");
   }
   if (Array.isArray(body.engines) && body.engines.length) {
-    fact("Engines", body.engines.map((e) => e.engine + " (" + e.objects_scanned + " examined, " +
+    fact("Engines", body.engines.map((e) => e.engine + " (" + e.objectsScanned + " examined, " +
       e.detections + " found" + (e.errors ? ", " + e.errors + " failed" : "") +
-      (e.objects_skipped ? ", " + e.objects_skipped + " skipped" : "") + ")").join("; "));
+      (e.objectsSkipped ? ", " + e.objectsSkipped + " skipped" : "") + ")").join("; "));
   }
   if (body.fingerprint) {
     fact("Rules", body.fingerprint + (body.cached ? " (verdict from the cache: these bytes were judged before by these rules)" : ""));

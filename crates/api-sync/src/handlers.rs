@@ -13,23 +13,16 @@ use axum::response::IntoResponse;
 use http_edge::body::{self, Form};
 use http_edge::{ApiError, InFlight};
 use scan_core::{InputError, Report, ScanInput, SpoolPolicy, Verdict};
-use serde::{Deserialize, Serialize};
 use storage::ObjectRef;
 use storage::fetch::FetchError;
 
+use crate::schema::{ExistingRequest, LoginRequest, ScanResponse, TokenResponse, UrlRequest};
 use crate::state::{AppState, User};
-use crate::wire::SyncScanResponse;
 
 /// Text fields (`uploadTo`, `composite`, `url`) are small; anything longer is refused.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
 /// The multipart preamble and each part's head must end within this many bytes.
 const MAX_PART_HEAD: usize = 16 * 1024;
-
-#[derive(Deserialize)]
-struct Login {
-    username: String,
-    password: String,
-}
 
 /// Refuses a login a web page could make a visitor's browser send: a body type an HTML form
 /// or a simple cross-origin request can carry (`text/plain`, form encodings; 415), or a request
@@ -72,13 +65,13 @@ fn refuse_cross_site_login(headers: &HeaderMap) -> Result<(), ApiError> {
     request_body = crate::schema::LoginRequest,
     responses(
         (status = 200, description = "A bearer token", body = crate::schema::TokenResponse),
-        (status = 400, description = "Not JSON", body = crate::schema::ErrorBody),
-        (status = 401, description = "Wrong username or password", body = crate::schema::ErrorBody),
-        (status = 403, description = "Sent by a page of another site", body = crate::schema::ErrorBody),
-        (status = 408, description = "The body stalled or trickled", body = crate::schema::ErrorBody),
-        (status = 415, description = "A Content-Type other than JSON", body = crate::schema::ErrorBody),
-        (status = 429, description = "Too many failed logins from this address; retry after Retry-After seconds", body = crate::schema::ErrorBody),
-        (status = 503, description = "Too many password checks at once; retry shortly", body = crate::schema::ErrorBody)))]
+        (status = 400, description = "Not JSON", body = http_edge::ErrorBody),
+        (status = 401, description = "Wrong username or password", body = http_edge::ErrorBody),
+        (status = 403, description = "Sent by a page of another site", body = http_edge::ErrorBody),
+        (status = 408, description = "The body stalled or trickled", body = http_edge::ErrorBody),
+        (status = 415, description = "A Content-Type other than JSON", body = http_edge::ErrorBody),
+        (status = 429, description = "Too many failed logins from this address; retry after Retry-After seconds", body = http_edge::ErrorBody),
+        (status = 503, description = "Too many password checks at once; retry shortly", body = http_edge::ErrorBody)))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -90,7 +83,7 @@ pub(crate) async fn token(
         slow @ (body::BodyError::Stalled(_) | body::BodyError::TooSlow(_)) => ApiError::from(slow),
         _ => ApiError::BadRequest(format!("the body could not be read: {rejection}")),
     })?;
-    let login: Login = serde_json::from_slice(&body).map_err(|e| {
+    let login: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON {{\"username\": ..., \"password\": ...}}: {e}"
         ))
@@ -136,104 +129,24 @@ pub(crate) async fn token(
         .tokens
         .issue(&login.username)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(serde_json::json!({
-        "accessToken": token,
-        "tokenType": "Bearer",
-        "expiresIn": state.tokens.ttl().as_secs(),
-    })))
-}
-
-/// The scan response: the contract's verdict body, plus where a clean upload was stored.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ScanResponse {
-    #[serde(flatten)]
-    verdict: SyncScanResponse,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uploaded_to: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stored: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    upload_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tag_error: Option<String>,
-    /// What `/api/Scan/Existing` did to the object (with `actions.on_requests`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    object_action: Option<storage::actions::ActionReport>,
-    /// Additive detail beyond the contract's fields, which the web page draws its tree from:
-    /// each detection with the engine that made it, each part not examined with why.
-    detections: Vec<FoundAt>,
-    problems: Vec<NotExamined>,
-    objects_scanned: u64,
-    timings: SpentSeconds,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct FoundAt {
-    path: String,
-    name: String,
-    engine: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct NotExamined {
-    path: String,
-    message: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct SpentSeconds {
-    read_seconds: f64,
-    scan_seconds: f64,
-}
-
-impl From<&Report> for ScanResponse {
-    fn from(report: &Report) -> Self {
-        ScanResponse {
-            verdict: SyncScanResponse::from(report),
-            uploaded_to: None,
-            stored: None,
-            upload_error: None,
-            tag_error: None,
-            object_action: None,
-            detections: report
-                .detections
-                .iter()
-                .map(|d| FoundAt {
-                    path: d.path.clone(),
-                    name: d.name.clone(),
-                    engine: d.engine.clone(),
-                })
-                .collect(),
-            problems: report
-                .problems
-                .iter()
-                .map(|p| NotExamined {
-                    path: p.path.clone(),
-                    message: p.message.clone(),
-                })
-                .collect(),
-            objects_scanned: report.objects,
-            timings: SpentSeconds {
-                read_seconds: report.timings.read_seconds,
-                scan_seconds: report.timings.scan_seconds,
-            },
-        }
-    }
+    Ok(Json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: state.tokens.ttl().as_secs(),
+    }))
 }
 
 #[utoipa::path(post, path = "/api/Scan", tag = "scan", security(("bearer" = [])),
     request_body(content = crate::schema::ScanForm, content_type = "multipart/form-data",
         description = "Or a raw application/octet-stream body with optional File-Name and Upload-To headers. An empty raw body is an empty file: it is scanned like any other and answered 200 (Clean, size 0); a multipart body without a file part is 400."),
     responses(
-        (status = 200, description = "The verdict", body = crate::schema::ScanResult),
-        (status = 400, description = "No file part or a malformed body", body = crate::schema::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::schema::ErrorBody),
-        (status = 403, description = "The user may not store uploads where uploadTo says", body = crate::schema::ErrorBody),
-        (status = 408, description = "The body stalled", body = crate::schema::ErrorBody),
-        (status = 413, description = "Over the body limit", body = crate::schema::ErrorBody),
-        (status = 503, description = "Too many scans at once", body = crate::schema::ErrorBody)))]
+        (status = 200, description = "The verdict", body = crate::schema::ScanResponse),
+        (status = 400, description = "No file part or a malformed body", body = http_edge::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = http_edge::ErrorBody),
+        (status = 403, description = "The user may not store uploads where uploadTo says", body = http_edge::ErrorBody),
+        (status = 408, description = "The body stalled", body = http_edge::ErrorBody),
+        (status = 413, description = "Over the body limit", body = http_edge::ErrorBody),
+        (status = 503, description = "Too many scans at once", body = http_edge::ErrorBody)))]
 /// `POST /api/Scan`: multipart (`documents` or the first part with a filename, optional
 /// `uploadTo` and `composite`), or a raw body with optional `File-Name` and `Upload-To` headers.
 pub(crate) async fn scan(
@@ -432,15 +345,6 @@ fn upload_target(target: &str, name: &str) -> Result<(String, String), ApiError>
     Ok((bucket.to_owned(), key))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Existing {
-    container: Option<String>,
-    object_path: Option<String>,
-    version_id: Option<String>,
-    uploaded_by: Option<String>,
-}
-
 /// Carries out the `[actions]` policy on a scanned existing object (see
 /// [`storage::actions::act`]): the verdict is about the bytes that were read, so a newer object
 /// is left alone, as are objects the `[filters]` name.
@@ -476,17 +380,17 @@ async fn act_on_existing(
 #[utoipa::path(post, path = "/api/Scan/Existing", tag = "scan", security(("bearer" = [])),
     request_body = crate::schema::ExistingRequest,
     responses(
-        (status = 200, description = "The verdict", body = crate::schema::ScanResult),
-        (status = 400, description = "container or objectPath missing", body = crate::schema::ErrorBody),
-        (status = 403, description = "The user may not scan this object", body = crate::schema::ErrorBody),
-        (status = 404, description = "No such bucket, object or version", body = crate::schema::ErrorBody)))]
+        (status = 200, description = "The verdict", body = crate::schema::ScanResponse),
+        (status = 400, description = "container or objectPath missing", body = http_edge::ErrorBody),
+        (status = 403, description = "The user may not scan this object", body = http_edge::ErrorBody),
+        (status = 404, description = "No such bucket, object or version", body = http_edge::ErrorBody)))]
 pub(crate) async fn scan_existing(
     State(state): State<Arc<AppState>>,
     Extension(user): Extension<User>,
     body: Bytes,
 ) -> Result<Json<ScanResponse>, ApiError> {
     let _slot = state.scans.try_take().ok_or_else(ApiError::busy)?;
-    let request: Existing = serde_json::from_slice(&body).map_err(|e| {
+    let request: ExistingRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON {{\"container\", \"objectPath\"}}: {e}"
         ))
@@ -532,11 +436,11 @@ pub(crate) async fn scan_existing(
 #[utoipa::path(post, path = "/api/Scan/URL", tag = "scan", security(("bearer" = [])),
     request_body = crate::schema::UrlRequest,
     responses(
-        (status = 200, description = "The verdict", body = crate::schema::ScanResult),
-        (status = 400, description = "No or bad URL", body = crate::schema::ErrorBody),
-        (status = 403, description = "The destination is not allowed", body = crate::schema::ErrorBody),
-        (status = 413, description = "The download is over the limit", body = crate::schema::ErrorBody),
-        (status = 502, description = "The URL's server failed or answered an error", body = crate::schema::ErrorBody)))]
+        (status = 200, description = "The verdict", body = crate::schema::ScanResponse),
+        (status = 400, description = "No or bad URL", body = http_edge::ErrorBody),
+        (status = 403, description = "The destination is not allowed", body = http_edge::ErrorBody),
+        (status = 413, description = "The download is over the limit", body = http_edge::ErrorBody),
+        (status = 502, description = "The URL's server failed or answered an error", body = http_edge::ErrorBody)))]
 /// `POST /api/Scan/URL`: a multipart `url` field or JSON `{"url": ...}`, whatever the
 /// Content-Type claims (reference clients send multipart labelled as JSON).
 pub(crate) async fn scan_url(
@@ -561,11 +465,7 @@ async fn url_from_body(headers: &HeaderMap, raw: &Bytes) -> Result<String, ApiEr
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?;
     let trimmed = text.trim_start();
     let url = if trimmed.starts_with('{') {
-        #[derive(Deserialize)]
-        struct UrlBody {
-            url: Option<String>,
-        }
-        serde_json::from_str::<UrlBody>(trimmed)
+        serde_json::from_str::<UrlRequest>(trimmed)
             .map_err(|e| ApiError::BadRequest(format!("bad JSON: {e}")))?
             .url
     } else {

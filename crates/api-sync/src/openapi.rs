@@ -5,9 +5,15 @@ use axum::Json;
 use axum::response::IntoResponse;
 use utoipa::{Modify, OpenApi};
 
+use http_edge::ErrorBody;
+use scan_core::Detection;
+use storage::actions::ActionReport;
+
 use crate::schema::{
-    ErrorBody, ExistingRequest, LoginRequest, ScanForm, ScanResult, TokenResponse, UrlRequest,
+    ExistingRequest, LoginRequest, Problem, ScanForm, ScanResponse, Timings, TokenResponse,
+    UrlRequest,
 };
+use crate::wire::{DetectedInfection, EngineCounts, SyncScanResponse};
 
 struct BearerAuth;
 
@@ -45,14 +51,17 @@ impl Modify for BearerAuth {
         LoginRequest,
         TokenResponse,
         ScanForm,
-        ScanResult,
-        http_edge::openapi::ObjectAction,
+        ScanResponse,
+        SyncScanResponse,
+        DetectedInfection,
+        EngineCounts,
+        Detection,
+        Problem,
+        Timings,
+        ActionReport,
         ExistingRequest,
         UrlRequest,
-        ErrorBody,
-        crate::wire::SyncScanResponse,
-        crate::wire::DetectedInfection,
-        http_edge::openapi::EngineSummary
+        ErrorBody
     )),
     modifiers(&BearerAuth)
 )]

@@ -1,32 +1,36 @@
-//! The shapes of the bodies that the handlers parse by hand (multipart, JSON read field by
-//! field) and of the answer they assemble, as the OpenAPI document describes them.
+//! The bodies the handlers parse and the answers they return, as Rust types: the handlers
+//! deserialize and serialize exactly these, and the OpenAPI document is generated from them, so
+//! the two cannot drift. The one exception is [`ScanForm`]: a multipart upload is streamed part
+//! by part into the spool, never deserialized into a struct, so its type only describes it.
 
-pub(crate) use http_edge::openapi::ErrorBody;
-use serde::Serialize;
+use scan_core::{Detection, Report};
+use serde::{Deserialize, Serialize};
+use storage::actions::ActionReport;
 use utoipa::ToSchema;
 
+use crate::wire::SyncScanResponse;
+
 /// `POST /api/Token` body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct LoginRequest {
-    username: String,
-    password: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
 }
 
 /// `POST /api/Token` answer.
-#[derive(ToSchema, Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
 pub(crate) struct TokenResponse {
     /// The bearer token for the scan endpoints.
-    access_token: String,
+    pub(crate) access_token: String,
     /// Always `Bearer`.
-    token_type: String,
+    pub(crate) token_type: &'static str,
     /// Seconds until the token expires.
-    expires_in: u64,
+    pub(crate) expires_in: u64,
 }
 
-/// `POST /api/Scan` multipart body.
+/// `POST /api/Scan` multipart body: streamed part by part (see the module doc), so this type
+/// describes the parts `read_multipart` takes and is never built.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct ScanForm {
@@ -41,42 +45,104 @@ pub(crate) struct ScanForm {
     upload_to: Option<String>,
 }
 
-/// The verdict, as `/api/Scan`, `/api/Scan/Existing` and `/api/Scan/URL` answer it.
-#[derive(ToSchema)]
+/// The answer of `/api/Scan`, `/api/Scan/Existing` and `/api/Scan/URL`: the contract's verdict
+/// body, then additive fields (what was stored or done to the object, and the detail the web
+/// page draws its tree from).
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub(crate) struct ScanResult {
+pub(crate) struct ScanResponse {
     #[serde(flatten)]
-    verdict: crate::wire::SyncScanResponse,
+    pub(crate) verdict: SyncScanResponse,
     /// Where a clean file was stored (with `uploadTo`).
-    uploaded_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) uploaded_to: Option<String>,
     /// Whether it was stored (with `uploadTo`).
-    stored: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stored: Option<bool>,
     /// Why it was not stored.
-    upload_error: Option<String>,
-    /// Why tagging an existing object failed.
-    tag_error: Option<String>,
-    /// What was done to an existing object after its scan (with `actions.on_requests`).
-    object_action: Option<http_edge::openapi::ObjectAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upload_error: Option<String>,
+    /// Why acting on an existing object failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tag_error: Option<String>,
+    /// What `/api/Scan/Existing` did to the object (with `actions.on_requests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) object_action: Option<ActionReport>,
+    /// Each detection, with the engine that made it.
+    pub(crate) detections: Vec<Detection>,
+    /// Each part that was not examined, and why.
+    pub(crate) problems: Vec<Problem>,
+    /// Objects examined: the file and everything expanded from it.
+    pub(crate) objects_scanned: u64,
+    /// Where the time went.
+    pub(crate) timings: Timings,
 }
 
-/// `POST /api/Scan/Existing` body.
-#[derive(ToSchema)]
+/// One part that was not examined.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Problem {
+    /// Path of the object, archive members joined by `/`.
+    path: String,
+    /// Why it was not examined.
+    message: String,
+}
+
+/// Where the time of a scan went, in seconds.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub(crate) struct ExistingRequest {
-    #[schema(min_length = 1)]
-    container: String,
-    #[schema(min_length = 1, max_length = 1024)]
-    object_path: String,
-    version_id: Option<String>,
-    uploaded_by: Option<String>,
+pub(crate) struct Timings {
+    /// Receiving, hashing and spooling the file.
+    read_seconds: f64,
+    /// Expansion and engines.
+    scan_seconds: f64,
 }
 
-/// `POST /api/Scan/URL` body (also accepted as a multipart field `url`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
+impl From<&Report> for ScanResponse {
+    fn from(report: &Report) -> Self {
+        ScanResponse {
+            verdict: SyncScanResponse::from(report),
+            uploaded_to: None,
+            stored: None,
+            upload_error: None,
+            tag_error: None,
+            object_action: None,
+            detections: report.detections.clone(),
+            problems: report
+                .problems
+                .iter()
+                .map(|p| Problem {
+                    path: p.path.clone(),
+                    message: p.message.clone(),
+                })
+                .collect(),
+            objects_scanned: report.objects,
+            timings: Timings {
+                read_seconds: report.timings.read_seconds,
+                scan_seconds: report.timings.scan_seconds,
+            },
+        }
+    }
+}
+
+/// `POST /api/Scan/Existing` body. The names are optional to serde so that a missing one is
+/// answered with its own name (`container is required`) rather than serde's wording.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ExistingRequest {
+    #[schema(required = true, min_length = 1)]
+    pub(crate) container: Option<String>,
+    #[schema(required = true, min_length = 1, max_length = 1024)]
+    pub(crate) object_path: Option<String>,
+    /// The object version; the latest when absent.
+    pub(crate) version_id: Option<String>,
+    /// Who uploaded it, for the log.
+    pub(crate) uploaded_by: Option<String>,
+}
+
+/// `POST /api/Scan/URL` JSON body (also accepted as a multipart field `url`).
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct UrlRequest {
-    #[schema(min_length = 1)]
-    url: String,
+    /// The http(s) URL to download and scan.
+    #[schema(required = true, min_length = 1)]
+    pub(crate) url: Option<String>,
 }

@@ -16,6 +16,34 @@ pub struct DetectedInfection {
     pub infection: String,
 }
 
+/// One engine's part in a scan ([`scan_core::EngineSummary`] in this API's camelCase).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineCounts {
+    /// The engine's name.
+    pub engine: String,
+    /// Objects the engine examined.
+    pub objects_scanned: u64,
+    /// Objects the engine was meant to see but did not examine (over its size limit).
+    pub objects_skipped: u64,
+    /// Detections it made.
+    pub detections: u64,
+    /// Objects on which it failed.
+    pub errors: u64,
+}
+
+impl From<&scan_core::EngineSummary> for EngineCounts {
+    fn from(summary: &scan_core::EngineSummary) -> Self {
+        EngineCounts {
+            engine: summary.engine.clone(),
+            objects_scanned: summary.objects_scanned,
+            objects_skipped: summary.objects_skipped,
+            detections: summary.detections,
+            errors: summary.errors,
+        }
+    }
+}
+
 /// The verdict body (contract section 1). Fields past `result` are additive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -35,8 +63,7 @@ pub struct SyncScanResponse {
     /// SHA-256, hex.
     pub sha256: String,
     /// Per-engine results.
-    #[schema(value_type = Vec<http_edge::openapi::EngineSummary>)]
-    pub engines: Vec<scan_core::EngineSummary>,
+    pub engines: Vec<EngineCounts>,
     /// The fingerprint of the engines and rules that judged it; it changes whenever any
     /// engine's rules do.
     pub fingerprint: String,
@@ -62,7 +89,7 @@ impl From<&Report> for SyncScanResponse {
             true_file_type: report.file_type.clone(),
             size: report.size,
             sha256: report.sha256.clone(),
-            engines: report.engines.clone(),
+            engines: report.engines.iter().map(EngineCounts::from).collect(),
             fingerprint: report.fingerprint.clone(),
             cached: report.cached,
         }

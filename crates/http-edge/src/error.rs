@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::body::BodyError;
 use storage::StorageError;
@@ -113,6 +115,15 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// Every error answer: `{"error": "...", "status": 400}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The HTTP status again.
+    pub status: u16,
+}
+
 /// The error body both APIs answer with: `{"error": message, "status": code}`, with
 /// `Retry-After` on 503 and 429 and `WWW-Authenticate: Bearer` on 401. For a 500 the message is
 /// the cause, which goes to the log; the caller gets one generic sentence.
@@ -125,7 +136,10 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
     };
     let mut response = (
         status,
-        Json(serde_json::json!({ "error": message, "status": status.as_u16() })),
+        Json(ErrorBody {
+            error: message.to_owned(),
+            status: status.as_u16(),
+        }),
     )
         .into_response();
     let headers = response.headers_mut();

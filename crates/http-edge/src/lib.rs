@@ -23,7 +23,7 @@ use axum::http::header;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 
-pub use error::{ApiError, error_response};
+pub use error::{ApiError, ErrorBody, error_response};
 pub use listen::serve;
 pub use log::{init_logging, shutdown_signal};
 

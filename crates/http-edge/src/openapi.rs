@@ -1,51 +1,9 @@
-//! What both servers' OpenAPI documents say the same way: the error body's schema and the
-//! answers the edge itself gives (401 on every operation that needs credentials).
+//! What both servers' OpenAPI documents say the same way: the answers the edge itself gives
+//! (401 on every operation that needs credentials, with [`ErrorBody`](crate::ErrorBody)).
 
-use utoipa::ToSchema;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
-/// Every error answer: `{"error": "...", "status": 400}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What went wrong, for a person.
-    error: String,
-    /// The HTTP status again.
-    status: u16,
-}
-
-/// The schema of [`scan_core::EngineSummary`] (one engine's part in a scan), which both
-/// servers' verdict bodies carry as `engines`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct EngineSummary {
-    /// The engine's name.
-    engine: String,
-    /// Objects the engine examined.
-    objects_scanned: u64,
-    /// Objects the engine was meant to see but did not examine (over its size limit).
-    objects_skipped: u64,
-    /// Detections it made.
-    detections: u64,
-    /// Objects on which it failed.
-    errors: u64,
-}
-
-/// The schema of [`storage::actions::ActionReport`]: what was done to an object after its scan.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ObjectAction {
-    /// `tag`, `move`, `delete` or `none`.
-    action: String,
-    /// Whether it was carried out.
-    done: bool,
-    /// Where `move` put the object.
-    to: Option<String>,
-    /// Why it was not done.
-    error: Option<String>,
-}
-
-/// Adds a 401 answer (with [`ErrorBody`]) to every operation that has a security requirement
+/// Adds a 401 answer (with [`ErrorBody`](crate::ErrorBody)) to every operation that has a security requirement
 /// and does not document one yet, and to `GET /metrics` (which answers 401 when a metrics token
 /// is configured).
 pub fn document_unauthorized(openapi: &mut OpenApi) {

@@ -42,6 +42,7 @@ impl std::fmt::Display for Verdict {
 /// One thing an engine found in one object: what an [`Engine`](crate::Engine) returns, and what
 /// a [`Report`] lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Detection {
     /// The object's path: the root's name, then each archive member on the way down, joined by `/`.
@@ -134,6 +135,7 @@ impl std::fmt::Display for Problem {
 
 /// What one engine did during a scan; kept so several engines' results stay visible.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct EngineSummary {
     /// The engine's name.

@@ -293,6 +293,7 @@ impl Outcome {
 
 /// What was done to an object, as results and callbacks report it in `object_action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionReport {
     /// `tag`, `move`, `delete` or `none`.
     pub action: String,

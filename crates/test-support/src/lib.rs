@@ -143,3 +143,199 @@ pub fn assert_golden(path: &std::path::Path, mut actual: serde_json::Value, vola
         path.display()
     );
 }
+
+/// The fields of `answer` that the OpenAPI `document` does not describe, as JSON pointers: the
+/// answer of `method path` with `status` is walked beside its documented schema (through
+/// `$ref`, `allOf`, `oneOf`, `anyOf`, arrays and maps), and every object key that no schema on
+/// its way names is listed. An empty list means every field the handler returned is documented.
+pub fn undocumented_fields(
+    document: &serde_json::Value,
+    method: &str,
+    path: &str,
+    status: u16,
+    answer: &serde_json::Value,
+) -> Vec<String> {
+    let escaped = path.replace('~', "~0").replace('/', "~1");
+    let pointer = format!(
+        "/paths/{escaped}/{}/responses/{status}/content/application~1json/schema",
+        method.to_ascii_lowercase()
+    );
+    let Some(schema) = document.pointer(&pointer) else {
+        return vec![format!(
+            "(the document has no JSON schema for {method} {path} {status})"
+        )];
+    };
+    let mut missing = Vec::new();
+    walk_schema(document, &[schema], answer, "", &mut missing);
+    missing
+}
+
+/// What a set of schemas (alternatives and parts together) allows at one place in an answer.
+#[derive(Default)]
+struct Allowed<'a> {
+    properties: Vec<(&'a str, &'a serde_json::Value)>,
+    /// `additionalProperties`: `Some(None)` for `true`, `Some(Some(schema))` for a map's values.
+    additional: Option<Option<&'a serde_json::Value>>,
+    items: Vec<&'a serde_json::Value>,
+    /// No constraint at all (`{}` or a free-form `object`).
+    anything: bool,
+}
+
+fn collect_schema<'a>(
+    document: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+    allowed: &mut Allowed<'a>,
+    depth: usize,
+) {
+    // A self-referencing schema cannot loop forever: documents here are shallow.
+    if depth > 32 {
+        return;
+    }
+    if let Some(reference) = schema.get("$ref").and_then(|r| r.as_str()) {
+        let target = reference
+            .strip_prefix('#')
+            .and_then(|p| document.pointer(p));
+        if let Some(target) = target {
+            collect_schema(document, target, allowed, depth + 1);
+        }
+        return;
+    }
+    let Some(fields) = schema.as_object() else {
+        return;
+    };
+    for combinator in ["allOf", "oneOf", "anyOf"] {
+        for part in fields
+            .get(combinator)
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            collect_schema(document, part, allowed, depth + 1);
+        }
+    }
+    if let Some(properties) = fields.get("properties").and_then(|p| p.as_object()) {
+        allowed
+            .properties
+            .extend(properties.iter().map(|(k, v)| (k.as_str(), v)));
+    }
+    match fields.get("additionalProperties") {
+        Some(serde_json::Value::Bool(true)) => allowed.additional = Some(None),
+        Some(extra @ serde_json::Value::Object(_)) => allowed.additional = Some(Some(extra)),
+        _ => {}
+    }
+    if let Some(items) = fields.get("items") {
+        allowed.items.push(items);
+    }
+    let typed = fields.contains_key("type") || fields.contains_key("$ref");
+    let composed = ["allOf", "oneOf", "anyOf", "properties", "items"]
+        .iter()
+        .any(|k| fields.contains_key(*k));
+    let object_without_shape = fields.get("type").and_then(|t| t.as_str()) == Some("object")
+        && !fields.contains_key("properties")
+        && !fields.contains_key("additionalProperties");
+    if (!typed && !composed) || object_without_shape {
+        allowed.anything = true;
+    }
+}
+
+fn walk_schema(
+    document: &serde_json::Value,
+    schemas: &[&serde_json::Value],
+    value: &serde_json::Value,
+    at: &str,
+    missing: &mut Vec<String>,
+) {
+    let mut allowed = Allowed::default();
+    for schema in schemas {
+        collect_schema(document, schema, &mut allowed, 0);
+    }
+    if allowed.anything {
+        return;
+    }
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, inner) in fields {
+                let here = format!("{at}/{key}");
+                let named: Vec<_> = allowed
+                    .properties
+                    .iter()
+                    .filter(|(name, _)| name == key)
+                    .map(|(_, schema)| *schema)
+                    .collect();
+                if !named.is_empty() {
+                    walk_schema(document, &named, inner, &here, missing);
+                } else if let Some(extra) = allowed.additional {
+                    if let Some(extra) = extra {
+                        walk_schema(document, &[extra], inner, &here, missing);
+                    }
+                } else {
+                    missing.push(here);
+                }
+            }
+        }
+        serde_json::Value::Array(items) if !allowed.items.is_empty() => {
+            for (i, inner) in items.iter().enumerate() {
+                walk_schema(
+                    document,
+                    &allowed.items,
+                    inner,
+                    &format!("{at}/{i}"),
+                    missing,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::undocumented_fields;
+    use serde_json::json;
+
+    fn document() -> serde_json::Value {
+        json!({
+            "paths": {"/api/x": {"post": {"responses": {"200": {"content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Answer"}}}}}}}},
+            "components": {"schemas": {
+                "Answer": {"allOf": [
+                    {"$ref": "#/components/schemas/Base"},
+                    {"type": "object", "properties": {
+                        "engines": {"type": "array", "items": {"$ref": "#/components/schemas/Engine"}},
+                        "action": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Engine"}]},
+                        "headers": {"type": "object", "additionalProperties": {"type": "string"}}
+                    }}
+                ]},
+                "Base": {"type": "object", "properties": {"result": {"type": "string"}}},
+                "Engine": {"type": "object", "properties": {"engine": {"type": "string"}}}
+            }}
+        })
+    }
+
+    #[test]
+    fn documented_fields_pass_through_refs_compositions_arrays_and_maps() {
+        let answer = json!({"result": "Clean", "engines": [{"engine": "yara"}],
+            "action": {"engine": "x"}, "headers": {"a": "b"}});
+        assert_eq!(
+            undocumented_fields(&document(), "POST", "/api/x", 200, &answer),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_field_the_schema_lacks_is_named_wherever_it_is() {
+        let answer = json!({"result": "Clean", "extra": 1,
+            "engines": [{"engine": "yara", "objects_scanned": 3}], "action": {"done": true}});
+        assert_eq!(
+            undocumented_fields(&document(), "post", "/api/x", 200, &answer),
+            vec!["/action/done", "/engines/0/objects_scanned", "/extra"]
+        );
+    }
+
+    #[test]
+    fn an_undocumented_status_is_reported() {
+        let missing = undocumented_fields(&document(), "POST", "/api/x", 404, &json!({}));
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].contains("no JSON schema"), "{missing:?}");
+    }
+}

@@ -403,25 +403,63 @@ fn object_job(bulk: &BulkScan, key: &str) -> Job {
     }
 }
 
-/// The JSON a bulk scan's status is answered with.
-pub(crate) fn status_json(bulk: &BulkScan, progress: &Progress) -> serde_json::Value {
-    serde_json::json!({
-        "id": bulk.id,
-        "bucket": bulk.bucket,
-        "prefix": bulk.prefix,
-        "created": bulk.created,
-        "listed": progress.listed,
-        "queued": progress.queued,
-        "done": progress.done(),
-        "clean": progress.clean,
-        "infected": progress.infected,
-        "not_examined": progress.not_examined,
-        "skipped": progress.skipped,
-        "failed": progress.failed,
-        "bytes": progress.bytes,
-        "listing_done": progress.listing_done,
-        "finished": progress.finished(),
-    })
+/// A bulk scan's counts, as `POST /api/v1/scan/async/s3/bulk` and
+/// `GET /api/v1/scan/async/s3/bulk/{id}` answer them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkStatus {
+    /// Its id, for `GET /api/v1/scan/async/s3/bulk/{id}`.
+    pub id: String,
+    /// The bucket it scans.
+    pub bucket: String,
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// When it was submitted (RFC 3339).
+    pub created: String,
+    /// Objects listed so far.
+    pub listed: u64,
+    /// Jobs queued for them.
+    pub queued: u64,
+    /// Objects with an outcome: the sum of the five below.
+    pub done: u64,
+    /// Fully examined, nothing found.
+    pub clean: u64,
+    /// Something found.
+    pub infected: u64,
+    /// Scanned but not fully examined (unscannable, engine error): never clean.
+    pub not_examined: u64,
+    /// Left out by the filters: never scanned, never clean.
+    pub skipped: u64,
+    /// Could not be read.
+    pub failed: u64,
+    /// Bytes scanned.
+    pub bytes: u64,
+    /// Whether the listing reached the end.
+    pub listing_done: bool,
+    /// Whether every listed object has its outcome.
+    pub finished: bool,
+}
+
+impl BulkStatus {
+    /// The counts of `bulk` so far.
+    pub fn of(bulk: &BulkScan, progress: &Progress) -> Self {
+        BulkStatus {
+            id: bulk.id.clone(),
+            bucket: bulk.bucket.clone(),
+            prefix: bulk.prefix.clone(),
+            created: bulk.created.clone(),
+            listed: progress.listed,
+            queued: progress.queued,
+            done: progress.done(),
+            clean: progress.clean,
+            infected: progress.infected,
+            not_examined: progress.not_examined,
+            skipped: progress.skipped,
+            failed: progress.failed,
+            bytes: progress.bytes,
+            listing_done: progress.listing_done,
+            finished: progress.finished(),
+        }
+    }
 }
 
 /// A new bulk scan's record.

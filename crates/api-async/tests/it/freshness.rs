@@ -178,6 +178,7 @@ async fn a_rule_change_judges_stored_objects_again_and_moves_and_notifies_the_ne
 /// cache the first filled.
 #[tokio::test]
 async fn two_instances_on_redis_share_the_verdict_cache() {
+    test_support::service_or_skip!("VERDICT_TEST_REDIS_URL");
     let dir = tempfile::tempdir().unwrap();
     let ns = namespace();
     let config = format!(
@@ -274,6 +275,7 @@ async fn sighup_reloads_the_rules_of_the_binary() {
 /// alone: the S3 server (moto) logs one GET of it however often it is scanned.
 #[tokio::test]
 async fn an_s3_object_with_a_sha256_checksum_is_not_downloaded_on_a_cache_hit() {
+    test_support::service_or_skip!("VERDICT_TEST_S3_ENDPOINT");
     let (_endpoint, s3, client, suffix) = crate::testutil::test_s3().await;
     let bucket = format!("verdict-cache-{suffix}");
     client.create_bucket().bucket(&bucket).send().await.unwrap();

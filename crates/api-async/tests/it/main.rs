@@ -5,6 +5,7 @@
 
 mod api;
 mod bulk;
+mod documented;
 mod durability;
 mod edge;
 mod freshness;

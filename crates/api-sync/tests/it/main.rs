@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod documented;
 mod edge;
 mod freshness;
 mod golden;

@@ -138,28 +138,12 @@ fn step(count: u32) -> Duration {
     (Duration::from_millis(250) * 2u32.pow(doublings)).min(MAX_DELAY)
 }
 
-/// Whom an address is counted as: itself, or an IPv6 address's /64 (one client commonly holds
-/// a whole /64). An IPv4 address mapped into IPv6 counts as itself.
-fn client_of(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-        v4 => v4,
-    }
-}
-
 fn subjects(client: IpAddr, user: &str) -> [Subject; 2] {
     let mut end = user.len().min(MAX_NAME);
     while !user.is_char_boundary(end) {
         end -= 1;
     }
-    let client = client_of(client);
+    let client = http_edge::client_of(client);
     [
         Subject::Address(client),
         Subject::AddressUser(client, user[..end].to_owned()),

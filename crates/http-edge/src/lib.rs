@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 
 pub use error::{ApiError, ErrorBody, error_response};
-pub use listen::serve;
+pub use listen::{client_of, serve};
 pub use log::{init_logging, shutdown_signal};
 
 /// The `[http]` section of both servers' configuration: limits on connections and requests.

@@ -60,9 +60,10 @@ impl Drop for Counted {
     }
 }
 
-/// Whom a connection is counted against: its IPv4 address, or an IPv6 address's /64 (one
-/// client commonly holds a whole /64). An IPv4 address mapped into IPv6 counts as itself.
-fn client_of(address: IpAddr) -> IpAddr {
+/// Whom a connection (or a failed login) is counted against: its IPv4 address, or an IPv6
+/// address's /64 (one client commonly holds a whole /64). An IPv4 address mapped into IPv6
+/// counts as itself.
+pub fn client_of(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

@@ -228,18 +228,18 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, 
     let _slot = state.sync_slot()?;
     let sources = state.sources();
     let (name, _) = sources.describe(&source);
-    let (mut result, outcome, read) = match sources.fetch(&source).await {
+    let (mut result, judgement, read) = match sources.fetch(&source).await {
         Ok(fetched) => {
             let report = state.scan(&name, fetched.content).await;
             (
                 ScanResult::of(&report),
-                storage::actions::Outcome::of(&report),
+                storage::actions::Judgement::of(&report),
                 fetched.object,
             )
         }
         Err(why) => (
             ScanResult::not_scanned(why),
-            storage::actions::Outcome::unread(),
+            storage::actions::Judgement::unread(),
             None,
         ),
     };
@@ -262,7 +262,7 @@ async fn scan_now(state: &AppState, source: Source) -> Result<Json<ScanResult>, 
             state,
             &object,
             read.as_ref(),
-            (outcome, judged_by.as_deref()),
+            (judgement, judged_by.as_deref()),
             true,
         )
         .await;

@@ -2,7 +2,7 @@
 //! body and the callback's, built from a [`scan_core::Report`] (or from why there is none) in
 //! this one place, where this server's vocabulary meets the contract's.
 
-use scan_core::{Report, Verdict};
+use scan_core::{Outcome, Report};
 use serde::{Deserialize, Serialize};
 use storage::actions::ActionReport;
 use utoipa::ToSchema;
@@ -21,6 +21,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// The contract's word for `outcome`: everything not judged clean or infected, read or not,
+    /// is `no`.
+    pub fn of(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Clean => Status::Clean,
+            Outcome::Infected => Status::Infected,
+            Outcome::Unscannable | Outcome::Error | Outcome::Unread => Status::No,
+        }
+    }
+
     /// The word on the wire, which is also the `jobs_finished` metric's label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,11 +81,7 @@ pub struct ScanResult {
 impl ScanResult {
     /// The result of a scan.
     pub fn of(report: &Report) -> Self {
-        let status = match report.verdict {
-            Verdict::Clean => Status::Clean,
-            Verdict::Infected => Status::Infected,
-            Verdict::Unscannable | Verdict::Error => Status::No,
-        };
+        let status = Status::of(report.outcome());
         let finding = (status == Status::Infected).then(|| {
             let mut names: Vec<&str> = Vec::new();
             for d in &report.detections {
@@ -101,7 +107,7 @@ impl ScanResult {
     /// The result of a job whose bytes could not be scanned at all, saying why.
     pub fn not_scanned(reason: impl Into<String>) -> Self {
         ScanResult {
-            status: Status::No,
+            status: Status::of(Outcome::Unread),
             finding: None,
             size: None,
             realfiletype: None,

@@ -357,7 +357,7 @@ async fn act_on_existing(
 ) -> storage::actions::ActionReport {
     use storage::actions;
     let tags = actions::tags_for(
-        Some(report.verdict),
+        report.outcome(),
         &response.verdict.date_scanned,
         &report.fingerprint,
     );
@@ -368,7 +368,7 @@ async fn act_on_existing(
         actions::Scanned {
             object,
             read: Some(read),
-            outcome: actions::Outcome::of(report),
+            judgement: actions::Judgement::of(report),
         },
         &tags,
     )

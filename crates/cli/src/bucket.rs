@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use scan_core::{Scanner, Verdict};
+use scan_core::{Outcome, Scanner, Tally};
 use serde::{Deserialize, Serialize};
 use storage::{ObjectStore, S3Store};
 
@@ -29,14 +29,24 @@ pub struct State {
     pub after: Option<String>,
     /// Whether the listing reached its end with every object done.
     pub finished: bool,
-    /// Objects done.
+    /// Objects done, by outcome (a state written before `clean` and `unread` were kept has
+    /// neither: its unread objects are in `not_examined`, its clean ones in no count).
+    #[serde(flatten)]
+    pub outcomes: Tally,
+    /// Objects done; more than `outcomes` counts in a state written before they were kept.
     pub files: u64,
-    /// Of them, infected.
-    pub infected: u64,
-    /// Of them, not fully examined or not read.
-    pub not_examined: u64,
     /// Bytes scanned.
     pub bytes: u64,
+}
+
+impl State {
+    /// Counts one object, in the state and in the run's `summary`.
+    fn count(&mut self, summary: &mut Summary, outcome: Outcome, bytes: u64) {
+        self.files += 1;
+        self.outcomes.add(outcome);
+        self.bytes += bytes;
+        summary.count(outcome, bytes);
+    }
 }
 
 impl State {
@@ -172,11 +182,11 @@ async fn rejudge(
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let tags = storage::actions::tags_for(Some(report.verdict), &date, &report.fingerprint);
+    let tags = storage::actions::tags_for(report.outcome(), &date, &report.fingerprint);
     let scanned = storage::actions::Scanned {
         object: &object,
         read: None,
-        outcome: storage::actions::Outcome::of(&report),
+        judgement: storage::actions::Judgement::of(&report),
     };
     let acted = storage::actions::act(s3, actions, None, scanned, &tags)
         .await
@@ -187,7 +197,7 @@ async fn rejudge(
             acted.action
         );
     }
-    if report.verdict == Verdict::Infected
+    if report.outcome() == Outcome::Infected
         && let Some(was) = was.filter(|w| w != "infected")
     {
         eprintln!(
@@ -282,28 +292,13 @@ pub(crate) async fn scan_prefix(
             state.after = Some(object.key);
             continue;
         };
-        state.files += 1;
-        summary.files += 1;
         match result {
             Ok(report) => {
-                state.bytes += report.size;
-                summary.bytes += report.size;
-                match report.verdict {
-                    Verdict::Infected => {
-                        state.infected += 1;
-                        summary.infected += 1;
-                    }
-                    Verdict::Clean => {}
-                    Verdict::Unscannable | Verdict::Error => {
-                        state.not_examined += 1;
-                        summary.not_examined += 1;
-                    }
-                }
+                state.count(summary, report.outcome(), report.size);
                 bar.suspend(|| output::print_report(out, &report, options.json, options.quiet))?;
             }
             Err(error) => {
-                state.not_examined += 1;
-                summary.not_examined += 1;
+                state.count(summary, Outcome::Unread, 0);
                 bar.suspend(|| output::print_input_error(out, &name, &error, options.json))?;
             }
         }
@@ -331,8 +326,7 @@ pub(crate) async fn scan_prefix(
         }
         Ended::Done => {
             if seen == 0 && !resumed {
-                summary.files += 1;
-                summary.not_examined += 1;
+                summary.count(Outcome::Unread, 0);
                 output::print_input_error(
                     out,
                     &prefix.text,
@@ -348,9 +342,9 @@ pub(crate) async fn scan_prefix(
 }
 
 fn add(summary: &mut Summary, state: &State) {
-    summary.files += state.files;
-    summary.infected += state.infected;
-    summary.not_examined += state.not_examined;
+    summary.outcomes.merge(&state.outcomes);
+    // Objects of an older state file counted in no outcome were clean then.
+    summary.outcomes.clean += state.files.saturating_sub(state.outcomes.total());
     summary.bytes += state.bytes;
 }
 
@@ -426,7 +420,11 @@ mod tests {
         let state = State {
             after: Some("p/0042".into()),
             files: 43,
-            infected: 1,
+            outcomes: Tally {
+                clean: 42,
+                infected: 1,
+                ..Tally::default()
+            },
             bytes: 1000,
             ..fresh
         };
@@ -439,6 +437,33 @@ mod tests {
         );
         std::fs::write(&path, "not json").unwrap();
         assert!(State::load(&path, "s3://b/p/").is_err());
+    }
+
+    #[test]
+    fn a_state_file_from_before_clean_was_counted_still_sums_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"target":"s3://b/p/","after":"p/9","finished":false,"files":10,"infected":1,"not_examined":2,"bytes":5}"#,
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(&path, perms).unwrap();
+        let state = State::load(&path, "s3://b/p/").unwrap();
+        let mut summary = Summary::default();
+        add(&mut summary, &state);
+        assert_eq!(
+            summary.outcomes,
+            Tally {
+                clean: 7,
+                infected: 1,
+                not_examined: 2,
+                unread: 0
+            }
+        );
+        assert_eq!(summary.outcomes.total(), 10);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use scan_core::{Limits, Scanner, SpoolPolicy, Verdict};
+use scan_core::{Limits, Outcome, Scanner, SpoolPolicy};
 
 pub use args::{Cli, Command, LimitArgs, ScanArgs, parse_size};
 pub use bucket::State;
@@ -154,8 +154,7 @@ async fn scan(args: Args, out: &mut (dyn Write + Send), rescan: bool) -> anyhow:
 
     let mut summary = Summary::default();
     for (path, error) in &walk_errors {
-        summary.files += 1;
-        summary.not_examined += 1;
+        summary.count(Outcome::Unread, 0);
         progress.suspend(|| output::print_input_error(out, path, error, args.json))?;
     }
     // Twice the cores: a file waiting on its read, a spool write or a hand-off between threads
@@ -186,20 +185,14 @@ async fn scan(args: Args, out: &mut (dyn Write + Send), rescan: bool) -> anyhow:
         })
         .buffer_unordered(jobs.max(1));
     while let Some((path, result)) = results.next().await {
-        summary.files += 1;
         progress.inc(1);
         match result {
             Ok(report) => {
-                summary.bytes += report.size;
-                match report.verdict {
-                    Verdict::Infected => summary.infected += 1,
-                    Verdict::Clean => {}
-                    Verdict::Unscannable | Verdict::Error => summary.not_examined += 1,
-                }
+                summary.count(report.outcome(), report.size);
                 progress.suspend(|| output::print_report(out, &report, args.json, args.quiet))?;
             }
             Err(error) => {
-                summary.not_examined += 1;
+                summary.count(Outcome::Unread, 0);
                 progress.suspend(|| output::print_input_error(out, &path, &error, args.json))?;
             }
         }

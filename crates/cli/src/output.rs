@@ -3,17 +3,13 @@
 use std::io::Write;
 use std::time::Duration;
 
-use scan_core::{Report, Verdict};
+use scan_core::{Outcome, Report, Tally, Verdict};
 
 /// How a whole run went, for the exit code.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// Files scanned (with or without a report).
-    pub files: u64,
-    /// Files with a detection.
-    pub infected: u64,
-    /// Files not fully examined, or that could not be read.
-    pub not_examined: u64,
+    /// Files and objects tried, each counted once by its outcome.
+    pub outcomes: Tally,
     /// Bytes read.
     pub bytes: u64,
     /// Stopped by Ctrl-C before the end.
@@ -21,14 +17,20 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Counts one file or object, and the bytes read of it.
+    pub fn count(&mut self, outcome: Outcome, bytes: u64) {
+        self.outcomes.add(outcome);
+        self.bytes += bytes;
+    }
+
     /// 130 when interrupted (as a shell reports Ctrl-C), else 1 when anything was infected,
-    /// else 2 when anything could not be examined, else 0.
+    /// else 2 when anything was not fully examined or not read, else 0.
     pub fn exit_code(&self) -> u8 {
         if self.interrupted {
             130
-        } else if self.infected > 0 {
+        } else if self.outcomes.infected > 0 {
             1
-        } else if self.not_examined > 0 {
+        } else if self.outcomes.not_examined > 0 || self.outcomes.unread > 0 {
             2
         } else {
             0
@@ -88,9 +90,11 @@ pub(crate) fn print_summary(
     let mb = summary.bytes as f64 / 1e6;
     let secs = elapsed.as_secs_f64();
     writeln!(out, "\n----------- SCAN SUMMARY -----------")?;
-    writeln!(out, "Scanned files: {}", summary.files)?;
-    writeln!(out, "Infected files: {}", summary.infected)?;
-    writeln!(out, "Not fully examined: {}", summary.not_examined)?;
+    let counts = &summary.outcomes;
+    writeln!(out, "Scanned files: {}", counts.total())?;
+    writeln!(out, "Infected files: {}", counts.infected)?;
+    writeln!(out, "Not fully examined: {}", counts.not_examined)?;
+    writeln!(out, "Not read: {}", counts.unread)?;
     writeln!(out, "Data scanned: {mb:.2} MB")?;
     writeln!(out, "Time: {secs:.3} s ({:.1} MB/s)", mb / secs.max(1e-9))
 }

@@ -107,7 +107,7 @@ impl ClamdEngine {
     /// Streams `data` to clamd and returns what it detected.
     pub async fn scan_bytes(&self, data: &[u8]) -> Result<Vec<Detection>, EngineError> {
         if data.len() as u64 > self.max_size {
-            return Err(EngineError::NotExamined(format!(
+            return Err(EngineError::Declined(format!(
                 "{} bytes is over clamd's stream limit of {} bytes",
                 data.len(),
                 self.max_size
@@ -121,12 +121,12 @@ impl ClamdEngine {
             Reply::Clean => Ok(Vec::new()),
             Reply::Found(name) if name.starts_with("Heuristics.Limits.Exceeded") => {
                 // clamd hit one of its own limits inside the object: not examined, not a find.
-                Err(EngineError::NotExamined(format!(
+                Err(EngineError::Declined(format!(
                     "clamd stopped early: {name}"
                 )))
             }
             Reply::Found(name) => Ok(vec![Detection::named(name)]),
-            Reply::TooLarge => Err(EngineError::NotExamined(
+            Reply::TooLarge => Err(EngineError::Declined(
                 "over clamd's StreamMaxLength (INSTREAM size limit exceeded)".to_owned(),
             )),
             Reply::Error(message) => Err(EngineError::Failed(format!("clamd: {message}"))),

@@ -93,9 +93,9 @@ pub enum EngineError {
     /// The engine answered, with an error or something we could not understand.
     #[error("engine failed: {0}")]
     Failed(String),
-    /// The object is one this engine cannot examine (too large for it, for example).
-    #[error("not examined: {0}")]
-    NotExamined(String),
+    /// The engine declines this object: one it cannot examine (too large for it, for example).
+    #[error("declined: {0}")]
+    Declined(String),
 }
 
 impl EngineError {
@@ -111,7 +111,7 @@ impl EngineError {
                 format!("did not answer within {} s", after.as_secs_f64())
             }
             EngineError::Failed(why) => format!("answered with an error: {why}"),
-            EngineError::NotExamined(why) => format!("did not examine it: {why}"),
+            EngineError::Declined(why) => format!("did not examine it: {why}"),
         }
     }
 }

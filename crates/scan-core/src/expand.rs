@@ -261,7 +261,7 @@ impl<'s> Walker<'s> {
                     "not examined by engine {}: {size} bytes is over its limit of {max} bytes",
                     engine.name()
                 );
-                let reason = Reason::NotExamined {
+                let reason = Reason::Declined {
                     engine: engine.name().to_owned(),
                 };
                 self.problem(object.path, reason, message);
@@ -291,9 +291,9 @@ impl<'s> Walker<'s> {
                         self.out.detections.push(detection.at(path, engine));
                     }
                 }
-                Err(EngineError::NotExamined(why)) => {
+                Err(EngineError::Declined(why)) => {
                     summary.objects_skipped += 1;
-                    let reason = Reason::NotExamined {
+                    let reason = Reason::Declined {
                         engine: engine.to_owned(),
                     };
                     self.problem(

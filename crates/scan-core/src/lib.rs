@@ -58,6 +58,8 @@ pub use input::{InputBuilder, ScanInput};
 pub use limits::{Limit, Limits};
 pub use scanner::{CacheStats, Scanner, ScannerBuilder};
 pub use spool::{ObjectData, SpoolPolicy};
-pub use verdict::{Detection, EngineSummary, Problem, Reason, Report, Timings, Verdict};
+pub use verdict::{
+    Detection, EngineSummary, Outcome, Problem, Reason, Report, Tally, Timings, Verdict,
+};
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -39,6 +39,130 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// What became of one object: the one vocabulary from which the CLI's counts, the bucket
+/// tags, bulk scans' counts, the actions and both APIs' answers are all mapped, so that each
+/// name means the same objects everywhere. A [`Verdict`] is what a scan decided; an outcome also
+/// names the object no scan could decide on because it could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Read, fully examined, nothing found ([`Verdict::Clean`]).
+    Clean,
+    /// Read, and something found ([`Verdict::Infected`]).
+    Infected,
+    /// Read, but part of it kept from the engines by its own bytes: a limit, encryption,
+    /// damage, a format not unpacked ([`Verdict::Unscannable`]).
+    Unscannable,
+    /// Read, but the scan failed: an engine down, timed out or answering with an error
+    /// ([`Verdict::Error`]).
+    Error,
+    /// Not read at all (missing, denied, storage or download failed), so never judged.
+    Unread,
+}
+
+impl Outcome {
+    /// The outcome of a scan that decided `verdict`.
+    pub fn of(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Clean => Outcome::Clean,
+            Verdict::Infected => Outcome::Infected,
+            Verdict::Unscannable => Outcome::Unscannable,
+            Verdict::Error => Outcome::Error,
+        }
+    }
+
+    /// The verdict behind it; `None` for [`Outcome::Unread`].
+    pub fn verdict(self) -> Option<Verdict> {
+        match self {
+            Outcome::Clean => Some(Verdict::Clean),
+            Outcome::Infected => Some(Verdict::Infected),
+            Outcome::Unscannable => Some(Verdict::Unscannable),
+            Outcome::Error => Some(Verdict::Error),
+            Outcome::Unread => None,
+        }
+    }
+
+    /// Whether the object was read but not fully examined ([`Outcome::Unscannable`] or
+    /// [`Outcome::Error`]): what every `not_examined` count and setting means. An unread object
+    /// is counted apart, as `unread`.
+    pub fn not_examined(self) -> bool {
+        matches!(self, Outcome::Unscannable | Outcome::Error)
+    }
+
+    /// Its name in tags, counts, logs and metrics: `clean`, `infected`, `unscannable`, `error`
+    /// or `unread`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Infected => "infected",
+            Outcome::Unscannable => "unscannable",
+            Outcome::Error => "error",
+            Outcome::Unread => "unread",
+        }
+    }
+}
+
+impl From<Verdict> for Outcome {
+    fn from(verdict: Verdict) -> Self {
+        Outcome::of(verdict)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Objects counted by [`Outcome`], as the CLI's summary and bulk scans' progress report them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tally {
+    /// [`Outcome::Clean`] objects.
+    pub clean: u64,
+    /// [`Outcome::Infected`] objects.
+    pub infected: u64,
+    /// Objects read but not fully examined (see [`Outcome::not_examined`]).
+    pub not_examined: u64,
+    /// [`Outcome::Unread`] objects.
+    pub unread: u64,
+}
+
+impl Tally {
+    /// The counter `outcome` adds to, by its name in a [`Tally`] (`clean`, `infected`,
+    /// `not_examined` or `unread`).
+    pub fn counter(outcome: Outcome) -> &'static str {
+        match outcome {
+            Outcome::Clean => "clean",
+            Outcome::Infected => "infected",
+            Outcome::Unscannable | Outcome::Error => "not_examined",
+            Outcome::Unread => "unread",
+        }
+    }
+
+    /// Counts one object.
+    pub fn add(&mut self, outcome: Outcome) {
+        *match outcome {
+            Outcome::Clean => &mut self.clean,
+            Outcome::Infected => &mut self.infected,
+            Outcome::Unscannable | Outcome::Error => &mut self.not_examined,
+            Outcome::Unread => &mut self.unread,
+        } += 1;
+    }
+
+    /// Adds another tally's counts.
+    pub fn merge(&mut self, other: &Tally) {
+        self.clean += other.clean;
+        self.infected += other.infected;
+        self.not_examined += other.not_examined;
+        self.unread += other.unread;
+    }
+
+    /// Objects counted.
+    pub fn total(&self) -> u64 {
+        self.clean + self.infected + self.not_examined + self.unread
+    }
+}
+
 /// One thing an engine found in one object: what an [`Engine`](crate::Engine) returns, and what
 /// a [`Report`] lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,8 +221,11 @@ pub enum Reason {
     },
     /// The scan itself failed here (for example the spool disk is full).
     Failed,
-    /// An engine did not examine this object (for example it is over that engine's size limit).
-    NotExamined {
+    /// One engine declined this object (for example it is over that engine's size limit): the
+    /// narrow case, one engine and one object, of the object's [`Outcome::Unscannable`].
+    /// `not_examined`, its earlier name, is read as well.
+    #[serde(alias = "not_examined")]
+    Declined {
         /// Which engine.
         engine: String,
     },
@@ -208,6 +335,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// What became of the object: [`Outcome::of`] its verdict.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::of(self.verdict)
+    }
+
     /// The merged verdict: any detection makes it Infected; otherwise any engine failure makes
     /// it Error; otherwise any other problem makes it Unscannable; only then Clean.
     pub fn verdict_of(detections: &[Detection], problems: &[Problem]) -> Verdict {
@@ -270,5 +402,46 @@ impl Report {
             text.push_str(&format!("; and {} more", self.problems.len() - SHOWN));
         }
         Some(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Outcome; 5] = [
+        Outcome::Clean,
+        Outcome::Infected,
+        Outcome::Unscannable,
+        Outcome::Error,
+        Outcome::Unread,
+    ];
+
+    #[test]
+    fn each_verdict_is_one_outcome_and_only_unread_has_none() {
+        for outcome in ALL {
+            match outcome.verdict() {
+                Some(verdict) => assert_eq!(Outcome::of(verdict), outcome),
+                None => assert_eq!(outcome, Outcome::Unread),
+            }
+        }
+        let not_examined: Vec<_> = ALL.into_iter().filter(|o| o.not_examined()).collect();
+        assert_eq!(not_examined, [Outcome::Unscannable, Outcome::Error]);
+    }
+
+    #[test]
+    fn a_tally_counts_each_outcome_under_its_counter_name() {
+        let mut tally = Tally::default();
+        for outcome in ALL {
+            tally.add(outcome);
+        }
+        assert_eq!(tally.total(), 5);
+        let fields = serde_json::to_value(tally).unwrap();
+        for outcome in ALL {
+            let name = Tally::counter(outcome);
+            let expected = if outcome.not_examined() { 2 } else { 1 };
+            assert_eq!(fields[name], expected, "{name} in {fields}");
+        }
+        assert_eq!(fields.as_object().unwrap().len(), 4);
     }
 }

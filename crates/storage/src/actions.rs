@@ -5,7 +5,7 @@
 //! outcome that another try could change, and with a marked fallback when a move fails. Both
 //! servers act through this one function, whoever asked for the scan.
 
-use scan_core::Verdict;
+use scan_core::Outcome;
 use serde::{Deserialize, Serialize};
 
 use crate::{CopyRequest, ObjectInfo, ObjectRef, ObjectStore, StorageError};
@@ -38,10 +38,13 @@ pub struct ActionsConfig {
     pub clean: Action,
     /// For an infected object.
     pub infected: Action,
-    /// For an object not fully examined (unscannable, error, unreadable); `not_clean` is
-    /// read as well, its earlier name.
+    /// For an object read but not fully examined (unscannable or error); `not_clean` is read
+    /// as well, its earlier name.
     #[serde(alias = "not_clean")]
     pub not_examined: Action,
+    /// For an object that could not be read: `tag` or `none` (it was never judged, so it is
+    /// never moved or deleted). Unset, it is `none` when `not_examined` is, else `tag`.
+    pub unread: Option<Action>,
     /// Where `move` puts objects.
     pub quarantine_bucket: Option<String>,
     /// Prefix before the original key in the quarantine bucket.
@@ -69,9 +72,12 @@ pub struct ActionRule {
     pub clean: Option<Action>,
     /// For an infected object.
     pub infected: Option<Action>,
-    /// For an object not fully examined (`not_clean`, its earlier name, is read as well).
+    /// For an object read but not fully examined (`not_clean`, its earlier name, is read as
+    /// well).
     #[serde(alias = "not_clean")]
     pub not_examined: Option<Action>,
+    /// For an object that could not be read: `tag` or `none`.
+    pub unread: Option<Action>,
     /// Where `move` puts objects.
     pub quarantine_bucket: Option<String>,
     /// Prefix before the original key in the quarantine bucket.
@@ -85,8 +91,10 @@ pub struct Policy {
     pub clean: Action,
     /// For an infected object.
     pub infected: Action,
-    /// For an object not fully examined.
+    /// For an object read but not fully examined.
     pub not_examined: Action,
+    /// For an object that could not be read (`tag` or `none`).
+    pub unread: Action,
     /// Where `move` puts objects.
     pub quarantine_bucket: Option<String>,
     /// Prefix before the original key in the quarantine bucket.
@@ -98,14 +106,15 @@ impl Policy {
     /// or one not fully examined for a reason in its own bytes (a limit, encryption, damage).
     /// An object that was not read, or whose scan failed (an engine down, a timeout), was never
     /// judged: it is tagged at most, never moved or deleted on a guess.
-    pub fn action_for(&self, outcome: Outcome) -> Action {
-        let action = match outcome.verdict {
-            Some(Verdict::Clean) => self.clean,
-            Some(Verdict::Infected) => self.infected,
-            _ => self.not_examined,
+    pub fn action_for(&self, judgement: Judgement) -> Action {
+        let action = match judgement.outcome {
+            Outcome::Clean => self.clean,
+            Outcome::Infected => self.infected,
+            Outcome::Unscannable | Outcome::Error => self.not_examined,
+            Outcome::Unread => self.unread,
         };
         match action {
-            Action::Move | Action::Delete if !outcome.settled() => Action::Tag,
+            Action::Move | Action::Delete if !judgement.settled() => Action::Tag,
             action => action,
         }
     }
@@ -116,6 +125,11 @@ impl Policy {
         if !matches!(self.clean, Action::Tag | Action::None) {
             return Err(PolicyError(format!(
                 "{scope}: clean must be \"tag\" or \"none\": clean objects are never moved or deleted"
+            )));
+        }
+        if !matches!(self.unread, Action::Tag | Action::None) {
+            return Err(PolicyError(format!(
+                "{scope}: unread must be \"tag\" or \"none\": an object that could not be read was never judged, so it is never moved or deleted"
             )));
         }
         let moves = self.infected == Action::Move || self.not_examined == Action::Move;
@@ -138,6 +152,7 @@ impl Default for ActionsConfig {
             clean: Action::Tag,
             infected: Action::Tag,
             not_examined: Action::Tag,
+            unread: None,
             quarantine_bucket: None,
             quarantine_prefix: String::new(),
             on_requests: false,
@@ -226,11 +241,20 @@ impl ActionsConfig {
             .map_or_else(|| self.base(), |rule| self.with(rule))
     }
 
+    /// The action for unread objects: as set, else `none` when `not_examined` is, else `tag`.
+    fn unread(&self) -> Action {
+        self.unread.unwrap_or(match self.not_examined {
+            Action::None => Action::None,
+            _ => Action::Tag,
+        })
+    }
+
     fn base(&self) -> Policy {
         Policy {
             clean: self.clean,
             infected: self.infected,
             not_examined: self.not_examined,
+            unread: self.unread(),
             quarantine_bucket: self.quarantine_bucket.clone(),
             quarantine_prefix: self.quarantine_prefix.clone(),
         }
@@ -241,6 +265,7 @@ impl ActionsConfig {
             clean: rule.clean.unwrap_or(self.clean),
             infected: rule.infected.unwrap_or(self.infected),
             not_examined: rule.not_examined.unwrap_or(self.not_examined),
+            unread: rule.unread.unwrap_or_else(|| self.unread()),
             quarantine_bucket: rule
                 .quarantine_bucket
                 .clone()
@@ -253,40 +278,40 @@ impl ActionsConfig {
     }
 }
 
-/// A scan's outcome as far as acting on its object goes.
+/// A scan's [`Outcome`], with what acting on it needs to know besides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
-    /// The verdict; `None` when the object could not be read at all.
-    pub verdict: Option<Verdict>,
+pub struct Judgement {
+    /// What became of the object.
+    pub outcome: Outcome,
     /// Whether another try could come out differently: an engine failed or the scan ran out of
     /// time (see [`scan_core::Report::may_change`]).
     pub may_change: bool,
 }
 
-impl Outcome {
-    /// The outcome of `report`.
+impl Judgement {
+    /// The judgement of `report`.
     pub fn of(report: &scan_core::Report) -> Self {
-        Outcome {
-            verdict: Some(report.verdict),
+        Judgement {
+            outcome: report.outcome(),
             may_change: report.may_change(),
         }
     }
 
-    /// The outcome of an object that could not be read.
+    /// The judgement of an object that could not be read.
     pub fn unread() -> Self {
-        Outcome {
-            verdict: None,
+        Judgement {
+            outcome: Outcome::Unread,
             may_change: true,
         }
     }
 
-    /// Whether the outcome stands: something was found, or the object was read and judged in
-    /// a way another try would repeat.
+    /// Whether it stands: something was found, or the object was read and judged in a way
+    /// another try would repeat.
     pub fn settled(self) -> bool {
-        match self.verdict {
-            Some(Verdict::Infected) => true,
-            Some(Verdict::Error) | None => false,
-            Some(_) => !self.may_change,
+        match self.outcome {
+            Outcome::Infected => true,
+            Outcome::Error | Outcome::Unread => false,
+            Outcome::Clean | Outcome::Unscannable => !self.may_change,
         }
     }
 }
@@ -376,7 +401,7 @@ pub struct Scanned<'a> {
     /// What was read of it; `None` when it could not be read.
     pub read: Option<&'a ObjectInfo>,
     /// What the scan decided.
-    pub outcome: Outcome,
+    pub judgement: Judgement,
 }
 
 /// Carries out the `[actions]` policy for the object's bucket and prefix on exactly the bytes
@@ -403,7 +428,7 @@ pub async fn act(
 ) -> Acted {
     let object = scanned.object;
     let policy = config.policy_for(&object.bucket, &object.key);
-    let action = policy.action_for(scanned.outcome);
+    let action = policy.action_for(scanned.judgement);
     if action == Action::None {
         return Acted::Reported(ActionReport::done(Action::None, None));
     }
@@ -691,8 +716,8 @@ pub async fn changed_since(
 }
 
 /// The tags a scan's outcome sets: [`crate::outcome_tags`] and the engines' fingerprint.
-pub fn tags_for(verdict: Option<Verdict>, date: &str, fingerprint: &str) -> Vec<(String, String)> {
-    let mut tags = crate::outcome_tags(verdict, date);
+pub fn tags_for(outcome: Outcome, date: &str, fingerprint: &str) -> Vec<(String, String)> {
+    let mut tags = crate::outcome_tags(outcome, date);
     tags.push((crate::FINGERPRINT_TAG.to_owned(), fingerprint.to_owned()));
     tags
 }
@@ -788,11 +813,39 @@ mod tests {
         assert_eq!(actions.not_examined, Action::None);
     }
 
-    fn infected() -> Outcome {
-        Outcome {
-            verdict: Some(Verdict::Infected),
+    fn infected() -> Judgement {
+        Judgement {
+            outcome: Outcome::Infected,
             may_change: false,
         }
+    }
+
+    #[test]
+    fn unread_objects_are_tagged_at_most() {
+        let policy = |toml_text: &str| {
+            let actions: ActionsConfig = toml::from_str(toml_text).unwrap();
+            actions
+                .check()
+                .map(|()| actions.policy_for("b", "k").unread)
+        };
+        assert_eq!(policy(""), Ok(Action::Tag));
+        assert_eq!(
+            policy("not_examined = \"none\""),
+            Ok(Action::None),
+            "unset, it follows not_examined's none"
+        );
+        assert_eq!(
+            policy("not_examined = \"delete\"\nunread = \"none\""),
+            Ok(Action::None)
+        );
+        assert!(
+            policy("unread = \"delete\"")
+                .unwrap_err()
+                .to_string()
+                .contains("never judged")
+        );
+        let policy = ActionsConfig::default().policy_for("b", "k");
+        assert_eq!(policy.action_for(Judgement::unread()), Action::Tag);
     }
 
     #[test]
@@ -801,39 +854,37 @@ mod tests {
             clean: Action::Tag,
             infected: Action::Move,
             not_examined: Action::Delete,
+            unread: Action::Tag,
             quarantine_bucket: Some("q".into()),
             quarantine_prefix: String::new(),
         };
-        let of = |verdict, may_change| Outcome {
-            verdict,
+        let of = |outcome, may_change| Judgement {
+            outcome,
             may_change,
         };
         assert_eq!(policy.action_for(infected()), Action::Move);
         assert_eq!(
-            policy.action_for(of(Some(Verdict::Infected), true)),
+            policy.action_for(of(Outcome::Infected, true)),
             Action::Move,
             "a detection stands whatever else failed"
         );
         assert_eq!(
-            policy.action_for(of(Some(Verdict::Unscannable), false)),
+            policy.action_for(of(Outcome::Unscannable, false)),
             Action::Delete,
             "a limit or encryption is in the bytes themselves"
         );
         assert_eq!(
-            policy.action_for(of(Some(Verdict::Unscannable), true)),
+            policy.action_for(of(Outcome::Unscannable, true)),
             Action::Tag,
             "out of time: another try could finish"
         );
         assert_eq!(
-            policy.action_for(of(Some(Verdict::Error), true)),
+            policy.action_for(of(Outcome::Error, true)),
             Action::Tag,
             "an engine down judges nothing"
         );
-        assert_eq!(policy.action_for(Outcome::unread()), Action::Tag);
-        assert_eq!(
-            policy.action_for(of(Some(Verdict::Clean), false)),
-            Action::Tag
-        );
+        assert_eq!(policy.action_for(Judgement::unread()), Action::Tag);
+        assert_eq!(policy.action_for(of(Outcome::Clean, false)), Action::Tag);
     }
 
     #[test]
@@ -911,7 +962,7 @@ mod tests {
             .collect();
         store.tag(&object, &own).await.unwrap();
         let read = store.head(&object).await.unwrap();
-        let tags = tags_for(Some(Verdict::Infected), "2026-12-02T00:00:00Z", "abc");
+        let tags = tags_for(Outcome::Infected, "2026-12-02T00:00:00Z", "abc");
         let acted = act(
             &store,
             &moving(),
@@ -919,7 +970,7 @@ mod tests {
             Scanned {
                 object: &object,
                 read: Some(&read),
-                outcome: infected(),
+                judgement: infected(),
             },
             &tags,
         )
@@ -965,7 +1016,7 @@ mod tests {
             Scanned {
                 object: &moved,
                 read: Some(&read),
-                outcome: infected(),
+                judgement: infected(),
             },
             &tags,
         )
@@ -987,7 +1038,7 @@ mod tests {
         let read = store.head(&object).await.unwrap();
         // The quarantine bucket is gone: the copy cannot be made.
         std::fs::remove_dir(dir.path().join("q")).unwrap();
-        let tags = tags_for(Some(Verdict::Infected), "2026-12-02T00:00:00Z", "abc");
+        let tags = tags_for(Outcome::Infected, "2026-12-02T00:00:00Z", "abc");
         let report = act(
             &store,
             &moving(),
@@ -995,7 +1046,7 @@ mod tests {
             Scanned {
                 object: &object,
                 read: Some(&read),
-                outcome: infected(),
+                judgement: infected(),
             },
             &tags,
         )
@@ -1018,9 +1069,9 @@ mod tests {
         std::fs::write(dir.path().join("b/y.bin"), "one").unwrap();
         let object = ObjectRef::new("b", "y.bin");
         let read = store.head(&object).await.unwrap();
-        let tags = tags_for(Some(Verdict::Error), "2026-12-02T00:00:00Z", "abc");
-        let error = Outcome {
-            verdict: Some(Verdict::Error),
+        let tags = tags_for(Outcome::Error, "2026-12-02T00:00:00Z", "abc");
+        let error = Judgement {
+            outcome: Outcome::Error,
             may_change: true,
         };
         let report = act(
@@ -1030,7 +1081,7 @@ mod tests {
             Scanned {
                 object: &object,
                 read: Some(&read),
-                outcome: error,
+                judgement: error,
             },
             &tags,
         )
@@ -1050,7 +1101,7 @@ mod tests {
             Scanned {
                 object: &object,
                 read: Some(&read),
-                outcome: infected(),
+                judgement: infected(),
             },
             &tags,
         )
@@ -1085,7 +1136,7 @@ mod tests {
             Scanned {
                 object: &held,
                 read: Some(&read),
-                outcome: infected(),
+                judgement: infected(),
             },
             &tags,
         )

@@ -18,7 +18,7 @@
 //!
 //! // Tags are merged into what the object has; a scan's outcome is one call.
 //! let object = ObjectRef::new("uploads", "in/report.txt");
-//! storage::tag_outcome(&store, &object, Some(scan_core::Verdict::Clean), "2026-12-02T00:00:00Z").await?;
+//! storage::tag_outcome(&store, &object, scan_core::Outcome::Clean, "2026-12-02T00:00:00Z").await?;
 //! let tags = store.tags(&object).await?;
 //! assert!(tags.contains(&("scan-result".to_owned(), "clean".to_owned())));
 //! # Ok::<_, Box<dyn std::error::Error>>(())
@@ -232,15 +232,14 @@ pub fn tags_making_room(existing: &[(String, String)], ours: &[(String, String)]
 }
 
 /// Tags `object` with a scan's outcome, merged into the tags it already has: `scan-result`
-/// (`clean`, `infected`, `unscannable` or `error`; `error` too when it could not be read) and
-/// `scan-date` (RFC 3339, UTC).
+/// (see [`outcome_tags`]) and `scan-date` (RFC 3339, UTC).
 pub async fn tag_outcome(
     store: &dyn ObjectStore,
     object: &ObjectRef,
-    verdict: Option<scan_core::Verdict>,
+    outcome: scan_core::Outcome,
     date: &str,
 ) -> Result<(), StorageError> {
-    tag_with(store, object, &outcome_tags(verdict, date)).await
+    tag_with(store, object, &outcome_tags(outcome, date)).await
 }
 
 /// Sets `ours` on `object`, merged into the tags it already has (see [`merge_tags`]).
@@ -257,18 +256,11 @@ pub async fn tag_with(
 /// object scanned by the same ones can be recognised and skipped.
 pub const FINGERPRINT_TAG: &str = "scan-engines";
 
-/// The tags a scan's outcome sets: `scan-result` (`clean`, `infected`, `unscannable` or
-/// `error`; `error` too when it could not be read) and `scan-date`.
-pub fn outcome_tags(verdict: Option<scan_core::Verdict>, date: &str) -> Vec<(String, String)> {
-    use scan_core::Verdict;
-    let result = match verdict {
-        Some(Verdict::Clean) => "clean",
-        Some(Verdict::Infected) => "infected",
-        Some(Verdict::Unscannable) => "unscannable",
-        Some(Verdict::Error) | None => "error",
-    };
+/// The tags a scan's outcome sets: `scan-result`, the outcome's name (`clean`, `infected`,
+/// `unscannable`, `error` or `unread`, see [`scan_core::Outcome::as_str`]), and `scan-date`.
+pub fn outcome_tags(outcome: scan_core::Outcome, date: &str) -> Vec<(String, String)> {
     vec![
-        ("scan-result".to_owned(), result.to_owned()),
+        ("scan-result".to_owned(), outcome.as_str().to_owned()),
         ("scan-date".to_owned(), date.to_owned()),
     ]
 }

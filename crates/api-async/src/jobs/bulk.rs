@@ -66,21 +66,37 @@ pub struct Progress {
     pub clean: u64,
     /// Infected objects.
     pub infected: u64,
-    /// Objects scanned but not fully examined (unscannable, engine error).
+    /// Objects read but not fully examined (unscannable, engine error).
     #[serde(alias = "not_clean")]
     pub not_examined: u64,
     /// Objects the filters left out.
     pub skipped: u64,
-    /// Objects that could not be read (vanished, denied, storage down past retries).
-    pub failed: u64,
+    /// Objects that could not be read (vanished, denied, storage down past retries); `failed`,
+    /// its earlier name, is read as well.
+    #[serde(alias = "failed")]
+    pub unread: u64,
     /// Bytes scanned.
     pub bytes: u64,
 }
 
 impl Progress {
+    /// Counts one object's entry, and the bytes scanned of it.
+    pub fn count(&mut self, entry: Entry, bytes: u64) {
+        *match entry {
+            Entry::Judged(scan_core::Outcome::Clean) => &mut self.clean,
+            Entry::Judged(scan_core::Outcome::Infected) => &mut self.infected,
+            Entry::Judged(scan_core::Outcome::Unscannable | scan_core::Outcome::Error) => {
+                &mut self.not_examined
+            }
+            Entry::Judged(scan_core::Outcome::Unread) => &mut self.unread,
+            Entry::Skipped => &mut self.skipped,
+        } += 1;
+        self.bytes += bytes;
+    }
+
     /// Objects with a recorded outcome.
     pub fn done(&self) -> u64 {
-        self.clean + self.infected + self.not_examined + self.skipped + self.failed
+        self.clean + self.infected + self.not_examined + self.skipped + self.unread
     }
 
     /// Whether every listed object has its outcome.
@@ -89,40 +105,21 @@ impl Progress {
     }
 }
 
-/// An object's outcome within a bulk scan.
+/// What a bulk scan records of one listed object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Fully examined, nothing found.
-    Clean,
-    /// A detection.
-    Infected,
-    /// Scanned but not fully examined.
-    NotExamined,
+pub enum Entry {
+    /// Scanned, or tried: its [`Outcome`](scan_core::Outcome).
+    Judged(scan_core::Outcome),
     /// Left out by the filters.
     Skipped,
-    /// Not read.
-    Failed,
 }
 
-impl Outcome {
+impl Entry {
     /// The counter it adds to (the field of [`Progress`]).
     pub fn name(self) -> &'static str {
         match self {
-            Outcome::Clean => "clean",
-            Outcome::Infected => "infected",
-            Outcome::NotExamined => "not_examined",
-            Outcome::Skipped => "skipped",
-            Outcome::Failed => "failed",
-        }
-    }
-
-    /// The outcome of a scan's verdict (`None`: not read).
-    pub fn of(verdict: Option<scan_core::Verdict>) -> Self {
-        match verdict {
-            Some(scan_core::Verdict::Clean) => Outcome::Clean,
-            Some(scan_core::Verdict::Infected) => Outcome::Infected,
-            Some(_) => Outcome::NotExamined,
-            None => Outcome::Failed,
+            Entry::Judged(outcome) => scan_core::Tally::counter(outcome),
+            Entry::Skipped => "skipped",
         }
     }
 }
@@ -169,12 +166,12 @@ pub trait BulkStore: Send + Sync {
     /// Moves the checkpoint on by one page, if it still stands at `advance.page`; whether it did.
     async fn advance(&self, id: &str, advance: &Advance) -> Result<bool, StoreError>;
 
-    /// Records `key`'s outcome (and `bytes` scanned) unless it has one; whether it was new.
+    /// Records `key`'s entry (and `bytes` scanned) unless it has one; whether it was new.
     async fn record(
         &self,
         id: &str,
         key: &str,
-        outcome: Outcome,
+        entry: Entry,
         bytes: u64,
     ) -> Result<bool, StoreError>;
 
@@ -303,7 +300,7 @@ pub(crate) async fn list_page(
                 state.metrics.finished("skipped");
                 state
                     .bulks
-                    .record(id, &object.key, Outcome::Skipped, 0)
+                    .record(id, &object.key, Entry::Skipped, 0)
                     .await
                     .map_err(|e| e.to_string())?;
             } else {
@@ -425,12 +422,12 @@ pub struct BulkStatus {
     pub clean: u64,
     /// Something found.
     pub infected: u64,
-    /// Scanned but not fully examined (unscannable, engine error): never clean.
+    /// Read but not fully examined (unscannable, engine error): never clean.
     pub not_examined: u64,
     /// Left out by the filters: never scanned, never clean.
     pub skipped: u64,
-    /// Could not be read.
-    pub failed: u64,
+    /// Could not be read: never judged, never clean.
+    pub unread: u64,
     /// Bytes scanned.
     pub bytes: u64,
     /// Whether the listing reached the end.
@@ -454,7 +451,7 @@ impl BulkStatus {
             infected: progress.infected,
             not_examined: progress.not_examined,
             skipped: progress.skipped,
-            failed: progress.failed,
+            unread: progress.unread,
             bytes: progress.bytes,
             listing_done: progress.listing_done,
             finished: progress.finished(),

@@ -119,7 +119,7 @@ enum Op {
     BulkRecord {
         id: String,
         key: String,
-        outcome: crate::bulk::Outcome,
+        entry: crate::bulk::Entry,
         bytes: u64,
     },
 }
@@ -647,7 +647,7 @@ fn commit(db: &Database, batch: &[Request], sweep: Option<u64>) -> Result<Vec<bo
                 Op::BulkRecord {
                     id,
                     key,
-                    outcome,
+                    entry,
                     bytes,
                 } => {
                     let known = bulk_objects
@@ -656,21 +656,12 @@ fn commit(db: &Database, batch: &[Request], sweep: Option<u64>) -> Result<Vec<bo
                         .is_some();
                     effect = !known
                         && change_progress(&mut bulks, id, |progress| {
-                            use crate::bulk::Outcome;
-                            let counter = match outcome {
-                                Outcome::Clean => &mut progress.clean,
-                                Outcome::Infected => &mut progress.infected,
-                                Outcome::NotExamined => &mut progress.not_examined,
-                                Outcome::Skipped => &mut progress.skipped,
-                                Outcome::Failed => &mut progress.failed,
-                            };
-                            *counter += 1;
-                            progress.bytes += bytes;
+                            progress.count(*entry, *bytes);
                             true
                         })?;
                     if effect {
                         bulk_objects
-                            .insert((id.as_str(), key.as_str()), outcome.name())
+                            .insert((id.as_str(), key.as_str()), entry.name())
                             .map_err(backend)?;
                     }
                 }
@@ -780,13 +771,13 @@ impl crate::bulk::BulkStore for EmbeddedStore {
         &self,
         id: &str,
         key: &str,
-        outcome: crate::bulk::Outcome,
+        entry: crate::bulk::Entry,
         bytes: u64,
     ) -> Result<bool, StoreError> {
         self.write_if(Op::BulkRecord {
             id: id.to_owned(),
             key: key.to_owned(),
-            outcome,
+            entry,
             bytes,
         })
         .await

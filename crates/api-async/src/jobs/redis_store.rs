@@ -531,7 +531,8 @@ impl crate::bulk::BulkStore for RedisStore {
             infected: number("infected"),
             not_examined: number("not_examined"),
             skipped: number("skipped"),
-            failed: number("failed"),
+            // `failed` is where scans begun before its rename counted.
+            unread: number("unread") + number("failed"),
             bytes: number("bytes"),
         };
         Ok(Some((bulk, progress)))
@@ -560,7 +561,7 @@ impl crate::bulk::BulkStore for RedisStore {
         &self,
         id: &str,
         key: &str,
-        outcome: crate::bulk::Outcome,
+        entry: crate::bulk::Entry,
         bytes: u64,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
@@ -569,7 +570,7 @@ impl crate::bulk::BulkStore for RedisStore {
             .key(self.bulk_key(id))
             .key(self.bulk_objects_key(id))
             .arg(key)
-            .arg(outcome.name())
+            .arg(entry.name())
             .arg(bytes)
             .arg(BULK_TTL.as_millis() as u64)
             .invoke_async(&mut conn)

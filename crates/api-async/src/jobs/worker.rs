@@ -198,7 +198,7 @@ async fn examine(state: &AppState, job: &Job) -> Next {
 /// in use): counted as skipped in its bulk scan and the metrics, then completed. A job whose bulk
 /// scan could not record it is given back (see [`record_in_bulk`]).
 async fn finish_skipped(state: &AppState, job: &Job) {
-    if !record_in_bulk(state, job, crate::bulk::Outcome::Skipped, 0).await {
+    if !record_in_bulk(state, job, crate::bulk::Entry::Skipped, 0).await {
         return;
     }
     state.metrics.finished("skipped");
@@ -232,7 +232,7 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
     }
     let mut scanned = None;
     let mut size = 0;
-    let mut outcome = storage::actions::Outcome::unread();
+    let mut judgement = storage::actions::Judgement::unread();
     let refused = no_longer_allowed(state, job);
     let mut result = if let Some(why) = &refused {
         tracing::warn!(job = job.id, reason = %why, "a queued job's key may no longer do this");
@@ -260,7 +260,7 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
                 let started = Instant::now();
                 let report = state.scan(&name, fetched.content).await;
                 scan_time = started.elapsed().as_secs_f64();
-                outcome = storage::actions::Outcome::of(&report);
+                judgement = storage::actions::Judgement::of(&report);
                 size = report.size;
                 tracing::info!(job = job.id, trace_id = ?job.spec.trace_id, verdict = %report.verdict, size = report.size, "scanned");
                 ScanResult::of(&report)
@@ -291,7 +291,7 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
             state,
             &object,
             scanned.as_ref(),
-            (outcome, judged_by.as_deref()),
+            (judgement, judged_by.as_deref()),
             !job.spec.watched,
         )
         .await
@@ -303,13 +303,13 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
                 }
                 // It keeps changing: no verdict holds for what is there now, which is tagged
                 // as not judged.
-                outcome = storage::actions::Outcome::unread();
+                judgement = storage::actions::Judgement::unread();
                 result = ScanResult::not_scanned(format!(
                     "the object changed between its scan and the action on it {} times ({why}); it is left unjudged",
                     job.spec.rescans + 1
                 ));
                 result.object_action = Some(
-                    act_on_object(state, &object, None, (outcome, None), false)
+                    act_on_object(state, &object, None, (judgement, None), false)
                         .await
                         .into_report(),
                 );
@@ -341,7 +341,14 @@ async fn examine_object(state: &AppState, job: &Job) -> Option<Callback> {
         return None;
     }
 
-    if !record_in_bulk(state, job, crate::bulk::Outcome::of(outcome.verdict), size).await {
+    if !record_in_bulk(
+        state,
+        job,
+        crate::bulk::Entry::Judged(judgement.outcome),
+        size,
+    )
+    .await
+    {
         return None;
     }
     state.metrics.finished(result.status.as_str());
@@ -485,14 +492,14 @@ async fn list_page(state: &AppState, job: &Job, bulk: &str, page: u64) -> Next {
 async fn record_in_bulk(
     state: &AppState,
     job: &Job,
-    outcome: crate::bulk::Outcome,
+    entry: crate::bulk::Entry,
     bytes: u64,
 ) -> bool {
     let (Some(bulk), crate::job::Source::S3 { key, .. }) = (&job.spec.bulk, &job.spec.source)
     else {
         return true;
     };
-    match state.bulks.record(bulk, key, outcome, bytes).await {
+    match state.bulks.record(bulk, key, entry, bytes).await {
         Ok(first) => {
             if !first {
                 tracing::info!(job = job.id, bulk, key = ?key, "the object had an outcome in its bulk scan already; counted once");
@@ -564,14 +571,14 @@ pub(crate) async fn act_on_object(
     state: &AppState,
     object: &storage::ObjectRef,
     read: Option<&storage::ObjectInfo>,
-    (outcome, judged_by): (storage::actions::Outcome, Option<&str>),
+    (judgement, judged_by): (storage::actions::Judgement, Option<&str>),
     asked: bool,
 ) -> storage::actions::Acted {
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let fingerprint = judged_by.map_or_else(|| state.fingerprint(), str::to_owned);
-    let tags = storage::actions::tags_for(outcome.verdict, &date, &fingerprint);
+    let tags = storage::actions::tags_for(judgement.outcome, &date, &fingerprint);
     let acted = storage::actions::act(
         state.objects.as_ref(),
         &state.settings.actions,
@@ -579,7 +586,7 @@ pub(crate) async fn act_on_object(
         storage::actions::Scanned {
             object,
             read,
-            outcome,
+            judgement,
         },
         &tags,
     )
@@ -688,8 +695,8 @@ mod tests {
         let read = state.objects.head(&object).await.unwrap();
 
         std::fs::write(dir.path().join("data/b/f.txt"), "second, longer").unwrap();
-        let clean = storage::actions::Outcome {
-            verdict: Some(scan_core::Verdict::Clean),
+        let clean = storage::actions::Judgement {
+            outcome: scan_core::Outcome::Clean,
             may_change: false,
         };
         let acted = act_on_object(&state, &object, Some(&read), (clean, None), false).await;

@@ -144,7 +144,7 @@ async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_
         "infected",
         "not_examined",
         "skipped",
-        "failed",
+        "unread",
     ]
     .into_iter()
     .map(|k| (k, status[k].as_u64().unwrap()))
@@ -157,7 +157,7 @@ async fn a_bulk_scan_counts_every_outcome_applies_filters_and_the_prefix_policy_
         ("infected", 2),
         ("not_examined", 1),
         ("skipped", 2),
-        ("failed", 0),
+        ("unread", 0),
     ]
     .into_iter()
     .collect();
@@ -311,7 +311,7 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
     assert_eq!(end["done"], OBJECTS as u64, "{end}");
     assert_eq!(end["infected"], infected_count, "{end}");
     assert_eq!(end["clean"], OBJECTS as u64 - infected_count, "{end}");
-    for none in ["not_examined", "skipped", "failed"] {
+    for none in ["not_examined", "skipped", "unread"] {
         assert_eq!(end[none], 0, "{none}: {end}");
     }
     assert_eq!(
@@ -384,7 +384,8 @@ async fn a_bulk_scan_on_two_redis_instances_survives_a_sigkill_mid_listing_with_
 /// What both stores must do for bulk scans: the checkpoint moves once per page, an outcome is
 /// recorded once per key, and nothing is recorded for an unknown bulk scan.
 async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
-    use api_async::bulk::{Advance, BulkScan, Outcome};
+    use api_async::bulk::{Advance, BulkScan, Entry};
+    use scan_core::Outcome;
     assert!(store.bulk("missing").await.unwrap().is_none());
     let scan = BulkScan {
         id: "b1".to_owned(),
@@ -449,25 +450,20 @@ async fn bulk_store_contract(store: &dyn api_async::bulk::BulkStore) {
     );
     assert!(
         store
-            .record("b1", "in/a", Outcome::Clean, 10)
+            .record("b1", "in/a", Entry::Judged(Outcome::Clean), 10)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .record("b1", "in/a", Outcome::Infected, 5)
+            .record("b1", "in/a", Entry::Judged(Outcome::Infected), 5)
             .await
             .unwrap()
     );
-    assert!(
-        store
-            .record("b1", "in/b", Outcome::Skipped, 0)
-            .await
-            .unwrap()
-    );
+    assert!(store.record("b1", "in/b", Entry::Skipped, 0).await.unwrap());
     assert!(
         !store
-            .record("missing", "in/a", Outcome::Clean, 1)
+            .record("missing", "in/a", Entry::Judged(Outcome::Clean), 1)
             .await
             .unwrap()
     );

@@ -77,9 +77,7 @@ async fn objects_over_clamds_stream_limit_are_never_clean() {
     let scanner = scanner(vec![Arc::new(clamd(&service("VERDICT_TEST_CLAMD_SOCKET")))]);
     let report = scan(&scanner, "big.txt", big.clone()).await;
     assert_eq!(report.verdict, Verdict::Unscannable);
-    assert!(
-        matches!(&report.problems[0].reason, Reason::NotExamined { engine } if engine == "clamd")
-    );
+    assert!(matches!(&report.problems[0].reason, Reason::Declined { engine } if engine == "clamd"));
     assert_eq!(report.engines[0].objects_skipped, 1);
 
     // Misconfigured higher than clamd's limit: clamd answers "INSTREAM size limit exceeded",

@@ -82,9 +82,7 @@ async fn per_engine_size_limits_are_reported_as_not_examined() {
     ])));
     let report = scan(&scanner, "big.txt", vec![b'x'; 5000]).await;
     assert_eq!(report.verdict, Verdict::Unscannable);
-    assert!(
-        matches!(&report.problems[0].reason, Reason::NotExamined { engine } if engine == "yara")
-    );
+    assert!(matches!(&report.problems[0].reason, Reason::Declined { engine } if engine == "yara"));
     assert!(
         report
             .error_message()

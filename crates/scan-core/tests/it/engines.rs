@@ -123,7 +123,7 @@ async fn root_only_engines_see_the_root_and_size_limits_are_reported() {
     );
     assert_eq!(report.verdict, Verdict::Unscannable);
     assert!(
-        matches!(&report.problems[0].reason, Reason::NotExamined { engine } if engine == "root-counter")
+        matches!(&report.problems[0].reason, Reason::Declined { engine } if engine == "root-counter")
     );
     let summary = report
         .engines

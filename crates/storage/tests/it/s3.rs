@@ -199,9 +199,9 @@ fn moving(quarantine: &str) -> storage::actions::ActionsConfig {
     .unwrap()
 }
 
-fn infected() -> storage::actions::Outcome {
-    storage::actions::Outcome {
-        verdict: Some(scan_core::Verdict::Infected),
+fn infected() -> storage::actions::Judgement {
+    storage::actions::Judgement {
+        outcome: scan_core::Outcome::Infected,
         may_change: false,
     }
 }
@@ -213,7 +213,7 @@ async fn act(
     read: &storage::ObjectInfo,
 ) -> storage::actions::Acted {
     let tags = storage::actions::tags_for(
-        Some(scan_core::Verdict::Infected),
+        scan_core::Outcome::Infected,
         "2026-12-02T10:00:00Z",
         "0123456789ab",
     );
@@ -224,7 +224,7 @@ async fn act(
         storage::actions::Scanned {
             object,
             read: Some(read),
-            outcome: infected(),
+            judgement: infected(),
         },
         &tags,
     )

@@ -71,7 +71,9 @@ cli() {
     wait "$sampler_pid" 2>/dev/null || true
     seconds=$(python3 -c "import time; print(f'{time.time() - $started:.2f}')")
     hwm=$(tail -1 "$work/time.out")
-    verdict=$(grep -Eo "Infected files: [0-9]+|Not fully examined: [0-9]+" "$work/scan.out" | tr '\n' ' ')
+    verdict=$(grep -Eo "Infected files: [0-9]+|Not fully examined: [0-9]+|Not read: [0-9]+" "$work/scan.out" | tr '\n' ' ')
+    # Why anything was not examined, so a row's answer can be read.
+    grep -E "NOT EXAMINED|ERROR" "$work/scan.out" | head -3 >&2 || true
     rows+=("cli|$kind|$(cat "$sampled_file")|$hwm|$seconds|$verdict")
     echo "cli $kind: sampled $(( $(cat "$sampled_file") / 1024 )) MiB, VmHWM $(( hwm / 1024 )) MiB, ${seconds} s; $verdict"
 }
@@ -216,7 +218,14 @@ while True:
     conn, _ = listener.accept()
     head = b""
     while b"\r\n\r\n" not in head:
-        head += conn.recv(65536)
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        head += chunk
+    if b"\r\n\r\n" not in head:
+        # A connection that closed before a whole request (the readiness probe's).
+        conn.close()
+        continue
     head, rest = head.split(b"\r\n\r\n", 1)
     fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
     fields = {k.strip().lower(): v.strip() for k, v in fields.items()}

@@ -12,9 +12,17 @@ use crate::verdict::Reason;
 
 pub(super) const GZIP: Format = Format {
     name: "gzip",
-    identify: |data| data.starts_with(b"\x1F\x8B"),
+    identify: is_gzip,
     expand: |members, data| expand(members, data, Codec::Gzip),
 };
+
+/// gzip's magic, method 8 (deflate, the only one RFC 1952 defines) and no reserved flag bits:
+/// what gzip itself and every other decoder insist on, so nothing else can hide content behind
+/// that magic. The two magic bytes alone begin one random object in 65,536 (one member in seven
+/// of a tar of 10,000 random files), and each would have been reported as damaged.
+fn is_gzip(data: &[u8]) -> bool {
+    data.starts_with(b"\x1F\x8B\x08") && data.get(3).is_some_and(|flags| flags & 0xE0 == 0)
+}
 
 pub(super) const BZIP2: Format = Format {
     name: "bzip2",
@@ -172,6 +180,18 @@ mod tests {
         );
         assert_eq!(member_name("x.txz", b"", Codec::Xz), "x.tar");
         assert_eq!(member_name("blob", b"", Codec::Zstd), "blob.zstd-decoded");
+    }
+
+    #[test]
+    fn gzip_is_its_magic_with_deflate_and_no_reserved_flags() {
+        assert!(is_gzip(b"\x1f\x8b\x08\x08\0\0\0\0\0\x03"));
+        assert!(is_gzip(&crate::testing::gzip(b"content")));
+        assert!(!is_gzip(b"\x1f\x8b"), "too short to say");
+        assert!(
+            !is_gzip(b"\x1f\x8b\x09\0random"),
+            "a method no decoder knows"
+        );
+        assert!(!is_gzip(b"\x1f\x8b\x08\x20random"), "a reserved flag set");
     }
 
     #[test]

@@ -47,9 +47,7 @@ impl State {
         self.bytes += bytes;
         summary.count(outcome, bytes);
     }
-}
 
-impl State {
     /// The state in `path` for `target`, or a fresh one when there is none. A state file says
     /// which objects to skip and whether the scan is finished, so only one this user wrote is
     /// trusted (the rule ssh keeps for its keys): a regular file, not a symbolic link, owned by

@@ -241,12 +241,13 @@ impl ActionsConfig {
             .map_or_else(|| self.base(), |rule| self.with(rule))
     }
 
-    /// The action for unread objects: as set, else `none` when `not_examined` is, else `tag`.
-    fn unread(&self) -> Action {
-        self.unread.unwrap_or(match self.not_examined {
+    /// The action for unread objects when none is set: `none` when `not_examined` is, else
+    /// `tag`.
+    fn unread_following(not_examined: Action) -> Action {
+        match not_examined {
             Action::None => Action::None,
             _ => Action::Tag,
-        })
+        }
     }
 
     fn base(&self) -> Policy {
@@ -254,7 +255,9 @@ impl ActionsConfig {
             clean: self.clean,
             infected: self.infected,
             not_examined: self.not_examined,
-            unread: self.unread(),
+            unread: self
+                .unread
+                .unwrap_or_else(|| Self::unread_following(self.not_examined)),
             quarantine_bucket: self.quarantine_bucket.clone(),
             quarantine_prefix: self.quarantine_prefix.clone(),
         }
@@ -265,7 +268,9 @@ impl ActionsConfig {
             clean: rule.clean.unwrap_or(self.clean),
             infected: rule.infected.unwrap_or(self.infected),
             not_examined: rule.not_examined.unwrap_or(self.not_examined),
-            unread: rule.unread.unwrap_or_else(|| self.unread()),
+            unread: rule.unread.or(self.unread).unwrap_or_else(|| {
+                Self::unread_following(rule.not_examined.unwrap_or(self.not_examined))
+            }),
             quarantine_bucket: rule
                 .quarantine_bucket
                 .clone()
@@ -843,6 +848,15 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("never judged")
+        );
+        assert_eq!(
+            policy("[[rules]]\nbucket = \"b\"\nnot_examined = \"none\""),
+            Ok(Action::None),
+            "unset, it follows its own rule's not_examined"
+        );
+        assert!(
+            policy("[[rules]]\nbucket = \"b\"\nunread = \"move\"").is_err(),
+            "a rule is held to the same"
         );
         let policy = ActionsConfig::default().policy_for("b", "k");
         assert_eq!(policy.action_for(Judgement::unread()), Action::Tag);

@@ -18,8 +18,8 @@ pub(super) const GZIP: Format = Format {
 
 /// gzip's magic, method 8 (deflate, the only one RFC 1952 defines) and no reserved flag bits:
 /// what gzip itself and every other decoder insist on, so nothing else can hide content behind
-/// that magic. The two magic bytes alone begin one random object in 65,536 (one member in seven
-/// of a tar of 10,000 random files), and each would have been reported as damaged.
+/// that magic. The two magic bytes alone begin one random object in 65,536 (a tar of 10,000
+/// random files holds one about one time in seven), and each was reported as damaged.
 fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(b"\x1F\x8B\x08") && data.get(3).is_some_and(|flags| flags & 0xE0 == 0)
 }

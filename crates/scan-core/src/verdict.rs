@@ -430,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn a_problem_an_engine_declined_reads_under_its_earlier_kind_too() {
+        let problem = |kind: &str| {
+            serde_json::from_value::<Problem>(serde_json::json!({
+                "path": "a", "kind": kind, "engine": "clamd", "message": "too large"
+            }))
+            .unwrap()
+            .reason
+        };
+        let declined = Reason::Declined {
+            engine: "clamd".into(),
+        };
+        assert_eq!(problem("declined"), declined);
+        assert_eq!(problem("not_examined"), declined);
+        let written = serde_json::to_value(Problem {
+            path: "a".into(),
+            reason: declined,
+            message: String::new(),
+        })
+        .unwrap();
+        assert_eq!(written["kind"], "declined");
+    }
+
+    #[test]
     fn a_tally_counts_each_outcome_under_its_counter_name() {
         let mut tally = Tally::default();
         for outcome in ALL {

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::filetype::FileType;
+use crate::landmarks::Landmarks;
 use crate::verdict::Detection;
 
 /// Which objects of the expansion tree an engine wants.
@@ -29,6 +30,11 @@ pub struct ScanObject<'a> {
     pub file_type: FileType,
     /// SHA-256 when already known (it is for the root), so engines need not hash again.
     pub sha256: Option<&'a [u8; 32]>,
+    /// Present when the scanner will search this object for carriers embedded in it (no format
+    /// opens it). An engine that reads every byte anyway may report where the landmarks occur
+    /// ([`Landmarks::report`]), sparing the scanner a pass of its own; one that does not
+    /// leaves it alone.
+    pub landmarks: Option<&'a Landmarks>,
 }
 
 /// What an engine judges with right now: its rule or signature set, as the engine set's

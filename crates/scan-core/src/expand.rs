@@ -12,6 +12,7 @@ use crate::engine::{Engine, EngineError, ScanObject, Scope};
 use crate::filetype::{self, FileType};
 use crate::formats;
 use crate::formats::members::{Declared, Members, Walk};
+use crate::landmarks::{LandmarkKind, Landmarks};
 use crate::limits::Limit;
 use crate::spool::{ObjectData, SpoolPolicy};
 use crate::verdict::{Detection, EngineSummary, Problem, Reason};
@@ -108,27 +109,36 @@ impl<'s> Walker<'s> {
             Some(format) => FileType::Container(format.name),
             None => filetype::detect_unsupported(data),
         };
+        // An object no format opens is searched for embedded carriers after its engines ran;
+        // one of them may have found the landmarks that search starts from on its own pass.
+        let landmarks = Landmarks::default();
         let object = ScanObject {
             path,
             depth,
             data,
             file_type,
             sha256,
+            landmarks: format.is_none().then_some(&landmarks),
         };
         let wanted = self.engines_for(&object);
         if wanted.is_empty() {
-            self.open(path, depth, data, format, file_type);
+            self.open(path, depth, data, format, file_type, None);
         } else if data.len() < OVERLAP_FROM || self.overlapping {
             let results = scan_with(self.engines, &self.handle, &wanted, &object);
             self.record(path, &wanted, results);
-            self.open(path, depth, data, format, file_type);
+            self.open(path, depth, data, format, file_type, landmarks.found());
         } else {
+            // The opening runs beside the engines, before they could report anything.
+            let object = ScanObject {
+                landmarks: None,
+                ..object
+            };
             self.overlapped(&object, &wanted, format);
         }
     }
 
     /// What is left of a visit once the engines have the object: its members, or the carriers
-    /// embedded in it.
+    /// embedded in it (searched from `landmarks` when an engine reported them).
     fn open(
         &mut self,
         path: &str,
@@ -136,6 +146,7 @@ impl<'s> Walker<'s> {
         data: &[u8],
         format: Option<&'static formats::Format>,
         file_type: FileType,
+        landmarks: Option<&[(usize, LandmarkKind)]>,
     ) {
         if let FileType::UnsupportedArchive(name) = file_type {
             self.problem(
@@ -145,7 +156,7 @@ impl<'s> Walker<'s> {
             );
         }
         let Some(format) = format else {
-            return self.embedded(path, depth, data);
+            return self.embedded(path, depth, data, landmarks);
         };
         if let Some(mut members) = self.members(path, depth) {
             (format.expand)(&mut members, data);
@@ -175,13 +186,13 @@ impl<'s> Walker<'s> {
             let (path, depth, data) = (object.path, object.depth, object.data);
             match running {
                 Ok(running) => {
-                    self.open(path, depth, data, format, object.file_type);
+                    self.open(path, depth, data, format, object.file_type, None);
                     running.join()
                 }
                 Err(error) => {
                     tracing::debug!(%error, "no thread for the engines; they run first");
                     let results = scan_with(engines, &handle, wanted, object);
-                    self.open(path, depth, data, format, object.file_type);
+                    self.open(path, depth, data, format, object.file_type, None);
                     Ok(results)
                 }
             }
@@ -217,11 +228,17 @@ impl<'s> Walker<'s> {
 
     /// Carriers that start inside an object no format opens (an archive in an executable, a
     /// zip appended to an image): each is walked as `<path>@<offset>`.
-    fn embedded(&mut self, path: &str, depth: u32, data: &[u8]) {
+    fn embedded(
+        &mut self,
+        path: &str,
+        depth: u32,
+        data: &[u8],
+        landmarks: Option<&[(usize, LandmarkKind)]>,
+    ) {
         if let Some(message) = formats::embedded::unopened(data) {
             self.problem(path, Reason::Unsupported, message.to_owned());
         }
-        let offsets = formats::embedded::find(data);
+        let offsets = formats::embedded::find(data, landmarks);
         let upx = formats::upx::packed(data);
         if offsets.is_empty() && upx.is_none() {
             return;

@@ -176,3 +176,88 @@ async fn hash_lists_match_members_and_report_the_engine() {
     assert!(hashes.is_empty());
     assert_eq!(hashes.health().await.unwrap(), "0 hash signatures");
 }
+
+/// A blob holding an executable and a 7z archive, scanned with string rules (so YARA reports
+/// the landmarks and the scanner searches from them) and with the built-in rule alone (so the
+/// scanner searches on its own): both find the same carriers at the same offsets.
+#[tokio::test]
+async fn carriers_in_a_blob_are_found_with_and_without_landmarks_from_yara() {
+    // The marker in the executable's one section, which its image (what is taken) holds.
+    let mut pe = testing::pe();
+    let marker = b"VERDICT-LANDMARK-PE-MARKER";
+    pe[0x200..0x200 + marker.len()].copy_from_slice(marker);
+    let payload = b"VERDICT-LANDMARK-7Z-MARKER and the rest of the payload".to_vec();
+    let noise = |len: usize, seed: u32| -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect()
+    };
+    // The archive first: what follows an executable is searched as its overlay, whatever the
+    // landmarks say.
+    let mut blob = noise(30_000, 1);
+    let sevenz_at = blob.len();
+    blob.extend(testing::sevenz(&[("payload.bin", &payload)], None));
+    blob.extend(noise(10_000, 2));
+    let pe_at = blob.len();
+    blob.extend_from_slice(&pe);
+    blob.extend(noise(5_000, 3));
+
+    let with_strings = YaraEngine::builder()
+        .add_source(
+            "markers.yar",
+            r#"rule Pe_Marker { strings: $m = "VERDICT-LANDMARK-PE-MARKER" condition: uint16(0) == 0x5A4D and $m }
+               rule Sevenz_Marker { strings: $m = "VERDICT-LANDMARK-7Z-MARKER" condition: $m at 0 }"#,
+        )
+        .build()
+        .unwrap();
+    let scanner = Scanner::builder().engine(with_strings).build().unwrap();
+    let report = scan(&scanner, "blob.bin", blob.clone()).await;
+    assert_eq!(report.verdict, Verdict::Infected, "{report:#?}");
+    let mut found: Vec<(&str, &str)> = report
+        .detections
+        .iter()
+        .map(|d| (d.path.as_str(), d.name.as_str()))
+        .collect();
+    found.sort_unstable();
+    let pe_path = format!("blob.bin@{pe_at}");
+    let sevenz_path = format!("blob.bin@{sevenz_at}/payload.bin");
+    assert_eq!(
+        found,
+        [
+            (sevenz_path.as_str(), "Sevenz_Marker"),
+            (pe_path.as_str(), "Pe_Marker"),
+        ]
+    );
+
+    // The scanner's own search, with the hash of each carrier as the signature.
+    let sha256 = |data: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(data))
+    };
+    let mut hashes = HashEngine::new();
+    hashes
+        .add_list(
+            "carriers.hsb",
+            &format!(
+                "{}:{}:Test.Pe\n{}:{}:Test.Payload\n",
+                sha256(&pe),
+                pe.len(),
+                sha256(&payload),
+                payload.len()
+            ),
+        )
+        .unwrap();
+    let scanner = Scanner::builder()
+        .engine(YaraEngine::builtin().unwrap())
+        .engine(hashes)
+        .build()
+        .unwrap();
+    let report = scan(&scanner, "blob.bin", blob).await;
+    let mut found: Vec<&str> = report.detections.iter().map(|d| d.path.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [sevenz_path.as_str(), pe_path.as_str()],
+        "{report:#?}"
+    );
+}

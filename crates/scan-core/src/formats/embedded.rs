@@ -1,11 +1,14 @@
 //! Carriers that start inside another file, the way self-extracting archives, installers and
 //! droppers carry them: archives in a Windows executable (its overlay, or a resource; an NSIS
 //! setup's data), Windows executables and RAR, 7z and cabinet archives inside any other data,
-//! and a zip appended to an image or any other file. Candidates are found by a bounded, linear search for magic numbers and kept
-//! only when the carrier's own identification accepts the data from there; each becomes a
-//! member named `<path>@<offset>`.
+//! and a zip appended to an image or any other file. Candidates are found by a bounded, linear
+//! search for magic numbers (or from the landmarks an engine found on its own pass, see
+//! `crate::landmarks`) and kept only when the carrier's own identification accepts the data
+//! from there; each becomes a member named `<path>@<offset>`.
 
 use memchr::memmem;
+
+use crate::landmarks::{LandmarkKind, MAX_PE_HEADER_OFFSET};
 
 /// Magic numbers searched for inside a Windows executable: zip, 7z, RAR (WinRAR's
 /// self-extractors), cabinet, OLE (MSI).
@@ -25,7 +28,11 @@ type Span = (usize, usize);
 const MAX_EMBEDDED: usize = 64;
 
 /// The carriers that start inside `data` (never at 0), in order: their offsets and lengths.
-pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
+/// `landmarks`, when an engine reported them, spare the search for their magic numbers.
+pub(crate) fn find(
+    data: &[u8],
+    landmarks: Option<&[(usize, LandmarkKind)]>,
+) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
     if let Some(image_end) = pe_image_end(data) {
         executable_contents(data, 0, image_end, data.len(), &mut found);
@@ -36,7 +43,7 @@ pub(crate) fn find(data: &[u8]) -> Vec<(usize, usize)> {
         let (executables, archives) = if text_at_both_ends(data) {
             (Vec::new(), Vec::new())
         } else {
-            embedded_objects(data)
+            embedded_objects(data, landmarks)
         };
         found.extend(archives);
         let ends = executables.iter().skip(1).map(|e| e.0).chain([data.len()]);
@@ -233,12 +240,65 @@ fn carrier_at(data: &[u8], at: usize, eocds: &[usize]) -> Option<usize> {
 }
 
 /// What starts inside other data (a dropper's payload in an image, a document stream, a
-/// self-extractor's stub of another platform, any blob), found in one pass for every magic at
-/// once: Windows executables (each `MZ` whose `e_lfanew` points at a `PE\0\0` signature and
-/// whose section table holds together, with its image's length), and RAR, 7z and cabinet
-/// archives whose headers hold together (a RAR to the end of the data). Each candidate costs a
-/// few reads, so the search stays linear however many magic numbers hostile data holds.
-fn embedded_objects(data: &[u8]) -> (Vec<Span>, Vec<Span>) {
+/// self-extractor's stub of another platform, any blob), found from its magic numbers:
+/// Windows executables (each `MZ` whose `e_lfanew` points at a `PE\0\0` signature and whose
+/// section table holds together, with its image's length), and RAR, 7z and cabinet archives
+/// whose headers hold together (a RAR to the end of the data). Each candidate costs a few
+/// reads, so the search stays linear however many magic numbers hostile data holds.
+fn embedded_objects(
+    data: &[u8],
+    landmarks: Option<&[(usize, LandmarkKind)]>,
+) -> (Vec<Span>, Vec<Span>) {
+    let candidates: Box<dyn Iterator<Item = (usize, Magic)>> = match landmarks {
+        Some(found) => Box::new(magics_from_landmarks(data, found)),
+        None => Box::new(magics(data)),
+    };
+    let mut executables: Vec<Span> = Vec::new();
+    let mut archives: Vec<Span> = Vec::new();
+    for (at, magic) in candidates {
+        if executables.len() + archives.len() >= MAX_EMBEDDED {
+            break;
+        }
+        // Inside an archive already taken: walked with it.
+        if archives
+            .iter()
+            .any(|&(from, len)| (from..from + len).contains(&at))
+        {
+            continue;
+        }
+        let rest = &data[at..];
+        match magic {
+            Magic::Mz => {
+                if let Some(len) = pe_image_end(rest) {
+                    executables.push((at, len));
+                }
+            }
+            Magic::Rar => {
+                if rar_header_holds(rest) {
+                    archives.push((at, rest.len()));
+                }
+            }
+            Magic::SevenZip | Magic::Cabinet => {
+                if let Some(len) = carrier_at(data, at, &[]) {
+                    archives.push((at, len));
+                }
+            }
+        }
+    }
+    (executables, archives)
+}
+
+/// A magic number [`embedded_objects`] starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Magic {
+    Mz,
+    Rar,
+    SevenZip,
+    Cabinet,
+}
+
+/// Every magic number in `data` after its first byte, in order, in one pass for all of them.
+fn magics(data: &[u8]) -> impl Iterator<Item = (usize, Magic)> + '_ {
     static MAGICS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
         std::sync::LazyLock::new(|| {
             // Leftmost-first lets the searcher use its vectorised (Teddy) prefilter, which
@@ -249,46 +309,64 @@ fn embedded_objects(data: &[u8]) -> (Vec<Span>, Vec<Span>) {
                 .match_kind(aho_corasick::MatchKind::LeftmostFirst)
                 .build([
                     &b"MZ"[..],
-                    b"Rar!\x1A\x07",
-                    b"7z\xBC\xAF\x27\x1C",
-                    b"MSCF\0\0\0\0",
+                    LandmarkKind::Rar.bytes(),
+                    LandmarkKind::SevenZip.bytes(),
+                    LandmarkKind::Cabinet.bytes(),
                 ])
                 .unwrap_or_else(|e| unreachable!("four plain patterns: {e}"))
         });
-    let mut executables: Vec<Span> = Vec::new();
-    let mut archives: Vec<Span> = Vec::new();
-    for hit in MAGICS.find_iter(data.get(1..).unwrap_or(&[])) {
-        if executables.len() + archives.len() >= MAX_EMBEDDED {
-            break;
-        }
-        let at = hit.start() + 1;
-        // Inside an archive already taken: walked with it.
-        if archives
-            .iter()
-            .any(|&(from, len)| (from..from + len).contains(&at))
-        {
+    const BY_PATTERN: [Magic; 4] = [Magic::Mz, Magic::Rar, Magic::SevenZip, Magic::Cabinet];
+    MAGICS
+        .find_iter(data.get(1..).unwrap_or(&[]))
+        .map(|hit| (hit.start() + 1, BY_PATTERN[hit.pattern().as_usize()]))
+}
+
+/// The same magic numbers as [`magics`], in the same order, from landmarks an engine found:
+/// the archives' own, and each `MZ` within reach of a `PE\0\0` signature (every valid
+/// executable's `MZ` is, and no other can be taken). The reaches of nearby signatures are
+/// merged first, so no byte is searched twice and the cost stays at most one pass.
+fn magics_from_landmarks<'d>(
+    data: &'d [u8],
+    found: &'d [(usize, LandmarkKind)],
+) -> impl Iterator<Item = (usize, Magic)> + 'd {
+    let archives = found.iter().filter_map(|&(at, kind)| {
+        let magic = match kind {
+            LandmarkKind::PeSignature => return None,
+            LandmarkKind::Rar => Magic::Rar,
+            LandmarkKind::SevenZip => Magic::SevenZip,
+            LandmarkKind::Cabinet => Magic::Cabinet,
+        };
+        (at > 0 && at < data.len()).then_some((at, magic))
+    });
+    let mut reaches: Vec<std::ops::Range<usize>> = Vec::new();
+    for &(at, kind) in found {
+        if kind != LandmarkKind::PeSignature {
             continue;
         }
-        let rest = &data[at..];
-        match hit.pattern().as_usize() {
-            0 => {
-                if let Some(len) = pe_image_end(rest) {
-                    executables.push((at, len));
-                }
-            }
-            1 => {
-                if rar_header_holds(rest) {
-                    archives.push((at, rest.len()));
-                }
-            }
-            _ => {
-                if let Some(len) = carrier_at(data, at, &[]) {
-                    archives.push((at, len));
-                }
-            }
+        let reach = at.saturating_sub(MAX_PE_HEADER_OFFSET).max(1)..at.min(data.len());
+        match reaches.last_mut() {
+            Some(last) if reach.start <= last.end => last.end = last.end.max(reach.end),
+            _ if !reach.is_empty() => reaches.push(reach),
+            _ => {}
         }
     }
-    (executables, archives)
+    let executables = reaches.into_iter().flat_map(move |reach| {
+        memmem::find_iter(&data[reach.clone()], b"MZ").map(move |at| (reach.start + at, Magic::Mz))
+    });
+    merged(archives, executables)
+}
+
+/// Two iterators of offsets, each in order, as one in order.
+fn merged<T>(
+    a: impl Iterator<Item = (usize, T)>,
+    b: impl Iterator<Item = (usize, T)>,
+) -> impl Iterator<Item = (usize, T)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// Whether the RAR signature at the start of `rest` is followed by a first header whose
@@ -384,7 +462,7 @@ pub(crate) fn pe_image_end(data: &[u8]) -> Option<usize> {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     let pe = u32_at(0x3C)?;
-    if pe > 64 << 10 || data.get(pe..pe + 4)? != b"PE\0\0" {
+    if pe > MAX_PE_HEADER_OFFSET || data.get(pe..pe + 4)? != LandmarkKind::PeSignature.bytes() {
         return None;
     }
     let sections = usize::from(u16_at(pe + 6)?);
@@ -444,6 +522,99 @@ mod tests {
         assert_eq!(pe_image_end(&pe), None);
     }
 
+    /// A PE of one section whose `PE\0\0` lies `e_lfanew` bytes after its `MZ`.
+    fn pe_with_header_at(e_lfanew: usize) -> Vec<u8> {
+        let table = e_lfanew + 24 + 0xE0;
+        let mut pe = vec![0u8; table + 40 + 0x200];
+        pe[..2].copy_from_slice(b"MZ");
+        pe[0x3C..0x40].copy_from_slice(&(e_lfanew as u32).to_le_bytes());
+        pe[e_lfanew..e_lfanew + 4].copy_from_slice(b"PE\0\0");
+        pe[e_lfanew + 6] = 1;
+        pe[e_lfanew + 20] = 0xE0;
+        let raw = (table + 40) as u32;
+        pe[table + 16..table + 20].copy_from_slice(&0x200u32.to_le_bytes());
+        pe[table + 20..table + 24].copy_from_slice(&raw.to_le_bytes());
+        pe
+    }
+
+    /// Every landmark in `data`, as an engine that searched every byte reports them.
+    fn every_landmark(data: &[u8]) -> Vec<(usize, LandmarkKind)> {
+        let mut found: Vec<_> = LandmarkKind::ALL
+            .into_iter()
+            .flat_map(|kind| memmem::find_iter(data, kind.bytes()).map(move |at| (at, kind)))
+            .collect();
+        found.sort_unstable_by_key(|&(at, _)| at);
+        found
+    }
+
+    #[test]
+    fn landmarks_find_exactly_what_the_search_of_its_own_finds() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut noise = |len: usize| {
+            (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect::<Vec<u8>>()
+        };
+        let mut data = noise(1000);
+        let mut planted = Vec::new();
+        let mut plant = |data: &mut Vec<u8>, bytes: &[u8]| {
+            planted.push(data.len());
+            data.extend_from_slice(bytes);
+        };
+        // Executables with their signature near, and as far as allowed, from their header.
+        plant(&mut data, &pe_with_header_at(0x80));
+        data.extend(noise(3000));
+        plant(&mut data, &pe_with_header_at(MAX_PE_HEADER_OFFSET));
+        data.extend(noise(500));
+        // Decoys: an `MZ` that points nowhere, a signature with no header before it, and a
+        // header one byte beyond reach.
+        data.extend_from_slice(b"MZ\x90\x00");
+        data.extend_from_slice(b"xxPE\0\0yy");
+        data.extend_from_slice(&pe_with_header_at(MAX_PE_HEADER_OFFSET + 1));
+        // A cabinet and a RAR whose headers hold together.
+        let mut cab = b"MSCF\0\0\0\0".to_vec();
+        cab.extend_from_slice(&64u32.to_le_bytes());
+        cab.extend_from_slice(&[0; 4]);
+        cab.extend_from_slice(&1u32.to_le_bytes());
+        cab.extend_from_slice(&[0; 4]);
+        cab.extend_from_slice(&[3, 1]);
+        cab.resize(64, 0);
+        plant(&mut data, &cab);
+        data.extend(noise(100));
+        let mut rar = b"Rar!\x1A\x07\x00".to_vec();
+        let body = [0x73, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0];
+        rar.extend_from_slice(&(crc32fast::hash(&body) as u16).to_le_bytes());
+        rar.extend_from_slice(&body);
+        plant(&mut data, &rar);
+        data.extend(noise(2000));
+
+        let own = embedded_objects(&data, None);
+        let found: Vec<usize> = own.0.iter().chain(&own.1).map(|s| s.0).collect();
+        let mut expected = planted.clone();
+        expected.sort_unstable();
+        let mut found_sorted = found.clone();
+        found_sorted.sort_unstable();
+        assert_eq!(
+            found_sorted, expected,
+            "the search of its own finds every planted carrier"
+        );
+        assert_eq!(embedded_objects(&data, Some(&every_landmark(&data))), own);
+
+        // The landmarks are what the search starts from: one left out is one not found.
+        let without_first_pe: Vec<_> = every_landmark(&data)
+            .into_iter()
+            .filter(|&(at, _)| at != planted[0] + 0x80)
+            .collect();
+        let (executables, _) = embedded_objects(&data, Some(&without_first_pe));
+        assert!(!executables.iter().any(|e| e.0 == planted[0]));
+        assert!(executables.iter().any(|e| e.0 == planted[1]));
+    }
+
     #[test]
     fn a_rar_signature_counts_only_with_a_first_header_that_holds() {
         // RAR 4: the main header (type 0x73, no flags, 13 bytes, 6 reserved) after the mark.
@@ -468,6 +639,6 @@ mod tests {
         let mut code =
             b"\x48\x8d\x05Rar!\x1A\x07\x00\x48\x89\xc7\xe8\x00\x00\x00\x00\x85\xc0".to_vec();
         code.extend_from_slice(&[0x90; 64]);
-        assert_eq!(embedded_objects(&code), (Vec::new(), Vec::new()));
+        assert_eq!(embedded_objects(&code, None), (Vec::new(), Vec::new()));
     }
 }

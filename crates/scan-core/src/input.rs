@@ -108,7 +108,7 @@ impl ScanInput {
             return Err(InputError::TooLarge { limit: max });
         }
         let data = if meta.len() <= config.memory_threshold as u64 {
-            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            let mut bytes = crate::spool::buffers::take(meta.len() as usize);
             file.read_to_end(&mut bytes).map_err(open_err)?;
             ObjectData::from_vec(bytes)
         } else {

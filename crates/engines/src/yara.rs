@@ -192,6 +192,11 @@ impl YaraEngineBuilder {
 /// The private rule, in our own namespace, whose patterns are the landmarks.
 const LANDMARK_RULE: &str = "verdict_landmarks";
 
+/// yara-x's own default, set here so that it is known to stay above [`Landmarks::MAX`]: a
+/// pattern stopped at the cap would look like one with fewer matches.
+const MATCHES_PER_PATTERN: usize = 1_000_000;
+const _: () = assert!(MATCHES_PER_PATTERN > Landmarks::MAX);
+
 /// The landmark rule's source, made from [`LandmarkKind::ALL`] so that it finds exactly what
 /// the scanner's own search would.
 fn landmark_rule() -> String {
@@ -328,6 +333,10 @@ impl YaraEngine {
                     let scanner = ThreadScanner::new(Arc::clone(&self.rules), |rules| {
                         let mut scanner = yara_x::Scanner::new(rules);
                         scanner.set_timeout(timeout);
+                        // Landmarks must be every match: never fast mode (first match per
+                        // pattern), and a per-pattern cap above what a report holds.
+                        scanner.fast_scan(false);
+                        scanner.max_matches_per_pattern(MATCHES_PER_PATTERN);
                         scanner
                     });
                     scanners.push((self.id, scanner));

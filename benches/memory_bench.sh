@@ -85,6 +85,10 @@ random_file() {
     else
         truncate -s "$2G" "$1"; echo "sparse (disk too small for random data)"
     fi
+    # The new file's (and a deleted one's) writeback finishes before anything is timed, as in
+    # sync_bench.sh: otherwise the disk still writing gigabytes of the bench's own making slows
+    # whichever run comes first (a bare loopback sink went 0.75, 0.50, 0.34 s in a row).
+    sync
 }
 
 for gib in 1 4 16; do

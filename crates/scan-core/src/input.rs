@@ -184,7 +184,7 @@ mod tests {
     fn small_input_stays_in_memory_and_is_hashed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = ScanInput::from_reader(&b"abc"[..], &config(16, dir.path())).expect("spool");
-        assert!(input.data().file().is_none());
+        assert!(!input.data().is_file_backed());
         assert_eq!(
             input.sha256_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -196,7 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let input = ScanInput::from_reader(&bytes[..], &config(1024, dir.path())).expect("spool");
-        assert!(input.data().file().is_some());
+        assert!(input.data().is_file_backed());
         assert_eq!(input.data().as_slice(), &bytes[..]);
         assert_eq!(input.sha256(), &<[u8; 32]>::from(Sha256::digest(&bytes)));
         // Unnamed: nothing is visible in the spool directory even while the data is alive.

@@ -2,14 +2,16 @@
 //! an unnamed temp file written by a thread of its own, seen by everything else as one `&[u8]`
 //! (memory-mapped). Spool files are created with `O_TMPFILE` semantics
 //! (`tempfile::tempfile_in`): they have no name, so they vanish when the last handle closes, on
-//! success, error, panic or crash alike. Large mappings have their resident pages released
-//! behind the engines as they go (see [`trim`]), so memory does not follow an object's size.
+//! success, error, panic or crash alike. A spool file is kept for the next spool for a few
+//! seconds after its object is dropped (see [`kept`]). Large mappings have their resident pages
+//! released behind the engines as they go (see [`trim`]), so memory does not follow an object's
+//! size.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::InputError;
 
@@ -45,12 +47,36 @@ impl SpoolPolicy {
         }
     }
 
-    fn temp_file(&self) -> io::Result<File> {
-        match &self.temp_dir {
-            Some(dir) => tempfile::tempfile_in(dir),
-            None => tempfile::tempfile(),
+    /// A spool file in this policy's directory: one kept from an earlier spool if there is one,
+    /// else a new one.
+    fn spool_file(&self) -> io::Result<SpoolFile> {
+        if let Some(kept) = kept::take(&self.temp_dir) {
+            return Ok(kept);
         }
+        let file = match &self.temp_dir {
+            Some(dir) => tempfile::tempfile_in(dir)?,
+            None => tempfile::tempfile()?,
+        };
+        Ok(SpoolFile {
+            file,
+            dir: self.temp_dir.clone(),
+            made: Instant::now(),
+            len: 0,
+        })
     }
+}
+
+/// An unnamed spool file. It is written from its start by one spool at a time; what lies past
+/// the object it holds (the rest of a longer object spooled in it before) is never mapped or read.
+#[derive(Debug)]
+pub(crate) struct SpoolFile {
+    file: File,
+    /// The directory it is in: it is reused only by spools of the same directory.
+    dir: Option<PathBuf>,
+    /// When it was made: it is reused only while younger than [`kept::REUSE_FOR`].
+    made: Instant,
+    /// Its length: the longest object written into it so far.
+    len: u64,
 }
 
 /// The bytes of one object, in memory or memory-mapped from a spool or source file.
@@ -66,8 +92,17 @@ enum Repr {
         /// Shared with the trimmer (weakly), which must never release pages of an unmapped range.
         map: Arc<memmap2::Mmap>,
         /// Keeps the file (and so an unnamed spool file's blocks) alive as long as the map.
-        file: File,
+        file: Backing,
     },
+}
+
+/// The file under a mapping.
+#[derive(Debug)]
+enum Backing {
+    /// A file scanned in place: the caller's.
+    Source(File),
+    /// A spool file: ours, kept for the next spool once the object is dropped.
+    Spool(SpoolFile),
 }
 
 impl ObjectData {
@@ -81,10 +116,24 @@ impl ObjectData {
     /// Memory-maps a whole file. An empty file becomes an empty in-memory object (an empty
     /// mapping is an error on Linux).
     pub fn map_file(file: File) -> io::Result<Self> {
-        if file.metadata()?.len() == 0 {
+        let len = file.metadata()?.len();
+        Self::mapped(Backing::Source(file), len)
+    }
+
+    /// Maps the first `len` bytes of a spool file: the object just written into it.
+    fn map_spool(spool_file: SpoolFile, len: u64) -> io::Result<Self> {
+        Self::mapped(Backing::Spool(spool_file), len)
+    }
+
+    fn mapped(file: Backing, len: u64) -> io::Result<Self> {
+        if len == 0 {
+            if let Backing::Spool(spool_file) = file {
+                kept::give(spool_file);
+            }
             return Ok(Self::from_vec(Vec::new()));
         }
-        let map = Arc::new(map(&file)?);
+        let len = usize::try_from(len).map_err(|_| io::Error::other("object too large to map"))?;
+        let map = Arc::new(map(file.file(), len)?);
         if map.len() as u64 >= TRIM_FROM {
             trim::register(&map);
         }
@@ -111,59 +160,173 @@ impl ObjectData {
         self.as_slice().is_empty()
     }
 
-    /// The backing file when the data is file-backed, e.g. to upload a spooled object without
-    /// copying it through memory.
-    pub fn file(&self) -> Option<&File> {
-        match &self.repr {
-            Repr::Memory(_) => None,
-            Repr::Mapped { file, .. } => Some(file),
+    /// Whether the bytes are mapped from a file (a spool file or a file scanned in place) rather
+    /// than held in memory.
+    pub fn is_file_backed(&self) -> bool {
+        matches!(self.repr, Repr::Mapped { .. })
+    }
+}
+
+impl Backing {
+    fn file(&self) -> &File {
+        match self {
+            Backing::Source(file) => file,
+            Backing::Spool(spool_file) => &spool_file.file,
         }
     }
 }
 
 impl Drop for ObjectData {
     fn drop(&mut self) {
-        if let Repr::Memory(bytes) = &mut self.repr {
-            buffers::give(std::mem::take(bytes));
-            return;
-        }
-        // Closing a large unnamed spool file frees its page cache synchronously (about 20 ms per
-        // 256 MiB here). Hand such files to a background thread so the verdict is not held up;
-        // the file still disappears right after, and at exit at the latest.
-        const BACKGROUND_DROP: u64 = 32 << 20;
-        if matches!(self.repr, Repr::Mapped { .. }) && self.len() >= BACKGROUND_DROP {
-            let repr = std::mem::replace(&mut self.repr, Repr::Memory(Vec::new()));
-            if let Err(mpsc::SendError(repr)) = reaper().send(repr) {
-                drop(repr);
+        match std::mem::replace(&mut self.repr, Repr::Memory(Vec::new())) {
+            Repr::Memory(bytes) => buffers::give(bytes),
+            Repr::Mapped { map, file } => {
+                // Unmapped first, so the file is never reused while this object's mapping is
+                // alive (the trimmer may hold the map a moment longer; it only drops page-table
+                // entries and reads nothing).
+                drop(map);
+                match file {
+                    Backing::Spool(spool_file) => kept::give(spool_file),
+                    Backing::Source(file) => drop(file),
+                }
             }
         }
     }
 }
 
-/// The thread that closes large spool files; started on first use.
-fn reaper() -> &'static mpsc::Sender<Repr> {
-    static REAPER: std::sync::OnceLock<mpsc::Sender<Repr>> = std::sync::OnceLock::new();
-    REAPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Repr>();
-        // If the thread cannot start, the receiver is dropped and senders drop files inline.
-        let _ = std::thread::Builder::new()
-            .name("verdict-spool-reaper".into())
-            .spawn(move || {
-                for repr in rx {
-                    drop(repr);
-                }
-            });
-        tx
-    })
+#[allow(unsafe_code)]
+fn map(file: &File, len: usize) -> io::Result<memmap2::Mmap> {
+    // SAFETY: a mapping is undefined behaviour only if the file changes underneath it. Spool
+    // files are unnamed and owned by this process alone, and a kept one is written again only
+    // after the object mapped from it is dropped (and its mapping with it). Files scanned in
+    // place by path are the caller's; a caller that truncates a file while it is being scanned
+    // can crash the process (SIGBUS), the same trade ripgrep and yara make for mapped scanning.
+    unsafe { memmap2::MmapOptions::new().len(len).map(file) }
 }
 
-#[allow(unsafe_code)]
-fn map(file: &File) -> io::Result<memmap2::Mmap> {
-    // SAFETY: a mapping is undefined behaviour only if the file changes underneath it. Spool
-    // files are unnamed and owned by this process alone. Files scanned in place by path are the
-    // caller's; a caller that truncates a file while it is being scanned can crash the process
-    // (SIGBUS), the same trade ripgrep and yara make for mapped scanning.
-    unsafe { memmap2::MmapOptions::new().map(file) }
+/// Spool files kept for reuse. A new spool file costs far more than the object's bytes: the
+/// kernel allocates and charges every page-cache page and every delayed block as it is written,
+/// and frees them all when the file closes (for 256 MiB here: 45 ms to write a new file, 20 ms
+/// more to close it, 18 ms to write over a kept one; on a virtual machine whose free memory goes
+/// back to the host, a new file's first pages can cost ten times that). A file written over
+/// keeps its pages and blocks, so a steady stream of large objects costs one copy each.
+///
+/// Bounds: a file is reused only while younger than [`kept::REUSE_FOR`], well inside the
+/// kernel's 30 s before dirty pages are written back, so the data of short-lived objects is
+/// never written to the disk; at most [`kept::MAX_FILES`] files and [`kept::MAX_BYTES`] bytes
+/// are kept, and a thread of its own closes those that grow too old. A file that is not kept
+/// is closed on that thread too, since closing a large one frees its page cache synchronously
+/// (about 20 ms per 256 MiB) and the verdict need not wait for that.
+pub(crate) mod kept {
+    use super::*;
+
+    /// A spool file is reused only this long after it was made.
+    pub(crate) const REUSE_FOR: Duration = Duration::from_secs(20);
+    /// At most this many files are kept.
+    pub(crate) const MAX_FILES: usize = 8;
+    /// At most this many bytes of files are kept (their lengths: the longest object each held).
+    pub(crate) const MAX_BYTES: u64 = 4 << 30;
+    /// How often the keeper closes files that grew too old.
+    const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+    static KEPT: Mutex<Vec<SpoolFile>> = Mutex::new(Vec::new());
+
+    /// The youngest kept file of `dir` young enough to reuse, rewound to its start.
+    pub(crate) fn take(dir: &Option<PathBuf>) -> Option<SpoolFile> {
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let youngest = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| &f.dir == dir && f.made.elapsed() < REUSE_FOR)
+            .max_by_key(|(_, f)| f.made)
+            .map(|(i, _)| i);
+        let mut spool_file = match youngest {
+            Some(i) => kept.swap_remove(i),
+            None => {
+                drop(kept);
+                // Normally the keeper has closed them already.
+                too_old().into_iter().for_each(close);
+                return None;
+            }
+        };
+        drop(kept);
+        match spool_file.file.rewind() {
+            Ok(()) => Some(spool_file),
+            Err(error) => {
+                tracing::debug!(%error, "a kept spool file could not be rewound; closing it");
+                close(spool_file);
+                None
+            }
+        }
+    }
+
+    /// Keeps `spool_file` for the next spool if it is young enough and there is room; closes it
+    /// in the background otherwise.
+    pub(crate) fn give(spool_file: SpoolFile) {
+        if spool_file.made.elapsed() >= REUSE_FOR || spool_file.len > MAX_BYTES {
+            return close(spool_file);
+        }
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let bytes: u64 = kept.iter().map(|f| f.len).sum();
+        if kept.len() >= MAX_FILES || bytes + spool_file.len > MAX_BYTES {
+            drop(kept);
+            return close(spool_file);
+        }
+        kept.push(spool_file);
+        drop(kept);
+        // Started with the first kept file, so it is there to close it when it grows old.
+        keeper();
+    }
+
+    /// Takes the kept files that grew too old out of the pool.
+    fn too_old() -> Vec<SpoolFile> {
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        let (old, young) = std::mem::take(&mut *kept)
+            .into_iter()
+            .partition(|f| f.made.elapsed() >= REUSE_FOR);
+        *kept = young;
+        old
+    }
+
+    /// How many files are kept now, and their bytes.
+    #[cfg(test)]
+    pub(crate) fn held() -> (usize, u64) {
+        let kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        (kept.len(), kept.iter().map(|f| f.len).sum())
+    }
+
+    fn close(spool_file: SpoolFile) {
+        if let Err(mpsc::SendError(spool_file)) = keeper().send(spool_file) {
+            drop(spool_file);
+        }
+    }
+
+    /// The keeper thread: closes the files it is sent, and every [`SWEEP_EVERY`] the kept ones
+    /// that grew too old. Started on first use; if it cannot start, files are closed inline and
+    /// kept ones that grew too old are closed by the next `take`.
+    fn keeper() -> &'static mpsc::Sender<SpoolFile> {
+        static KEEPER: std::sync::OnceLock<mpsc::Sender<SpoolFile>> = std::sync::OnceLock::new();
+        KEEPER.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<SpoolFile>();
+            let started = std::thread::Builder::new()
+                .name("verdict-spool-keeper".into())
+                .spawn(move || {
+                    loop {
+                        match rx.recv_timeout(SWEEP_EVERY) {
+                            Ok(spool_file) => drop(spool_file),
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        }
+                        // Closed outside the pool's lock: each may take tens of milliseconds.
+                        drop(too_old());
+                    }
+                });
+            if let Err(error) = started {
+                tracing::warn!(%error, "no thread to close spool files; they are closed inline");
+            }
+            tx
+        })
+    }
 }
 
 /// Mappings this large or larger have their resident pages released while they are scanned.
@@ -535,7 +698,7 @@ impl<'c> Spool<'c> {
 
     fn spill_if_over_threshold(&mut self) -> Result<(), SpoolError> {
         if self.writer.is_none() && self.filled > self.config.memory_threshold {
-            let file = self.config.temp_file().map_err(SpoolError::Write)?;
+            let file = self.config.spool_file().map_err(SpoolError::Write)?;
             let mut writer = SpoolWriter::start(file).map_err(SpoolError::Write)?;
             let filled = std::mem::take(&mut self.filled);
             writer
@@ -555,7 +718,10 @@ impl<'c> Spool<'c> {
                 memory.truncate(self.filled);
                 Ok(ObjectData::from_vec(memory))
             }
-            Some(writer) => ObjectData::map_file(writer.finish()?),
+            Some(writer) => {
+                let (spool_file, written) = writer.finish()?;
+                ObjectData::map_spool(spool_file, written)
+            }
         }
     }
 }
@@ -583,14 +749,18 @@ enum Chunk {
     Shared(bytes::Bytes),
 }
 
+/// What the writer thread hands back: the spool file, and how many bytes it wrote from its start.
+type Written = (SpoolFile, u64);
+
 struct SpoolWriter {
     chunks: Option<mpsc::SyncSender<Chunk>>,
     recycled: mpsc::Receiver<Vec<u8>>,
-    thread: Option<std::thread::JoinHandle<io::Result<File>>>,
+    thread: Option<std::thread::JoinHandle<io::Result<Written>>>,
 }
 
 impl SpoolWriter {
-    fn start(file: File) -> io::Result<Self> {
+    /// Starts writing at the start of `spool_file` (a kept one is rewound already).
+    fn start(spool_file: SpoolFile) -> io::Result<Self> {
         // Sixteen chunks (4 MiB) in flight absorb bursts of page-cache work and bound the memory a
         // slow disk can hold up.
         let (chunks, incoming) = mpsc::sync_channel::<Chunk>(16);
@@ -598,20 +768,24 @@ impl SpoolWriter {
         let thread = std::thread::Builder::new()
             .name("verdict-spool".into())
             .spawn(move || {
-                let mut file = file;
+                let mut spool_file = spool_file;
+                let mut written = 0u64;
                 for chunk in incoming {
-                    match chunk {
-                        Chunk::Buffer(buf, len) => {
-                            file.write_all(&buf[..len])?;
-                            if buf.len() == CHUNK {
-                                // The reader may be gone already; then the buffer is dropped.
-                                let _ = give_back.send(buf);
-                            }
-                        }
-                        Chunk::Shared(bytes) => file.write_all(&bytes)?,
+                    let bytes = match &chunk {
+                        Chunk::Buffer(buf, len) => &buf[..*len],
+                        Chunk::Shared(bytes) => &bytes[..],
+                    };
+                    spool_file.file.write_all(bytes)?;
+                    written += bytes.len() as u64;
+                    if let Chunk::Buffer(buf, _) = chunk
+                        && buf.len() == CHUNK
+                    {
+                        // The reader may be gone already; then the buffer is dropped.
+                        let _ = give_back.send(buf);
                     }
                 }
-                Ok(file)
+                spool_file.len = spool_file.len.max(written);
+                Ok((spool_file, written))
             })?;
         Ok(SpoolWriter {
             chunks: Some(chunks),
@@ -648,11 +822,11 @@ impl SpoolWriter {
         }
     }
 
-    fn finish(mut self) -> io::Result<File> {
+    fn finish(mut self) -> io::Result<Written> {
         self.join()
     }
 
-    fn join(&mut self) -> io::Result<File> {
+    fn join(&mut self) -> io::Result<Written> {
         self.chunks = None;
         match self.thread.take() {
             Some(thread) => thread
@@ -660,5 +834,87 @@ impl SpoolWriter {
                 .map_err(|_| io::Error::other("spool writer panicked"))?,
             None => Err(io::Error::other("spool writer already finished")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn policy(dir: &std::path::Path) -> SpoolPolicy {
+        SpoolPolicy {
+            memory_threshold: 1024,
+            temp_dir: Some(dir.to_owned()),
+            max_input_size: None,
+        }
+    }
+
+    fn spooled(policy: &SpoolPolicy, bytes: &[u8]) -> ObjectData {
+        let mut spool = Spool::new(policy, None);
+        let mut reader = bytes;
+        while spool.read_from(&mut reader, &mut |_| {}).expect("read") > 0 {}
+        spool.finish().expect("finish")
+    }
+
+    /// The inode of the spool file under `data`.
+    fn inode(data: &ObjectData) -> u64 {
+        match &data.repr {
+            Repr::Mapped {
+                file: Backing::Spool(spool_file),
+                ..
+            } => spool_file.file.metadata().expect("metadata").ino(),
+            other => panic!("not spooled to a file: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_spool_file_is_written_over_by_the_next_spool_and_only_the_new_object_is_seen() {
+        let (one, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        let data = spooled(&policy(one.path()), &first);
+        assert_eq!(data.as_slice(), &first[..]);
+        let first_inode = inode(&data);
+        drop(data);
+
+        // Shorter than the first: the rest of the first object is still in the file, unseen.
+        let second = vec![0xA5u8; 1 << 20];
+        let data = spooled(&policy(one.path()), &second);
+        assert_eq!(inode(&data), first_inode, "the kept file is reused");
+        assert_eq!(data.as_slice(), &second[..]);
+
+        // While it is in use, another spool of the same directory gets a file of its own, and
+        // a spool of another directory never gets this one.
+        let third = vec![0x5Au8; 2 << 20];
+        let beside = spooled(&policy(one.path()), &third);
+        assert_ne!(inode(&beside), first_inode);
+        assert_eq!(beside.as_slice(), &third[..]);
+        assert_eq!(data.as_slice(), &second[..]);
+        drop(data);
+        let elsewhere = spooled(&policy(other.path()), &third);
+        assert_ne!(inode(&elsewhere), first_inode);
+        assert_eq!(elsewhere.as_slice(), &third[..]);
+    }
+
+    #[test]
+    fn files_too_old_or_too_large_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = |age: Duration, len: u64| SpoolFile {
+            file: tempfile::tempfile_in(dir.path()).unwrap(),
+            dir: Some(dir.path().to_owned()),
+            made: Instant::now().checked_sub(age).unwrap(),
+            len,
+        };
+        let key = Some(dir.path().to_owned());
+        kept::give(made(kept::REUSE_FOR, 1 << 20));
+        assert!(kept::take(&key).is_none(), "too old to reuse");
+        kept::give(made(Duration::ZERO, kept::MAX_BYTES + 1));
+        assert!(kept::take(&key).is_none(), "too large to keep");
+        kept::give(made(Duration::ZERO, 1 << 20));
+        let taken = kept::take(&key).expect("a young, small file is kept");
+        assert_eq!(taken.len, 1 << 20);
+        assert!(kept::take(&key).is_none(), "a kept file is taken once");
+        let (files, bytes) = kept::held();
+        assert!(files <= kept::MAX_FILES && bytes <= kept::MAX_BYTES);
     }
 }

@@ -79,7 +79,7 @@ async fn small_and_multipart_objects_round_trip() {
     // 40 MiB: three parts of at most 16 MiB, spooled to a file as uploads are.
     let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
     let input = ScanInput::from_reader(&big[..], &scan_core::SpoolPolicy::default()).unwrap();
-    assert!(input.data().file().is_some());
+    assert!(input.data().is_file_backed());
     let info = store
         .put(&bucket, "dir/big.bin", Arc::new(input))
         .await

@@ -578,8 +578,10 @@ pub(crate) mod buffers {
     }
 }
 
-/// Size of the chunks objects are read in.
+/// Size of the chunks objects are read in while in memory.
 const CHUNK: usize = 256 * 1024;
+/// Size of the chunks read for, and written by, the spool writer.
+const WRITE_CHUNK: usize = 1 << 20;
 
 /// Why a spool could not take the next chunk.
 #[derive(Debug)]
@@ -648,16 +650,32 @@ impl<'c> Spool<'c> {
         inspect: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, SpoolError> {
         if let Some(writer) = &mut self.writer {
+            // Filled before it is sent: a decoder returns a few KiB a read, and each send may
+            // wake the writer (a futex call each; 9% of the inflating thread at 256 KiB sends).
             let mut buf = writer.buffer();
-            let n = read_some(reader, &mut buf).map_err(SpoolError::Read)?;
-            if n == 0 {
-                return Ok(0);
+            let mut n = 0;
+            let mut failed = None;
+            while n < buf.len() {
+                match read_some(reader, &mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(got) => n += got,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
-            inspect(&buf[..n]);
-            self.total += n as u64;
-            check_max(self.total, self.max)?;
-            writer.send(buf, n).map_err(SpoolError::Write)?;
-            return Ok(n);
+            if n > 0 {
+                // What arrived before an error is kept, as in memory mode.
+                inspect(&buf[..n]);
+                self.total += n as u64;
+                check_max(self.total, self.max)?;
+                writer.send(buf, n).map_err(SpoolError::Write)?;
+            }
+            return match failed {
+                Some(e) => Err(SpoolError::Read(e)),
+                None => Ok(n),
+            };
         }
         let start = self.filled;
         // Grow the read window with the object: most members are small, and zeroing a whole
@@ -746,7 +764,8 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// What the writer thread writes: one of its own buffers (given back after), or a shared chunk.
 enum Chunk {
     Buffer(Vec<u8>, usize),
-    Shared(bytes::Bytes),
+    /// Shared chunks, gathered to about [`WRITE_CHUNK`] bytes so the writer is woken less often.
+    Shared(Vec<bytes::Bytes>),
 }
 
 /// What the writer thread hands back: the spool file, and how many bytes it wrote from its start.
@@ -754,6 +773,9 @@ type Written = (SpoolFile, u64);
 
 struct SpoolWriter {
     chunks: Option<mpsc::SyncSender<Chunk>>,
+    /// Shared chunks not sent yet, and their bytes.
+    gathered: Vec<bytes::Bytes>,
+    gathered_len: usize,
     recycled: mpsc::Receiver<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<io::Result<Written>>>,
 }
@@ -761,9 +783,9 @@ struct SpoolWriter {
 impl SpoolWriter {
     /// Starts writing at the start of `spool_file` (a kept one is rewound already).
     fn start(spool_file: SpoolFile) -> io::Result<Self> {
-        // Sixteen chunks (4 MiB) in flight absorb bursts of page-cache work and bound the memory a
+        // Eight chunks (8 MiB) in flight absorb bursts of page-cache work and bound the memory a
         // slow disk can hold up.
-        let (chunks, incoming) = mpsc::sync_channel::<Chunk>(16);
+        let (chunks, incoming) = mpsc::sync_channel::<Chunk>(8);
         let (give_back, recycled) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("verdict-spool".into())
@@ -771,17 +793,21 @@ impl SpoolWriter {
                 let mut spool_file = spool_file;
                 let mut written = 0u64;
                 for chunk in incoming {
-                    let bytes = match &chunk {
-                        Chunk::Buffer(buf, len) => &buf[..*len],
-                        Chunk::Shared(bytes) => &bytes[..],
-                    };
-                    spool_file.file.write_all(bytes)?;
-                    written += bytes.len() as u64;
-                    if let Chunk::Buffer(buf, _) = chunk
-                        && buf.len() == CHUNK
-                    {
-                        // The reader may be gone already; then the buffer is dropped.
-                        let _ = give_back.send(buf);
+                    match chunk {
+                        Chunk::Buffer(buf, len) => {
+                            spool_file.file.write_all(&buf[..len])?;
+                            written += len as u64;
+                            if buf.len() == WRITE_CHUNK {
+                                // The reader may be gone already; then the buffer is dropped.
+                                let _ = give_back.send(buf);
+                            }
+                        }
+                        Chunk::Shared(gathered) => {
+                            for bytes in gathered {
+                                spool_file.file.write_all(&bytes)?;
+                                written += bytes.len() as u64;
+                            }
+                        }
                     }
                 }
                 spool_file.len = spool_file.len.max(written);
@@ -789,22 +815,42 @@ impl SpoolWriter {
             })?;
         Ok(SpoolWriter {
             chunks: Some(chunks),
+            gathered: Vec::new(),
+            gathered_len: 0,
             recycled,
             thread: Some(thread),
         })
     }
 
-    /// A chunk-sized buffer, reused when the writer has given one back.
+    /// A buffer of [`WRITE_CHUNK`] bytes, reused when the writer has given one back.
     fn buffer(&self) -> Vec<u8> {
-        self.recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK])
+        self.recycled
+            .try_recv()
+            .unwrap_or_else(|_| vec![0; WRITE_CHUNK])
     }
 
     fn send(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()> {
+        // In order after any shared chunks still gathered.
+        self.send_gathered()?;
         self.send_chunk(Chunk::Buffer(buf, len))
     }
 
     fn send_shared(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
-        self.send_chunk(Chunk::Shared(bytes))
+        self.gathered_len += bytes.len();
+        self.gathered.push(bytes);
+        if self.gathered_len >= WRITE_CHUNK {
+            self.send_gathered()?;
+        }
+        Ok(())
+    }
+
+    fn send_gathered(&mut self) -> io::Result<()> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        self.gathered_len = 0;
+        let gathered = std::mem::take(&mut self.gathered);
+        self.send_chunk(Chunk::Shared(gathered))
     }
 
     fn send_chunk(&mut self, chunk: Chunk) -> io::Result<()> {
@@ -823,6 +869,7 @@ impl SpoolWriter {
     }
 
     fn finish(mut self) -> io::Result<Written> {
+        self.send_gathered()?;
         self.join()
     }
 

@@ -92,19 +92,26 @@ impl<'s> Walker<'s> {
         sha256: Option<&[u8; 32]>,
     ) -> Outcome {
         self.out.objects = 1;
-        self.visit(name, 0, root.as_slice(), sha256);
+        self.visit(name, 0, root, sha256);
         self.out.bytes_expanded = self.budget.expanded.get();
         self.out
     }
 
-    fn visit(&mut self, path: &str, depth: u32, data: &[u8], sha256: Option<&[u8; 32]>) {
+    fn visit(
+        &mut self,
+        path: &str,
+        depth: u32,
+        object_data: &ObjectData,
+        sha256: Option<&[u8; 32]>,
+    ) {
         if self.stopped {
             return;
         }
         if let Err(hit) = self.budget.check_time() {
             return self.limit(path, hit.0);
         }
-        let format = formats::identify(data);
+        let data = object_data.as_slice();
+        let format = formats::identify(data, object_data.seen().script);
         let file_type = match format {
             Some(format) => FileType::Container(format.name),
             None => filetype::detect_unsupported(data),
@@ -363,7 +370,7 @@ impl Walk for Walker<'_> {
         self.out.objects
     }
 
-    fn visit_member(&mut self, path: &str, depth: u32, data: &[u8]) {
+    fn visit_member(&mut self, path: &str, depth: u32, data: &ObjectData) {
         self.visit(path, depth, data, None);
     }
 

@@ -35,7 +35,7 @@ pub fn container_formats() -> impl Iterator<Item = &'static str> {
 
 /// Identifies the container type of `data` from its content.
 pub fn detect(data: &[u8]) -> FileType {
-    match crate::formats::identify(data) {
+    match crate::formats::identify(data, None) {
         Some(format) => FileType::Container(format.name),
         None => detect_unsupported(data),
     }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::error::InputError;
+use crate::formats::literals::PayloadWatch;
 
 /// Where and how inputs and expanded members are spooled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +84,16 @@ pub(crate) struct SpoolFile {
 #[derive(Debug)]
 pub struct ObjectData {
     repr: Repr,
+    seen: Seen,
+}
+
+/// What the spool's writer learnt of an object while writing it, on its own thread, so that
+/// the walker need not read a large object again to learn it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Seen {
+    /// Whether the script format identifies the object; `None` when nobody watched it (objects
+    /// held in memory, files mapped in place).
+    pub(crate) script: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -110,6 +121,7 @@ impl ObjectData {
     pub fn from_vec(bytes: Vec<u8>) -> Self {
         ObjectData {
             repr: Repr::Memory(bytes),
+            seen: Seen::default(),
         }
     }
 
@@ -117,15 +129,15 @@ impl ObjectData {
     /// mapping is an error on Linux).
     pub fn map_file(file: File) -> io::Result<Self> {
         let len = file.metadata()?.len();
-        Self::mapped(Backing::Source(file), len)
+        Self::mapped(Backing::Source(file), len, Seen::default())
     }
 
     /// Maps the first `len` bytes of a spool file: the object just written into it.
-    fn map_spool(spool_file: SpoolFile, len: u64) -> io::Result<Self> {
-        Self::mapped(Backing::Spool(spool_file), len)
+    fn map_spool(spool_file: SpoolFile, len: u64, seen: Seen) -> io::Result<Self> {
+        Self::mapped(Backing::Spool(spool_file), len, seen)
     }
 
-    fn mapped(file: Backing, len: u64) -> io::Result<Self> {
+    fn mapped(file: Backing, len: u64, seen: Seen) -> io::Result<Self> {
         if len == 0 {
             if let Backing::Spool(spool_file) = file {
                 kept::give(spool_file);
@@ -139,7 +151,13 @@ impl ObjectData {
         }
         Ok(ObjectData {
             repr: Repr::Mapped { map, file },
+            seen,
         })
+    }
+
+    /// What the spool's writer learnt of the object.
+    pub(crate) fn seen(&self) -> Seen {
+        self.seen
     }
 
     /// The bytes.
@@ -737,8 +755,8 @@ impl<'c> Spool<'c> {
                 Ok(ObjectData::from_vec(memory))
             }
             Some(writer) => {
-                let (spool_file, written) = writer.finish()?;
-                ObjectData::map_spool(spool_file, written)
+                let (spool_file, written, seen) = writer.finish()?;
+                ObjectData::map_spool(spool_file, written, seen)
             }
         }
     }
@@ -768,8 +786,9 @@ enum Chunk {
     Shared(Vec<bytes::Bytes>),
 }
 
-/// What the writer thread hands back: the spool file, and how many bytes it wrote from its start.
-type Written = (SpoolFile, u64);
+/// What the writer thread hands back: the spool file, how many bytes it wrote from its start,
+/// and what it saw of them.
+type Written = (SpoolFile, u64, Seen);
 
 struct SpoolWriter {
     chunks: Option<mpsc::SyncSender<Chunk>>,
@@ -792,9 +811,13 @@ impl SpoolWriter {
             .spawn(move || {
                 let mut spool_file = spool_file;
                 let mut written = 0u64;
+                // The one pass identification would make over a large text object, made here
+                // beside the reader instead of after it.
+                let mut watch = PayloadWatch::default();
                 for chunk in incoming {
                     match chunk {
                         Chunk::Buffer(buf, len) => {
+                            watch.feed(&buf[..len]);
                             spool_file.file.write_all(&buf[..len])?;
                             written += len as u64;
                             if buf.len() == WRITE_CHUNK {
@@ -804,6 +827,7 @@ impl SpoolWriter {
                         }
                         Chunk::Shared(gathered) => {
                             for bytes in gathered {
+                                watch.feed(&bytes);
                                 spool_file.file.write_all(&bytes)?;
                                 written += bytes.len() as u64;
                             }
@@ -811,7 +835,10 @@ impl SpoolWriter {
                     }
                 }
                 spool_file.len = spool_file.len.max(written);
-                Ok((spool_file, written))
+                let seen = Seen {
+                    script: Some(watch.finish()),
+                };
+                Ok((spool_file, written, seen))
             })?;
         Ok(SpoolWriter {
             chunks: Some(chunks),

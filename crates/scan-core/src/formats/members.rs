@@ -30,7 +30,7 @@ pub(crate) trait Walk {
     /// Records a limit hit at `path`; a scan-wide limit stops the scan.
     fn limit(&mut self, path: &str, limit: Limit);
     /// Walks a member read whole: the engines, then what it holds.
-    fn visit_member(&mut self, path: &str, depth: u32, data: &[u8]);
+    fn visit_member(&mut self, path: &str, depth: u32, data: &ObjectData);
 }
 
 /// What a format knows about a member before reading it, checked against the limits first so
@@ -269,7 +269,7 @@ impl<'w> Members<'w> {
                     format!("damaged or truncated data: {message}"),
                 );
                 if let Some(partial) = partial {
-                    walker.visit_member(child, depth, partial.as_slice());
+                    walker.visit_member(child, depth, &partial);
                 }
                 Err(Taken::Broken)
             }
@@ -314,8 +314,7 @@ impl<'w> Members<'w> {
 
     /// Walks a member spooled by [`Members::spool`].
     pub(crate) fn walk(&mut self, child: &str, data: &ObjectData) {
-        self.walker
-            .visit_member(child, self.depth + 1, data.as_slice());
+        self.walker.visit_member(child, self.depth + 1, data);
     }
 
     /// Names, admits and reads one member: [`Members::child`], [`Members::admit`] and

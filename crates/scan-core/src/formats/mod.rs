@@ -15,6 +15,7 @@ mod datauri;
 mod disk;
 pub(crate) mod embedded;
 mod iso;
+pub(crate) mod literals;
 pub(crate) mod members;
 mod mime;
 mod mscompress;
@@ -102,7 +103,11 @@ pub(crate) static FORMATS: &[Format] = &[
     script::FORMAT,
 ];
 
-/// The format that opens `data`, if any.
-pub(crate) fn identify(data: &[u8]) -> Option<&'static Format> {
-    FORMATS.iter().find(|format| (format.identify)(data))
+/// The format that opens `data`, if any. `script` is the script format's answer when it is
+/// known already (the spool's writer watched the object for payload literals as it wrote it).
+pub(crate) fn identify(data: &[u8], script: Option<bool>) -> Option<&'static Format> {
+    FORMATS.iter().find(|format| match script {
+        Some(known) if format.name == script::FORMAT.name => known,
+        _ => (format.identify)(data),
+    })
 }

@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::ops::Range;
 
 use super::Format;
+use super::literals::{MAX_PIECES, MIN_BASE64, MIN_HEX, TEXT_PREFIX, is_base64};
 use super::text::{Decoder, Hex, SixBits};
 use crate::formats::members::{Declared, Members};
 
@@ -21,18 +22,12 @@ pub(super) const FORMAT: Format = Format {
     expand,
 };
 
-/// Base64 shorter than this (48 bytes) is an id or a hash, not a file.
-const MIN_BASE64: usize = 64;
-/// Hex shorter than this (64 bytes) is a colour or a hash.
-const MIN_HEX: usize = 128;
 /// Payloads taken from one object at most.
 const MAX_PAYLOADS: usize = 256;
-/// Pieces joined into one payload at most.
-const MAX_PIECES: usize = 100_000;
 
-/// Text (no NUL in its first 8 KiB) holding at least one payload literal.
+/// Text (no NUL in its first [`TEXT_PREFIX`] bytes) holding at least one payload literal.
 fn identify(data: &[u8]) -> bool {
-    !data[..data.len().min(8192)].contains(&0) && payloads(data).next().is_some()
+    !data[..data.len().min(TEXT_PREFIX)].contains(&0) && payloads(data).next().is_some()
 }
 
 fn expand(members: &mut Members<'_>, data: &[u8]) {
@@ -78,10 +73,6 @@ struct Payload {
     at: usize,
     pieces: Vec<Range<usize>>,
     hex: bool,
-}
-
-fn is_base64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='
 }
 
 /// The literal opened by the quote at `q`: the run of base64 characters after it, if the same
@@ -180,6 +171,7 @@ impl Read for Pieces<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::literals::PayloadWatch;
 
     fn found(text: &str) -> Vec<(usize, String, bool)> {
         payloads(text.as_bytes())
@@ -188,6 +180,99 @@ mod tests {
                 (p.at, joined, p.hex)
             })
             .collect()
+    }
+
+    /// `PayloadWatch` over `data` cut into chunks at `cuts`.
+    fn watched(data: &[u8], cuts: &[usize]) -> bool {
+        let mut watch = PayloadWatch::default();
+        let mut from = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
+            let cut = cut.clamp(from, data.len());
+            watch.feed(&data[from..cut]);
+            from = cut;
+        }
+        watch.finish()
+    }
+
+    #[test]
+    fn the_watch_over_chunks_decides_as_identification_over_the_whole_does() {
+        // Texts made of the grammar's own pieces (quotes, base64 and hex runs of lengths
+        // around the thresholds, white space, operators, line continuations, other bytes), so
+        // that near misses of every kind are common, each read whole and in random chunks.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n) as usize
+        };
+        let (mut found, mut missed) = (0, 0);
+        for _ in 0..20_000 {
+            let mut text = Vec::new();
+            for _ in 0..next(24) {
+                let quote = b"\"'`"[next(3)];
+                match next(10) {
+                    0..=1 => text.push(quote),
+                    2..=3 | 9 => {
+                        let alphabet: &[u8] = if next(2) == 0 {
+                            b"0123456789abcdefABCDEF"
+                        } else {
+                            b"QUJDqz09+/=f"
+                        };
+                        let run = [1, 31, 32, 63, 64, 65, 127, 128, 129][next(9)] + next(3);
+                        let closed = next(10) == 9;
+                        if closed {
+                            text.push(quote);
+                        }
+                        text.extend((0..run).map(|_| alphabet[next(alphabet.len() as u64)]));
+                        if closed {
+                            text.push(quote);
+                        }
+                    }
+                    4 => text.extend_from_slice([&b" "[..], b"\r\n", b"\t"][next(3)]),
+                    5 => text.push(b"+&,."[next(4)]),
+                    6 => text.push(b'_'),
+                    7 => text.push(b"x(;<-\0"[next(6)]),
+                    _ => text.extend_from_slice(
+                        [
+                            &b"\" + \""[..],
+                            b"' & _\r\n '",
+                            b"` , _ _ `",
+                            b"\".\"",
+                            b"' +",
+                        ][next(5)],
+                    ),
+                }
+            }
+            let whole = identify(&text);
+            if whole {
+                found += 1;
+            } else {
+                missed += 1;
+            }
+            let cuts: Vec<usize> = (0..next(6)).map(|_| next(text.len() as u64 + 1)).collect();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            assert_eq!(
+                watched(&text, &[]),
+                whole,
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+            assert_eq!(
+                watched(&text, &cuts),
+                whole,
+                "cut at {cuts:?}: {:?}",
+                String::from_utf8_lossy(&text)
+            );
+            let bytewise: Vec<usize> = (1..text.len()).collect();
+            assert_eq!(watched(&text, &bytewise), whole);
+        }
+        // Both answers were common, so neither side was tested only on the easy one.
+        assert!(
+            found > 2_000 && missed > 2_000,
+            "{found} found, {missed} not"
+        );
     }
 
     #[test]

@@ -592,6 +592,54 @@ async fn scripts_that_rebuild_files_from_strings_are_opened() {
     assert_eq!(report.objects, 1, "nothing taken from it: {report:#?}");
 }
 
+/// Large scripts are spooled to a file, and the spool's writer learns on its own thread whether
+/// they hold a payload literal, so identification does not read them again. A literal cut by
+/// the writer's chunks (1 MiB), or a joined one whose pieces lie in different chunks, is still
+/// found, in a member and in a root object alike; a large script without one stays one object.
+#[tokio::test]
+async fn payload_literals_in_large_spooled_scripts_are_found_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = scanner(dir.path());
+    let encoded = base64(&eicar());
+    let (a, b) = encoded.split_at(40);
+    let filler = |len: usize| -> String {
+        "var total = 0; // it's counted \"here\" and 'there'\n"
+            .repeat(len / 48 + 1)
+            .chars()
+            .take(len)
+            .collect()
+    };
+    let mut cases = Vec::new();
+    for cut in [1 << 20, 2 << 20] {
+        // The literal's first quote a few bytes before a chunk's end; then the joining
+        // operator right at it.
+        let head = filler(cut - 7);
+        let at = head.len() + "x = ".len();
+        let text = format!("{head}x = \"{encoded}\";\n{}", filler(300_000));
+        cases.push((text, at));
+        let head = filler(cut - a.len() - 3);
+        let at = head.len() + "y(".len();
+        let text = format!("{head}y(\"{a}\" +\n  '{b}');\n{}", filler(300_000));
+        cases.push((text, at));
+    }
+    for (text, at) in cases {
+        let bytes = text.into_bytes();
+        let report = scan(&scanner, "big.zip", testing::zip(&[("big.js", &bytes)])).await;
+        assert_found(&report, &format!("big.zip/big.js/script@{at}"));
+        let policy = scanner.spool_policy().clone();
+        let root = scan_core::ScanInput::from_reader(&bytes[..], &policy).unwrap();
+        assert!(root.data().is_file_backed());
+        let report = scanner
+            .scan_input("big.js", std::sync::Arc::new(root))
+            .await;
+        assert_found(&report, &format!("big.js/script@{at}"));
+    }
+    let plain = filler(3 << 20).into_bytes();
+    let report = scan(&scanner, "big.zip", testing::zip(&[("big.js", &plain)])).await;
+    assert_eq!(report.verdict, Verdict::Clean, "{report:#?}");
+    assert_eq!(report.objects, 2, "{report:#?}");
+}
+
 /// `data` PNG-predicted in rows of `columns` bytes, each row with filter `kind` (0 none, 1 sub,
 /// 2 up, 3 average, 4 Paeth), as a PDF writer with `/Predictor 10+` stores it before deflating.
 fn png_predicted(data: &[u8], columns: usize, kinds: &[u8]) -> Vec<u8> {

@@ -74,7 +74,7 @@ pub(crate) struct SpoolFile {
     file: File,
     /// The directory it is in: it is reused only by spools of the same directory.
     dir: Option<PathBuf>,
-    /// When it was made: it is reused only while younger than [`kept::REUSE_FOR`].
+    /// When it was made: it is reused only while younger than [`kept::reuse_for`].
     made: Instant,
     /// Its length: the longest object written into it so far.
     len: u64,
@@ -229,21 +229,34 @@ fn map(file: &File, len: usize) -> io::Result<memmap2::Mmap> {
 /// back to the host, a new file's first pages can cost ten times that). A file written over
 /// keeps its pages and blocks, so a steady stream of large objects costs one copy each.
 ///
-/// Bounds: a file is reused only while younger than [`kept::REUSE_FOR`], well inside the
-/// kernel's 30 s before dirty pages are written back, so the data of short-lived objects is
-/// never written to the disk; at most [`kept::MAX_FILES`] files and [`kept::MAX_BYTES`] bytes
+/// Bounds: a file is reused only while younger than [`kept::reuse_for`] (20 s, or two thirds of
+/// the kernel's age for writing dirty pages back if that is set lower than its default 30 s), so
+/// the data of short-lived objects is never written to the disk; at most [`kept::MAX_FILES`] files and [`kept::MAX_BYTES`] bytes
 /// are kept, and a thread of its own closes those that grow too old. A file that is not kept
 /// is closed on that thread too, since closing a large one frees its page cache synchronously
 /// (about 20 ms per 256 MiB) and the verdict need not wait for that.
 pub(crate) mod kept {
     use super::*;
 
-    /// A spool file is reused only this long after it was made.
-    pub(crate) const REUSE_FOR: Duration = Duration::from_secs(20);
     /// At most this many files are kept.
     pub(crate) const MAX_FILES: usize = 8;
     /// At most this many bytes of files are kept (their lengths: the longest object each held).
-    pub(crate) const MAX_BYTES: u64 = 4 << 30;
+    pub(crate) const MAX_BYTES: u64 = 2 << 30;
+
+    /// How long after it was made a spool file is reused: 20 s, and never past two thirds of
+    /// the age at which the kernel writes dirty pages back (`vm.dirty_expire_centisecs`).
+    pub(crate) fn reuse_for() -> Duration {
+        static REUSE_FOR: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+        *REUSE_FOR.get_or_init(|| {
+            let expire = std::fs::read_to_string("/proc/sys/vm/dirty_expire_centisecs")
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .map(|centis| Duration::from_millis(centis * 10 * 2 / 3));
+            let most = Duration::from_secs(20);
+            // Unknown (not Linux, no /proc): a file is not reused at all.
+            expire.map_or(Duration::ZERO, |expire| expire.min(most))
+        })
+    }
     /// How often the keeper closes files that grew too old.
     const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -255,7 +268,7 @@ pub(crate) mod kept {
         let youngest = kept
             .iter()
             .enumerate()
-            .filter(|(_, f)| &f.dir == dir && f.made.elapsed() < REUSE_FOR)
+            .filter(|(_, f)| &f.dir == dir && f.made.elapsed() < reuse_for())
             .max_by_key(|(_, f)| f.made)
             .map(|(i, _)| i);
         let mut spool_file = match youngest {
@@ -281,7 +294,7 @@ pub(crate) mod kept {
     /// Keeps `spool_file` for the next spool if it is young enough and there is room; closes it
     /// in the background otherwise.
     pub(crate) fn give(spool_file: SpoolFile) {
-        if spool_file.made.elapsed() >= REUSE_FOR || spool_file.len > MAX_BYTES {
+        if spool_file.made.elapsed() >= reuse_for() || spool_file.len > MAX_BYTES {
             return close(spool_file);
         }
         let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
@@ -301,7 +314,7 @@ pub(crate) mod kept {
         let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
         let (old, young) = std::mem::take(&mut *kept)
             .into_iter()
-            .partition(|f| f.made.elapsed() >= REUSE_FOR);
+            .partition(|f| f.made.elapsed() >= reuse_for());
         *kept = young;
         old
     }
@@ -980,7 +993,16 @@ mod tests {
             len,
         };
         let key = Some(dir.path().to_owned());
-        kept::give(made(kept::REUSE_FOR, 1 << 20));
+        // Within the kernel's own age for writing dirty pages back, read from /proc.
+        let expire: u64 = std::fs::read_to_string("/proc/sys/vm/dirty_expire_centisecs")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let reuse_for = kept::reuse_for();
+        assert!(reuse_for <= Duration::from_secs(20));
+        assert!(reuse_for > Duration::ZERO && reuse_for < Duration::from_millis(expire * 10));
+        kept::give(made(reuse_for, 1 << 20));
         assert!(kept::take(&key).is_none(), "too old to reuse");
         kept::give(made(Duration::ZERO, kept::MAX_BYTES + 1));
         assert!(kept::take(&key).is_none(), "too large to keep");

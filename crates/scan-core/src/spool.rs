@@ -231,10 +231,10 @@ fn map(file: &File, len: usize) -> io::Result<memmap2::Mmap> {
 ///
 /// Bounds: a file is reused only while younger than [`kept::reuse_for`] (20 s, or two thirds of
 /// the kernel's age for writing dirty pages back if that is set lower than its default 30 s), so
-/// the data of short-lived objects is never written to the disk; at most [`kept::MAX_FILES`] files and [`kept::MAX_BYTES`] bytes
-/// are kept, and a thread of its own closes those that grow too old. A file that is not kept
-/// is closed on that thread too, since closing a large one frees its page cache synchronously
-/// (about 20 ms per 256 MiB) and the verdict need not wait for that.
+/// the data of short-lived objects is never written to the disk; at most [`kept::MAX_FILES`]
+/// files and [`kept::MAX_BYTES`] bytes are kept, and a thread of its own closes those that grow
+/// too old. A file that is not kept is closed on that thread too, since closing a large one
+/// frees its page cache synchronously (about 20 ms per 256 MiB) and the verdict need not wait.
 pub(crate) mod kept {
     use super::*;
 
@@ -242,6 +242,10 @@ pub(crate) mod kept {
     pub(crate) const MAX_FILES: usize = 8;
     /// At most this many bytes of files are kept (their lengths: the longest object each held).
     pub(crate) const MAX_BYTES: u64 = 2 << 30;
+    /// How often the keeper closes files that grew too old.
+    const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+    static KEPT: Mutex<Vec<SpoolFile>> = Mutex::new(Vec::new());
 
     /// How long after it was made a spool file is reused: 20 s, and never past two thirds of
     /// the age at which the kernel writes dirty pages back (`vm.dirty_expire_centisecs`).
@@ -257,10 +261,6 @@ pub(crate) mod kept {
             expire.map_or(Duration::ZERO, |expire| expire.min(most))
         })
     }
-    /// How often the keeper closes files that grew too old.
-    const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-    static KEPT: Mutex<Vec<SpoolFile>> = Mutex::new(Vec::new());
 
     /// The youngest kept file of `dir` young enough to reuse, rewound to its start.
     pub(crate) fn take(dir: &Option<PathBuf>) -> Option<SpoolFile> {

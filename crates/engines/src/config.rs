@@ -215,6 +215,9 @@ pub struct SpoolConfig {
     pub temp_dir: Option<PathBuf>,
     /// Bytes kept in memory before spooling to disk.
     pub memory_threshold: usize,
+    /// Whether spool files are kept for a few seconds and written over by the next large object
+    /// instead of made anew each time (see [`scan_core::SpoolPolicy::reuse_files`]).
+    pub reuse_files: bool,
 }
 
 impl Default for SpoolConfig {
@@ -222,6 +225,7 @@ impl Default for SpoolConfig {
         SpoolConfig {
             temp_dir: None,
             memory_threshold: scan_core::SpoolPolicy::default().memory_threshold,
+            reuse_files: scan_core::SpoolPolicy::default().reuse_files,
         }
     }
 }
@@ -233,6 +237,7 @@ impl SpoolConfig {
             memory_threshold: self.memory_threshold,
             temp_dir: self.temp_dir.clone(),
             max_input_size,
+            reuse_files: self.reuse_files,
         }
     }
 }
@@ -300,6 +305,23 @@ pub fn apply_engine_env(configs: &mut Vec<EngineConfig>, get: &dyn Fn(&str) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spool_section_reaches_the_policy_and_reuse_is_on_unless_turned_off() {
+        let policy = SpoolConfig::default().policy(Some(10));
+        assert!(policy.reuse_files);
+        assert_eq!(policy.max_input_size, Some(10));
+        let config: SpoolConfig =
+            serde_json::from_value(serde_json::json!({"reuse_files": false, "temp_dir": "/s"}))
+                .unwrap();
+        let policy = config.policy(None);
+        assert!(!policy.reuse_files);
+        assert_eq!(policy.temp_dir, Some(PathBuf::from("/s")));
+        assert_eq!(
+            policy.memory_threshold,
+            scan_core::SpoolPolicy::default().memory_threshold
+        );
+    }
 
     #[test]
     fn the_environment_adds_rules_hash_lists_and_clamd() {

@@ -177,6 +177,7 @@ mod tests {
             memory_threshold: threshold,
             temp_dir: Some(dir.to_owned()),
             max_input_size: None,
+            reuse_files: true,
         }
     }
 

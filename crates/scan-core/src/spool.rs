@@ -25,6 +25,10 @@ pub struct SpoolPolicy {
     pub temp_dir: Option<PathBuf>,
     /// Largest root input accepted, if any. Past it, reading stops with [`InputError::TooLarge`].
     pub max_input_size: Option<u64>,
+    /// Whether a spool file is kept for a few seconds after its object is dropped and written
+    /// over by the next one (see `kept` in this module): far cheaper than a new file, at the
+    /// price of its page cache and disk blocks staying in use for those seconds.
+    pub reuse_files: bool,
 }
 
 impl Default for SpoolPolicy {
@@ -33,6 +37,7 @@ impl Default for SpoolPolicy {
             memory_threshold: 8 << 20,
             temp_dir: None,
             max_input_size: None,
+            reuse_files: true,
         }
     }
 }
@@ -51,7 +56,9 @@ impl SpoolPolicy {
     /// A spool file in this policy's directory: one kept from an earlier spool if there is one,
     /// else a new one.
     fn spool_file(&self) -> io::Result<SpoolFile> {
-        if let Some(kept) = kept::take(&self.temp_dir) {
+        if self.reuse_files
+            && let Some(kept) = kept::take(&self.temp_dir)
+        {
             return Ok(kept);
         }
         let file = match &self.temp_dir {
@@ -63,6 +70,7 @@ impl SpoolPolicy {
             dir: self.temp_dir.clone(),
             made: Instant::now(),
             len: 0,
+            reuse: self.reuse_files,
         })
     }
 }
@@ -78,6 +86,8 @@ pub(crate) struct SpoolFile {
     made: Instant,
     /// Its length: the longest object written into it so far.
     len: u64,
+    /// Whether it may be kept for reuse ([`SpoolPolicy::reuse_files`]).
+    reuse: bool,
 }
 
 /// The bytes of one object, in memory or memory-mapped from a spool or source file.
@@ -294,7 +304,10 @@ pub(crate) mod kept {
     /// Keeps `spool_file` for the next spool if it is young enough and there is room; closes it
     /// in the background otherwise.
     pub(crate) fn give(spool_file: SpoolFile) {
-        if spool_file.made.elapsed() >= reuse_for() || spool_file.len > MAX_BYTES {
+        if !spool_file.reuse
+            || spool_file.made.elapsed() >= reuse_for()
+            || spool_file.len > MAX_BYTES
+        {
             return close(spool_file);
         }
         let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
@@ -934,6 +947,7 @@ mod tests {
             memory_threshold: 1024,
             temp_dir: Some(dir.to_owned()),
             max_input_size: None,
+            reuse_files: true,
         }
     }
 
@@ -984,6 +998,23 @@ mod tests {
     }
 
     #[test]
+    fn with_reuse_turned_off_every_spool_gets_a_new_file_and_none_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = SpoolPolicy {
+            reuse_files: false,
+            ..policy(dir.path())
+        };
+        let bytes = vec![7u8; 64 << 10];
+        let data = spooled(&policy, &bytes);
+        let first_inode = inode(&data);
+        drop(data);
+        assert!(kept::take(&policy.temp_dir).is_none(), "nothing kept");
+        let data = spooled(&policy, &bytes);
+        assert_ne!(inode(&data), first_inode);
+        assert_eq!(data.as_slice(), &bytes[..]);
+    }
+
+    #[test]
     fn files_too_old_or_too_large_are_not_kept() {
         let dir = tempfile::tempdir().unwrap();
         let made = |age: Duration, len: u64| SpoolFile {
@@ -991,6 +1022,7 @@ mod tests {
             dir: Some(dir.path().to_owned()),
             made: Instant::now().checked_sub(age).unwrap(),
             len,
+            reuse: true,
         };
         let key = Some(dir.path().to_owned());
         // Within the kernel's own age for writing dirty pages back, read from /proc.

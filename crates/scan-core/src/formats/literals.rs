@@ -34,7 +34,7 @@ pub(crate) struct PayloadWatch {
     all_hex: bool,
 }
 
-/// Where [`PayloadWatch`] is in the grammar [`payloads`] reads.
+/// Where [`PayloadWatch`] is in the grammar `script::payloads` reads.
 #[derive(Debug, Clone, Copy)]
 enum WatchState {
     /// Looking for an opening quote.

@@ -99,6 +99,7 @@ fn scanner_of_with(
             memory_threshold: 64 * 1024,
             temp_dir: Some(spool_dir.to_owned()),
             max_input_size: None,
+            reuse_files: true,
         })
         .build()
         .expect("scanner")

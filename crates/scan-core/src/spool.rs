@@ -958,15 +958,23 @@ mod tests {
         spool.finish().expect("finish")
     }
 
-    /// The inode of the spool file under `data`.
-    fn inode(data: &ObjectData) -> u64 {
+    /// The inode and the length of the spool file under `data`. (An inode number alone does not
+    /// tell a kept file from a new one: a closed file's number is soon given to the next.)
+    fn spool_file_of(data: &ObjectData) -> (u64, u64) {
         match &data.repr {
             Repr::Mapped {
                 file: Backing::Spool(spool_file),
                 ..
-            } => spool_file.file.metadata().expect("metadata").ino(),
+            } => {
+                let meta = spool_file.file.metadata().expect("metadata");
+                (meta.ino(), meta.len())
+            }
             other => panic!("not spooled to a file: {other:?}"),
         }
+    }
+
+    fn inode(data: &ObjectData) -> u64 {
+        spool_file_of(data).0
     }
 
     #[test]
@@ -979,9 +987,14 @@ mod tests {
         drop(data);
 
         // Shorter than the first: the rest of the first object is still in the file, unseen.
+        // The file's length shows it is the first one (a new file would hold 1 MiB).
         let second = vec![0xA5u8; 1 << 20];
         let data = spooled(&policy(one.path()), &second);
-        assert_eq!(inode(&data), first_inode, "the kept file is reused");
+        assert_eq!(
+            spool_file_of(&data),
+            (first_inode, first.len() as u64),
+            "the kept file is reused"
+        );
         assert_eq!(data.as_slice(), &second[..]);
 
         // While it is in use, another spool of the same directory gets a file of its own, and
@@ -1004,14 +1017,14 @@ mod tests {
             reuse_files: false,
             ..policy(dir.path())
         };
-        let bytes = vec![7u8; 64 << 10];
-        let data = spooled(&policy, &bytes);
-        let first_inode = inode(&data);
-        drop(data);
+        let longer = vec![7u8; 128 << 10];
+        drop(spooled(&policy, &longer));
         assert!(kept::take(&policy.temp_dir).is_none(), "nothing kept");
-        let data = spooled(&policy, &bytes);
-        assert_ne!(inode(&data), first_inode);
-        assert_eq!(data.as_slice(), &bytes[..]);
+        // A new file: it holds the shorter object alone, nothing of the first.
+        let shorter = vec![9u8; 64 << 10];
+        let data = spooled(&policy, &shorter);
+        assert_eq!(spool_file_of(&data).1, shorter.len() as u64);
+        assert_eq!(data.as_slice(), &shorter[..]);
     }
 
     #[test]

@@ -276,7 +276,9 @@ print("| process | object | peak sampled (Anon+File+Shmem) | VmHWM | seconds | a
 print("|---|---|---|---|---|---|")
 for row in sys.argv[6:]:
     who, kind, sampled, hwm, seconds, answer = row.split("|")
-    print(f"| {who} | {kind} | {int(sampled) / 1024:.0f} MiB | {int(hwm) / 1024:.0f} MiB | {seconds} | {answer.strip()} |")
+    # A process that ends before the sampler's first reading has no sample; VmHWM still bounds it.
+    sampled = f"{int(sampled) / 1024:.0f} MiB" if int(sampled) > 0 else "not sampled (ended first)"
+    print(f"| {who} | {kind} | {sampled} | {int(hwm) / 1024:.0f} MiB | {seconds} | {answer.strip()} |")
 print()
 print(f"| the first 1 GiB upload to a new verdict-sync ({sys.argv[2]}; its first spool file) | {first:.2f} s | | | "
       + f"{first / min(steady):.2f} x the fastest after it |")
